@@ -1,0 +1,1 @@
+"""The `siamface` command line: one click group; subcommands import heavy modules lazily."""

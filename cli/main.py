@@ -1,0 +1,36 @@
+"""`siamface` entry point: a click group whose subcommands load TensorFlow only when they run."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from edge_runtime.errors import SiamfaceError
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class SiamfaceGroup(click.Group):
+    """Turns expected failures into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SiamfaceError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=SiamfaceGroup)
+@click.version_option(package_name="siamface")
+def main() -> None:
+    """siamface: one face photo to a 3D face and an identity, trained for the edge."""
+
+
+def _register() -> None:
+    from cli.data import data
+
+    main.add_command(data)
+
+
+_register()

@@ -1,0 +1,146 @@
+"""The morphable face model in numpy: load the asset, decode parameters to vertices and landmarks.
+
+The default asset is ICT Face Model Light (../shared/assets/ict-face-model). ``--face-model``
+options and the ``SIAMFACE_FACE_MODEL`` environment variable point elsewhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.camera import project
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.params import ParamLayout
+
+ENV_VAR = "SIAMFACE_FACE_MODEL"
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict-face-model" / "ict_face_model.npz"
+REQUIRED_KEYS = ("mean", "id_basis", "exp_basis", "exp_names", "triangles", "vertex_region",
+                 "region_names", "landmarks68")
+HOW_TO_GET = ("pass --face-model PATH or set SIAMFACE_FACE_MODEL to an ict_face_model.npz "
+              "(the compact ICT Face Model Light asset, see shared/assets/ict-face-model/README.md)")
+
+
+def resolve_face_model_path(path: str | os.PathLike | None = None) -> Path:
+    """Explicit path, else $SIAMFACE_FACE_MODEL, else the asset beside the project."""
+    if path:
+        return Path(path)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return DEFAULT_PATH
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class MorphableModel:
+    """Linear face model: ``mean + id @ id_basis + exp @ exp_basis`` (model space, cm)."""
+
+    name: str
+    sha256: str
+    mean: np.ndarray          # (V, 3) float32
+    id_basis: np.ndarray      # (K_total, V, 3) float32
+    exp_basis: np.ndarray     # (E, V, 3) float32
+    exp_names: tuple[str, ...]
+    triangles: np.ndarray     # (T, 3) int32, counter-clockwise seen from outside
+    vertex_region: np.ndarray  # (V,) uint8
+    region_names: tuple[str, ...]
+    landmarks68: np.ndarray   # (68,) int32
+    extras: dict              # optional index sets (fitting_vertices, rigid_vertices, ...)
+
+    @property
+    def n_vertices(self) -> int:
+        return self.mean.shape[0]
+
+    @property
+    def n_id_total(self) -> int:
+        return self.id_basis.shape[0]
+
+    def layout(self, n_id: int | None = None) -> ParamLayout:
+        n_id = self.n_id_total if n_id is None else n_id
+        if not 0 < n_id <= self.n_id_total:
+            raise SiamfaceError(f"face model {self.name} has {self.n_id_total} identity modes, {n_id} requested")
+        return ParamLayout(n_id=n_id, n_exp=len(self.exp_names))
+
+    @cached_property
+    def _flat_bases(self) -> tuple[np.ndarray, np.ndarray]:
+        v3 = self.n_vertices * 3
+        return self.id_basis.reshape(-1, v3), self.exp_basis.reshape(-1, v3)
+
+    def shape(self, id_coeffs: np.ndarray, exp_coeffs: np.ndarray | None = None) -> np.ndarray:
+        """Model-space vertices (..., V, 3) for coefficients (..., K) and (..., E)."""
+        id_coeffs = np.asarray(id_coeffs, np.float32)
+        id_flat, exp_flat = self._flat_bases
+        flat = id_coeffs @ id_flat[: id_coeffs.shape[-1]]
+        if exp_coeffs is not None:
+            flat = flat + np.asarray(exp_coeffs, np.float32) @ exp_flat
+        return self.mean + flat.reshape(flat.shape[:-1] + (self.n_vertices, 3))
+
+    def landmarks3d(self, id_coeffs: np.ndarray, exp_coeffs: np.ndarray | None = None) -> np.ndarray:
+        """Model-space 68 landmarks (..., 68, 3), computed on those vertices only."""
+        idx = self.landmarks68
+        out = self.mean[idx] + np.einsum("...k,kvc->...vc", np.asarray(id_coeffs, np.float32),
+                                         self.id_basis[: np.shape(id_coeffs)[-1], idx])
+        if exp_coeffs is not None:
+            out = out + np.einsum("...k,kvc->...vc", np.asarray(exp_coeffs, np.float32), self.exp_basis[:, idx])
+        return out
+
+    def image_vertices(self, params: np.ndarray, layout: ParamLayout) -> np.ndarray:
+        """Image-space vertices (..., V, 3) of parameter vectors."""
+        camera, id_coeffs, exp_coeffs = layout.split(params)
+        return project(self.shape(id_coeffs, exp_coeffs), camera)
+
+    def image_landmarks(self, params: np.ndarray, layout: ParamLayout) -> np.ndarray:
+        """Image-space 68 landmarks (..., 68, 3) of parameter vectors (x, y pixels; z depth)."""
+        camera, id_coeffs, exp_coeffs = layout.split(params)
+        return project(self.landmarks3d(id_coeffs, exp_coeffs), camera)
+
+    def region_mask(self, *names: str) -> np.ndarray:
+        ids = [self.region_names.index(n) for n in names]
+        return np.isin(self.vertex_region, ids)
+
+    def describe(self) -> dict:
+        """What artifacts record about the face model they were made with."""
+        return {"name": self.name, "sha256": self.sha256, "n_vertices": int(self.n_vertices),
+                "n_id_total": int(self.n_id_total), "n_exp": len(self.exp_names)}
+
+
+def load_face_model(path: str | os.PathLike | None = None) -> MorphableModel:
+    """Load and validate the .npz asset; any problem is a one-line SiamfaceError."""
+    path = resolve_face_model_path(path)
+    if not path.is_file():
+        raise SiamfaceError(f"face model not found at {path}: {HOW_TO_GET}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in REQUIRED_KEYS if k not in data.files]
+            if missing:
+                raise SiamfaceError(f"face model {path} lacks keys {missing}: {HOW_TO_GET}")
+            arrays = {k: data[k] for k in data.files}
+    except SiamfaceError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise SiamfaceError(f"face model {path} is unreadable or corrupt ({exc.__class__.__name__}): {HOW_TO_GET}") from None
+    mean = arrays["mean"].astype(np.float32)
+    n_v = mean.shape[0]
+    id_basis = arrays["id_basis"].astype(np.float32)
+    exp_basis = arrays["exp_basis"].astype(np.float32)
+    if mean.shape != (n_v, 3) or id_basis.shape[1:] != (n_v, 3) or exp_basis.shape[1:] != (n_v, 3):
+        raise SiamfaceError(f"face model {path} has inconsistent basis shapes: {HOW_TO_GET}")
+    extras = {k: arrays[k] for k in arrays if k not in REQUIRED_KEYS}
+    return MorphableModel(
+        name=path.stem, sha256=file_sha256(path), mean=mean, id_basis=id_basis, exp_basis=exp_basis,
+        exp_names=tuple(str(n) for n in arrays["exp_names"]), triangles=arrays["triangles"].astype(np.int32),
+        vertex_region=arrays["vertex_region"].astype(np.uint8),
+        region_names=tuple(str(n) for n in arrays["region_names"]),
+        landmarks68=arrays["landmarks68"].astype(np.int32), extras=extras)
