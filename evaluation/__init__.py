@@ -1,0 +1,1 @@
+"""Evaluation: metrics (numpy only) and reports for landmarks, pose, 3D shape and identity."""
