@@ -86,4 +86,4 @@ def decompose_camera(p: np.ndarray) -> CameraPose:
 def project(points: np.ndarray, camera: np.ndarray) -> np.ndarray:
     """Model-space points (..., N, 3) through cameras (..., 3, 4) -> image space (..., N, 3)."""
     camera = np.asarray(camera)
-    return np.einsum("...nj,...ij->...ni", points, camera[..., :3]) + camera[..., None, :, 3]
+    return points @ np.swapaxes(camera[..., :3], -1, -2).astype(points.dtype) + camera[..., None, :, 3].astype(points.dtype)

@@ -1,0 +1,92 @@
+"""Synthetic dataset engine: labels agree with the model, determinism, splits, manifest, resume."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_runtime.errors import SiamfaceError
+from training.config_io import load_config
+from training.data.dataset import Dataset, shard_paths
+from training.data.synth import SynthConfig, synthesize
+
+SMALL = dict(train_identities=4, val_identities=2, test_identities=2, images_per_identity=3, shard_size=6, n_id=40)
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "synth"
+    return synthesize(out, SynthConfig(**SMALL), workers=1, progress=False)
+
+
+def test_labels_agree_with_the_face_model(small_dataset, face_model):
+    split = small_dataset.split("train")
+    layout = small_dataset.layout
+    assert layout.n_id == 40 and layout.size == 12 + 40 + 53
+    lm = face_model.image_landmarks(split.params, layout)
+    np.testing.assert_allclose(lm[..., :2], split.landmarks2d, atol=1e-3)
+    np.testing.assert_allclose(lm, split.landmarks3d, atol=1e-3)
+    # Faces are placed in the crop by the crop convention: landmarks inside, face box from them.
+    assert split.landmarks2d.min() > 0 and split.landmarks2d.max() < 120
+    box = split.face_box
+    assert np.all(box[:, 2] - box[:, 0] > 25)
+    # Images are real renders: the face differs from the background.
+    imgs = split.images(np.arange(len(split)))
+    assert imgs.shape == (12, 120, 120, 3) and imgs.dtype == np.uint8 and imgs.std() > 10
+
+
+def test_splits_are_disjoint_and_counted(small_dataset):
+    ids = {s: set(small_dataset.split(s).identity.tolist()) for s in ("train", "val", "test")}
+    assert ids["train"] == {0, 1, 2, 3} and ids["val"] == {4, 5} and ids["test"] == {6, 7}
+    m = small_dataset.manifest
+    assert m["splits"]["train"] == {"shards": 2, "images": 12, "identities": 4, "identity_range": [0, 4]}
+
+
+def test_manifest_records_how_it_was_made(small_dataset, face_model):
+    m = json.loads((small_dataset.root / "manifest.json").read_text())
+    assert m["generator"]["name"] == "siamface.synth" and m["seed"] == 0
+    assert m["config"]["images_per_identity"] == 3 and m["config"]["pose"]["yaw_max_deg"] == 90
+    assert m["face_model"]["sha256"] == face_model.sha256
+    assert m["param_layout"] == {"n_id": 40, "n_exp": 53, "n_pose": 12}
+    assert len(m["whitening"]["mean"]) == 105 and "numpy" in m["versions"]
+    assert [c[0] for c in m["columns"]] == ["identity", "params", "landmarks2d", "landmarks3d", "pose_deg", "face_box"]
+
+
+def test_deterministic_regardless_of_workers_and_shards(small_dataset, tmp_path):
+    other = synthesize(tmp_path / "b", SynthConfig(**{**SMALL, "shard_size": 3}), workers=2, progress=False)
+    for split in ("train", "test"):
+        a, b = small_dataset.split(split), other.split(split)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.images(np.arange(len(a))), b.images(np.arange(len(b))))
+
+
+def test_resume_renders_only_missing_shards(small_dataset, tmp_path):
+    import shutil
+
+    out = tmp_path / "resume"
+    shutil.copytree(small_dataset.root, out)
+    (out / "manifest.json").unlink()
+    img, lab = shard_paths(out / "train", 1)
+    lab.unlink()                                   # an interrupted shard: images without labels
+    (out / "train" / ".shard-00001.labels.npy.x.tmp").write_bytes(b"half")
+    ds = synthesize(out, SynthConfig(**SMALL), workers=1, progress=False)
+    assert ds.manifest["shards_rendered_this_run"] == 1
+    assert not list((out / "train").glob(".*.tmp"))
+    np.testing.assert_array_equal(ds.split("train").labels, small_dataset.split("train").labels)
+    with pytest.raises(SiamfaceError, match="different config.*--overwrite"):
+        synthesize(out, SynthConfig(**{**SMALL, "seed": 1}), workers=1, progress=False)
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train_identities: 7\npose:\n  yaw_max_deg: 45\n")
+    cfg = load_config(SynthConfig, path, ["pose.roll_max_deg=5", "seed=3"])
+    assert (cfg.train_identities, cfg.pose.yaw_max_deg, cfg.pose.roll_max_deg, cfg.seed) == (7, 45, 5, 3)
+    with pytest.raises(SiamfaceError, match=r"unknown key\(s\) \['yaw'\]"):
+        load_config(SynthConfig, None, ["pose.yaw=3"])
+
+
+def test_open_rejects_missing_dataset(tmp_path):
+    with pytest.raises(SiamfaceError, match="no dataset at .*siamface data synth"):
+        Dataset.open(tmp_path)

@@ -1,0 +1,1 @@
+"""Datasets: synthesis from the face model, the on-disk format, real-format loaders."""

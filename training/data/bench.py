@@ -1,0 +1,30 @@
+"""Synthesis throughput: one core rendering in-process, and a full multi-process run to disk."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+from edge_runtime.morphable_model import load_face_model
+from training.data.synth import FaceSynthesizer, SynthConfig, synthesize
+
+
+def benchmark(images: int = 2000, workers: int = 0, face_model: str | None = None) -> list[str]:
+    """Lines of figures: render-only images/s on one core, end-to-end images/s with all workers."""
+    per_id = 10
+    cfg = SynthConfig(train_identities=max(1, images // per_id), val_identities=0, test_identities=0,
+                      images_per_identity=per_id, shard_size=250)
+    synth = FaceSynthesizer(load_face_model(face_model), cfg)
+    synth.render_identity("train", 0)  # compile / warm up
+    n_single = min(20, cfg.train_identities)
+    start = time.perf_counter()
+    for i in range(n_single):
+        synth.render_identity("train", i)
+    single = n_single * per_id / (time.perf_counter() - start)
+    workers = workers or os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        synthesize(tmp, cfg, face_model=face_model, workers=workers, progress=False)
+        total = cfg.train_identities * per_id / (time.perf_counter() - start)
+    return [f"render only, 1 core: {single:.0f} images/s ({cfg.image_size}x{cfg.image_size})",
+            f"end to end, {workers} workers, {cfg.train_identities * per_id} images to disk: {total:.0f} images/s"]

@@ -1,0 +1,188 @@
+"""The on-disk dataset format: sharded .npy files plus a manifest.
+
+Each split folder holds shards ``shard-NNNNN.images.npy`` (uint8, N x S x S x 3, RGB) and
+``shard-NNNNN.labels.npy`` (float32, N x D). A .npy file is a header followed by fixed-size
+records, so numpy reads it with ``np.load(mmap_mode='r')`` and tf.data with
+``FixedLengthRecordDataset(header_bytes=...)``, with no Python work per sample. The label
+columns and everything needed to interpret them live in ``manifest.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.atomic import atomic_write, atomic_write_json  # noqa: F401  (re-exported)
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.params import ParamLayout, Whitening
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SPLITS = ("train", "val", "test")
+
+
+def label_columns(layout: ParamLayout) -> list[tuple[str, int]]:
+    """Ordered (name, width) of the label record for a parameter layout."""
+    return [("identity", 1), ("params", layout.size), ("landmarks2d", 68 * 2), ("landmarks3d", 68 * 3),
+            ("pose_deg", 3), ("face_box", 4)]
+
+
+def column_slices(columns: list[tuple[str, int]]) -> dict[str, slice]:
+    out, start = {}, 0
+    for name, width in columns:
+        out[name] = slice(start, start + width)
+        start += width
+    return out
+
+
+def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
+    stem = split_dir / f"shard-{index:05d}"
+    return stem.with_suffix(".images.npy"), stem.with_suffix(".labels.npy")
+
+
+def npy_header_size(path: str | os.PathLike) -> int:
+    """Bytes before the data of a .npy file (for FixedLengthRecordDataset)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        np.lib.format._read_array_header(f, version)  # advances past the header
+        return f.tell()
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """Never a half-written shard: temp file, then rename."""
+    with atomic_write(path) as f:
+        np.save(f, array)
+
+
+def write_shard(split_dir: Path, index: int, images: np.ndarray, labels: np.ndarray) -> None:
+    """Images first, labels last: a labels file exists only for a complete shard."""
+    img_path, lab_path = shard_paths(split_dir, index)
+    atomic_save_npy(img_path, np.ascontiguousarray(images, dtype=np.uint8))
+    atomic_save_npy(lab_path, np.ascontiguousarray(labels, dtype=np.float32))
+
+
+def shard_is_complete(split_dir: Path, index: int, count: int) -> bool:
+    img_path, lab_path = shard_paths(split_dir, index)
+    if not (img_path.is_file() and lab_path.is_file()):
+        return False
+    try:
+        return (np.load(img_path, mmap_mode="r").shape[0] == count
+                and np.load(lab_path, mmap_mode="r").shape[0] == count)
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class SplitData:
+    """One split: labels in memory, images memory-mapped shard by shard."""
+
+    name: str
+    image_files: list[Path]
+    label_files: list[Path]
+    columns: dict[str, slice]
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        if not self.label_files:
+            return np.zeros((0, max(s.stop for s in self.columns.values())), np.float32)
+        return np.concatenate([np.load(p) for p in self.label_files])
+
+    @cached_property
+    def _images(self) -> list[np.ndarray]:
+        return [np.load(p, mmap_mode="r") for p in self.image_files]
+
+    @cached_property
+    def _offsets(self) -> np.ndarray:
+        return np.cumsum([0] + [a.shape[0] for a in self._images])
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def column(self, name: str) -> np.ndarray:
+        return self.labels[:, self.columns[name]]
+
+    @property
+    def identity(self) -> np.ndarray:
+        return self.column("identity")[:, 0].astype(np.int64)
+
+    @property
+    def params(self) -> np.ndarray:
+        return self.column("params")
+
+    @property
+    def landmarks2d(self) -> np.ndarray:
+        return self.column("landmarks2d").reshape(-1, 68, 2)
+
+    @property
+    def landmarks3d(self) -> np.ndarray:
+        return self.column("landmarks3d").reshape(-1, 68, 3)
+
+    @property
+    def pose_deg(self) -> np.ndarray:
+        return self.column("pose_deg")
+
+    @property
+    def face_box(self) -> np.ndarray:
+        return self.column("face_box")
+
+    def images(self, indices: np.ndarray) -> np.ndarray:
+        """Gather images by global index (vectorized per shard)."""
+        indices = np.asarray(indices, np.int64)
+        shard = np.searchsorted(self._offsets, indices, side="right") - 1
+        out = np.empty((len(indices),) + self._images[0].shape[1:], np.uint8)
+        for s in np.unique(shard):
+            sel = shard == s
+            out[sel] = self._images[s][indices[sel] - self._offsets[s]]
+        return out
+
+
+@dataclass
+class Dataset:
+    """A dataset folder opened and validated through its manifest."""
+
+    root: Path
+    manifest: dict
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> "Dataset":
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            raise SiamfaceError(f"no dataset at {root} ({MANIFEST} missing): create one with `siamface data synth --out {root}`")
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SiamfaceError(f"dataset manifest {path} is unreadable ({exc}): regenerate the dataset") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise SiamfaceError(f"dataset {root} has format version {manifest.get('format_version')}, "
+                                f"this siamface reads {FORMAT_VERSION}: regenerate it with `siamface data synth`")
+        return cls(root, manifest)
+
+    @property
+    def layout(self) -> ParamLayout:
+        return ParamLayout.from_dict(self.manifest["param_layout"])
+
+    @property
+    def whitening(self) -> Whitening:
+        return Whitening.from_dict(self.manifest["whitening"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["image_size"])
+
+    @property
+    def face_model(self) -> dict:
+        return self.manifest["face_model"]
+
+    def split(self, name: str) -> SplitData:
+        info = self.manifest["splits"].get(name)
+        if info is None:
+            raise SiamfaceError(f"dataset {self.root} has no split {name!r} (has {sorted(self.manifest['splits'])})")
+        split_dir = self.root / name
+        pairs = [shard_paths(split_dir, i) for i in range(info["shards"])]
+        columns = column_slices([tuple(c) for c in self.manifest["columns"]])
+        return SplitData(name, [p[0] for p in pairs], [p[1] for p in pairs], columns)

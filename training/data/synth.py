@@ -1,0 +1,239 @@
+"""Synthetic face datasets: exact identities, parameters and landmarks rendered from the face model.
+
+Work is split into shards of whole identities; each shard is rendered by a worker process and
+written atomically, so an interrupted run resumes where it stopped. Randomness is drawn from
+generators seeded by (seed, split, identity, image): the output does not depend on the number
+of workers or the shard size.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from edge_runtime.camera import project
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.morphable_model import MorphableModel, load_face_model, resolve_face_model_path
+from edge_runtime.params import ParamLayout, Whitening
+from edge_runtime.provenance import package_versions, utc_now
+from training.config_io import config_to_dict
+from training.data.appearance import FaceRegions, sample_albedo, sample_lighting, shade
+from edge_runtime.atomic import atomic_write_json
+from training.data.dataset import (FORMAT_VERSION, MANIFEST, SPLITS, Dataset,
+                                   column_slices, label_columns, shard_is_complete, write_shard)
+from training.data.rasterizer import render, vertex_normals
+from training.data.sampling import (PoseConfig, place_in_crop, sample_angles, sample_expression,
+                                    sample_identity)
+from training.data.scene import DegradationConfig, degrade, sample_background
+
+GENERATOR = "siamface.synth"
+GENERATOR_VERSION = 1
+CONFIG_FILE = "synth_config.json"
+
+
+@dataclass
+class SynthConfig:
+    """Everything that determines a synthetic dataset (recorded in its manifest)."""
+
+    train_identities: int = 200
+    val_identities: int = 20
+    test_identities: int = 20
+    images_per_identity: int = 10
+    image_size: int = 120
+    n_id: int = 100
+    id_truncation: float = 3.0
+    seed: int = 0
+    shard_size: int = 1000
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+
+    def identities(self, split: str) -> int:
+        return {"train": self.train_identities, "val": self.val_identities, "test": self.test_identities}[split]
+
+    def first_identity(self, split: str) -> int:
+        """Global identity ids: train first, then val, then test (disjoint by construction)."""
+        return sum(self.identities(s) for s in SPLITS[: SPLITS.index(split)])
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    split: str
+    index: int
+    first: int   # identity index within the split
+    stop: int
+
+
+class FaceSynthesizer:
+    """Renders the images and labels of one identity at a time."""
+
+    def __init__(self, model: MorphableModel, cfg: SynthConfig):
+        self.model, self.cfg = model, cfg
+        self.layout: ParamLayout = model.layout(cfg.n_id)
+        self.regions = FaceRegions.from_model(model)
+        self.columns = column_slices(label_columns(self.layout))
+
+    def render_identity(self, split: str, identity: int) -> tuple[np.ndarray, np.ndarray]:
+        """Images (n, S, S, 3) uint8 and label records (n, D) of one identity of a split."""
+        cfg, model, n = self.cfg, self.model, self.cfg.images_per_identity
+        split_code = SPLITS.index(split)
+        id_rng = np.random.default_rng([cfg.seed, split_code, identity, 0])
+        id_coeffs = sample_identity(id_rng, cfg.n_id, cfg.id_truncation)
+        albedo = sample_albedo(self.regions, id_rng)
+        rngs = [np.random.default_rng([cfg.seed, split_code, identity, 1 + k]) for k in range(n)]
+        exps = np.stack([sample_expression(r, model.exp_names) for r in rngs])
+        shapes = model.shape(np.tile(id_coeffs, (n, 1)), exps)
+        images = np.empty((n, cfg.image_size, cfg.image_size, 3), np.uint8)
+        labels = np.empty((n, max(s.stop for s in self.columns.values())), np.float32)
+        global_id = cfg.first_identity(split) + identity
+        for k, rng in enumerate(rngs):
+            angles = sample_angles(rng, cfg.pose)
+            camera, box = place_in_crop(shapes[k][model.landmarks68], angles, cfg.image_size, cfg.pose, rng)
+            verts = project(shapes[k], camera).astype(np.float32)
+            colours = shade(albedo, vertex_normals(verts, model.triangles), sample_lighting(rng))
+            image, _ = render(verts, colours, model.triangles, sample_background(rng, cfg.image_size))
+            images[k] = degrade(image, cfg.degradation, rng)
+            lm = verts[model.landmarks68]
+            row = labels[k]
+            row[self.columns["identity"]] = global_id
+            row[self.columns["params"]] = self.layout.join(camera, id_coeffs, exps[k])
+            row[self.columns["landmarks2d"]] = lm[:, :2].ravel()
+            row[self.columns["landmarks3d"]] = lm.ravel()
+            row[self.columns["pose_deg"]] = np.degrees(angles)
+            row[self.columns["face_box"]] = box
+        return images, labels
+
+    def render_shard(self, task: ShardTask) -> tuple[np.ndarray, np.ndarray]:
+        parts = [self.render_identity(task.split, i) for i in range(task.first, task.stop)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+_WORKER: FaceSynthesizer | None = None
+
+
+def _init_worker(model_path: str, cfg: SynthConfig) -> None:
+    global _WORKER
+    _WORKER = FaceSynthesizer(load_face_model(model_path), cfg)
+
+
+def _run_task(args: tuple[ShardTask, str]) -> tuple[ShardTask, int]:
+    task, out = args
+    images, labels = _WORKER.render_shard(task)
+    write_shard(Path(out) / task.split, task.index, images, labels)
+    return task, len(images)
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Workers already use every core; BLAS threads inside them would only contend."""
+    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: "1" for k in keys})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def plan_shards(cfg: SynthConfig) -> list[ShardTask]:
+    per_shard = max(1, cfg.shard_size // cfg.images_per_identity)
+    tasks = []
+    for split in SPLITS:
+        n = cfg.identities(split)
+        tasks += [ShardTask(split, i, start, min(start + per_shard, n))
+                  for i, start in enumerate(range(0, n, per_shard))]
+    return tasks
+
+
+def _check_resume(out: Path, cfg_dict: dict, overwrite: bool) -> None:
+    """Refuse to mix shards made with another config; clear stray temp files."""
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / CONFIG_FILE
+    if cfg_path.exists():
+        import json
+
+        if json.loads(cfg_path.read_text()) != cfg_dict:
+            raise SiamfaceError(f"{out} holds a dataset started with a different config ({cfg_path}): "
+                                f"pass --overwrite to replace it or choose another --out")
+    else:
+        atomic_write_json(cfg_path, cfg_dict)
+    for split in SPLITS:
+        (out / split).mkdir(exist_ok=True)
+        for tmp in (out / split).glob(".*.tmp"):
+            tmp.unlink()
+
+
+def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None = None,
+               workers: int = 0, overwrite: bool = False, progress: bool = True) -> Dataset:
+    """Render (or finish rendering) a dataset into ``out`` and write its manifest."""
+    out = Path(out)
+    model_path = resolve_face_model_path(face_model)
+    model = load_face_model(model_path)
+    model.layout(cfg.n_id)  # validates n_id against the model
+    cfg_dict = {"synth": config_to_dict(cfg), "face_model_sha256": model.sha256}
+    _check_resume(out, cfg_dict, overwrite)
+    tasks = plan_shards(cfg)
+    counts = {t: (t.stop - t.first) * cfg.images_per_identity for t in tasks}
+    todo = [t for t in tasks if not shard_is_complete(out / t.split, t.index, counts[t])]
+    workers = workers or os.cpu_count() or 1
+    started = time.perf_counter()
+    with tqdm(total=sum(counts.values()), initial=sum(counts.values()) - sum(counts[t] for t in todo),
+              unit="img", desc=f"synth {out.name}", disable=not progress, smoothing=0.1) as bar:
+        if workers == 1 or len(todo) <= 1:
+            _init_worker(str(model_path), cfg)
+            for task in todo:
+                bar.update(_run_task((task, str(out)))[1])
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with _single_threaded_children(), ctx.Pool(min(workers, len(todo)), _init_worker, (str(model_path), cfg)) as pool:
+                for _, n in pool.imap_unordered(_run_task, [(t, str(out)) for t in todo]):
+                    bar.update(n)
+    elapsed = time.perf_counter() - started
+    return _write_manifest(out, cfg, model, tasks, counts, elapsed, len(todo))
+
+
+def _write_manifest(out: Path, cfg: SynthConfig, model: MorphableModel, tasks: list[ShardTask],
+                    counts: dict, elapsed: float, rendered_shards: int) -> Dataset:
+    layout = model.layout(cfg.n_id)
+    splits = {}
+    for split in SPLITS:
+        mine = [t for t in tasks if t.split == split]
+        first = cfg.first_identity(split)
+        splits[split] = {"shards": len(mine), "images": sum(counts[t] for t in mine),
+                         "identities": cfg.identities(split),
+                         "identity_range": [first, first + cfg.identities(split)]}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "generator": {"name": GENERATOR, "version": GENERATOR_VERSION},
+        "created": utc_now(),
+        "seed": cfg.seed,
+        "config": config_to_dict(cfg),
+        "image_size": cfg.image_size,
+        "pixel_format": "RGB uint8",
+        "param_layout": layout.to_dict(),
+        "face_model": model.describe(),
+        "columns": [list(c) for c in label_columns(layout)],
+        "splits": splits,
+        "whitening": {},
+        "synthesis_seconds": round(elapsed, 2),
+        "shards_rendered_this_run": rendered_shards,
+        "versions": package_versions("numpy", "numba", "opencv-python-headless"),
+    }
+    dataset = Dataset(out, manifest)
+    if splits["train"]["images"]:
+        manifest["whitening"] = Whitening.fit(dataset.split("train").params).to_dict()
+    atomic_write_json(out / MANIFEST, manifest)
+    return dataset
