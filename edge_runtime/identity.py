@@ -88,7 +88,10 @@ def as_embeddings(x: Any) -> np.ndarray:
         return np.concatenate([as_embeddings(item) for item in x])
     if x is None:
         raise SiamfaceError("no embedding given (the bundle may have no identity head)")
-    arr = np.asarray(x, dtype=np.float64)
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SiamfaceError(f"embeddings must be numbers of shape (D,) or (N, D): {exc}") from exc
     batch = arr[None, :] if arr.ndim == 1 else arr
     if batch.ndim != 2 or batch.size == 0:
         raise SiamfaceError(f"embeddings must have shape (D,) or (N, D) with N, D > 0, got {arr.shape}")

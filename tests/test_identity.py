@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.identity import APPLICATION_ID, SCHEMA_VERSION, Gallery, as_embeddings
+from edge_runtime.identity import APPLICATION_ID, SCHEMA_VERSION, Gallery, Identification, as_embeddings
 
 HASH = "a" * 64
 OTHER_HASH = "b" * 64
@@ -30,7 +30,7 @@ def gallery(path):
     return Gallery(path, HASH, threshold=0.5)
 
 
-def raw(path) -> sqlite3.Connection:
+def raw(path) -> closing[sqlite3.Connection]:
     """A plain SQLite connection, to look inside the file as another program would."""
     return closing(sqlite3.connect(path, isolation_level=None))
 
@@ -69,7 +69,7 @@ def test_identify_ranks_by_cosine_and_says_unknown_below_threshold(gallery):
 
 
 def test_identify_on_empty_gallery(gallery):
-    assert gallery.identify(np.ones(8)) == type(gallery.identify(np.ones(8)))([], None, 0.5)
+    assert gallery.identify(np.ones(8)) == Identification([], None, 0.5)
 
 
 def test_threshold_boundary_is_a_match(path):
@@ -144,6 +144,8 @@ def test_bad_inputs_are_refused(gallery):
         gallery.enroll(" ", [1.0, 0, 0])
     with pytest.raises(SiamfaceError, match="shape"):
         gallery.enroll("bob", np.zeros((2, 2, 2)))
+    with pytest.raises(SiamfaceError, match="must be numbers"):
+        gallery.enroll("bob", [[1.0, 0.0], [1.0]])
     with pytest.raises(SiamfaceError, match=r"got \(0,\)"):
         gallery.enroll("bob", [])
     with pytest.raises(SiamfaceError, match="threshold"):
