@@ -1,0 +1,127 @@
+"""The encoder and Siamese model: shapes, size budget, shared weights, QAT wrapping, save/load."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import training  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tf_keras as keras
+import tensorflow_model_optimization as tfmot
+
+from edge_runtime.params import ParamLayout
+from training.model import EncoderConfig, build_encoder, build_siamese, make_divisible
+
+CFG = EncoderConfig()
+NO_DROPOUT = EncoderConfig(dropout=0.0)  # dropout would make two identical branches differ in training mode
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return build_encoder(CFG)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return [rng.uniform(-1, 1, size=(2, 120, 120, 3)).astype(np.float32) for _ in range(2)]
+
+
+def perturb_batchnorm(model: keras.Model, seed: int) -> None:
+    """Give BN layers non-trivial statistics so inference outputs depend on every saved variable."""
+    rng = np.random.default_rng(seed)
+    for var in model.weights:
+        if "moving_variance" in var.name:
+            var.assign(rng.uniform(0.5, 2.0, var.shape).astype(np.float32))
+        elif "moving_mean" in var.name or "beta" in var.name:
+            var.assign(rng.normal(0, 0.1, var.shape).astype(np.float32))
+
+
+def test_make_divisible_matches_mobilenet_rounding():
+    assert [make_divisible(v) for v in (16, 12, 20, 4, 47.9, 80)] == [16, 16, 24, 8, 48, 80]
+
+
+def test_default_encoder_shapes_and_budget(encoder, images):
+    assert CFG.n_params == ParamLayout().size == 165
+    assert encoder.input_shape == (None, 120, 120, 3)
+    assert encoder.output_names == ["params", "embedding"]
+    params, embedding = encoder(images[0], training=False)
+    assert params.shape == (2, 165) and embedding.shape == (2, 128)
+    assert 500_000 < encoder.count_params() < 1_500_000
+    allowed = (keras.layers.InputLayer, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
+               keras.layers.BatchNormalization, keras.layers.ReLU, keras.layers.Add,
+               keras.layers.GlobalAveragePooling2D, keras.layers.Dropout, keras.layers.Dense)
+    assert all(type(layer) in allowed for layer in encoder.layers)
+    assert sum(isinstance(layer, keras.layers.Add) for layer in encoder.layers) == 10  # MobileNetV2 skips
+
+
+def test_config_changes_heads_and_width():
+    small = build_encoder(EncoderConfig(input_size=64, width=0.35, embedding_dim=32, n_params=60, dropout=0.0))
+    params, embedding = small(np.zeros((1, 64, 64, 3), np.float32))
+    assert params.shape == (1, 60) and embedding.shape == (1, 32)
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in small.layers)
+    assert small.count_params() < build_encoder(EncoderConfig(input_size=64, width=0.5)).count_params()
+
+
+def test_siamese_outputs_and_normalised_embeddings(images):
+    encoder = build_encoder(NO_DROPOUT)
+    siamese = build_siamese(encoder)
+    # training=True: batch statistics give O(1) activations (untrained moving statistics do not).
+    out = siamese({"image_a": images[0], "image_b": images[1]}, training=True)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "params_a": (2, 165), "params_b": (2, 165), "embedding_a": (2, 128), "embedding_b": (2, 128)}
+    np.testing.assert_allclose(np.linalg.norm(out["embedding_a"], axis=1), 1.0, atol=1e-5)
+    params_b, raw_b = encoder(images[1], training=True)
+    assert np.linalg.norm(raw_b, axis=1).min() > 1e-2
+    np.testing.assert_allclose(out["params_b"], params_b, atol=1e-5)
+    np.testing.assert_allclose(out["embedding_b"], raw_b / np.linalg.norm(raw_b, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_siamese_shares_one_set_of_weights(images):
+    encoder = build_encoder(NO_DROPOUT)
+    siamese = build_siamese(encoder)
+    assert len(siamese.weights) == len(encoder.weights)
+    assert {id(v) for v in siamese.weights} == {id(v) for v in encoder.weights}
+    assert siamese.count_params() == encoder.count_params()
+
+    same = {"image_a": images[0], "image_b": images[0]}
+    before = siamese(same, training=True)
+    kernel = encoder.get_layer("stem_conv").kernel  # the first layer: every output depends on it
+    kernel.assign(kernel * 2.0 + 0.05)
+    after = siamese(same, training=True)
+    for key in ("params", "embedding"):
+        assert np.abs(after[f"{key}_a"] - before[f"{key}_a"]).max() > 1e-3
+        np.testing.assert_array_equal(after[f"{key}_a"], after[f"{key}_b"])
+
+
+def test_float_siamese_save_load_round_trip(tmp_path, images):
+    siamese = build_siamese(build_encoder(CFG))
+    perturb_batchnorm(siamese, seed=1)
+    inputs = {"image_a": images[0], "image_b": images[1]}
+    expected = siamese(inputs, training=False)
+    siamese.save(tmp_path / "siamese.keras")
+    loaded = keras.models.load_model(tmp_path / "siamese.keras")
+    got = loaded(inputs, training=False)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    assert len(loaded.weights) == len(siamese.weights)
+
+
+def test_encoder_quantizes_and_plugs_into_siamese(tmp_path, encoder, images):
+    """QAT path: quantize_model wraps the encoder; the wrapped model round-trips through .h5."""
+    qencoder = tfmot.quantization.keras.quantize_model(encoder)
+    assert qencoder.output_names == ["quant_params", "quant_embedding"]
+    qencoder(images[0], training=True)  # one training-mode pass moves the quantizer ranges
+    perturb_batchnorm(qencoder, seed=2)
+
+    siamese = build_siamese(qencoder)
+    out = siamese({"image_a": images[0], "image_b": images[0]}, training=False)
+    assert out["params_a"].shape == (2, 165) and out["embedding_b"].shape == (2, 128)
+    np.testing.assert_array_equal(out["params_a"], out["params_b"])
+    assert {id(v) for v in siamese.weights} == {id(v) for v in qencoder.weights}
+
+    # The .keras format cannot reload quantize wrappers (tfmot 0.8.1); .h5 in quantize_scope can.
+    qencoder.save(tmp_path / "qat.h5")
+    with tfmot.quantization.keras.quantize_scope():
+        restored = keras.models.load_model(tmp_path / "qat.h5")
+    for got, expected in zip(restored(images[1], training=False), qencoder(images[1], training=False)):
+        np.testing.assert_array_equal(got, expected)

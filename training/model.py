@@ -1,0 +1,91 @@
+"""The encoder (one face crop -> 3DMM parameters + identity embedding) and its Siamese pair model.
+
+The encoder is a functional tf-keras model built only from layers that
+tensorflow-model-optimization quantizes by default (Conv2D, DepthwiseConv2D,
+BatchNormalization, ReLU(6), Add, GlobalAveragePooling2D, Dropout, Dense), so
+``tfmot.quantization.keras.quantize_model(encoder)`` wraps it as is for QAT and the
+same encoder is what gets exported to TFLite.
+
+Its "embedding" output is NOT L2-normalised: normalisation has no int8 kernel in
+tfmot's default scheme, and cosine similarity does not need it. The Siamese model
+normalises outside the encoder (``embedding_a`` / ``embedding_b``); the edge runtime
+normalises in numpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tf_keras as keras
+
+# MobileNetV2 inverted-residual stages: (expansion t, output channels c, repeats n, first stride s).
+MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Shape of the encoder; the defaults give about 1.1 M parameters (under the 1.5 M budget)."""
+
+    input_size: int = 120
+    width: float = 0.5          # MobileNetV2 width multiplier
+    last_channels: int = 1280   # the 1x1 conv before pooling (MobileNetV2 keeps 1280 for width < 1)
+    embedding_dim: int = 128
+    n_params: int = 165         # ParamLayout().size: 12 pose + 100 identity + 53 expression
+    dropout: float = 0.2        # before both heads, training only
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels to a multiple of 8 (never below 90% of the request), as MobileNetV2 does."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True):
+    x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
+
+
+def inverted_residual(x, expansion: int, filters: int, stride: int, name: str):
+    """1x1 expand -> 3x3 depthwise -> 1x1 linear projection, with a skip when shapes allow."""
+    in_channels = x.shape[-1]
+    y = conv_bn(x, in_channels * expansion, 1, 1, f"{name}_expand") if expansion != 1 else x
+    y = keras.layers.DepthwiseConv2D(3, stride, padding="same", use_bias=False, name=f"{name}_dw_conv")(y)
+    y = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(y)
+    y = keras.layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
+    y = conv_bn(y, filters, 1, 1, f"{name}_project", relu=False)
+    if stride == 1 and in_channels == filters:
+        y = keras.layers.Add(name=f"{name}_add")([x, y])
+    return y
+
+
+def build_encoder(cfg: EncoderConfig = EncoderConfig()) -> keras.Model:
+    """Image (B, S, S, 3), already scaled (x - 127.5) / 128 -> [params (B, P) whitened, embedding (B, D)]."""
+    image = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
+    x = conv_bn(image, make_divisible(32 * cfg.width), 3, 2, "stem")
+    for stage, (t, c, n, s) in enumerate(MOBILENET_V2_STAGES):
+        for i in range(n):
+            x = inverted_residual(x, t, make_divisible(c * cfg.width), s if i == 0 else 1, f"block{stage}_{i}")
+    x = conv_bn(x, cfg.last_channels, 1, 1, "head")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if cfg.dropout > 0:
+        x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+    params = keras.layers.Dense(cfg.n_params, name="params")(x)
+    embedding = keras.layers.Dense(cfg.embedding_dim, name="embedding")(x)
+    return keras.Model(image, [params, embedding], name="encoder")
+
+
+def build_siamese(encoder: keras.Model) -> keras.Model:
+    """Two images through the one shared encoder (float or quantize_model-wrapped).
+
+    Outputs a dict: params_a, params_b (whitened) and embedding_a, embedding_b (L2-normalised).
+    """
+    shape = tuple(encoder.input_shape[1:])
+    image_a = keras.Input(shape, name="image_a")
+    image_b = keras.Input(shape, name="image_b")
+    normalise = keras.layers.UnitNormalization(axis=-1, name="embedding_l2")
+    params_a, raw_a = encoder(image_a)
+    params_b, raw_b = encoder(image_b)
+    outputs = {"params_a": params_a, "params_b": params_b,
+               "embedding_a": normalise(raw_a), "embedding_b": normalise(raw_b)}
+    return keras.Model({"image_a": image_a, "image_b": image_b}, outputs, name="siamese")
