@@ -185,7 +185,8 @@ class Gallery:
                                     f"format); {_RECOVER}")
         with _connect(self.path) as conn:
             if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-                raise SiamfaceError(f"{self.path} is an SQLite file but not a siamface gallery; pass a new gallery path")
+                raise SiamfaceError(f"{self.path} is an SQLite file but not a siamface gallery; "
+                                    "pass a new gallery path")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 raise SiamfaceError(

@@ -180,7 +180,8 @@ def test_file_is_private_wal_and_versioned(path):
 def test_other_model_hash_is_refused(path):
     Gallery(path, HASH, threshold=0.5).enroll("alice", [1.0, 0.0])
     before = path.read_bytes()
-    with pytest.raises(SiamfaceError, match=f"gallery {path} .*model {HASH}.*model {OTHER_HASH}.*matching bundle or a new gallery path"):
+    expected = f"gallery {path} .*model {HASH}.*model {OTHER_HASH}.*matching bundle or a new gallery path"
+    with pytest.raises(SiamfaceError, match=expected):
         Gallery(path, OTHER_HASH, threshold=0.5)
     assert path.read_bytes() == before
 
@@ -206,7 +207,8 @@ def test_foreign_sqlite_file_is_refused_and_untouched(path):
 def test_garbage_file_is_refused_and_untouched(path):
     garbage = np.random.default_rng(0).integers(0, 256, 8192, dtype=np.uint8).tobytes()
     path.write_bytes(garbage)
-    with pytest.raises(SiamfaceError, match=f"{path} is empty or not an SQLite file.*restore it from a backup or pass a new gallery path"):
+    expected = f"{path} is empty or not an SQLite file.*restore it from a backup or pass a new gallery path"
+    with pytest.raises(SiamfaceError, match=expected):
         Gallery(path, HASH, threshold=0.5)
     assert path.read_bytes() == garbage
     assert sorted(p.name for p in path.parent.iterdir()) == ["gallery.db"]
