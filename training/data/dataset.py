@@ -84,12 +84,16 @@ class SplitData:
     image_files: list[Path]
     label_files: list[Path]
     columns: dict[str, slice]
+    identity_offsets: list[int] | None = None  # per shard, keeps merged datasets' identities apart
 
     @cached_property
     def labels(self) -> np.ndarray:
         if not self.label_files:
             return np.zeros((0, max(s.stop for s in self.columns.values())), np.float32)
-        return np.concatenate([np.load(p) for p in self.label_files])
+        parts = [np.load(p) for p in self.label_files]
+        for part, offset in zip(parts, self.identity_offsets or []):
+            part[:, self.columns["identity"]] += offset
+        return np.concatenate(parts)
 
     @cached_property
     def _images(self) -> list[np.ndarray]:
@@ -101,6 +105,10 @@ class SplitData:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def image_size(self) -> int:
+        return int(self._images[0].shape[1])
 
     def column(self, name: str) -> np.ndarray:
         return self.labels[:, self.columns[name]]
@@ -138,6 +146,21 @@ class SplitData:
             sel = shard == s
             out[sel] = self._images[s][indices[sel] - self._offsets[s]]
         return out
+
+
+def merge_splits(splits: list[SplitData]) -> SplitData:
+    """One view over several datasets' splits; identities of each are shifted to stay distinct."""
+    if len(splits) == 1:
+        return splits[0]
+    images, labels, offsets, shift = [], [], [], 0
+    for split in splits:
+        if split.columns != splits[0].columns:
+            raise SiamfaceError(f"cannot mix datasets with different label layouts ({split.label_files[0].parent})")
+        images += split.image_files
+        labels += split.label_files
+        offsets += [shift + o for o in (split.identity_offsets or [0] * len(split.label_files))]
+        shift += int(split.identity.max()) + 1 if len(split) else 0
+    return SplitData(splits[0].name, images, labels, splits[0].columns, offsets)
 
 
 @dataclass

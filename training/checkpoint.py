@@ -1,0 +1,73 @@
+"""The float (or QAT) encoder checkpoint: a folder with the Keras model and what made it.
+
+``checkpoint.json`` records kind, parameter layout, whitening, face model, data summary, the
+config and tool versions; ``encoder.h5`` is the tf-keras model. Export and QAT read only this.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edge_runtime.atomic import atomic_write_json
+from edge_runtime.errors import SiamfaceError
+
+META = "checkpoint.json"
+ENCODER = "encoder.h5"
+FORMAT_VERSION = 1
+KINDS = ("float", "qat")
+
+
+def save_checkpoint(folder: str | os.PathLike, encoder, meta: dict) -> Path:
+    """Write the encoder and its metadata into ``folder``, replacing it only when complete."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        encoder.save(tmp / ENCODER, include_optimizer=False)
+        atomic_write_json(tmp / META, {"format_version": FORMAT_VERSION, **meta})
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def read_checkpoint_meta(folder: str | os.PathLike) -> dict:
+    folder = Path(folder)
+    path = folder / META
+    if not path.is_file() or not (folder / ENCODER).is_file():
+        raise SiamfaceError(f"{folder} is not a siamface checkpoint (needs {META} and {ENCODER}): "
+                            f"pass the folder written by `siamface train` or `siamface qat`")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SiamfaceError(f"checkpoint metadata {path} is unreadable ({exc}): retrain or restore it") from None
+    if meta.get("format_version") != FORMAT_VERSION or meta.get("kind") not in KINDS:
+        raise SiamfaceError(f"{path} is not a checkpoint this siamface reads "
+                            f"(format {meta.get('format_version')}, kind {meta.get('kind')}): retrain with this version")
+    return meta
+
+
+def load_checkpoint(folder: str | os.PathLike):
+    """(encoder, meta); QAT checkpoints are loaded inside tfmot's quantize scope."""
+    import tf_keras as keras
+
+    folder = Path(folder)
+    meta = read_checkpoint_meta(folder)
+    try:
+        if meta["kind"] == "qat":
+            import tensorflow_model_optimization as tfmot
+
+            with tfmot.quantization.keras.quantize_scope():
+                encoder = keras.models.load_model(folder / ENCODER, compile=False)
+        else:
+            encoder = keras.models.load_model(folder / ENCODER, compile=False)
+    except (OSError, ValueError) as exc:
+        raise SiamfaceError(f"cannot load {folder / ENCODER} ({str(exc).splitlines()[0]}): "
+                            f"the checkpoint is damaged, retrain or restore it") from None
+    return encoder, meta
