@@ -29,8 +29,10 @@ def main() -> None:
 
 def _register() -> None:
     from cli.data import data
+    from cli.train import train
 
     main.add_command(data)
+    main.add_command(train)
 
 
 _register()

@@ -1,0 +1,28 @@
+"""`siamface train`: Siamese training from a config file plus KEY=VALUE overrides."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from cli.options import config_option
+
+
+@click.command()
+@config_option
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumed if it exists).")
+@click.argument("overrides", nargs=-1)
+def train(config_path, out, overrides) -> None:
+    """Train the Siamese encoder; the best checkpoint lands in OUT/best.
+
+    OVERRIDES are KEY=VALUE settings of TrainConfig, e.g. steps=2000 loss.identity=arcface
+    data=[runs/data,runs/fitted].
+    """
+    from training.config_io import load_config
+    from training.train import TrainConfig
+    from training.train import train as run_training
+
+    cfg = load_config(TrainConfig, config_path, overrides)
+    report = run_training(cfg, out)
+    click.echo(f"best checkpoint: {out}/best")
+    click.echo(json.dumps({"nme": report.get("nme"), "shape_error_mm": report.get("shape_error_mm")}, indent=1))

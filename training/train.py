@@ -1,0 +1,327 @@
+"""Siamese training: two crops through one encoder, geometry + shape-contrastive + identity losses.
+
+Reads top to bottom: config, data, model, losses, the step, the loop (checkpoints, resume,
+validation on held-out identities, best-model selection, TensorBoard, progress).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from tqdm import tqdm
+
+from edge_runtime.atomic import atomic_write_json
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.morphable_model import MorphableModel, load_face_model
+from edge_runtime.params import ParamLayout, Whitening
+from edge_runtime.provenance import package_versions, utc_now
+from evaluation.scoring import GroundTruth, score
+from training import losses
+from training.checkpoint import save_checkpoint
+from training.config_io import config_to_dict
+from training.data.dataset import Dataset, SplitData, merge_splits
+from training.model import EncoderConfig, build_encoder, build_siamese
+from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
+from training.pairs import PairSampler
+from training.pipeline import PairBatches, image_batches
+
+VERSIONS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy")
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (0 switches a loss off, for ablations) and their margins."""
+
+    geometry: float = 1.0             # mean distance (crop pixels) of 68 landmarks + sampled vertices
+    n_sample_vertices: int = 200
+    param: float = 0.5                # L2 on whitened parameters (keeps fine identity modes learnt)
+    wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
+    shape_contrastive: float = 0.05   # contrastive on identity coefficients of the pair
+    shape_margin: float = 8.0
+    identity: str = "contrastive"     # "contrastive" (paper), "arcface" or "none"
+    identity_weight: float = 0.5
+    identity_q: float = 10.0          # contrastive: Q, the bound of the embedding distance
+    identity_distance: str = "l1"     # contrastive: "l1" (authors' code) or "cosine"
+    arcface_scale: float = 30.0
+    arcface_margin: float = 0.5       # additive angular margin (radians)
+    identity_start_step: int = 0      # staged schedule: identity loss joins at this step
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved with every checkpoint)."""
+
+    data: list[str] = field(default_factory=lambda: ["runs/data"])
+    val_data: str = ""                # default: the val split of the first dataset
+    steps: int = 3000
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    p_same: float = 0.4
+    seed: int = 0
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval_every: int = 500
+    eval_images: int = 1000
+    select_on: str = "nme"            # "nme", "shape_error_mm" or "eer_embedding" (lower is better)
+    mixed_precision: bool = False     # GPU only
+    xla: bool = False
+    face_model: str = ""
+
+
+def open_training_data(cfg: TrainConfig, model: MorphableModel) -> tuple[SplitData, SplitData, Dataset]:
+    """Train split(s) merged, validation split, and the first dataset (for layout/whitening)."""
+    datasets = [Dataset.open(p) for p in cfg.data]
+    first = datasets[0]
+    for ds in datasets:
+        if ds.face_model["sha256"] != model.sha256:
+            raise SiamfaceError(f"dataset {ds.root} was made with face model {ds.face_model['name']} "
+                                f"({ds.face_model['sha256'][:12]}), training uses {model.name} ({model.sha256[:12]}): "
+                                f"regenerate the data or pass the matching --face-model")
+        if ds.layout != first.layout or ds.image_size != first.image_size:
+            raise SiamfaceError(f"dataset {ds.root} has layout {ds.layout} / size {ds.image_size}, "
+                                f"{first.root} has {first.layout} / {first.image_size}: mix only matching datasets")
+    train = merge_splits([ds.split("train") for ds in datasets])
+    if len(train) == 0:
+        raise SiamfaceError(f"no training images in {cfg.data}: synthesize or fit a dataset first")
+    val = Dataset.open(cfg.val_data).split("val") if cfg.val_data else first.split("val")
+    if len(val) == 0:
+        raise SiamfaceError(f"no validation images in {cfg.val_data or first.root}: make val_identities > 0")
+    return train, val, first
+
+
+def learning_rate(cfg: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
+    decay = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, max(1, cfg.steps - cfg.warmup_steps), alpha=0.02)
+    return _Warmup(cfg.learning_rate, cfg.warmup_steps, decay)
+
+
+class _Warmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up, then the wrapped schedule."""
+
+    def __init__(self, peak: float, steps: int, after):
+        self.peak, self.steps, self.after = peak, steps, after
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak * (step + 1.0) / max(1, self.steps)
+        return tf.where(step < self.steps, warm, self.after(step - self.steps))
+
+    def get_config(self):
+        return {"peak": self.peak, "steps": self.steps}
+
+
+class SiameseLosses:
+    """The configured losses on a batch and the Siamese outputs; returns named scalars."""
+
+    def __init__(self, cfg: LossConfig, model: MorphableModel, layout: ParamLayout, whitening: Whitening,
+                 n_classes: int, embedding_dim: int):
+        self.cfg, self.layout = cfg, layout
+        idx = landmark_and_sample_indices(model, cfg.n_sample_vertices)
+        self.tf_model = TFMorphableModel.from_numpy(model, layout, idx)
+        self.mean = tf.constant(whitening.mean)
+        self.std = tf.constant(whitening.std)
+        if cfg.identity not in ("none", "contrastive", "arcface"):
+            raise SiamfaceError(f"loss.identity must be contrastive, arcface or none, not {cfg.identity!r}")
+        self.arc_head = None
+        if cfg.identity == "arcface":
+            self.arc_head = losses.ArcMarginHead(n_classes, cfg.arcface_scale, cfg.arcface_margin)
+            self.arc_head.build((None, embedding_dim))
+
+    def unwhiten(self, z):
+        return tf.cast(z, tf.float32) * self.std + self.mean
+
+    def __call__(self, batch: dict, out: dict, identity_on: tf.Tensor) -> dict:
+        cfg, lay = self.cfg, self.layout
+        terms = {}
+        for s in ("a", "b"):
+            z_true, z_pred = batch[f"params_{s}"], tf.cast(out[f"params_{s}"], tf.float32)
+            p_true, p_pred = self.unwhiten(z_true), self.unwhiten(z_pred)
+            if cfg.geometry:
+                terms[f"geometry_{s}"] = cfg.geometry * losses.geometry_loss(p_true, p_pred, self.tf_model)
+            if cfg.param:
+                terms[f"param_{s}"] = cfg.param * tf.reduce_mean(tf.square(z_true - z_pred))
+            if cfg.wpdc:
+                weights = losses.wpdc_weights(p_true, p_pred, self.tf_model)
+                terms[f"wpdc_{s}"] = cfg.wpdc * losses.wpdc_loss(z_true, z_pred, weights)
+        if cfg.shape_contrastive:
+            id_a = self.unwhiten(out["params_a"])[:, lay.identity]
+            id_b = self.unwhiten(out["params_b"])[:, lay.identity]
+            terms["shape_contrastive"] = cfg.shape_contrastive * losses.contrastive_loss(
+                id_a, id_b, batch["same"], cfg.shape_margin)
+        if cfg.identity == "contrastive" and cfg.identity_weight:
+            terms["identity"] = identity_on * cfg.identity_weight * losses.embedding_contrastive_loss(
+                out["embedding_a"], out["embedding_b"], batch["same"], cfg.identity_q, cfg.identity_distance)
+        elif cfg.identity == "arcface" and cfg.identity_weight:
+            emb = tf.concat([out["embedding_a"], out["embedding_b"]], axis=0)
+            labels = tf.concat([batch["class_a"], batch["class_b"]], axis=0)
+            terms["identity"] = identity_on * cfg.identity_weight * self.arc_head(emb, labels)
+        terms["total"] = tf.add_n(list(terms.values()))
+        return terms
+
+
+def predict(encoder: keras.Model, split: SplitData, whitening: Whitening, batch_size: int = 64,
+            limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, unwhitened params, L2-normalised embeddings) over the first ``limit`` images."""
+    n = len(split) if limit is None else min(limit, len(split))
+    idx = np.linspace(0, len(split) - 1, n).astype(np.int64) if n < len(split) else np.arange(n)
+    params, embs = [], []
+    for images in image_batches(split, batch_size, idx):
+        z, e = encoder(images, training=False)
+        params.append(z.numpy())
+        embs.append(e.numpy())
+    emb = np.concatenate(embs).astype(np.float64)
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return idx, whitening.unwhiten(np.concatenate(params)), emb
+
+
+def validate(encoder, split: SplitData, whitening: Whitening, model: MorphableModel, layout: ParamLayout,
+             limit: int) -> dict:
+    idx, params, emb = predict(encoder, split, whitening, limit=limit)
+    truth = GroundTruth(split.landmarks2d[idx], split.pose_deg[idx], split.identity[idx], split.params[idx])
+    return score(params, emb, truth, model, layout)
+
+
+def selection_value(report: dict, key: str) -> float:
+    return {"nme": lambda r: r["nme"]["mean"], "shape_error_mm": lambda r: r["shape_error_mm"],
+            "eer_embedding": lambda r: r["verification_embedding"]["eer"]}[key](report)
+
+
+def describe_device() -> tuple[tf.distribute.Strategy, str]:
+    """MirroredStrategy over several GPUs, the default strategy on one GPU or the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy(), f"{len(gpus)} GPUs (MirroredStrategy)"
+    return tf.distribute.get_strategy(), ("GPU " + gpus[0].name) if gpus else "CPU"
+
+
+def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
+    """Train (or resume) into ``out``; returns the best validation report."""
+    out = Path(out)
+    model = load_face_model(cfg.face_model or None)
+    train_split, val_split, first = open_training_data(cfg, model)
+    layout, whitening = first.layout, first.whitening
+    cfg = replace(cfg, encoder=replace(cfg.encoder, n_params=layout.size, input_size=first.image_size))
+    _check_resume(out, cfg)
+    tf.keras.utils.set_random_seed(cfg.seed)
+    strategy, device = describe_device()
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    print(f"training on {device}; {len(train_split)} train images, {len(val_split)} val images; "
+          f"layout {layout.to_dict()}", flush=True)
+
+    sampler = PairSampler(train_split.identity, train_split.pose_deg[:, 0], cfg.p_same, cfg.seed)
+    batches = PairBatches(train_split, whitening, sampler, cfg.batch_size)
+    with strategy.scope():
+        encoder = build_encoder(cfg.encoder)
+        siamese = build_siamese(encoder)
+        loss_fn = SiameseLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim)
+        optimizer = keras.optimizers.AdamW(learning_rate(cfg), weight_decay=cfg.weight_decay)
+        if cfg.mixed_precision:
+            optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+        step_var = tf.Variable(0, dtype=tf.int64, name="step")
+        trainables = siamese.trainable_variables + (loss_fn.arc_head.trainable_variables if loss_fn.arc_head else [])
+        optimizer.build(trainables)
+    ckpt = tf.train.Checkpoint(encoder=encoder, optimizer=optimizer, step=step_var,
+                               **({"arc_head": loss_fn.arc_head} if loss_fn.arc_head else {}))
+    manager = tf.train.CheckpointManager(ckpt, out / "ckpt", max_to_keep=2)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).expect_partial()
+        print(f"resumed from {manager.latest_checkpoint} at step {int(step_var.numpy())}", flush=True)
+    start = int(step_var.numpy())
+    dist_data = strategy.experimental_distribute_dataset(batches.dataset(start_step=start))
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(batch, identity_on):
+        with tf.GradientTape() as tape:
+            outputs = siamese({"image_a": batch["image_a"], "image_b": batch["image_b"]}, training=True)
+            terms = loss_fn(batch, outputs, identity_on)
+            total = terms["total"] / replicas
+            scaled = optimizer.get_scaled_loss(total) if cfg.mixed_precision else total
+        grads = tape.gradient(scaled, trainables)
+        if cfg.mixed_precision:
+            grads = optimizer.get_unscaled_gradients(grads)
+        optimizer.apply_gradients(zip(grads, trainables))
+        return terms
+
+    @tf.function(jit_compile=cfg.xla or None)
+    def train_step(batch, identity_on):
+        terms = strategy.run(replica_step, args=(batch, identity_on))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in terms.items()}
+
+    writer = tf.summary.create_file_writer(str(out / "tb"))
+    best = _read_best(out)
+    history = out / "history.jsonl"
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not progress, desc="train")
+    tic, seen = time.perf_counter(), 0   # images/s over the last logging window (no compile time)
+    data_iter = iter(dist_data)
+    rate = 0.0
+    for step in range(start, cfg.steps):
+        identity_on = tf.constant(1.0 if step >= cfg.loss.identity_start_step else 0.0)
+        terms = train_step(next(data_iter), identity_on)
+        step_var.assign(step + 1)
+        seen += 2 * cfg.batch_size
+        if (step + 1) % 20 == 0 or step + 1 == cfg.steps:
+            values = {k: float(v) for k, v in terms.items()}
+            rate = seen / (time.perf_counter() - tic)
+            tic, seen = time.perf_counter(), 0
+            bar.set_postfix(loss=f"{values['total']:.3f}", img_s=f"{rate:.0f}")
+            with writer.as_default(step=step + 1):
+                for k, v in values.items():
+                    tf.summary.scalar(f"loss/{k}", v)
+                tf.summary.scalar("images_per_second", rate)
+        bar.update(1)
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            manager.save(checkpoint_number=step + 1)
+            report = validate(encoder, val_split, whitening, model, layout, cfg.eval_images)
+            report.update(step=step + 1, train_images_per_second=round(rate, 1))
+            with open(history, "a") as f:
+                f.write(json.dumps(report) + "\n")
+            value = selection_value(report, cfg.select_on)
+            with writer.as_default(step=step + 1):
+                tf.summary.scalar("val/nme", report["nme"]["mean"])
+                tf.summary.scalar("val/shape_error_mm", report["shape_error_mm"])
+            bar.write(f"step {step + 1}: val NME {report['nme']['mean']:.2f}%, shape {report['shape_error_mm']:.2f} mm, "
+                      f"EER emb {report['verification_embedding']['eer']:.3f}, shape {report['verification_shape']['eer']:.3f}")
+            if best is None or value < best["value"]:
+                best = {"value": value, "step": step + 1, "report": report}
+                meta = _checkpoint_meta(cfg, first, train_split, model, layout, whitening, report, step + 1)
+                save_checkpoint(out / "best", encoder, meta)
+                atomic_write_json(out / "best.json", best)
+    bar.close()
+    return best["report"] if best else {}
+
+
+def _checkpoint_meta(cfg, first: Dataset, train_split: SplitData, model, layout, whitening, report, step) -> dict:
+    return {"kind": "float", "created": utc_now(), "step": step, "config": config_to_dict(cfg),
+            "encoder": config_to_dict(cfg.encoder), "param_layout": layout.to_dict(),
+            "whitening": whitening.to_dict(), "face_model": model.describe(), "image_size": first.image_size,
+            "pixel_format": "RGB uint8, scaled (x - 127.5) / 128",
+            "training_data": {"datasets": cfg.data, "images": len(train_split),
+                              "identities": int(len(np.unique(train_split.identity))),
+                              "generator": first.manifest.get("generator")},
+            "validation": report, "versions": package_versions(*VERSIONS)}
+
+
+def _read_best(out: Path) -> dict | None:
+    path = out / "best.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _check_resume(out: Path, cfg: TrainConfig) -> None:
+    """Resuming with another config would mix two runs: refuse with a clear message."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "train_config.json"
+    current = config_to_dict(cfg)
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        comparable = {k: v for k, v in current.items() if k != "steps"}
+        if {k: v for k, v in saved.items() if k != "steps"} != comparable:
+            raise SiamfaceError(f"{out} holds a run with a different config ({path}): use another --out "
+                                f"or delete that folder")
+    atomic_write_json(path, current)
