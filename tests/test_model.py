@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import training  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
@@ -125,3 +126,15 @@ def test_encoder_quantizes_and_plugs_into_siamese(tmp_path, encoder, images):
         restored = keras.models.load_model(tmp_path / "qat.h5")
     for got, expected in zip(restored(images[1], training=False), qencoder(images[1], training=False)):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_outputs_stay_float32_under_mixed_precision(images):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        encoder = build_encoder(EncoderConfig(input_size=120, dropout=0.0))
+        out = build_siamese(encoder)({"image_a": images[0], "image_b": images[1]}, training=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert encoder.get_layer("stem_conv").compute_dtype == "float16"
+    assert {v.dtype for v in out.values()} == {tf.float32}
+    np.testing.assert_allclose(np.linalg.norm(out["embedding_a"], axis=1), 1.0, atol=1e-5)

@@ -70,8 +70,9 @@ def build_encoder(cfg: EncoderConfig = EncoderConfig()) -> keras.Model:
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if cfg.dropout > 0:
         x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
-    params = keras.layers.Dense(cfg.n_params, name="params")(x)
-    embedding = keras.layers.Dense(cfg.embedding_dim, name="embedding")(x)
+    # float32 heads: under a mixed_float16 policy the outputs and the losses stay in float32.
+    params = keras.layers.Dense(cfg.n_params, dtype="float32", name="params")(x)
+    embedding = keras.layers.Dense(cfg.embedding_dim, dtype="float32", name="embedding")(x)
     return keras.Model(image, [params, embedding], name="encoder")
 
 
@@ -83,7 +84,7 @@ def build_siamese(encoder: keras.Model) -> keras.Model:
     shape = tuple(encoder.input_shape[1:])
     image_a = keras.Input(shape, name="image_a")
     image_b = keras.Input(shape, name="image_b")
-    normalise = keras.layers.UnitNormalization(axis=-1, name="embedding_l2")
+    normalise = keras.layers.UnitNormalization(axis=-1, dtype="float32", name="embedding_l2")
     params_a, raw_a = encoder(image_a)
     params_b, raw_b = encoder(image_b)
     outputs = {"params_a": params_a, "params_b": params_b,

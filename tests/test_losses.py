@@ -1,0 +1,208 @@
+"""Losses against hand-computed values on a tiny model, and against brute force on the real one."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import training  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.morphable_model import MorphableModel
+from edge_runtime.params import ParamLayout
+from training.losses import (ArcMarginHead, arcface_logits, arcface_loss, contrastive_loss,
+                             embedding_contrastive_loss, geometry_loss, point_sensitivity, wpdc_loss,
+                             wpdc_weights)
+from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
+
+TINY_LAYOUT = ParamLayout(n_id=1, n_exp=1)  # 12 pose + 1 + 1 = 14 values; tx = 3, tz = 11, id = 12
+
+
+def tiny_model() -> TFMorphableModel:
+    """Two vertices: (1, 2, 0) and (3, 0, 4); one identity mode, one expression mode."""
+    model = MorphableModel(
+        name="tiny", sha256="", mean=np.array([[1, 2, 0], [3, 0, 4]], np.float32),
+        id_basis=np.array([[[0, 1, 0], [0, 0, 2]]], np.float32),
+        exp_basis=np.array([[[1, 0, 0], [0, 0, 0]]], np.float32),
+        exp_names=("e",), triangles=np.zeros((0, 3), np.int32), vertex_region=np.zeros(2, np.uint8),
+        region_names=("face",), landmarks68=np.zeros(68, np.int32), extras={})
+    return TFMorphableModel.from_numpy(model, TINY_LAYOUT, dtype=tf.float64)
+
+
+def tiny_params(scale: float = 1.0, **changes: float) -> np.ndarray:
+    """Camera scale * I with zero translation, coefficients 0; changes by index name."""
+    p = np.zeros((1, 14))
+    p[0, [0, 5, 10]] = scale
+    for name, value in changes.items():
+        p[0, {"tx": 3, "ty": 7, "tz": 11, "id": 12, "exp": 13}[name]] += value
+    return p
+
+
+def gradient(fn, x):
+    x = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        loss = fn(x)
+    return loss.numpy(), tape.gradient(loss, x).numpy()
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+def test_geometry_loss_hand_values():
+    tfm = tiny_model()
+    true = tiny_params()
+    assert geometry_loss(true, tiny_params(tx=3.0), tfm).numpy() == pytest.approx(3.0)
+    # id + 2 moves vertex 0 by (0, 2, 0) and vertex 1 by (0, 0, 4): mean of 2 and 4.
+    assert geometry_loss(true, tiny_params(id=2.0), tfm).numpy() == pytest.approx(3.0)
+    # both: distances sqrt(3^2 + 2^2) and sqrt(3^2 + 4^2) = 5.
+    assert geometry_loss(true, tiny_params(tx=3.0, id=2.0), tfm).numpy() == pytest.approx((math.sqrt(13) + 5) / 2)
+    assert geometry_loss(true, tiny_params(tz=7.0), tfm).numpy() == 0.0  # depth offset ignored
+    assert geometry_loss(true, true, tfm).numpy() == 0.0
+
+
+def test_geometry_loss_gradients_on_real_model(face_model):
+    layout = face_model.layout()
+    tfm = TFMorphableModel.from_numpy(face_model, layout, landmark_and_sample_indices(face_model, 100))
+    rng = np.random.default_rng(0)
+    true = layout.join(np.tile(np.array([[4.0, 0, 0, 60], [0, -4, 0, 60], [0, 0, -4, 0]]), (2, 1, 1)),
+                       rng.normal(size=(2, 100)), rng.uniform(0, 1, (2, 53)))
+    pred = true + rng.normal(0, 0.05, true.shape).astype(np.float32)
+    loss, grad = gradient(lambda p: geometry_loss(true, p, tfm), pred)
+    assert loss > 0 and np.isfinite(grad).all()
+    assert np.all(grad[:, 11] == 0) and np.count_nonzero(grad) == grad.size - 2  # all but tz
+    loss, grad = gradient(lambda p: geometry_loss(true, p, tfm), true)
+    assert loss == 0.0 and np.all(grad == 0)  # zero, not NaN, at the optimum
+
+
+# --- WPDC -------------------------------------------------------------------------------------
+
+def test_point_sensitivity_hand_values():
+    sens = point_sensitivity(tiny_params(scale=2.0), tiny_model()).numpy()[0]
+    column_norms = [math.sqrt(1 + 9), 2.0, 4.0, math.sqrt(2)]  # ||X[:, c]|| of the mean shape, sqrt(V)
+    expected = column_norms * 3 + [2 * math.sqrt(1 + 4), 2.0]  # ||2 B_id||_F, ||2 B_exp||_F
+    np.testing.assert_allclose(sens, expected, rtol=1e-12)
+
+
+def test_point_sensitivity_is_how_far_points_move(face_model):
+    """Brute force with the numpy model: move one parameter by 1, measure ||dx||."""
+    layout = face_model.layout(20)
+    idx = landmark_and_sample_indices(face_model, 30)
+    tfm = TFMorphableModel.from_numpy(face_model, layout, idx, dtype=tf.float64)
+    rng = np.random.default_rng(1)
+    camera = np.array([[3.0, 0.5, -1, 50], [0.4, -3, 0.2, 70], [1, 0.1, -3, 5]])
+    p = layout.join(camera, rng.normal(size=20), rng.uniform(0, 1, 53)).astype(np.float64)
+    moved = p[None] + np.eye(layout.size)
+    points = face_model.image_vertices(np.concatenate([p[None], moved]), layout)[:, idx]
+    brute = np.linalg.norm((points[1:] - points[0]).reshape(layout.size, -1), axis=1)
+    np.testing.assert_allclose(point_sensitivity(p[None], tfm).numpy()[0], brute, rtol=1e-4)
+
+
+def test_wpdc_weights_hand_values():
+    true = tiny_params(scale=2.0)
+    pred = tiny_params(scale=2.0, tx=1.0, id=0.5, tz=100.0)
+    w = wpdc_weights(true, pred, tiny_model()).numpy()[0]
+    # unnormalised: tx -> sqrt(2) * 1, id -> 2 sqrt(5) * 0.5 = sqrt(5), tz -> 0; divided by the max.
+    expected = np.zeros(14)
+    expected[3], expected[12] = math.sqrt(2) / math.sqrt(5), 1.0
+    np.testing.assert_allclose(w, expected, rtol=1e-12)
+    np.testing.assert_array_equal(wpdc_weights(true, true, tiny_model()).numpy(), 0.0)
+
+
+def test_wpdc_loss_hand_values_and_constant_weights():
+    assert wpdc_loss([[0.0, 0.0]], [[2.0, 2.0]], [[1.0, 0.5]]).numpy() == pytest.approx((4 + 2) / 2)
+    assert wpdc_loss([[1.0, 2.0]], [[1.0, 2.0]], [[1.0, 0.5]]).numpy() == 0.0
+
+    tfm, std = tiny_model(), 2.0
+    true = tiny_params(scale=2.0)
+    z_true = np.zeros_like(true)
+    z_pred = np.linspace(-1, 1, 14)[None]
+    loss, grad = gradient(lambda z: wpdc_loss(z_true, z, wpdc_weights(true, true + std * z, tfm)), z_pred)
+    w = wpdc_weights(true, true + std * z_pred, tfm).numpy()
+    # Weights are constants: d/dz mean(w (z - z0)^2) = 2 w (z - z0) / P, nothing through w.
+    np.testing.assert_allclose(grad, 2 * w * z_pred / 14, rtol=1e-12)
+    assert np.count_nonzero(grad) > 10
+
+
+# --- contrastive ------------------------------------------------------------------------------
+
+def test_contrastive_loss_hand_values_and_margin_cases():
+    a = np.zeros((5, 2))
+    b = np.array([[3.0, 4.0], [3.0, 4.0], [6.0, 8.0], [0.0, 0.0], [0.0, 0.0]])
+    same = np.array([1, 0, 0, 1, 0])
+    # d = 5, 5, 10, 0, 0 with margin 6: same 12.5; different below margin 0.5 * 1^2;
+    # different above margin 0; identical same 0; identical different 0.5 * 6^2.
+    loss = contrastive_loss(a, b, same, margin=6.0).numpy()
+    assert loss == pytest.approx((12.5 + 0.5 + 0 + 0 + 18) / 5)
+    assert contrastive_loss(a[:1], a[:1], [1], 6.0).numpy() == 0.0
+
+
+def test_contrastive_loss_gradients():
+    b = np.array([[3.0, 4.0], [3.0, 4.0], [6.0, 8.0]])
+    loss, grad = gradient(lambda a: contrastive_loss(a, b, [1.0, 0.0, 0.0], 6.0), np.zeros((3, 2)))
+    # same: d/da 0.5||a-b||^2 = a - b; different, d = 5 < 6: -(m - d)(a - b)/d; beyond margin: 0.
+    np.testing.assert_allclose(grad, np.array([[-3, -4], [0.6, 0.8], [0, 0]]) / 3, rtol=1e-12)
+    _, grad = gradient(lambda a: contrastive_loss(a, a * 1.0, [0.0], 1.0), np.ones((1, 2)))
+    assert np.isfinite(grad).all()
+
+
+def test_embedding_contrastive_loss_hand_values():
+    ea = np.array([[1.0, 0.0], [1.0, 0.0]])
+    eb = np.array([[0.0, 1.0], [0.0, 1.0]])
+    same_then_diff = [1, 0]
+    # L1 distance 2, Q = 5: same (2/5) 2^2 = 1.6; different 10 exp(-2.77 * 2 / 5).
+    l1 = embedding_contrastive_loss(ea, eb, same_then_diff, 5.0).numpy()
+    assert l1 == pytest.approx((1.6 + 10 * math.exp(-2.77 * 0.4)) / 2)
+    # cosine distance 1: same 2/5; different 10 exp(-2.77 / 5).
+    cos = embedding_contrastive_loss(ea, 3 * eb, same_then_diff, 5.0, distance="cosine").numpy()
+    assert cos == pytest.approx((0.4 + 10 * math.exp(-2.77 / 5)) / 2)
+    for distance in ("l1", "cosine"):
+        assert embedding_contrastive_loss(ea, ea, [1, 1], 5.0, distance).numpy() == pytest.approx(0.0, abs=1e-12)
+        _, grad = gradient(lambda e: embedding_contrastive_loss(e, eb, [1, 1], 5.0, distance), ea)
+        assert np.isfinite(grad).all() and np.abs(grad).max() > 0.01
+    with pytest.raises(SiamfaceError, match="'l1' or 'cosine'"):
+        embedding_contrastive_loss(ea, eb, same_then_diff, 5.0, distance="l2")
+
+
+# --- ArcFace ----------------------------------------------------------------------------------
+
+def unit(angle: float) -> list[float]:
+    return [math.cos(angle), math.sin(angle)]
+
+
+def test_arcface_hand_values():
+    weights = 3.0 * np.array([unit(0.3), unit(1.2), unit(2.5)]).T  # (D=2, C=3), norm irrelevant
+    embedding = np.array([[2.0, 0.0], unit(-0.5)])
+    labels = np.array([0, 2])
+    logits = arcface_logits(embedding, labels, weights, scale=30.0, margin=0.5).numpy()
+    # Row 0: angles 0.3, 1.2, 2.5; true class widened to 0.8.
+    np.testing.assert_allclose(logits[0], 30 * np.cos([0.8, 1.2, 2.5]), rtol=1e-6)
+    # Row 1: angles 0.8, 1.7, 3.0; 3.0 > pi - 0.5, so the fallback cos(3.0) - 0.5 sin(0.5).
+    np.testing.assert_allclose(logits[1], 30 * np.array([math.cos(0.8), math.cos(1.7),
+                                                         math.cos(3.0) - 0.5 * math.sin(0.5)]), rtol=1e-6)
+    expected = np.mean([-logits[i, labels[i]] + np.log(np.exp(logits[i]).sum()) for i in range(2)])
+    assert arcface_loss(embedding, labels, weights, 30.0, 0.5).numpy() == pytest.approx(expected, rel=1e-6)
+
+
+def test_arcface_without_margin_is_softmax_cross_entropy():
+    rng = np.random.default_rng(0)
+    embedding, weights = rng.normal(size=(6, 8)), rng.normal(size=(8, 5))
+    labels = rng.integers(0, 5, 6)
+    cos = (embedding / np.linalg.norm(embedding, axis=1, keepdims=True)) @ (weights / np.linalg.norm(weights, axis=0))
+    expected = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, 30.0 * cos).numpy().mean()
+    assert arcface_loss(embedding, labels, weights, 30.0, 0.0).numpy() == pytest.approx(expected, rel=1e-9)
+    assert arcface_loss(embedding, labels, weights, 30.0, 0.5).numpy() > expected  # the margin makes it harder
+
+
+def test_arc_margin_head_trains_its_class_vectors():
+    head = ArcMarginHead(n_classes=4, scale=16.0, margin=0.3)
+    embedding = tf.Variable(np.random.default_rng(1).normal(size=(3, 8)).astype(np.float32))
+    labels = tf.constant([0, 3, 1])
+    with tf.GradientTape() as tape:
+        loss = head(embedding, labels)
+    assert head.kernel.shape == (8, 4)
+    assert loss.numpy() == pytest.approx(arcface_loss(embedding, labels, head.kernel, 16.0, 0.3).numpy())
+    g_emb, g_kernel = tape.gradient(loss, [embedding, head.kernel])
+    assert np.abs(g_emb.numpy()).max() > 0 and np.abs(g_kernel.numpy()).max() > 0
+    assert head.logits(embedding, labels).shape == (3, 4)
+    assert ArcMarginHead.from_config(head.get_config()).get_config() == head.get_config()

@@ -1,0 +1,169 @@
+"""The losses of the Siamese method: geometry (and WPDC) per image, contrastive per pair, ArcFace.
+
+Parameter losses take UNwhitened parameter vectors where they decode geometry (the caller
+unwhitens the network's output); WPDC itself compares whitened vectors. The camera's depth
+offset tz is ignored everywhere, as in 3DDFA: a weak-perspective image does not show it.
+"""
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+import tf_keras as keras
+
+from edge_runtime.errors import SiamfaceError
+from training.morphable_tf import TFMorphableModel
+
+TZ_INDEX = 11  # the camera's (row 2, column 3) entry in the row-major 3x4 pose block
+
+
+def safe_norm(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
+    """Euclidean norm with a zero (not NaN) gradient where the vector is exactly zero."""
+    sq = tf.reduce_sum(tf.square(x), axis)
+    nonzero = sq > 0
+    return tf.where(nonzero, tf.sqrt(tf.where(nonzero, sq, tf.ones_like(sq))), tf.zeros_like(sq))
+
+
+def _depth_offset_mask(tf_model: TFMorphableModel) -> tf.Tensor:
+    """(P,) bool, True at tz."""
+    return tf.one_hot(TZ_INDEX, tf_model.layout.size, dtype=tf.int32) > 0
+
+
+def geometry_loss(params_true: tf.Tensor, params_pred: tf.Tensor, tf_model: TFMorphableModel) -> tf.Tensor:
+    """mean_{b,v} || x_v(p_pred) - x_v(p_true) ||_2 over the model's vertices, in image pixels.
+
+    x_v(p) is the image-space point (x, y, depth) of vertex v. The prediction's tz is replaced
+    by the true one first, so pose, shape and expression errors count, the depth offset does not.
+    """
+    params_true = tf.convert_to_tensor(params_true, tf_model.dtype)
+    params_pred = tf.where(_depth_offset_mask(tf_model), params_true,
+                           tf.convert_to_tensor(params_pred, tf_model.dtype))
+    diff = tf_model.image_points(params_pred) - tf_model.image_points(params_true)
+    return tf.reduce_mean(safe_norm(diff))
+
+
+def point_sensitivity(params: tf.Tensor, tf_model: TFMorphableModel) -> tf.Tensor:
+    """(B, P): ||d x / d p_i||, the Frobenius norm over all (V, 3) image coordinates.
+
+    The image points are linear in each single parameter, so this times |dp_i| is exactly how
+    far the points move when p_i alone changes by dp_i. Camera entry (r, c < 3) moves row r by
+    the shape's c coordinates: ||X[:, c]||; translation (r, 3): sqrt(V); basis mode k under the
+    camera's 3x3 block A: ||A B_k||_F = sqrt(sum_ij (A^T A)_ij (B_k^T B_k)_ij).
+    """
+    camera, id_coeffs, exp_coeffs = tf_model.split(params)
+    shape = tf_model.shape(id_coeffs, exp_coeffs)                                  # (B, V, 3)
+    sqrt_v = tf.fill(tf.shape(shape[:, :1, 0]), tf.sqrt(tf.cast(tf_model.n_vertices, shape.dtype)))
+    per_row = tf.concat([tf.norm(shape, axis=1), sqrt_v], axis=1)                  # (B, 4)
+    a = camera[:, :, :3]
+    ata = tf.einsum("bri,brj->bij", a, a)
+    bases = tf.concat([tf_model.id_basis, tf_model.exp_basis], axis=0)             # (K + E, V, 3)
+    gram = tf.einsum("kvi,kvj->kij", bases, bases)
+    basis = tf.sqrt(tf.maximum(tf.einsum("bij,kij->bk", ata, gram), 0.0))
+    return tf.concat([tf.tile(per_row, [1, 3]), basis], axis=1)
+
+
+def wpdc_weights(params_true: tf.Tensor, params_pred: tf.Tensor, tf_model: TFMorphableModel) -> tf.Tensor:
+    """(B, P) WPDC weights as in 3DDFA, constants for the optimiser (stop-gradient).
+
+    w_i = ||d x / d p_i|| (at the true parameters) * |p_pred_i - p_true_i|, i.e. how far the
+    decoded points move if only parameter i were wrong; w_tz = 0; each row divided by its max.
+    """
+    params_true = tf.convert_to_tensor(params_true, tf_model.dtype)
+    params_pred = tf.convert_to_tensor(params_pred, tf_model.dtype)
+    w = point_sensitivity(params_true, tf_model) * tf.abs(params_pred - params_true)
+    w = tf.where(_depth_offset_mask(tf_model), tf.zeros_like(w), w)
+    w = w / tf.maximum(tf.reduce_max(w, axis=1, keepdims=True), 1e-12)
+    return tf.stop_gradient(w)
+
+
+def wpdc_loss(z_true: tf.Tensor, z_pred: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """mean_{b,i} w_bi (z_pred_bi - z_true_bi)^2 on whitened parameters (3DDFA's WPDC)."""
+    z_pred = tf.convert_to_tensor(z_pred)
+    return tf.reduce_mean(tf.cast(weights, z_pred.dtype) * tf.square(z_pred - tf.cast(z_true, z_pred.dtype)))
+
+
+def contrastive_loss(a: tf.Tensor, b: tf.Tensor, same: tf.Tensor, margin: float) -> tf.Tensor:
+    """mean over pairs of 0.5 y d^2 + 0.5 (1 - y) max(0, m - d)^2, d = ||a - b||_2 (Hadsell et al. 2006).
+
+    Used on the shape (identity) coefficients of the two images of a pair; y = 1 for one person.
+    """
+    a = tf.convert_to_tensor(a)
+    y = tf.cast(tf.reshape(same, [-1]), a.dtype)
+    diff = a - tf.cast(b, a.dtype)
+    d = safe_norm(diff)
+    per_pair = 0.5 * y * tf.reduce_sum(tf.square(diff), -1) + 0.5 * (1.0 - y) * tf.square(tf.nn.relu(margin - d))
+    return tf.reduce_mean(per_pair)
+
+
+def embedding_contrastive_loss(ea: tf.Tensor, eb: tf.Tensor, same: tf.Tensor, margin: float,
+                               distance: str = "l1") -> tf.Tensor:
+    """mean over pairs of y (2/Q) E^2 + (1 - y) 2Q exp(-2.77 E / Q), with Q = margin.
+
+    The authors' identity loss (Chopra, Hadsell, LeCun 2005), Q an upper bound of the distance E:
+    E = ||ea - eb||_1 as in their code, or E = 1 - cos(ea, eb) with distance="cosine".
+    """
+    ea = tf.convert_to_tensor(ea)
+    eb = tf.cast(eb, ea.dtype)
+    if distance == "l1":
+        e = tf.reduce_sum(tf.abs(ea - eb), -1)
+    elif distance == "cosine":
+        e = 1.0 - tf.reduce_sum(tf.math.l2_normalize(ea, -1) * tf.math.l2_normalize(eb, -1), -1)
+    else:
+        raise SiamfaceError(f"unknown embedding distance {distance!r}: use 'l1' or 'cosine'")
+    y = tf.cast(tf.reshape(same, [-1]), ea.dtype)
+    per_pair = y * (2.0 / margin) * tf.square(e) + (1.0 - y) * 2.0 * margin * tf.exp(-2.77 * e / margin)
+    return tf.reduce_mean(per_pair)
+
+
+def arcface_logits(embedding: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, scale: float = 30.0,
+                   margin: float = 0.5) -> tf.Tensor:
+    """(B, C) logits s cos(theta_j), with the true class's angle widened: s cos(theta_y + m).
+
+    theta_j is the angle between the embedding and class vector j (weights is (D, C)). Past
+    theta_y > pi - m, cos(theta_y + m) would rise again, so s (cos theta_y - m sin(pi - m))
+    is used there instead (insightface's fallback), keeping the logit decreasing in theta_y.
+    """
+    embedding = tf.convert_to_tensor(embedding)
+    cos = tf.matmul(tf.math.l2_normalize(embedding, 1), tf.math.l2_normalize(tf.cast(weights, embedding.dtype), 0))
+    cos = tf.clip_by_value(cos, -1.0, 1.0)
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    target = tf.gather(cos, labels, axis=1, batch_dims=1)
+    sin = tf.sqrt(tf.maximum(1.0 - tf.square(target), 1e-12))
+    widened = tf.where(target > math.cos(math.pi - margin),
+                       target * math.cos(margin) - sin * math.sin(margin),
+                       target - margin * math.sin(math.pi - margin))
+    one_hot = tf.one_hot(labels, tf.shape(cos)[1], dtype=cos.dtype)
+    return scale * (cos + one_hot * (widened - target)[:, None])
+
+
+def arcface_loss(embedding: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, scale: float = 30.0,
+                 margin: float = 0.5) -> tf.Tensor:
+    """Mean softmax cross-entropy of ``arcface_logits`` (additive angular margin, Deng et al. 2019)."""
+    logits = arcface_logits(embedding, labels, weights, scale, margin)
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+
+
+class ArcMarginHead(keras.layers.Layer):
+    """Training-only classifier over training identities: holds the (D, C) class vectors.
+
+    ``head(embedding, labels)`` returns the ArcFace loss; it is never part of the encoder.
+    """
+
+    def __init__(self, n_classes: int, scale: float = 30.0, margin: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes, self.scale, self.margin = int(n_classes), float(scale), float(margin)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="class_vectors", shape=(int(input_shape[-1]), self.n_classes),
+                                      initializer="glorot_uniform", trainable=True)
+        super().build(input_shape)
+
+    def logits(self, embedding: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return arcface_logits(embedding, labels, self.kernel, self.scale, self.margin)
+
+    def call(self, embedding: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return arcface_loss(embedding, labels, self.kernel, self.scale, self.margin)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "n_classes": self.n_classes, "scale": self.scale, "margin": self.margin}
