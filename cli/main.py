@@ -29,10 +29,11 @@ def main() -> None:
 
 def _register() -> None:
     from cli.data import data
-    from cli.train import train
+    from cli.train import qat, train
 
     main.add_command(data)
     main.add_command(train)
+    main.add_command(qat)
 
 
 _register()

@@ -17,7 +17,8 @@ from edge_runtime.errors import SiamfaceError
 T = TypeVar("T")
 
 
-def _build(cls: type[T], data: dict, where: str) -> T:
+def build_config(cls: type[T], data: dict, where: str) -> T:
+    """A dataclass (nested ones too) from a mapping; ``where`` names the source in errors."""
     if not isinstance(data, dict):
         raise SiamfaceError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -29,7 +30,7 @@ def _build(cls: type[T], data: dict, where: str) -> T:
     for name, value in data.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = _build(hint, value, f"{where}.{name}")
+            value = build_config(hint, value, f"{where}.{name}")
         elif typing.get_origin(hint) is tuple and isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
@@ -62,7 +63,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
             raise SiamfaceError(f"override {item!r} must look like key=value (e.g. pose.yaw_max_deg=60)")
         key, raw = item.split("=", 1)
         _set_path(data, key.strip(), yaml.safe_load(raw))
-    return _build(cls, data, where)
+    return build_config(cls, data, where)
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -9,6 +9,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -224,8 +225,14 @@ def describe_device() -> tuple[tf.distribute.Strategy, str]:
     return tf.distribute.get_strategy(), ("GPU " + gpus[0].name) if gpus else "CPU"
 
 
-def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
-    """Train (or resume) into ``out``; returns the best validation report."""
+def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
+          encoder_factory: Callable[[], keras.Model] | None = None, kind: str = "float",
+          parent: dict | None = None) -> dict:
+    """Train (or resume) into ``out``; returns the best validation report.
+
+    ``encoder_factory`` replaces the fresh encoder (QAT passes the quantize-wrapped float
+    encoder); ``kind`` and ``parent`` are recorded in the checkpoint.
+    """
     out = Path(out)
     model = load_face_model(cfg.face_model or None)
     train_split, val_split, first = open_training_data(cfg, model)
@@ -242,7 +249,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     sampler = PairSampler(train_split.identity, train_split.pose_deg[:, 0], cfg.p_same, cfg.seed)
     batches = PairBatches(train_split, whitening, sampler, cfg.batch_size)
     with strategy.scope():
-        encoder = build_encoder(cfg.encoder)
+        encoder = encoder_factory() if encoder_factory else build_encoder(cfg.encoder)
         siamese = build_siamese(encoder)
         loss_fn = SiameseLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim)
         optimizer = keras.optimizers.AdamW(learning_rate(cfg), weight_decay=cfg.weight_decay)
@@ -299,6 +306,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
             if best is None or value < best["value"]:
                 best = {"value": value, "step": step + 1, "report": report}
                 meta = _checkpoint_meta(cfg, first, train_split, model, layout, whitening, report, step + 1)
+                meta.update(kind=kind, **({"parent": parent} if parent else {}))
                 save_checkpoint(out / "best", encoder, meta)
                 atomic_write_json(out / "best.json", best)
     bar.close()

@@ -1,0 +1,55 @@
+"""Quantization-aware training: the float encoder wrapped by tfmot's quantize_model, put back
+into the Siamese model and fine-tuned with the same losses, data and loop as float training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import tf_keras as keras
+
+from edge_runtime.errors import SiamfaceError
+from training.checkpoint import load_checkpoint
+from training.config_io import build_config
+from training.train import TrainConfig, train
+
+
+@dataclass
+class QATConfig:
+    """What QAT changes relative to the float run's config (everything else is inherited)."""
+
+    steps: int = 600
+    learning_rate: float = 2e-4
+    warmup_steps: int = 20
+    eval_every: int = 200
+    batch_size: int = 0   # 0: as in float training
+
+
+def quantize_encoder(encoder: keras.Model) -> keras.Model:
+    """tfmot QAT wrapper; layers tfmot cannot quantize are named in the error, never skipped."""
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry)
+
+    supported = registry.Default8BitQuantizeRegistry()
+    folded = (keras.layers.InputLayer, keras.layers.BatchNormalization)  # BN is folded into its conv
+    unsupported = [f"{layer.name} ({layer.__class__.__name__})" for layer in encoder.layers
+                   if not isinstance(layer, folded) and not supported.supports(layer)]
+    if unsupported:
+        raise SiamfaceError(f"tfmot cannot quantize layers {', '.join(unsupported)}: rebuild the encoder "
+                            f"from Conv2D/DepthwiseConv2D/BatchNormalization/ReLU/Add/Dense layers")
+    return tfmot.quantization.keras.quantize_model(encoder)
+
+
+def run_qat(checkpoint: str | Path, out: str | Path, qcfg: QATConfig, progress: bool = True) -> dict:
+    """Fine-tune a float checkpoint with fake quantization; the best QAT checkpoint lands in out/best."""
+    _, meta = load_checkpoint(checkpoint)
+    if meta["kind"] != "float":
+        raise SiamfaceError(f"{checkpoint} is a {meta['kind']} checkpoint: QAT starts from a float checkpoint "
+                            f"(the best/ folder of `siamface train`)")
+    base = build_config(TrainConfig, meta["config"], f"{checkpoint}/checkpoint.json")
+    cfg = replace(base, steps=qcfg.steps, learning_rate=qcfg.learning_rate, warmup_steps=qcfg.warmup_steps,
+                  eval_every=qcfg.eval_every, batch_size=qcfg.batch_size or base.batch_size)
+    parent = {"checkpoint": str(checkpoint), "step": meta["step"], "validation_nme": meta["validation"]["nme"]["mean"]}
+    return train(cfg, out, progress, encoder_factory=lambda: quantize_encoder(load_checkpoint(checkpoint)[0]),
+                 kind="qat", parent=parent)
