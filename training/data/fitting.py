@@ -6,7 +6,7 @@ parameters by regularised least squares, alternating
       nearest weak-perspective [sR | t] (edge_runtime.camera's orthonormal_rotation), then the
       best scale and translation for that rotation;
   (b) the coefficients: linear least squares with Tikhonov priors, identity ~ N(0, 1) and
-      expressions bounded to [0, 1] (scipy's lsq_linear).
+      expressions bounded to [0, 1] (a small box-constrained quadratic program).
 Residuals enter (b) divided by the camera scale, i.e. in centimetres on the face, so the prior
 weights mean the same at any image resolution: a weight w is the MAP choice for landmark noise
 of sqrt(w) cm. All images of one identity can share one identity vector (a joint solve), which
@@ -23,7 +23,6 @@ from typing import Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 import scipy
-from scipy.optimize import lsq_linear
 
 from edge_runtime.camera import decompose_camera, orthonormal_rotation, project
 from edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark_box
@@ -31,7 +30,7 @@ from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import MorphableModel
 from edge_runtime.params import ParamLayout, Whitening
 from training.data.dataset import (FORMAT_VERSION, MANIFEST, atomic_save_npy, atomic_write_json,
-                                   label_columns, write_shard)
+                                   column_slices, label_columns, write_shard)
 from training.data.real_formats import RealSample
 
 
@@ -42,8 +41,9 @@ class FitConfig:
     n_id: int = 40
     id_weight: float = 1e-2
     exp_weight: float = 1e-3
+    alternations: int = 5
     max_iterations: int = 30
-    tol_px: float = 1e-3
+    tol: float = 1e-6
 
 
 @dataclass(frozen=True)
@@ -91,28 +91,109 @@ def fit_camera(points: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.concatenate([scale * rotation, translation[:, None]], axis=1)
 
 
-def _solve_coefficients(basis: LandmarkBasis, cameras: Sequence[np.ndarray], targets: Sequence[np.ndarray],
-                        config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
-    """One identity vector shared by all images, one expression vector each: a bounded linear solve."""
+def box_qp(hessian: np.ndarray, linear: np.ndarray, lower: np.ndarray, upper: np.ndarray, x: np.ndarray,
+           max_iterations: int = 100, tol: float = 1e-9) -> np.ndarray:
+    """argmin 0.5 x'Hx - c'x on a box, H positive definite: projected Newton with Armijo steps.
+
+    Warm-started from the previous alternation it takes a few Cholesky-sized solves, where
+    scipy's lsq_linear (trf or bvls) needs hundreds of milliseconds per call at this size.
+    """
+    x = np.clip(x, lower, upper)
+    objective = lambda v: 0.5 * v @ hessian @ v - linear @ v  # noqa: E731
+    for _ in range(max_iterations):
+        gradient = hessian @ x - linear
+        if np.linalg.norm(x - np.clip(x - gradient, lower, upper)) < tol:
+            break
+        free = ~(((x <= lower) & (gradient > 0)) | ((x >= upper) & (gradient < 0)))
+        step = np.zeros_like(x)
+        step[free] = -np.linalg.solve(hessian[np.ix_(free, free)], gradient[free])
+        value, alpha = objective(x), 1.0
+        while True:
+            candidate = np.clip(x + alpha * step, lower, upper)
+            if objective(candidate) <= value + 1e-4 * gradient @ (candidate - x) or alpha < 1e-8:
+                break
+            alpha *= 0.5
+        x = candidate
+    return x
+
+
+N_POSE_STEP = 7  # log-scale, rotation vector (3), translation (3, in cm on the face)
+
+
+def _skew(points: np.ndarray) -> np.ndarray:
+    """(N, 3) -> (N, 3, 3) cross-product matrices [p]x."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    zero = np.zeros_like(x)
+    return np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], 1)
+
+
+@dataclass
+class _State:
+    """The unknowns of one fit: per-image cameras and expressions, one identity."""
+
+    cameras: list[np.ndarray]
+    id_coeffs: np.ndarray
+    exp_coeffs: np.ndarray  # (n, E)
+
+    def cost(self, basis: LandmarkBasis, targets: Sequence[np.ndarray], config: FitConfig) -> float:
+        """Squared landmark error in cm on the face plus the priors: what each step lowers."""
+        total = config.id_weight * self.id_coeffs @ self.id_coeffs + config.exp_weight * np.sum(self.exp_coeffs ** 2)
+        for camera, exp, target in zip(self.cameras, self.exp_coeffs, targets):
+            predicted = project(basis.points(self.id_coeffs, exp), camera)[:, :target.shape[1]]
+            total += np.sum((predicted - target) ** 2) / np.linalg.norm(camera[0, :3]) ** 2
+        return float(total)
+
+
+def _step(basis: LandmarkBasis, state: _State, targets: Sequence[np.ndarray], config: FitConfig,
+          with_pose: bool) -> _State:
+    """One linearised solve for increments of the identity, the expressions and (optionally) the cameras.
+
+    Residuals are divided by each camera's scale (cm on the face). Without pose the problem is
+    linear and one step is its exact solution; with pose it is a Gauss-Newton step, which moves
+    camera and shape together where plain alternation crawls along their shared valley.
+    """
     n_id, n_exp, n = basis.id_basis.shape[0], basis.exp_basis.shape[0], len(targets)
-    blocks, rhs = [], []
-    for i, (camera, target) in enumerate(zip(cameras, targets)):
+    n_pose = N_POSE_STEP if with_pose else 0
+    block = n_pose + n_exp
+    size = n_id + n * block
+    hessian, linear = np.zeros((size, size)), np.zeros(size)
+    for i, (camera, exp, target) in enumerate(zip(state.cameras, state.exp_coeffs, targets)):
         dim = target.shape[1]
         scale = np.linalg.norm(camera[0, :3])
-        linear = camera[:dim, :3] / scale
-        row = np.zeros((68 * dim, n_id + n * n_exp))
-        row[:, :n_id] = np.einsum("dc,kvc->vdk", linear, basis.id_basis).reshape(-1, n_id)
-        row[:, n_id + i * n_exp:n_id + (i + 1) * n_exp] = np.einsum(
-            "dc,evc->vde", linear, basis.exp_basis).reshape(-1, n_exp)
-        blocks.append(row)
-        rhs.append(((target - project(basis.mean, camera)[:, :dim]) / scale).ravel())
-    prior = np.sqrt(np.concatenate([np.full(n_id, config.id_weight), np.full(n * n_exp, config.exp_weight)]))
-    system = np.concatenate(blocks + [np.diag(prior)])
-    values = np.concatenate(rhs + [np.zeros(len(prior))])
-    lower = np.concatenate([np.full(n_id, -np.inf), np.zeros(n * n_exp)])
-    upper = np.concatenate([np.full(n_id, np.inf), np.ones(n * n_exp)])
-    solution = lsq_linear(system, values, bounds=(lower, upper), method="bvls").x
-    return solution[:n_id], solution[n_id:].reshape(n, n_exp)
+        rows = camera[:dim, :3] / scale
+        points = basis.points(state.id_coeffs, exp)
+        columns = [np.einsum("dc,kvc->vdk", rows, basis.id_basis).reshape(-1, n_id)]
+        if with_pose:
+            translation = np.zeros((68, dim, 3))
+            translation[:, np.arange(dim), np.arange(dim)] = 1.0
+            columns += [(points @ rows.T).reshape(-1, 1),
+                        -np.einsum("dc,vce->vde", rows, _skew(points)).reshape(-1, 3),
+                        translation.reshape(-1, 3)]
+        columns.append(np.einsum("dc,evc->vde", rows, basis.exp_basis).reshape(-1, n_exp))
+        jacobian = np.concatenate(columns, axis=1)
+        rhs = ((target - project(points, camera)[:, :dim]) / scale).ravel()
+        cols = np.r_[0:n_id, n_id + i * block:n_id + (i + 1) * block]
+        hessian[np.ix_(cols, cols)] += jacobian.T @ jacobian
+        linear[cols] += jacobian.T @ rhs
+    prior = np.concatenate([np.full(n_id, config.id_weight)]
+                           + [np.r_[np.full(n_pose, 1e-9), np.full(n_exp, config.exp_weight)]] * n)
+    current = np.concatenate([state.id_coeffs] + [np.r_[np.zeros(n_pose), e] for e in state.exp_coeffs])
+    hessian[np.diag_indices(size)] += prior
+    linear -= prior * current  # the priors pull the coefficients, not their increments, to zero
+    free = np.full(n_id + n_pose, np.inf)
+    lower = np.concatenate([-free[:n_id]] + [np.r_[-free[n_id:], -e] for e in state.exp_coeffs])
+    upper = np.concatenate([free[:n_id]] + [np.r_[free[n_id:], 1.0 - e] for e in state.exp_coeffs])
+    delta = box_qp(hessian, linear, lower, upper, np.zeros(size))
+    cameras, exps = [], []
+    for i, (camera, exp) in enumerate(zip(state.cameras, state.exp_coeffs)):
+        inc = delta[n_id + i * block:n_id + (i + 1) * block]
+        exps.append(np.clip(exp + inc[n_pose:], 0.0, 1.0))
+        if with_pose:
+            scale = np.linalg.norm(camera[0, :3])
+            rotation = camera[:, :3] / scale @ cv2.Rodrigues(inc[1:4])[0]
+            camera = np.concatenate([scale * np.exp(inc[0]) * rotation, camera[:, 3:] + scale * inc[4:7, None]], axis=1)
+        cameras.append(camera)
+    return _State(cameras, state.id_coeffs + delta[:n_id], np.array(exps))
 
 
 def _residual_px(basis: LandmarkBasis, camera: np.ndarray, id_coeffs: np.ndarray, exp_coeffs: np.ndarray,
@@ -125,26 +206,181 @@ def fit_identity(model: MorphableModel, targets: Sequence[np.ndarray], config: F
     """Fit images of one person jointly: shared identity, per-image camera and expression.
 
     ``targets``: per image (68, 2) pixels, or (68, 3) with z in the project's image convention.
+    First ``alternations`` rounds of (a) camera by ``fit_camera``, (b) exact coefficient solve;
+    then Gauss-Newton steps on everything until the cost stops falling (or max_iterations).
     """
     targets = [np.asarray(t, np.float64) for t in targets]
     if not targets or any(t.shape not in ((68, 2), (68, 3)) for t in targets):
         raise SiamfaceError(f"landmark targets must be (68, 2) or (68, 3), got {[t.shape for t in targets]}")
     basis = LandmarkBasis.of(model, config.n_id)
-    layout = model.layout(config.n_id)
-    id_coeffs = np.zeros(config.n_id)
-    exp_coeffs = np.zeros((len(targets), len(model.exp_names)))
-    previous = np.inf
+    state = _State([], np.zeros(config.n_id), np.zeros((len(targets), len(model.exp_names))))
+    cost = np.inf
     for iteration in range(1, config.max_iterations + 1):
-        cameras = [fit_camera(basis.points(id_coeffs, e), t) for e, t in zip(exp_coeffs, targets)]
-        id_coeffs, exp_coeffs = _solve_coefficients(basis, cameras, targets, config)
-        residuals = [_residual_px(basis, c, id_coeffs, e, t) for c, e, t in zip(cameras, exp_coeffs, targets)]
-        if abs(previous - np.mean(residuals)) < config.tol_px:
+        if iteration <= config.alternations:
+            state.cameras = [fit_camera(basis.points(state.id_coeffs, e), t) for e, t in zip(state.exp_coeffs, targets)]
+            state = _step(basis, state, targets, config, with_pose=False)
+            cost = state.cost(basis, targets, config)
+            continue
+        candidate = _step(basis, state, targets, config, with_pose=True)
+        new_cost = candidate.cost(basis, targets, config)
+        if new_cost >= cost:
             break
-        previous = float(np.mean(residuals))
-    return [FitResult(layout.join(c, id_coeffs, e), r, iteration)
-            for c, e, r in zip(cameras, exp_coeffs, residuals)]
+        state, improvement, cost = candidate, cost - new_cost, new_cost
+        if improvement < config.tol * cost:
+            break
+    layout = model.layout(config.n_id)
+    return [FitResult(layout.join(c, state.id_coeffs, e), _residual_px(basis, c, state.id_coeffs, e, t), iteration)
+            for c, e, t in zip(state.cameras, state.exp_coeffs, targets)]
 
 
 def fit_landmarks(model: MorphableModel, target: np.ndarray, config: FitConfig = FitConfig()) -> FitResult:
     """Fit one image's 68 landmarks (see ``fit_identity``)."""
     return fit_identity(model, [target], config)[0]
+def camera_to_crop(camera: np.ndarray, transform: CropTransform) -> np.ndarray:
+    """Compose a crop's scale and offset into a camera: project(X, result) == to_crop(project(X, camera))."""
+    out = np.asarray(camera, np.float64) * transform.scale
+    out[0, 3] -= transform.scale * transform.x0
+    out[1, 3] -= transform.scale * transform.y0
+    return out
+
+
+@dataclass(frozen=True)
+class RealDatasetConfig:
+    """How real samples become a training dataset; written into its manifest."""
+
+    image_size: int = 120
+    shard_size: int = 1024
+    share_identity: bool = True
+    fit: FitConfig = field(default_factory=FitConfig)
+
+
+@dataclass
+class _SplitWriter:
+    """Accumulates one split's crops and labels and writes them shard by shard."""
+
+    folder: Path
+    shard_size: int
+    images: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    residuals: list = field(default_factory=list)
+    all_params: list = field(default_factory=list)
+    all_residuals: list = field(default_factory=list)
+    identities: set = field(default_factory=set)
+    shards: int = 0
+
+    def add(self, image: np.ndarray, label: np.ndarray, residual: float, params: np.ndarray, identity: int) -> None:
+        self.images.append(image)
+        self.labels.append(label)
+        self.residuals.append(residual)
+        self.all_params.append(params)
+        self.all_residuals.append(residual)
+        self.identities.add(identity)
+        if len(self.images) == self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.images:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_shard(self.folder, self.shards, np.stack(self.images), np.stack(self.labels))
+        atomic_save_npy(self.folder / f"fit_residuals-{self.shards:05d}.npy", np.asarray(self.residuals, np.float32))
+        self.shards += 1
+        self.images, self.labels, self.residuals = [], [], []
+
+    def info(self) -> dict:
+        return {"shards": self.shards, "images": len(self.all_residuals), "identities": len(self.identities)}
+
+    def residual_summary(self) -> dict:
+        r = np.asarray(self.all_residuals, np.float64)
+        if not len(r):
+            return {"images": 0}
+        return {"images": int(len(r)), "mean_px": float(r.mean()), "median_px": float(np.median(r)),
+                "p95_px": float(np.percentile(r, 95)), "max_px": float(r.max())}
+
+
+def _landmarked(samples: Iterable[RealSample], skipped: list) -> Iterable[RealSample]:
+    for sample in samples:
+        if sample.landmarks is None:
+            skipped.append((sample.image_path, "no landmarks to fit"))
+        else:
+            yield sample
+
+
+def _groups(samples: Iterable[RealSample], share_identity: bool, skipped: list) -> Iterable[list[RealSample]]:
+    """Landmarked samples, consecutive ones of one identity together when identity is shared."""
+    usable = _landmarked(samples, skipped)
+    if not share_identity:
+        return ([s] for s in usable)
+    return (list(group) for _, group in itertools.groupby(usable, key=lambda s: s.identity))
+
+
+def _label(sample: RealSample, result: FitResult, identity: int, model: MorphableModel, layout: ParamLayout,
+           image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop, crop-space parameters and the label record of one fitted sample."""
+    transform = crop_from_box(landmark_box(sample.landmarks), image_size)
+    camera, id_coeffs, exp_coeffs = layout.split(result.params)
+    params = layout.join(camera_to_crop(camera, transform), id_coeffs, exp_coeffs)
+    landmarks = transform.to_crop(sample.landmarks)
+    landmarks3d = landmarks if sample.has_3d else model.image_landmarks(params, layout)
+    pose = sample.pose_deg if sample.pose_deg is not None else decompose_camera(camera).degrees
+    x0, y0, x1, y1 = landmark_box(landmarks)
+    columns = column_slices(label_columns(layout))
+    label = np.zeros(max(s.stop for s in columns.values()), np.float32)
+    label[columns["identity"]] = identity
+    label[columns["params"]] = params
+    label[columns["landmarks2d"]] = landmarks[:, :2].ravel()
+    label[columns["landmarks3d"]] = landmarks3d.ravel()
+    label[columns["pose_deg"]] = pose
+    label[columns["face_box"]] = (x0, y0, x1, y1)
+    return crop_image(sample.image, transform), label, params
+
+
+def fit_to_dataset(splits: Mapping[str, Iterable[RealSample]], model: MorphableModel, out_dir: str | Path,
+                   config: RealDatasetConfig = RealDatasetConfig(), source: dict | None = None) -> dict:
+    """Fit every landmarked sample and write the project's dataset format; returns the manifest.
+
+    ``splits`` maps a split name to samples (a loader, typically; for ``share_identity`` the
+    images of one identity must come consecutively, as loaders list them). Labels are in crop
+    coordinates: landmarks2d is the annotation; landmarks3d the 3D annotation when there is one,
+    else the fitted model's landmarks; pose_deg the dataset's pose when given, else the fitted
+    camera's; face_box the landmark box. Samples that cannot be used are listed in the manifest.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    layout = model.layout(config.fit.n_id)
+    identities: dict[str, int] = {}
+    writers: dict[str, _SplitWriter] = {}
+    skipped: list[tuple[Path, str]] = []
+    for name, samples in splits.items():
+        writer = writers[name] = _SplitWriter(out / name, config.shard_size)
+        for group in _groups(samples, config.share_identity, skipped):
+            results = fit_identity(model, [s.landmarks for s in group], config.fit)
+            for sample, result in zip(group, results):
+                number = identities.setdefault(sample.identity, len(identities))
+                image, label, params = _label(sample, result, number, model, layout, config.image_size)
+                writer.add(image, label, result.residual_px, params, number)
+        writer.flush()
+        skipped += getattr(samples, "skipped", [])
+    whitening_split = "train" if "train" in writers else None
+    params = [p for n, w in writers.items() if whitening_split in (None, n) for p in w.all_params]
+    if not params:
+        raise SiamfaceError(f"no sample could be fitted for {out}: the inputs hold no images with landmarks")
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "image_size": config.image_size,
+        "param_layout": layout.to_dict(),
+        "face_model": model.describe(),
+        "columns": [list(c) for c in label_columns(layout)],
+        "splits": {name: w.info() for name, w in writers.items()},
+        "whitening": Whitening.fit(np.stack(params)).to_dict(),
+        "whitening_split": whitening_split or "all",
+        "identity_names": sorted(identities, key=identities.get),
+        "source": source or {"kind": "real", "datasets": sorted({str(n) for n in splits})},
+        "config": asdict(config),
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+                     "opencv": cv2.__version__},
+        "fitting": {name: w.residual_summary() for name, w in writers.items()},
+        "skipped": [{"path": str(p), "reason": r} for p, r in skipped],
+    }
+    atomic_write_json(out / MANIFEST, manifest)
+    return manifest
