@@ -29,11 +29,13 @@ def main() -> None:
 
 def _register() -> None:
     from cli.data import data
+    from cli.export import export_cmd
     from cli.train import qat, train
 
     main.add_command(data)
     main.add_command(train)
     main.add_command(qat)
+    main.add_command(export_cmd)
 
 
 _register()

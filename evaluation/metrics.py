@@ -176,8 +176,16 @@ def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
     Only observed thresholds count, so with fewer than 1 / ``far`` different pairs this is
     the TAR at FAR = 0 (a pessimistic reading, never an extrapolation).
     """
-    fars, tars, _ = roc_curve(scores, same)
-    return float(tars[fars <= far].max())
+    return threshold_at_far(scores, same, far)["tar"]
+
+
+def threshold_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> dict[str, float]:
+    """The operating point for a target FAR: threshold (accept ``score >= threshold``), its
+    measured FAR and TAR; the ROC point with the largest TAR whose FAR <= ``far``."""
+    fars, tars, thresholds = roc_curve(scores, same)
+    ok = np.flatnonzero(fars <= far)
+    i = ok[np.argmax(tars[ok])]
+    return {"threshold": float(thresholds[i]), "far": float(fars[i]), "tar": float(tars[i])}
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:

@@ -1,0 +1,115 @@
+"""Export a checkpoint to bundles: convert each variant, check parity with the real interpreter,
+calibrate its verification threshold on held-out identities, write the bundle.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.morphable_model import load_face_model
+from edge_runtime.params import Whitening
+from edge_runtime.provenance import package_versions
+from evaluation import metrics
+from export import parity
+from export.bundle import write_bundle
+from export.tflite import FULL_INTEGER, VARIANTS, convert
+from training.checkpoint import load_checkpoint
+from training.data.dataset import Dataset, SplitData
+
+FLOAT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq")
+QAT_VARIANTS = ("int8-qat",)
+
+
+@dataclass
+class ExportConfig:
+    far_target: float = 1e-2          # the verification threshold is set for this false-accept rate
+    representative_images: int = 200  # training images for int8 calibration (PTQ)
+    parity_images: int = 64           # held-out images compared against Keras
+    calibration_images: int = 1000    # held-out images whose pairs set the threshold
+    face_model: str = ""
+
+
+def held_out(dataset: Dataset) -> SplitData:
+    """Identities never trained on: the test split, else the validation split."""
+    test = dataset.split("test")
+    return test if len(test) else dataset.split("val")
+
+
+def calibrate(embeddings: np.ndarray, identities: np.ndarray, far_target: float) -> dict:
+    """Threshold on cosine similarity at ``far_target`` over all pairs of held-out images."""
+    e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    i, j = np.triu_indices(len(e), k=1)
+    scores, same = np.sum(e[i] * e[j], axis=1), identities[i] == identities[j]
+    point = metrics.threshold_at_far(scores, same, far_target)
+    if not np.isfinite(point["threshold"]):   # no positive accepted at that FAR: reject all negatives
+        point["threshold"] = float(scores[~same].max() + 1e-6)
+    return {**point, "far_target": far_target, "eer": metrics.eer(scores, same), "pairs": int(len(scores)),
+            "same_pairs": int(same.sum()), "identities": int(len(np.unique(identities))), "similarity": "cosine"}
+
+
+def _sample(split: SplitData, n: int) -> np.ndarray:
+    return np.linspace(0, len(split) - 1, min(n, len(split))).astype(np.int64)
+
+
+def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str | Path,
+                      cfg: ExportConfig = ExportConfig(), progress: bool = True) -> list[Path]:
+    """Write one bundle per variant into ``out_root/<variant>``; returns their folders."""
+    encoder, meta = load_checkpoint(checkpoint)
+    allowed = QAT_VARIANTS if meta["kind"] == "qat" else FLOAT_VARIANTS
+    for v in variants:
+        if v not in VARIANTS:
+            raise SiamfaceError(f"unknown variant {v!r}: choose from {', '.join(VARIANTS)}")
+        if v not in allowed:
+            raise SiamfaceError(f"variant {v} cannot be exported from the {meta['kind']} checkpoint {checkpoint}: "
+                                f"it exports {', '.join(allowed)}" + (" (run `siamface qat` for int8-qat)" if v == "int8-qat" else ""))
+    model = load_face_model(cfg.face_model or meta["config"].get("face_model") or None)
+    if model.sha256 != meta["face_model"]["sha256"]:
+        raise SiamfaceError(f"{checkpoint} was trained with face model {meta['face_model']['sha256'][:12]}, "
+                            f"{model.name} is {model.sha256[:12]}: pass the matching --face-model")
+    layout = model.layout(meta["param_layout"]["n_id"])
+    dataset = Dataset.open(meta["config"]["data"][0])
+    whitening = Whitening.from_dict(meta["whitening"])
+    train = dataset.split("train")
+    rep_images = train.images(_sample(train, cfg.representative_images))
+    heldout = held_out(dataset)
+    cal_idx = _sample(heldout, cfg.calibration_images)
+    cal_images, cal_ids = heldout.images(cal_idx), heldout.identity[cal_idx]
+    written = []
+    for variant in tqdm(variants, desc="export", disable=not progress):
+        tflite = convert(encoder, variant, (lambda: iter(rep_images.astype(np.float32))) if variant in FULL_INTEGER else None)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.tflite"
+            path.write_bytes(tflite)
+            params, embs = parity.run_tflite(path, cal_images)
+        n = min(cfg.parity_images, len(cal_images))
+        figures = parity.compare((params[:n], embs[:n]), encoder, cal_images[:n], model, layout, whitening)
+        if variant == "fp32":
+            parity.check_fp32(figures, checkpoint)
+        bundle_meta = {
+            "variant": variant, "variant_description": VARIANTS[variant],
+            "input": {"name": "pixels", "size": dataset.image_size, "pixel_format": "RGB",
+                      "dtype": "uint8" if variant in FULL_INTEGER else "float32", "range": [0, 255],
+                      "normalisation": "(x - 127.5) / 128, inside the model"},
+            "outputs": {"params": "params (whitened)", "embedding": "embedding (not normalised)"},
+            "param_layout": layout.to_dict(), "whitening": meta["whitening"],
+            "crop": {"convention": "3ddfa", "center_shift": CENTER_SHIFT, "side_factor": SIDE_FACTOR},
+            "embedding": {"dim": int(embs.shape[1]), "normalise": "l2", "similarity": "cosine"},
+            "verification": {**calibrate(embs, cal_ids, cfg.far_target),
+                             "source": f"{heldout.name} split of {dataset.root}"},
+            "parity": figures,
+            "training": {"checkpoint": str(checkpoint), "kind": meta["kind"], "step": meta["step"],
+                         "validation_nme": meta["validation"]["nme"]["mean"], "data": meta["training_data"],
+                         "config": meta["config"]},
+            "versions": package_versions("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert"),
+        }
+        folder = write_bundle(Path(out_root) / variant, tflite, bundle_meta, model, layout, cfg.face_model or None)
+        load_bundle(folder)  # re-read and re-hash what was written
+        written.append(folder)
+    return written
