@@ -29,6 +29,7 @@ def main() -> None:
 
 def _register() -> None:
     from cli.data import data
+    from cli.edge import EDGE_COMMANDS
     from cli.export import export_cmd
     from cli.train import qat, train
 
@@ -36,6 +37,8 @@ def _register() -> None:
     main.add_command(train)
     main.add_command(qat)
     main.add_command(export_cmd)
+    for command in EDGE_COMMANDS:
+        main.add_command(command)
 
 
 _register()

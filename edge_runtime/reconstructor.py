@@ -1,0 +1,154 @@
+"""One photo in, a list of Face results out: detect, crop, invoke, decode, embed.
+
+``Reconstructor.from_bundle(path).reconstruct(image)`` follows the 3DDFA_V2 recipe: the
+detector's box gives a first crop; the landmarks predicted there give a second, tighter crop
+in the training distribution (the refine pass), whose prediction is the result.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from edge_runtime.bundle import Bundle, load_bundle
+from edge_runtime.camera import decompose_camera, project
+from edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark_box
+from edge_runtime.detector import DEFAULT_DETECTOR, FaceDetector, make_detector, to_rgb
+from edge_runtime.interpreter import TFLiteModel
+from edge_runtime.morphable_model import MorphableModel
+from edge_runtime.params import ParamLayout
+
+
+@dataclass
+class Face:
+    """One reconstructed face; coordinates in the input image's pixels."""
+
+    box: tuple[float, float, float, float]  # face box used (detector's or caller's)
+    score: float                            # detector score (1.0 for a given box)
+    crop: CropTransform                     # the square crop the model saw
+    params: np.ndarray                      # unwhitened 3DMM parameters in crop space
+    embedding: np.ndarray                   # L2-normalised identity embedding
+    _model: MorphableModel = field(repr=False)
+    _layout: ParamLayout = field(repr=False)
+
+    @cached_property
+    def landmarks3d(self) -> np.ndarray:
+        """(68, 3): x, y image pixels, z depth (image pixels, smaller is nearer)."""
+        return self.crop.to_image(self._model.image_landmarks(self.params, self._layout))
+
+    @property
+    def landmarks68(self) -> np.ndarray:
+        return self.landmarks3d[:, :2]
+
+    @cached_property
+    def pose(self) -> tuple[float, float, float]:
+        """(yaw, pitch, roll) in degrees; yaw > 0 faces the image's right."""
+        return decompose_camera(self._layout.split(self.params)[0]).degrees
+
+    @cached_property
+    def vertices(self) -> np.ndarray:
+        """Dense mesh (V, 3) in image space (computed on first use)."""
+        camera, id_coeffs, exp_coeffs = self._layout.split(self.params)
+        return self.crop.to_image(project(self._model.shape(id_coeffs, exp_coeffs), camera))
+
+    @property
+    def triangles(self) -> np.ndarray:
+        return self._model.triangles
+
+    @property
+    def shape_code(self) -> np.ndarray:
+        """Identity coefficients of the morphable model (the Siamese-trained shape code)."""
+        return self._layout.split(self.params)[1]
+
+    @property
+    def expression(self) -> dict[str, float]:
+        weights = np.clip(self._layout.split(self.params)[2], 0.0, 1.0)
+        return {name: float(w) for name, w in zip(self._model.exp_names, weights)}
+
+    def to_dict(self) -> dict:
+        top = sorted(self.expression.items(), key=lambda kv: -kv[1])[:8]
+        return {"box": [float(v) for v in self.box], "score": float(self.score),
+                "crop_box": [float(v) for v in self.crop.box()],
+                "pose_deg": dict(zip(("yaw", "pitch", "roll"), (round(a, 2) for a in self.pose))),
+                "landmarks68": np.round(self.landmarks68, 2).tolist(),
+                "expression_top": {k: round(v, 3) for k, v in top if v > 0.05},
+                "embedding": np.round(self.embedding, 5).tolist()}
+
+
+@dataclass(frozen=True)
+class ReconstructorOptions:
+    detector: str = DEFAULT_DETECTOR
+    num_threads: int = 1
+    refine: bool = True    # second pass on the crop from the first pass's landmarks
+
+
+class Reconstructor:
+    """Holds the bundle's interpreter, decoder and detector; one call per image."""
+
+    def __init__(self, bundle: Bundle, options: ReconstructorOptions = ReconstructorOptions()):
+        self.bundle, self.options = bundle, options
+        self.model = TFLiteModel(bundle.model_path, options.num_threads)
+        self.decoder = bundle.face_model
+        self.layout, self.whitening = bundle.layout, bundle.whitening
+        self.size = bundle.input_size
+        self._input_dtype = self.model.inputs[0].dtype
+        self._detector: FaceDetector | None = None
+        self.timings: dict[str, list[float]] = {}
+
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike, options: ReconstructorOptions = ReconstructorOptions()) -> "Reconstructor":
+        return cls(load_bundle(path), options)
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = make_detector(self.options.detector)
+        return self._detector
+
+    def _time(self, stage: str, start: float) -> float:
+        now = time.perf_counter()
+        self.timings.setdefault(stage, []).append((now - start) * 1000.0)
+        return now
+
+    def predict_crop(self, image: np.ndarray, crop: CropTransform) -> tuple[np.ndarray, np.ndarray]:
+        """(unwhitened params, normalised embedding) of one crop of the image."""
+        t = time.perf_counter()
+        pixels = crop_image(image, crop)
+        t = self._time("crop", t)
+        out = self.model.run(pixels[None].astype(self._input_dtype))
+        t = self._time("invoke", t)
+        params = self.whitening.unwhiten(out["params"][0])
+        emb = out["embedding"][0].astype(np.float64)
+        emb /= max(float(np.linalg.norm(emb)), 1e-12)
+        self._time("embed", t)
+        return params, emb
+
+    def reconstruct(self, image: np.ndarray, boxes=None) -> list[Face]:
+        """Faces in an RGB image (grayscale/RGBA converted), largest first; ``boxes`` skips detection."""
+        image = to_rgb(np.asarray(image))
+        if boxes is None:
+            t = time.perf_counter()
+            detections = self.detector.detect(image)
+            self._time("detect", t)
+            found = [(d.box, d.score) for d in detections]
+        else:
+            found = [(tuple(float(v) for v in b), 1.0) for b in boxes]
+        faces = []
+        for box, score in found:
+            crop = crop_from_box(box, self.size)
+            params, emb = self.predict_crop(image, crop)
+            if self.options.refine:
+                t = time.perf_counter()
+                lm = crop.to_image(self.decoder.image_landmarks(params, self.layout))
+                crop = crop_from_box(landmark_box(lm), self.size)
+                self._time("decode", t)
+                params, emb = self.predict_crop(image, crop)
+            t = time.perf_counter()
+            face = Face(box, score, crop, params, emb, self.decoder, self.layout)
+            face.landmarks3d  # decode now so timings and errors happen here
+            self._time("decode", t)
+            faces.append(face)
+        return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
