@@ -145,12 +145,13 @@ class _State:
 
 
 def _step(basis: LandmarkBasis, state: _State, targets: Sequence[np.ndarray], config: FitConfig,
-          with_pose: bool) -> _State:
+          with_pose: bool, damping: float = 0.0) -> _State:
     """One linearised solve for increments of the identity, the expressions and (optionally) the cameras.
 
     Residuals are divided by each camera's scale (cm on the face). Without pose the problem is
     linear and one step is its exact solution; with pose it is a Gauss-Newton step, which moves
-    camera and shape together where plain alternation crawls along their shared valley.
+    camera and shape together where plain alternation crawls along their shared valley;
+    ``damping`` (Marquardt: times the Hessian's diagonal) shortens it where the linearisation fails.
     """
     n_id, n_exp, n = basis.id_basis.shape[0], basis.exp_basis.shape[0], len(targets)
     n_pose = N_POSE_STEP if with_pose else 0
@@ -178,7 +179,7 @@ def _step(basis: LandmarkBasis, state: _State, targets: Sequence[np.ndarray], co
     prior = np.concatenate([np.full(n_id, config.id_weight)]
                            + [np.r_[np.full(n_pose, 1e-9), np.full(n_exp, config.exp_weight)]] * n)
     current = np.concatenate([state.id_coeffs] + [np.r_[np.zeros(n_pose), e] for e in state.exp_coeffs])
-    hessian[np.diag_indices(size)] += prior
+    hessian[np.diag_indices(size)] = (1.0 + damping) * (hessian.diagonal() + prior)
     linear -= prior * current  # the priors pull the coefficients, not their increments, to zero
     free = np.full(n_id + n_pose, np.inf)
     lower = np.concatenate([-free[:n_id]] + [np.r_[-free[n_id:], -e] for e in state.exp_coeffs])
@@ -207,25 +208,28 @@ def fit_identity(model: MorphableModel, targets: Sequence[np.ndarray], config: F
 
     ``targets``: per image (68, 2) pixels, or (68, 3) with z in the project's image convention.
     First ``alternations`` rounds of (a) camera by ``fit_camera``, (b) exact coefficient solve;
-    then Gauss-Newton steps on everything until the cost stops falling (or max_iterations).
+    then Levenberg-Marquardt steps on everything until the cost stops falling (or max_iterations).
     """
     targets = [np.asarray(t, np.float64) for t in targets]
     if not targets or any(t.shape not in ((68, 2), (68, 3)) for t in targets):
         raise SiamfaceError(f"landmark targets must be (68, 2) or (68, 3), got {[t.shape for t in targets]}")
     basis = LandmarkBasis.of(model, config.n_id)
     state = _State([], np.zeros(config.n_id), np.zeros((len(targets), len(model.exp_names))))
-    cost = np.inf
+    cost, damping = np.inf, 1e-3
     for iteration in range(1, config.max_iterations + 1):
         if iteration <= config.alternations:
             state.cameras = [fit_camera(basis.points(state.id_coeffs, e), t) for e, t in zip(state.exp_coeffs, targets)]
             state = _step(basis, state, targets, config, with_pose=False)
             cost = state.cost(basis, targets, config)
             continue
-        candidate = _step(basis, state, targets, config, with_pose=True)
+        candidate = _step(basis, state, targets, config, with_pose=True, damping=damping)
         new_cost = candidate.cost(basis, targets, config)
         if new_cost >= cost:
-            break
-        state, improvement, cost = candidate, cost - new_cost, new_cost
+            damping *= 10.0
+            if damping > 1e3:
+                break
+            continue
+        state, improvement, cost, damping = candidate, cost - new_cost, new_cost, damping / 10.0
         if improvement < config.tol * cost:
             break
     layout = model.layout(config.n_id)
