@@ -6,7 +6,10 @@ parameters by regularised least squares, alternating
       nearest weak-perspective [sR | t] (edge_runtime.camera's orthonormal_rotation), then the
       best scale and translation for that rotation;
   (b) the coefficients: linear least squares with Tikhonov priors, identity ~ N(0, 1) and
-      expressions bounded to [0, 1] (a small box-constrained quadratic program).
+      expressions bounded to [0, 1] (a small box-constrained quadratic program),
+for a few rounds, then refining camera and coefficients together by Levenberg-Marquardt steps
+(the same bounded solve with camera corrections added): alternation alone crawls, because
+camera and identity trade off against each other (face width vs yaw and scale).
 Residuals enter (b) divided by the camera scale, i.e. in centimetres on the face, so the prior
 weights mean the same at any image resolution: a weight w is the MAP choice for landmark noise
 of sqrt(w) cm. All images of one identity can share one identity vector (a joint solve), which
@@ -36,7 +39,11 @@ from training.data.real_formats import RealSample
 
 @dataclass(frozen=True)
 class FitConfig:
-    """How landmarks are fitted; weights are in cm^2 (see the module docstring)."""
+    """How landmarks are fitted; weights are in cm^2 (see the module docstring).
+
+    ``alternations`` camera/coefficient rounds come first, then joint steps up to
+    ``max_iterations`` in all, stopping when a step lowers the cost by less than ``tol`` (relative).
+    """
 
     n_id: int = 40
     id_weight: float = 1e-2
@@ -48,7 +55,7 @@ class FitConfig:
 
 @dataclass(frozen=True)
 class FitResult:
-    """Parameters (image coordinates), mean 2D landmark error in pixels, iterations used."""
+    """Parameters (image coordinates), mean 2D landmark error in pixels, steps taken (incl. rejected)."""
 
     params: np.ndarray
     residual_px: float
