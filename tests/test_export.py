@@ -1,0 +1,118 @@
+"""Export: every variant loads in LiteRT, bundles round-trip and are hash-checked, parity fails
+when the model does not compute what the checkpoint does, int8 takes uint8 pixels, QAT keeps
+the Siamese branches shared.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_runtime.bundle import load_bundle
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.interpreter import TFLiteModel
+from export.exporter import ExportConfig, export_checkpoint
+from export.parity import check_fp32, compare, run_tflite
+from training.checkpoint import load_checkpoint
+from training.data.dataset import Dataset
+
+VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
+
+
+def test_every_variant_loads_and_records_itself(tiny_bundles):
+    sizes = {}
+    for variant in VARIANTS:
+        bundle = load_bundle(tiny_bundles / "bundles" / variant)
+        m = bundle.meta
+        assert m["variant"] == variant and m["model"]["size_bytes"] == bundle.model_path.stat().st_size
+        assert m["param_layout"] == {"n_id": 20, "n_exp": 53, "n_pose": 12}
+        assert m["input"]["size"] == 64 and m["embedding"]["dim"] == 32
+        assert 0 <= m["verification"]["far"] <= m["verification"]["far_target"]
+        assert m["verification"]["threshold"] <= 1.0 + 1e-5 and "tensorflow" in m["versions"]
+        assert m["training"]["kind"] == ("qat" if variant == "int8-qat" else "float")
+        assert (bundle.root / "FACE_MODEL_LICENSE").is_file()
+        model = TFLiteModel(bundle.model_path)
+        assert set(model.output_names) == {"params", "embedding"}
+        sizes[variant] = m["model"]["size_bytes"]
+    assert sizes["fp16"] < sizes["fp32"] and sizes["int8-ptq"] < sizes["fp16"]
+
+
+def test_bundle_round_trip_matches_checkpoint(tiny_bundles):
+    bundle = load_bundle(tiny_bundles / "bundles" / "fp32" / "bundle.json")
+    _, meta = load_checkpoint(tiny_bundles / "float" / "best")
+    assert bundle.meta["whitening"] == meta["whitening"]
+    np.testing.assert_array_equal(bundle.whitening.std, np.asarray(meta["whitening"]["std"], np.float32))
+    decoder = bundle.face_model
+    assert decoder.n_id_total == 20 and decoder.landmarks68.shape == (68,)
+    assert bundle.meta["face_model"]["n_id_total"] == 100  # the training face model, described
+
+
+def test_fp32_parity_figures_are_tight(tiny_bundles):
+    p = load_bundle(tiny_bundles / "bundles" / "fp32").meta["parity"]
+    assert p["params_max_abs"] < 1e-3 and p["embedding_cosine_min"] > 0.9999 and p["images"] == 8
+
+
+def test_tampered_files_are_refused(tiny_bundles, tmp_path):
+    for name in ("model.tflite", "face_model.npz"):
+        copy = tmp_path / name.replace(".", "_")
+        shutil.copytree(tiny_bundles / "bundles" / "int8-ptq", copy)
+        with open(copy / name, "ab") as f:
+            f.write(b"\0")
+        with pytest.raises(SiamfaceError, match=f"{name} does not match the sha256"):
+            load_bundle(copy)
+    with pytest.raises(SiamfaceError, match="not a siamface bundle"):
+        load_bundle(tmp_path)
+
+
+def test_parity_check_fails_when_model_and_checkpoint_differ(tiny_bundles):
+    encoder, meta = load_checkpoint(tiny_bundles / "float" / "best")
+    ds = Dataset.open(tiny_bundles / "data")
+    images = ds.split("test").images(np.arange(6))
+    bundle = load_bundle(tiny_bundles / "bundles" / "fp32")
+    out = run_tflite(bundle.model_path, images)
+    args = (bundle.face_model, bundle.layout, bundle.whitening)
+    check_fp32(compare(out, encoder, images, *args), "fp32")       # the real pair agrees
+    for w in encoder.get_layer("params").weights[:1]:
+        w.assign(w + 0.05)                                          # a checkpoint the file was not made from
+    with pytest.raises(SiamfaceError, match="parity check failed"):
+        check_fp32(compare(out, encoder, images, *args), "fp32")
+
+
+def test_full_integer_variants_take_uint8_pixels(tiny_bundles):
+    ds = Dataset.open(tiny_bundles / "data")
+    images = ds.split("test").images(np.arange(4))
+    ref = run_tflite(load_bundle(tiny_bundles / "bundles" / "fp32").model_path, images)
+    for variant in ("int8-ptq", "int8-qat"):
+        model = TFLiteModel(tiny_bundles / "bundles" / variant / "model.tflite")
+        (inp,) = model.inputs
+        assert inp.dtype == np.uint8 and inp.scale == 1.0 and inp.zero_point == 0   # raw camera pixels
+        assert json.loads((tiny_bundles / "bundles" / variant / "bundle.json").read_text())["input"]["dtype"] == "uint8"
+    params, _ = run_tflite(tiny_bundles / "bundles" / "int8-ptq" / "model.tflite", images)
+    assert np.abs(params - ref[0]).mean() < 0.1 * np.abs(ref[0]).mean() + 0.05
+
+
+def test_qat_wrapper_keeps_siamese_weights_shared(tiny_bundles):
+    from training.model import build_siamese
+    from training.qat import quantize_encoder
+
+    encoder, _ = load_checkpoint(tiny_bundles / "float" / "best")
+    quantized = quantize_encoder(encoder)
+    siamese = build_siamese(quantized)
+    assert len(siamese.weights) == len(quantized.weights)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    out = siamese({"image_a": x, "image_b": x}, training=False)
+    np.testing.assert_array_equal(out["params_a"].numpy(), out["params_b"].numpy())
+    np.testing.assert_array_equal(out["embedding_a"].numpy(), out["embedding_b"].numpy())
+
+
+def test_bad_export_requests(tiny_bundles, tmp_path):
+    cfg = ExportConfig(representative_images=4, parity_images=2, calibration_images=8)
+    with pytest.raises(SiamfaceError, match="unknown variant 'int4'"):
+        export_checkpoint(tiny_bundles / "float" / "best", ["int4"], tmp_path, cfg, progress=False)
+    with pytest.raises(SiamfaceError, match="int8-qat cannot be exported from the float checkpoint.*siamface qat"):
+        export_checkpoint(tiny_bundles / "float" / "best", ["int8-qat"], tmp_path, cfg, progress=False)
+    with pytest.raises(SiamfaceError, match="not a siamface checkpoint"):
+        export_checkpoint(tmp_path, ["fp32"], tmp_path / "out", cfg, progress=False)
+    assert not (tmp_path / "out").exists()
