@@ -30,6 +30,7 @@ def main() -> None:
 def _register() -> None:
     from cli.data import data
     from cli.edge import EDGE_COMMANDS
+    from cli.evaluate import compare, evaluate
     from cli.export import export_cmd
     from cli.train import qat, train
 
@@ -37,6 +38,8 @@ def _register() -> None:
     main.add_command(train)
     main.add_command(qat)
     main.add_command(export_cmd)
+    main.add_command(evaluate)
+    main.add_command(compare)
     for command in EDGE_COMMANDS:
         main.add_command(command)
 

@@ -43,7 +43,7 @@ class LossConfig:
     param: float = 0.5                # L2 on whitened parameters (keeps fine identity modes learnt)
     wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
     shape_contrastive: float = 0.05   # contrastive on identity coefficients of the pair
-    shape_margin: float = 8.0
+    shape_margin: float = 4.0
     identity: str = "contrastive"     # "contrastive" (paper), "arcface" or "none"
     identity_weight: float = 0.5
     identity_q: float = 10.0          # contrastive: Q, the bound of the embedding distance

@@ -1,0 +1,46 @@
+"""`siamface evaluate` and `siamface compare`: every model on the same crops, one report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edge_runtime.atomic import atomic_write_json
+from evaluation import metrics, report
+from evaluation.eval_data import EvalSet
+from evaluation.predictors import Predictor
+from evaluation.scoring import score
+
+
+def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: bool = True) -> tuple[dict, dict]:
+    """(result, curves): the scored metrics, and per-image arrays for plots."""
+    params, embs = [], []
+    for i in tqdm(range(0, len(data.crops), batch), desc=predictor.kind, disable=not progress, leave=False):
+        p, e = predictor.predict(data.crops[i:i + batch])
+        params.append(p)
+        embs.append(e)
+    params, embs = np.concatenate(params), np.concatenate(embs)
+    has_ids = data.truth.identity is not None
+    result = score(params, embs if has_ids else None, data.truth, predictor.decoder, predictor.layout)
+    result.update(model=predictor.name, kind=predictor.kind, data=data.name, skipped=data.skipped,
+                  invoke_ms=float(np.median(predictor.invoke_ms)) if predictor.invoke_ms else None,
+                  size_bytes=predictor.meta.get("size_bytes"))
+    lm = predictor.decoder.image_landmarks(params, predictor.layout)[..., :2]
+    curves = {"nme": metrics.nme(lm, data.truth.landmarks2d)}
+    if has_ids:
+        i, j, same = metrics.all_pairs(data.truth.identity, max_pairs=20000, rng=0)
+        curves.update(scores=metrics.cosine_scores(embs[i], embs[j]), same=same)
+    return result, curves
+
+
+def write_reports(results: dict[str, dict], curves: dict[str, dict], out: Path, reference: str | None) -> str:
+    """JSON, Markdown table and PNG plots into ``out``; returns the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = report.markdown_table(results, reference)
+    atomic_write_json(out / "report.json", json.loads(json.dumps(results, default=float)))
+    report.write_text(out / "report.md", f"# siamface comparison\n\nData: {next(iter(results.values()))['data']}; "
+                      f"reference for deltas: {reference}. NME, EER and TAR in percent.\n\n{table}")
+    report.plot_all(curves, results, out)
+    return table

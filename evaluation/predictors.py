@@ -1,0 +1,87 @@
+"""A common face of the two things users evaluate: a Keras checkpoint or a TFLite bundle.
+
+Both map face crops (uint8, N x S x S x 3) to unwhitened parameters and L2-normalised
+embeddings. Bundles run on the real TFLite interpreter; checkpoints need TensorFlow, imported
+only when one is evaluated.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.morphable_model import MorphableModel
+from edge_runtime.params import ParamLayout, Whitening
+
+
+@dataclass
+class Predictor:
+    name: str
+    kind: str                    # "checkpoint" or the bundle variant
+    size: int                    # input crop size
+    layout: ParamLayout
+    whitening: Whitening
+    decoder: MorphableModel
+    run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # uint8 crops -> (z, raw embedding)
+    meta: dict
+    invoke_ms: list[float] = field(default_factory=list)
+
+    def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(unwhitened params (N, P), unit embeddings (N, D))."""
+        start = time.perf_counter()
+        z, emb = self.run(crops)
+        self.invoke_ms.append((time.perf_counter() - start) * 1000.0 / max(1, len(crops)))
+        emb = emb.astype(np.float64)
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return self.whitening.unwhiten(z), emb
+
+
+def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.interpreter import TFLiteModel
+
+    bundle = load_bundle(path)
+    model = TFLiteModel(bundle.model_path, num_threads)
+    dtype = model.inputs[0].dtype
+
+    def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outs = [model.run(c[None].astype(dtype)) for c in crops]
+        return np.concatenate([o["params"] for o in outs]), np.concatenate([o["embedding"] for o in outs])
+
+    return Predictor(str(path), bundle.variant, bundle.input_size, bundle.layout, bundle.whitening,
+                     bundle.face_model, run, {**bundle.meta, "size_bytes": bundle.meta["model"]["size_bytes"]})
+
+
+def checkpoint_predictor(path: str | Path) -> Predictor:
+    from edge_runtime.morphable_model import load_face_model
+    from training.checkpoint import load_checkpoint
+
+    encoder, meta = load_checkpoint(path)
+    model = load_face_model(meta["config"].get("face_model") or None)
+    if model.sha256 != meta["face_model"]["sha256"]:
+        raise SiamfaceError(f"{path} was trained with another face model ({meta['face_model']['sha256'][:12]}): "
+                            f"set SIAMFACE_FACE_MODEL to the matching asset")
+
+    def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outs = [encoder((crops[i:i + 64].astype(np.float32) - 127.5) / 128.0, training=False)
+                for i in range(0, len(crops), 64)]
+        return np.concatenate([np.asarray(o[0]) for o in outs]), np.concatenate([np.asarray(o[1]) for o in outs])
+
+    return Predictor(str(path), f"checkpoint-{meta['kind']}", int(meta["image_size"]),
+                     ParamLayout.from_dict(meta["param_layout"]), Whitening.from_dict(meta["whitening"]),
+                     model, run, meta)
+
+
+def open_predictor(path: str | Path) -> Predictor:
+    """A bundle folder (bundle.json) or a checkpoint folder (checkpoint.json)."""
+    path = Path(path)
+    if (path / "bundle.json").is_file() or path.name == "bundle.json":
+        return bundle_predictor(path)
+    if (path / "checkpoint.json").is_file():
+        return checkpoint_predictor(path)
+    raise SiamfaceError(f"{path} is neither a bundle (bundle.json) nor a checkpoint (checkpoint.json): "
+                        f"pass a folder written by `siamface export` or `siamface train`")

@@ -1,0 +1,91 @@
+"""Tables (Markdown) and plots (PNG) of evaluation results, written atomically."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.atomic import atomic_write, atomic_write_bytes
+from evaluation import metrics
+
+COLUMNS = ("size MB", "invoke ms", "NME 0-30", "NME 30-60", "NME 60-90", "NME mean", "ΔNME", "pose MAE",
+           "shape mm", "EER emb", "ΔEER", "TAR@1e-2", "TAR@1e-3", "EER shape")
+
+
+def row(result: dict, ref: dict | None) -> dict:
+    """One table row (numbers) from an evaluation result; deltas against ``ref``."""
+    nme, ver = result["nme"], result.get("verification_embedding", {})
+    r = {"size MB": result.get("size_bytes", float("nan")) / 1e6, "invoke ms": result.get("invoke_ms", float("nan")),
+         "NME 0-30": nme["0-30"], "NME 30-60": nme["30-60"], "NME 60-90": nme["60-90"], "NME mean": nme["mean"],
+         "pose MAE": result["pose_mae"]["mean"], "shape mm": result.get("shape_error_mm", float("nan")),
+         "EER emb": 100 * ver.get("eer", float("nan")), "TAR@1e-2": 100 * ver.get("tar_at_far_1e-2", float("nan")),
+         "TAR@1e-3": 100 * ver.get("tar_at_far_1e-3", float("nan")),
+         "EER shape": 100 * result.get("verification_shape", {}).get("eer", float("nan"))}
+    r["ΔNME"] = r["NME mean"] - row(ref, None)["NME mean"] if ref else 0.0
+    r["ΔEER"] = r["EER emb"] - row(ref, None)["EER emb"] if ref else 0.0
+    return r
+
+
+def markdown_table(results: dict[str, dict], reference: str | None) -> str:
+    """Variants as rows; NME and EER in percent, deltas against the reference variant."""
+    ref = results.get(reference) if reference else None
+    lines = ["| variant | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name, result in results.items():
+        r = row(result, ref)
+        cells = [f"{r[c]:+.2f}" if c.startswith("Δ") else f"{r[c]:.2f}" for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_all(curves: dict[str, dict], results: dict[str, dict], out: Path) -> list[Path]:
+    """ROC curves overlaid, NME per yaw bin, CED curves; ``curves`` holds per-variant arrays."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, c in curves.items():
+        if "scores" in c:
+            far, tar, _ = metrics.roc_curve(c["scores"], c["same"])
+            ax.plot(np.maximum(far, 1e-4), tar, label=name)
+    ax.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate", title="Verification ROC (embedding)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, out / "roc.png")
+    paths.append(out / "roc.png")
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    width = 0.8 / max(1, len(results))
+    for k, (name, r) in enumerate(results.items()):
+        ax.bar(np.arange(3) + k * width, [r["nme"][b] for b in metrics.YAW_BINS], width, label=name)
+    ax.set(xticks=np.arange(3) + 0.4 - width / 2, xticklabels=[f"|yaw| {b}" for b in metrics.YAW_BINS],
+           ylabel="NME (%)", title="Landmark NME per yaw bin")
+    ax.legend(fontsize=8)
+    _save(fig, out / "nme_yaw.png")
+    paths.append(out / "nme_yaw.png")
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    thresholds = np.linspace(0, 0.2, 201)
+    for name, c in curves.items():
+        ax.plot(100 * thresholds, metrics.ced(c["nme"], thresholds), label=name)
+    ax.set(xlabel="NME (%)", ylabel="fraction of images", title="Cumulative error distribution")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, out / "ced.png")
+    paths.append(out / "ced.png")
+    plt.close("all")
+    return paths
