@@ -51,6 +51,34 @@ def preview(dataset, out, split, count) -> None:
 
 
 @data.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", required=True, type=click.Choice(["300w-lp", "aflw2000"]),
+              help="Layout of ROOT (REFERENCE.md section 2).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset folder to write.")
+@click.option("--val-fraction", default=0.05, show_default=True,
+              help="300W-LP: identities held out for validation (AFLW2000-3D becomes a test split).")
+@face_model_option
+@click.argument("overrides", nargs=-1)
+def fit(root, fmt, out, val_fraction, face_model, overrides) -> None:
+    """Fit the face model to a real dataset's landmarks and write training labels.
+
+    OVERRIDES are KEY=VALUE settings of RealDatasetConfig, e.g. fit.n_id=100 share_identity=false.
+    """
+    from edge_runtime.morphable_model import load_face_model
+    from training.config_io import load_config
+    from training.data.fitting import RealDatasetConfig, fit_to_dataset
+    from training.data.real_formats import LOADERS, split_by_identity
+
+    cfg = load_config(RealDatasetConfig, None, overrides)
+    loader = LOADERS[fmt](root)
+    splits = split_by_identity(loader, val_fraction) if fmt == "300w-lp" else {"test": loader}
+    manifest = fit_to_dataset(splits, load_face_model(face_model), out, cfg, source={"kind": fmt, "root": str(root)})
+    for name, info in manifest["splits"].items():
+        click.echo(f"{name}: {info} ; fitting residual {manifest['fitting'][name]}")
+    click.echo(f"skipped {len(manifest['skipped'])} sample(s); dataset written to {out}")
+
+
+@data.command()
 @click.option("--images", default=2000, show_default=True, help="Images to render.")
 @click.option("--workers", default=0, show_default=True, help="Worker processes (0 = all cores).")
 @face_model_option

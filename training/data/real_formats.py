@@ -342,3 +342,22 @@ def read_pairs_csv(path: str | os.PathLike) -> list[Pair]:
     if not pairs:
         raise SiamfaceError(f"pairs CSV {path} holds no pairs: add lines file_a,file_b,same")
     return pairs
+
+
+def split_by_identity(loader: Loader, val_fraction: float) -> dict[str, Loader]:
+    """Train/val views of a loader with disjoint identities (stable: a hash of the identity key)."""
+    import copy
+    import zlib
+
+    def is_val(entry: Entry) -> bool:
+        return zlib.crc32(entry.identity.encode()) % 10_000 < val_fraction * 10_000
+
+    views = {}
+    for name, want in (("train", False), ("val", True)):
+        view = copy.copy(loader)
+        view.entries = [e for e in loader.entries if is_val(e) == want]
+        views[name] = view
+    return views
+
+
+LOADERS = {"300w-lp": W300LPLoader, "aflw2000": AFLW2000Loader, "folder": IdentityFolderLoader}
