@@ -4,12 +4,11 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.atomic import atomic_write_json
+from edge_runtime.atomic import atomic_folder, atomic_write_json
 from edge_runtime.bundle import DECODER, FORMAT_VERSION, META, MODEL
 from edge_runtime.morphable_model import MorphableModel, file_sha256, resolve_face_model_path
 from edge_runtime.params import ParamLayout
@@ -30,10 +29,7 @@ def decoder_bytes(model: MorphableModel, layout: ParamLayout) -> bytes:
 def write_bundle(out: str | os.PathLike, tflite: bytes, meta: dict, model: MorphableModel,
                  layout: ParamLayout, face_model_path: str | None = None) -> Path:
     """Create (or replace) the bundle folder ``out``; it appears only when complete."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_folder(out) as tmp:
         (tmp / MODEL).write_bytes(tflite)
         (tmp / DECODER).write_bytes(decoder_bytes(model, layout))
         licence = resolve_face_model_path(face_model_path).parent / "LICENSE"
@@ -43,10 +39,4 @@ def write_bundle(out: str | os.PathLike, tflite: bytes, meta: dict, model: Morph
         full["model"] = {"file": MODEL, "sha256": file_sha256(tmp / MODEL), "size_bytes": len(tflite)}
         full["face_model"] = {**model.describe(), "decoder": {"file": DECODER, "sha256": file_sha256(tmp / DECODER)}}
         atomic_write_json(tmp / META, full)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)

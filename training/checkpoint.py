@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from edge_runtime.atomic import atomic_write_json
+from edge_runtime.atomic import atomic_folder, atomic_write_json
 from edge_runtime.errors import SiamfaceError
 
 META = "checkpoint.json"
@@ -22,19 +20,10 @@ KINDS = ("float", "qat")
 
 def save_checkpoint(folder: str | os.PathLike, encoder, meta: dict) -> Path:
     """Write the encoder and its metadata into ``folder``, replacing it only when complete."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_folder(folder) as tmp:
         encoder.save(tmp / ENCODER, include_optimizer=False)
         atomic_write_json(tmp / META, {"format_version": FORMAT_VERSION, **meta})
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)
 
 
 def read_checkpoint_meta(folder: str | os.PathLike) -> dict:

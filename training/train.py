@@ -38,9 +38,9 @@ VERSIONS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy")
 class LossConfig:
     """Loss weights (0 switches a loss off, for ablations) and their margins."""
 
-    geometry: float = 1.0             # mean distance (crop pixels) of 68 landmarks + sampled vertices
+    geometry: float = 0.5             # mean distance (crop pixels) of 68 landmarks + sampled vertices
     n_sample_vertices: int = 200
-    param: float = 0.5                # L2 on whitened parameters (keeps fine identity modes learnt)
+    param: float = 2.0                # L2 on whitened parameters: keeps the shape code near its posterior mean
     wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
     shape_contrastive: float = 0.05   # contrastive on identity coefficients of the pair
     shape_margin: float = 4.0
