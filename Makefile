@@ -26,6 +26,9 @@ demo: venv
 
 bench: venv
 	$(VENV)/bin/siamface data bench
+	@if [ -d runs/demo/bundles ]; then \
+	  $(VENV)/bin/siamface bench runs/demo/bundles/* --image runs/demo/photos/astronaut.png; \
+	else echo "bundle latency: run make demo first (it writes runs/demo/bundles)"; fi
 
 clean:
 	rm -rf runs .pytest_cache
