@@ -11,8 +11,8 @@ STAGES = ("detect", "crop", "invoke", "decode", "embed")
 
 def _percentiles(values: list[float]) -> str:
     if not values:
-        return "     -     "
-    return f"{np.percentile(values, 50):5.2f}/{np.percentile(values, 90):5.2f}"
+        return "-"
+    return f"{np.percentile(values, 50):.2f}/{np.percentile(values, 90):.2f}"
 
 
 def bench_bundles(bundles: list[str], threads: list[int], runs: int = 50, image_path: str | None = None) -> list[str]:

@@ -8,14 +8,32 @@ import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from edge_runtime.errors import SiamfaceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+BOX_HELP = "face box x0,y0,x1,y1 (pixels) used for every image instead of detection"
 DEFAULT_GALLERY = os.environ.get("SIAMFACE_GALLERY", str(Path.home() / ".siamface" / "gallery.db"))
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """LiteRT's C++ logger writes to file descriptor 2 ("INFO: Created TensorFlow Lite XNNPACK
+    delegate", load errors that the Python exception repeats): hide it so stderr holds only our line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _reconstructor(args):
@@ -23,14 +41,31 @@ def _reconstructor(args):
 
     if not args.model:
         raise SiamfaceError("no bundle given: pass --model BUNDLE_DIR or set SIAMFACE_BUNDLE")
-    return Reconstructor.from_bundle(args.model, ReconstructorOptions(args.detector, args.threads))
+    with _native_stderr_silenced():  # the XNNPACK notice is printed once per process, at the first model
+        return Reconstructor.from_bundle(args.model, ReconstructorOptions(args.detector, args.threads))
 
 
 def _expand(paths: list[str]) -> list[Path]:
     """Files as given; folders expand to the images inside them (sorted)."""
     out = []
     for p in map(Path, paths):
-        out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES) if p.is_dir() else [p]
+        if not p.is_dir():
+            out.append(p)
+            continue
+        images = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise SiamfaceError(f"folder {p} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                                f"pass image files or a folder of photos")
+        out += images
+    return out
+
+
+def _output_dir(path: str) -> Path:
+    """The --out folder, created on first use (so a failed run leaves nothing behind)."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise SiamfaceError(f"--out {out} is a file, not a folder; pass a folder to write results into")
+    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -60,11 +95,10 @@ def cmd_reconstruct(args) -> None:
     from edge_runtime import mesh_io
 
     rec = _reconstructor(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    box = _box(args.box)
     for path in _expand(args.images):
-        image, faces = _faces(rec, path, _box(args.box), args.all_faces)
-        stem = out / path.stem
+        image, faces = _faces(rec, path, box, args.all_faces)
+        stem = _output_dir(args.out) / path.stem
         for k, face in enumerate(faces):
             suffix = f"_{k}" if len(faces) > 1 else ""
             if args.obj:
@@ -80,35 +114,42 @@ def cmd_reconstruct(args) -> None:
         print(f"{path}: {len(faces)} face(s), yaw {yaw:+.1f} pitch {pitch:+.1f} roll {roll:+.1f} -> {stem}.json")
 
 
+def _threshold(rec) -> float:
+    """The bundle's cosine threshold within [-1, 1]: one calibrated a hair above 1 (float32 cosines of
+    near-identical embeddings of an untrained model) means "accept nothing", as 1.0 does."""
+    return min(max(rec.bundle.threshold, -1.0), 1.0)
+
+
 def _gallery(args, rec):
     from edge_runtime.identity import Gallery
 
     Path(args.gallery).parent.mkdir(parents=True, exist_ok=True)
-    return Gallery(args.gallery, rec.bundle.model_hash, rec.bundle.threshold)
+    return Gallery(args.gallery, rec.bundle.model_hash, _threshold(rec))
 
 
 def cmd_verify(args) -> None:
     rec = _reconstructor(args)
-    _, (a,) = _faces(rec, Path(args.image_a))
-    _, (b,) = _faces(rec, Path(args.image_b))
-    score = float(a.embedding @ b.embedding)
-    same = score >= rec.bundle.threshold
-    print(json.dumps({"score": round(score, 4), "threshold": round(rec.bundle.threshold, 4), "same_person": same,
+    box = _box(args.box)
+    _, (a,) = _faces(rec, Path(args.image_a), box)
+    _, (b,) = _faces(rec, Path(args.image_b), box)
+    score, threshold = float(a.embedding @ b.embedding), _threshold(rec)
+    print(json.dumps({"score": round(score, 4), "threshold": round(threshold, 4), "same_person": score >= threshold,
                       "far_at_threshold": rec.bundle.meta["verification"]["far"]}))
 
 
 def cmd_enroll(args) -> None:
     rec = _reconstructor(args)
-    embeddings = [_faces(rec, p)[1][0].embedding for p in _expand(args.images)]
+    box = _box(args.box)
+    embeddings = [_faces(rec, p, box)[1][0].embedding for p in _expand(args.images)]
     entry = _gallery(args, rec).enroll(args.name, np.stack(embeddings), update=args.update)
     print(f"enrolled {entry.name} from {entry.count} image(s) into {args.gallery}")
 
 
 def cmd_identify(args) -> None:
     rec = _reconstructor(args)
-    _, (face,) = _faces(rec, Path(args.image))
+    _, (face,) = _faces(rec, Path(args.image), _box(args.box))
     result = _gallery(args, rec).identify(face.embedding, k=args.k)
-    print(json.dumps({"best": result.best, "threshold": round(rec.bundle.threshold, 4),
+    print(json.dumps({"best": result.best, "threshold": round(result.threshold, 4),
                       "candidates": [[n, round(s, 4)] for n, s in result.candidates]}))
 
 
@@ -166,10 +207,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--ply", action="store_true", help="write .ply meshes")
     c.add_argument("--overlay", action="store_true", help="write overlay PNGs")
     c.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
-    c.add_argument("--box", help="face box x0,y0,x1,y1 instead of detection")
+    c.add_argument("--box", help=BOX_HELP)
     c = command("verify", cmd_verify, "are two photos the same person?")
     c.add_argument("image_a")
     c.add_argument("image_b")
+    c.add_argument("--box", help=BOX_HELP)
     for name, func, help_text in (("enroll", cmd_enroll, "add a person to the gallery"),
                                   ("identify", cmd_identify, "who is this? (1:N against the gallery)"),
                                   ("gallery", cmd_gallery, "list or remove enrolled people")):
@@ -185,6 +227,8 @@ def parser() -> argparse.ArgumentParser:
         else:
             c.add_argument("action", choices=("list", "remove"))
             c.add_argument("name", nargs="?")
+        if name != "gallery":
+            c.add_argument("--box", help=BOX_HELP)
     c = sub.add_parser("bench", help="per-stage latency of bundles")
     c.add_argument("models", nargs="+", help="bundle folders")
     c.add_argument("--threads", type=int, nargs="+", default=[1, 2])

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from edge_runtime.atomic import atomic_write, atomic_write_bytes
+from edge_runtime.errors import SiamfaceError
 
 
 def _mesh_space(vertices: np.ndarray) -> np.ndarray:
@@ -60,6 +61,8 @@ def draw_overlay(image_rgb: np.ndarray, faces) -> np.ndarray:
 
 def write_png(path: str | os.PathLike, image_bgr: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", image_bgr)
+    if not ok:
+        raise SiamfaceError(f"{path}: OpenCV could not encode a {image_bgr.shape} {image_bgr.dtype} image as PNG")
     atomic_write_bytes(path, buf.tobytes())
 
 
