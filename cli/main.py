@@ -29,6 +29,7 @@ def main() -> None:
 
 def _register() -> None:
     from cli.data import data
+    from cli.demo import demo
     from cli.edge import EDGE_COMMANDS
     from cli.evaluate import compare, evaluate
     from cli.export import export_cmd
@@ -40,6 +41,7 @@ def _register() -> None:
     main.add_command(export_cmd)
     main.add_command(evaluate)
     main.add_command(compare)
+    main.add_command(demo)
     for command in EDGE_COMMANDS:
         main.add_command(command)
 

@@ -1,0 +1,140 @@
+"""`siamface demo` (`make demo`): the whole pipeline from nothing on the default face model.
+
+synthesize -> train -> QAT -> export every variant -> compare -> reconstruct a real photo and
+synthetic faces -> enroll and verify. Every stage resumes: rerunning skips finished work.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import numpy as np
+
+QUICK = {"synth": dict(train_identities=16, val_identities=4, test_identities=6, images_per_identity=4,
+                       image_size=64, shard_size=32),
+         "train": ["steps=12", "eval_every=12", "batch_size=8", "warmup_steps=2", "eval_images=16",
+                   "encoder.width=0.35", "encoder.last_channels=256", "encoder.embedding_dim=32",
+                   "loss.n_sample_vertices=50"],
+         "qat": dict(steps=4, eval_every=4),
+         "export": dict(representative_images=16, parity_images=8, calibration_images=24)}
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FULL = {"synth": {}, "train": [], "qat": dict(steps=300, eval_every=150, learning_rate=2e-4),
+        "export": {}}
+
+
+def _stage(title: str) -> None:
+    click.secho(f"\n== {title}", bold=True)
+
+
+def astronaut(path: Path) -> Path:
+    """scikit-image's astronaut photo (ships with the package; nothing is downloaded)."""
+    if not path.exists():
+        import cv2
+        from skimage import data
+
+        from edge_runtime.mesh_io import write_png
+
+        write_png(path, cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    return path
+
+
+@click.command()
+@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--quick", is_flag=True, help="A ~3-minute smoke run with tiny data and models.")
+def demo(out, quick) -> None:
+    """Run the main job end to end and print where everything is."""
+    from edge_runtime.cli import main as edge
+    from evaluation.eval_data import open_eval_set
+    from evaluation.evaluate import evaluate, write_reports
+    from evaluation.predictors import open_predictor
+    from export.exporter import FLOAT_VARIANTS, ExportConfig, export_checkpoint
+    from training.config_io import load_config
+    from training.data.dataset import Dataset
+    from training.data.preview import write_preview
+    from training.data.synth import SynthConfig, synthesize
+    from training.qat import QATConfig, run_qat
+    from training.train import TrainConfig, train
+
+    preset = QUICK if quick else FULL
+    out = Path(out)
+    _stage("1/7 synthesize faces")
+    synth_cfg = replace(load_config(SynthConfig, CONFIGS / "synth-small.yaml"), **preset["synth"])
+    dataset = synthesize(out / "data", synth_cfg)
+    write_preview(dataset, out / "data" / "preview.png")
+    _stage("2/7 train the Siamese encoder (float)")
+    train_cfg = load_config(TrainConfig, CONFIGS / "train-small.yaml", [f"data=[{out / 'data'}]", *preset["train"]])
+    train(train_cfg, out / "train")
+    _stage("3/7 quantization-aware training")
+    run_qat(out / "train" / "best", out / "qat", QATConfig(**preset["qat"]))
+    _stage("4/7 export every variant")
+    bundles = out / "bundles"
+    ecfg = ExportConfig(**preset["export"])
+    todo = [v for v in FLOAT_VARIANTS if not (bundles / v / "bundle.json").exists()]
+    export_checkpoint(out / "train" / "best", todo, bundles, ecfg) if todo else None
+    if not (bundles / "int8-qat" / "bundle.json").exists():
+        export_checkpoint(out / "qat" / "best", ["int8-qat"], bundles, ecfg)
+    _stage("5/7 compare float and quantized variants on held-out identities")
+    predictors = [open_predictor(bundles / v) for v in (*FLOAT_VARIANTS, "int8-qat")]
+    eval_set = open_eval_set(out / "data", predictors[0].size, "test")
+    results, curves = {}, {}
+    for p in predictors:
+        results[p.kind], curves[p.kind] = evaluate(p, eval_set)
+    table = write_reports(results, curves, out / "compare", "fp32")
+    _stage("6/7 reconstruct a real photo and synthetic faces")
+    photos = out / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    test = Dataset.open(out / "data").split("test")
+    import cv2
+
+    for k, i in enumerate(np.linspace(0, len(test) - 1, 4).astype(int)):
+        cv2.imwrite(str(photos / f"synthetic_{k}.png"), cv2.cvtColor(test.images([i])[0], cv2.COLOR_RGB2BGR))
+    model = str(bundles / "int8-qat")
+    _run(edge, ["reconstruct", str(astronaut(photos / "astronaut.png")), "--model", model,
+                "--out", str(out / "reconstruct"), "--obj", "--ply", "--overlay"])
+    size = test.image_size
+    _run(edge, ["reconstruct", *[str(p) for p in sorted(photos.glob("synthetic_*.png"))], "--model", model,
+                "--out", str(out / "reconstruct"), "--overlay", "--box", _synthetic_box(size)])
+    _stage("7/7 enroll and verify")
+    ids = test.identity
+    person, other = ids[0], ids[ids != ids[0]][0]
+    mine = np.flatnonzero(ids == person)
+    for name, idx in (("enroll_a", mine[:-1]), ("probe_same", mine[-1:]), ("probe_other", np.flatnonzero(ids == other)[:1])):
+        for j, i in enumerate(idx):
+            cv2.imwrite(str(photos / f"{name}_{j}.png"), cv2.cvtColor(test.images([i])[0], cv2.COLOR_RGB2BGR))
+    gallery = str(out / "gallery.db")
+    box = ["--box", _synthetic_box(size)]
+    _enroll_verify(edge, model, gallery, photos, box)
+    click.secho("\n== done", bold=True)
+    click.echo(table)
+    click.echo(json.dumps({"dataset": str(out / "data"), "preview": str(out / "data" / "preview.png"),
+                           "float checkpoint": str(out / "train" / "best"), "qat checkpoint": str(out / "qat" / "best"),
+                           "bundles": str(bundles), "comparison": str(out / "compare" / "report.md"),
+                           "plots": str(out / "compare"), "reconstructions": str(out / "reconstruct"),
+                           "gallery": gallery}, indent=1))
+
+
+def _synthetic_box(size: int) -> str:
+    """The crop convention inverted: the face box whose 3DDFA crop is the whole synthetic image."""
+    from edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
+
+    old = size / SIDE_FACTOR
+    cx, cy = size / 2, size / 2 - CENTER_SHIFT * old
+    return f"{cx - old / 2:.2f},{cy - old / 2:.2f},{cx + old / 2:.2f},{cy + old / 2:.2f}"
+
+
+def _run(edge, argv: list[str]) -> None:
+    from edge_runtime.errors import SiamfaceError
+
+    if edge(argv) != 0:
+        raise SiamfaceError(f"demo step failed: {' '.join(argv)}")
+
+
+def _enroll_verify(edge, model: str, gallery: str, photos: Path, box: list[str]) -> None:
+    enroll = sorted(str(p) for p in photos.glob("enroll_a_*.png"))
+    _run(edge, ["enroll", "person_a", *enroll, "--model", model, "--gallery", gallery, *box])
+    for probe in ("probe_same_0.png", "probe_other_0.png"):
+        click.echo(f"verify {enroll[0]} vs {probe}:")
+        _run(edge, ["verify", enroll[0], str(photos / probe), "--model", model, *box])
+        _run(edge, ["identify", str(photos / probe), "--model", model, "--gallery", gallery, *box])
