@@ -189,7 +189,11 @@ def cmd_check(args) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edge_runtime", description=__doc__.splitlines()[0])
+    from edge_runtime.image_io import MAX_PIXELS, MAX_PIXELS_ENV
+
+    environment = (f"environment: SIAMFACE_BUNDLE (default --model), SIAMFACE_GALLERY (default --gallery), "
+                   f"{MAX_PIXELS_ENV} (largest photo accepted, default {MAX_PIXELS} pixels)")
+    p = argparse.ArgumentParser(prog="python -m edge_runtime", description=__doc__.splitlines()[0], epilog=environment)
     sub = p.add_subparsers(dest="command", required=True)
 
     def command(name, func, help_text):

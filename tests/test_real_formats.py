@@ -9,7 +9,8 @@ import scipy.io
 from edge_runtime.camera import CameraPose, compose_camera
 from edge_runtime.errors import SiamfaceError
 from training.data.real_formats import (AFLW2000Loader, IdentityFolderLoader, Pair, W300LPLoader,
-                                        pose_from_3ddfa, read_lfw_pairs, read_pairs_csv)
+                                        pose_from_3ddfa, read_lfw_pairs, read_pairs_csv,
+                                        split_by_identity)
 
 RNG = np.random.default_rng(7)
 
@@ -90,6 +91,17 @@ def test_300wlp_skips_bad_samples_by_path(w300lp):
     assert reasons["landmarks/LFPW/LFPW_image_test_0001_0_pts.mat"] == "key pts_3d has shape (2, 68), expected (68, 2)"
     list(loader)
     assert loader.n_skipped == 5  # a second pass does not double-count
+
+
+@pytest.mark.parametrize("fraction, n_val", [(0.0, 0), (0.1, 1), (0.5, 4), (0.99, 7)])
+def test_split_by_identity_is_disjoint_and_never_empty(w300lp, fraction, n_val):
+    """8 identities: a tiny fraction still yields a val split; train always keeps one."""
+    loader = W300LPLoader(w300lp)
+    views = split_by_identity(loader, fraction)
+    train, val = ({e.identity for e in views[k].entries} for k in ("train", "val"))
+    assert len(val) == n_val and not train & val
+    assert train | val == {e.identity for e in loader.entries}
+    assert views["val"].entries == split_by_identity(W300LPLoader(w300lp), fraction)["val"].entries
 
 
 def test_pose_from_3ddfa_hand_values():

@@ -345,17 +345,24 @@ def read_pairs_csv(path: str | os.PathLike) -> list[Pair]:
 
 
 def split_by_identity(loader: Loader, val_fraction: float) -> dict[str, Loader]:
-    """Train/val views of a loader with disjoint identities (stable: a hash of the identity key)."""
+    """Train/val views of a loader with disjoint identities.
+
+    Identities are ranked by a hash of their key (stable across runs and machines) and the first
+    round(fraction * n) go to val, at least one when the fraction is positive and there are two
+    or more identities, so small datasets still get a validation split.
+    """
     import copy
     import zlib
 
-    def is_val(entry: Entry) -> bool:
-        return zlib.crc32(entry.identity.encode()) % 10_000 < val_fraction * 10_000
-
+    identities = sorted({e.identity for e in loader.entries}, key=lambda k: (zlib.crc32(k.encode()), k))
+    n_val = round(val_fraction * len(identities))
+    if val_fraction > 0 and len(identities) > 1:
+        n_val = min(max(n_val, 1), len(identities) - 1)
+    val_ids = set(identities[:n_val])
     views = {}
     for name, want in (("train", False), ("val", True)):
         view = copy.copy(loader)
-        view.entries = [e for e in loader.entries if is_val(e) == want]
+        view.entries = [e for e in loader.entries if (e.identity in val_ids) == want]
         views[name] = view
     return views
 
