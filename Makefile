@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo bench ablation clean
 
 $(STAMP): requirements.txt edge_runtime/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ bench: venv
 	@if [ -d runs/demo/bundles ]; then \
 	  $(VENV)/bin/siamface bench runs/demo/bundles/* --image runs/demo/photos/astronaut.png; \
 	else echo "bundle latency: run make demo first (it writes runs/demo/bundles)"; fi
+
+# Loss ablation on the demo's dataset: geometry only, + shape contrastive, + identity (the demo's config).
+ABLATION := runs/ablation
+TRAIN := $(VENV)/bin/siamface train --config configs/train-small.yaml data=[runs/demo/data]
+ablation: venv
+	$(VENV)/bin/siamface data synth --config configs/synth-small.yaml --out runs/demo/data
+	$(TRAIN) --out $(ABLATION)/geometry loss.shape_contrastive=0 loss.identity=none
+	$(TRAIN) --out $(ABLATION)/shape loss.identity=none
+	$(TRAIN) --out $(ABLATION)/full
+	$(VENV)/bin/siamface compare $(ABLATION)/geometry/best $(ABLATION)/shape/best $(ABLATION)/full/best \
+	  --data runs/demo/data --out $(ABLATION)/report
 
 clean:
 	rm -rf runs .pytest_cache

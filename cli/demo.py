@@ -12,13 +12,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-QUICK = {"synth": dict(train_identities=16, val_identities=4, test_identities=6, images_per_identity=4,
-                       image_size=64, shard_size=32),
-         "train": ["steps=12", "eval_every=12", "batch_size=8", "warmup_steps=2", "eval_images=16",
+# --quick: tiny data and model; the test suite's shared bundles are built by this preset.
+QUICK = {"synth": dict(train_identities=8, val_identities=3, test_identities=4, images_per_identity=4,
+                       image_size=64, n_id=20, shard_size=16),
+         "train": ["steps=8", "eval_every=8", "batch_size=4", "warmup_steps=2", "eval_images=12",
                    "encoder.width=0.35", "encoder.last_channels=256", "encoder.embedding_dim=32",
                    "loss.n_sample_vertices=50"],
          "qat": dict(steps=4, eval_every=4),
-         "export": dict(representative_images=16, parity_images=8, calibration_images=24)}
+         "export": dict(representative_images=16, parity_images=8, calibration_images=16)}
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FULL = {"synth": {}, "train": [], "qat": dict(steps=300, eval_every=150, learning_rate=2e-4),
         "export": {}}

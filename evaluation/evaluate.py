@@ -35,12 +35,27 @@ def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: boo
     return result, curves
 
 
+def unique_names(predictors: list[Predictor]) -> list[str]:
+    """Report labels: the variant (or checkpoint kind), or the run folder when kinds repeat."""
+    kinds = [p.kind for p in predictors]
+    if len(set(kinds)) == len(kinds):
+        return kinds
+    names = [Path(p.name).parent.name if Path(p.name).name == "best" else Path(p.name).name for p in predictors]
+    return names if len(set(names)) == len(names) else [p.name for p in predictors]
+
+
 def write_reports(results: dict[str, dict], curves: dict[str, dict], out: Path, reference: str | None) -> str:
-    """JSON, Markdown table and PNG plots into ``out``; returns the table."""
+    """JSON, Markdown tables and PNG plots into ``out``; returns the main table."""
     out.mkdir(parents=True, exist_ok=True)
     table = report.markdown_table(results, reference)
     atomic_write_json(out / "report.json", json.loads(json.dumps(results, default=float)))
-    report.write_text(out / "report.md", f"# siamface comparison\n\nData: {next(iter(results.values()))['data']}; "
-                      f"reference for deltas: {reference}. NME, EER and TAR in percent.\n\n{table}")
+    text = (f"# siamface comparison\n\nData: {next(iter(results.values()))['data']}; reference for deltas: "
+            f"{reference}. NME, EER and TAR in percent.\n\n{table}")
+    if any("verification_shape" in r for r in results.values()):
+        text += ("\n## Identity and pose invariance\n\nEER and TAR@FAR=1e-3 (%) of the identity shape code and of "
+                 "the embedding; spread: the shape code's intra-identity RMS spread divided by the inter-identity "
+                 "spread (lower is more pose-invariant), then the intra spread per |yaw| bin.\n\n"
+                 + report.identity_table(results))
+    report.write_text(out / "report.md", text)
     report.plot_all(curves, results, out)
     return table

@@ -76,6 +76,18 @@ def checkpoint_predictor(path: str | Path) -> Predictor:
                      model, run, meta)
 
 
+def mean_face_predictor(reference: Predictor) -> Predictor:
+    """The baseline a trained model must beat: the training set's mean parameters (mean pose,
+    mean face, mean expression) for every image, and one constant embedding (chance identity)."""
+
+    def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(crops)
+        return np.zeros((n, reference.layout.size), np.float32), np.ones((n, 2), np.float32)
+
+    return Predictor(f"mean of {reference.name}", "mean-face", reference.size, reference.layout,
+                     reference.whitening, reference.decoder, run, {})
+
+
 def open_predictor(path: str | Path) -> Predictor:
     """A bundle folder (bundle.json) or a checkpoint folder (checkpoint.json)."""
     path = Path(path)

@@ -38,6 +38,32 @@ def markdown_table(results: dict[str, dict], reference: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+IDENTITY_COLUMNS = ("NME mean", "shape mm", "EER shape", "TAR@1e-3 shape", "EER emb", "TAR@1e-3 emb",
+                    "spread shape", "spread 0-30", "spread 30-60", "spread 60-90")
+
+
+def identity_row(result: dict) -> dict:
+    """Identity and pose invariance of one result: EER/TAR of the shape code and the embedding,
+    the shape code's intra/inter-identity spread ratio and its intra spread per yaw bin."""
+    nan = float("nan")
+    ver_s, ver_e = result.get("verification_shape", {}), result.get("verification_embedding", {})
+    inv = result.get("pose_invariance_shape", {})
+    return {"NME mean": result["nme"]["mean"], "shape mm": result.get("shape_error_mm", nan),
+            "EER shape": 100 * ver_s.get("eer", nan), "TAR@1e-3 shape": 100 * ver_s.get("tar_at_far_1e-3", nan),
+            "EER emb": 100 * ver_e.get("eer", nan), "TAR@1e-3 emb": 100 * ver_e.get("tar_at_far_1e-3", nan),
+            "spread shape": inv.get("ratio", nan),
+            **{f"spread {b}": inv.get(f"intra_{b}", nan) for b in metrics.YAW_BINS}}
+
+
+def identity_table(results: dict[str, dict]) -> str:
+    """Models as rows: how discriminative and pose-invariant their codes are (the ablation table)."""
+    lines = ["| model | " + " | ".join(IDENTITY_COLUMNS) + " |", "|---" * (len(IDENTITY_COLUMNS) + 1) + "|"]
+    for name, result in results.items():
+        r = identity_row(result)
+        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.2f}" for c in IDENTITY_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_write(path, "w") as f:
         f.write(text)

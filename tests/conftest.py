@@ -36,28 +36,21 @@ def _shared(tmp_path_factory, name: str, build):
 
 @pytest.fixture(scope="session")
 def tiny_bundles(tmp_path_factory):
-    """A tiny trained float and QAT checkpoint and all five exported bundles (64 px, 20 modes).
+    """`siamface demo --quick` run once in a real process: a tiny dataset (64 px, 20 modes), float
+    and QAT checkpoints, all five bundles, the comparison, reconstructions and a gallery.
 
-    Returns the folder: data/, float/best, qat/best, bundles/<variant>/.
+    Returns the folder: data/, train/best, qat/best, bundles/<variant>/, compare/, ..., demo.log.
     """
 
     def build(root):
-        from training.data.synth import SynthConfig, synthesize
-        from training.model import EncoderConfig
-        from training.qat import QATConfig, run_qat
-        from training.train import LossConfig, TrainConfig, train
-        from export.exporter import ExportConfig, FLOAT_VARIANTS, export_checkpoint
+        import subprocess
+        import sys
+        from pathlib import Path
 
-        synthesize(root / "data", SynthConfig(train_identities=8, val_identities=3, test_identities=4,
-                                              images_per_identity=4, image_size=64, n_id=20, shard_size=16),
-                   workers=1, progress=False)
-        cfg = TrainConfig(data=[str(root / "data")], steps=8, batch_size=4, warmup_steps=2, eval_every=8,
-                          eval_images=12, encoder=EncoderConfig(width=0.35, last_channels=256, embedding_dim=32),
-                          loss=LossConfig(n_sample_vertices=50))
-        train(cfg, root / "float", progress=False)
-        run_qat(root / "float" / "best", root / "qat", QATConfig(steps=4, eval_every=4), progress=False)
-        ecfg = ExportConfig(representative_images=16, parity_images=8, calibration_images=16)
-        export_checkpoint(root / "float" / "best", list(FLOAT_VARIANTS), root / "bundles", ecfg, progress=False)
-        export_checkpoint(root / "qat" / "best", ["int8-qat"], root / "bundles", ecfg, progress=False)
+        siamface = str(Path(sys.executable).parent / "siamface")
+        r = subprocess.run([siamface, "demo", "--quick", "--out", str(root)], capture_output=True, text=True,
+                           timeout=900)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        (root / "demo.log").write_text(r.stdout)
 
     return _shared(tmp_path_factory, "tiny-bundles", build)

@@ -41,7 +41,7 @@ def test_every_variant_loads_and_records_itself(tiny_bundles):
 
 def test_bundle_round_trip_matches_checkpoint(tiny_bundles):
     bundle = load_bundle(tiny_bundles / "bundles" / "fp32" / "bundle.json")
-    _, meta = load_checkpoint(tiny_bundles / "float" / "best")
+    _, meta = load_checkpoint(tiny_bundles / "train" / "best")
     assert bundle.meta["whitening"] == meta["whitening"]
     np.testing.assert_array_equal(bundle.whitening.std, np.asarray(meta["whitening"]["std"], np.float32))
     decoder = bundle.face_model
@@ -67,7 +67,7 @@ def test_tampered_files_are_refused(tiny_bundles, tmp_path):
 
 
 def test_parity_check_fails_when_model_and_checkpoint_differ(tiny_bundles):
-    encoder, meta = load_checkpoint(tiny_bundles / "float" / "best")
+    encoder, meta = load_checkpoint(tiny_bundles / "train" / "best")
     ds = Dataset.open(tiny_bundles / "data")
     images = ds.split("test").images(np.arange(6))
     bundle = load_bundle(tiny_bundles / "bundles" / "fp32")
@@ -97,7 +97,7 @@ def test_qat_wrapper_keeps_siamese_weights_shared(tiny_bundles):
     from training.model import build_siamese
     from training.qat import quantize_encoder
 
-    encoder, _ = load_checkpoint(tiny_bundles / "float" / "best")
+    encoder, _ = load_checkpoint(tiny_bundles / "train" / "best")
     quantized = quantize_encoder(encoder)
     siamese = build_siamese(quantized)
     assert len(siamese.weights) == len(quantized.weights)
@@ -110,9 +110,9 @@ def test_qat_wrapper_keeps_siamese_weights_shared(tiny_bundles):
 def test_bad_export_requests(tiny_bundles, tmp_path):
     cfg = ExportConfig(representative_images=4, parity_images=2, calibration_images=8)
     with pytest.raises(SiamfaceError, match="unknown variant 'int4'"):
-        export_checkpoint(tiny_bundles / "float" / "best", ["int4"], tmp_path, cfg, progress=False)
+        export_checkpoint(tiny_bundles / "train" / "best", ["int4"], tmp_path, cfg, progress=False)
     with pytest.raises(SiamfaceError, match="int8-qat cannot be exported from the float checkpoint.*siamface qat"):
-        export_checkpoint(tiny_bundles / "float" / "best", ["int8-qat"], tmp_path, cfg, progress=False)
+        export_checkpoint(tiny_bundles / "train" / "best", ["int8-qat"], tmp_path, cfg, progress=False)
     with pytest.raises(SiamfaceError, match="not a siamface checkpoint"):
         export_checkpoint(tmp_path, ["fp32"], tmp_path / "out", cfg, progress=False)
     assert not (tmp_path / "out").exists()

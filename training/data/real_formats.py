@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-import cv2
 import numpy as np
 import scipy.io
 
+from edge_runtime import image_io
 from edge_runtime.camera import euler_to_matrix, matrix_to_euler
 from edge_runtime.errors import SiamfaceError
 
@@ -121,11 +121,11 @@ class Loader:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 image, or SampleError when the file cannot be decoded."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SampleError(path, "unreadable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """RGB uint8 image (the device's reader: grayscale/RGBA converted, pixel limit), or SampleError."""
+    try:
+        return image_io.read_image(path)
+    except SiamfaceError:
+        raise SampleError(path, "unreadable image") from None
 
 
 def read_mat(path: Path) -> dict:

@@ -1,0 +1,81 @@
+"""`siamface demo --quick`: the main job end to end (the shared tiny_bundles fixture runs it in a
+real process) and its resume behaviour."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+
+from export.exporter import FLOAT_VARIANTS
+
+VARIANTS = (*FLOAT_VARIANTS, "int8-qat")
+SIAMFACE = str(Path(sys.executable).parent / "siamface")
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_quick_demo_writes_every_stage(tiny_bundles):
+    root = tiny_bundles
+    assert cv2.imread(str(root / "data" / "preview.png")).shape[0] > 64
+    assert (root / "train" / "best" / "checkpoint.json").is_file() and (root / "qat" / "best" / "checkpoint.json").is_file()
+    for variant in VARIANTS:
+        assert json.loads((root / "bundles" / variant / "bundle.json").read_text())["variant"] == variant
+
+    report = (root / "compare" / "report.md").read_text()
+    assert all(report.count(f"| {v} |") == 1 for v in VARIANTS)
+    results = json.loads((root / "compare" / "report.json").read_text())
+    assert set(results) == set(VARIANTS) and all(r["n_images"] == 16 for r in results.values())
+    for plot in ("roc.png", "nme_yaw.png", "ced.png"):
+        assert cv2.imread(str(root / "compare" / plot)).shape[1] > 300
+
+    rec = root / "reconstruct"
+    astronaut = json.loads((rec / "astronaut.json").read_text())
+    assert astronaut["bundle"] == "int8-qat" and len(astronaut["faces"]) == 1
+    assert len(astronaut["faces"][0]["landmarks68"]) == 68
+    assert (rec / "astronaut.obj").stat().st_size > 0 and (rec / "astronaut.ply").stat().st_size > 0
+    assert cv2.imread(str(rec / "astronaut_overlay.png")).shape == (512, 512, 3)
+    assert sorted(p.name for p in rec.glob("synthetic_*_overlay.png")) == [f"synthetic_{k}_overlay.png" for k in range(4)]
+
+    with sqlite3.connect(root / "gallery.db") as db:
+        assert [r[0] for r in db.execute("SELECT name FROM people")] == ["person_a"]
+    log = (root / "demo.log").read_text()
+    decisions = [json.loads(line) for line in log.splitlines() if line.startswith('{"score"')]
+    assert len(decisions) == 2 and all(-1 <= d["score"] <= 1 for d in decisions)
+    assert "== done" in log and "| variant |" in log and str(root / "compare" / "report.md") in log
+
+
+def test_rerunning_the_demo_keeps_finished_work(tiny_bundles, tmp_path):
+    out = tmp_path / "demo"
+    shutil.copytree(tiny_bundles, out)
+    kept = [out / "train" / "best" / "encoder.h5", out / "qat" / "best" / "encoder.h5",
+            *(out / "bundles" / v / "model.tflite" for v in VARIANTS)]
+    before = {p: sha(p) for p in kept}
+    r = subprocess.run([SIAMFACE, "demo", "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert {p: sha(p) for p in kept} == before
+    assert "== done" in r.stdout
+
+
+def test_compare_checkpoints_by_run_name_with_the_mean_face_baseline(tiny_bundles, tmp_path):
+    """The ablation form of compare: checkpoints of the same kind are labelled by their run folder."""
+    shutil.copytree(tiny_bundles / "train", tmp_path / "other")
+    out = tmp_path / "report"
+    r = subprocess.run([SIAMFACE, "compare", str(tiny_bundles / "train" / "best"), str(tmp_path / "other" / "best"),
+                        "--data", str(tiny_bundles / "data"), "--baseline", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    results = json.loads((out / "report.json").read_text())
+    assert list(results) == ["train", "other", "mean-face"]
+    assert results["train"]["nme"] == results["other"]["nme"]                    # same weights, same figures
+    assert results["mean-face"]["verification_embedding"]["eer"] == 0.5          # constant embedding: chance
+    assert results["mean-face"]["pose_mae"]["mean"] > 0
+    report = (out / "report.md").read_text()
+    assert "## Identity and pose invariance" in report and report.count("| mean-face |") == 2
