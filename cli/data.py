@@ -88,3 +88,25 @@ def bench(images, workers, face_model) -> None:
 
     for line in benchmark(images, workers, face_model):
         click.echo(line)
+
+
+@data.command("fit-check")
+@face_model_option
+@click.argument("overrides", nargs=-1)
+def fit_check(face_model, overrides) -> None:
+    """Fit synthetic faces whose truth is known; print landmark (px) and shape (mm) errors.
+
+    OVERRIDES are KEY=VALUE settings of FitCheckConfig, e.g. identities=50 noise_px=1 fit.n_id=100.
+    """
+    import numpy as np
+
+    from edge_runtime.morphable_model import load_face_model
+    from evaluation.fit_check import FitCheckConfig, fit_check as run
+    from training.config_io import load_config
+
+    cfg = load_config(FitCheckConfig, None, overrides)
+    errors = run(load_face_model(face_model), cfg)
+    click.echo(f"{cfg.identities} identities x {cfg.images_per_identity} images, {cfg.fit.n_id} identity modes, "
+               f"landmark noise {cfg.noise_px} px; mean (p90)")
+    for key, values in errors.items():
+        click.echo(f"{key:20s} {values.mean():7.3f} ({np.percentile(values, 90):.3f})")

@@ -14,64 +14,36 @@ from edge_runtime.crop import crop_from_box
 from training.data.dataset import Dataset
 from training.data.fitting import (FitConfig, RealDatasetConfig, box_qp, camera_to_crop, fit_camera, fit_identity,
                                    fit_landmarks, fit_to_dataset)
+from evaluation.fit_check import FitCheckConfig, fit_check, random_photo
 from training.data.real_formats import AFLW2000Loader, RealSample
 
 K = 20
 CONFIG = FitConfig(n_id=K)
 
 
-def random_params(model, rng, id_coeffs):
-    """One synthetic photo of an identity: a few expressions, a random pose, face ~100 px wide."""
-    exp = np.zeros(len(model.exp_names))
-    exp[rng.choice(len(exp), 3, replace=False)] = rng.uniform(0.1, 0.7, 3)
-    pose = CameraPose(scale=rng.uniform(5, 8), yaw=np.radians(rng.uniform(-60, 60)), pitch=np.radians(rng.uniform(-20, 20)),
-                      roll=np.radians(rng.uniform(-20, 20)), tx=100 + rng.uniform(-10, 10), ty=100 + rng.uniform(-10, 10))
-    return model.layout(K).join(compose_camera(pose), id_coeffs, exp)
-
-
-def shape_error_mm(model, id_a, id_b):
-    """Mean vertex distance (mm) over the fitting vertices after rigid (Kabsch) alignment."""
-    idx = model.extras["fitting_vertices"]
-    a, b = model.shape(id_a)[idx].astype(np.float64), model.shape(id_b)[idx].astype(np.float64)
-    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
-    u, _, vt = np.linalg.svd(a.T @ b)
-    rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
-    return float(np.linalg.norm(a @ rotation - b, axis=1).mean() * 10.0)
-
-
 @pytest.fixture(scope="module")
 def synthetic_fits(face_model):
     """6 identities x 5 photos, fitted one by one (2D and 3D targets) and jointly per identity."""
-    rng = np.random.default_rng(3)
-    layout = face_model.layout(K)
-    out = {"residual": [], "single": [], "single3d": [], "joint": [], "mean_shape": [], "joint_residual": []}
-    for _ in range(6):
-        truth = rng.standard_normal(K)
-        landmarks = [face_model.image_landmarks(random_params(face_model, rng, truth), layout) for _ in range(5)]
-        for lm in landmarks:
-            fit = fit_landmarks(face_model, lm[:, :2], CONFIG)
-            out["residual"].append(fit.residual_px)
-            out["single"].append(shape_error_mm(face_model, layout.split(fit.params)[1], truth))
-        fit3d = fit_landmarks(face_model, landmarks[0], CONFIG)
-        out["single3d"].append(shape_error_mm(face_model, layout.split(fit3d.params)[1], truth))
-        joint = fit_identity(face_model, [lm[:, :2] for lm in landmarks], CONFIG)
-        out["joint_residual"] += [f.residual_px for f in joint]
-        out["joint"].append(shape_error_mm(face_model, layout.split(joint[0].params)[1], truth))
-        out["mean_shape"].append(shape_error_mm(face_model, np.zeros(K), truth))
-    return {k: np.asarray(v) for k, v in out.items()}
+    return fit_check(face_model, FitCheckConfig(identities=6, images_per_identity=5, seed=3, fit=CONFIG))
 
 
 def test_fit_reproduces_noise_free_landmarks(synthetic_fits):
-    assert synthetic_fits["residual"].mean() < 0.5
-    assert synthetic_fits["residual"].max() < 1.0
-    assert synthetic_fits["joint_residual"].mean() < 0.5
+    assert synthetic_fits["residual_px"].mean() < 0.5
+    assert synthetic_fits["residual_px"].max() < 1.0
+    assert synthetic_fits["landmarks_px"].mean() < 0.5   # no noise: residual and truth error coincide
 
 
 def test_shape_recovery_and_shared_identity(synthetic_fits):
-    single, joint, mean_shape = (synthetic_fits[k].mean() for k in ("single", "joint", "mean_shape"))
+    single, joint, mean_shape = (synthetic_fits[f"shape_mm_{k}"].mean() for k in ("single", "joint", "mean_face"))
     assert single < 0.6 * mean_shape     # the fit recovers identity, beyond the average face
     assert joint < 0.7 * single          # 5 views of one person pin down what one view cannot
-    assert synthetic_fits["single3d"].mean() < single  # depth targets (AFLW2000-3D style) help too
+    assert synthetic_fits["shape_mm_single_3d"].mean() < single  # depth targets (AFLW2000-3D style) help too
+
+
+def test_noisy_landmarks_fit_closer_to_the_truth_than_to_the_noise(face_model):
+    """1 px annotation noise: the prior keeps the fitted landmarks nearer the clean truth."""
+    fits = fit_check(face_model, FitCheckConfig(identities=2, images_per_identity=3, noise_px=1.0, seed=4, fit=CONFIG))
+    assert fits["landmarks_px"].mean() < fits["residual_px"].mean() < 1.25 * np.sqrt(np.pi / 2)
 
 
 def test_fit_camera_recovers_an_exact_camera(face_model):
@@ -108,7 +80,7 @@ def write_aflw_fixture(root, model, rng, count):
     root.mkdir()
     layout = model.layout(K)
     for i in range(count):
-        lm = model.image_landmarks(random_params(model, rng, rng.standard_normal(K)), layout).astype(np.float64)
+        lm = model.image_landmarks(random_photo(model, K, rng.standard_normal(K), rng), layout).astype(np.float64)
         pt3d = np.stack([lm[:, 0], lm[:, 1], -lm[:, 2]])
         cv2.imwrite(str(root / f"image{i:05d}.jpg"), rng.integers(0, 255, (200, 200, 3), dtype=np.uint8))
         scipy.io.savemat(str(root / f"image{i:05d}.mat"), {"pt3d_68": pt3d, "Pose_Para": np.zeros((1, 7))})
@@ -122,7 +94,7 @@ def test_fit_to_dataset_round_trip(face_model, tmp_path):
     for person in ("HELEN/a", "HELEN/b"):
         truth = rng.standard_normal(K)
         for k in range(3):
-            lm = face_model.image_landmarks(random_params(face_model, rng, truth), layout)[:, :2].astype(np.float64)
+            lm = face_model.image_landmarks(random_photo(face_model, K, truth, rng), layout)[:, :2].astype(np.float64)
             train.append(RealSample(tmp_path / f"{person}_{k}.jpg", person, image, lm, (1.0, 2.0, 3.0), "300W-LP"))
     train.append(RealSample(tmp_path / "lfw.jpg", "someone", image, None, None, "folder"))
     write_aflw_fixture(tmp_path / "aflw", face_model, rng, 2)
@@ -158,3 +130,20 @@ def test_fit_to_dataset_round_trip(face_model, tmp_path):
     assert manifest["identity_names"] == ["HELEN/a", "HELEN/b", "image00000", "image00001"]
     whitening = dataset.whitening
     np.testing.assert_allclose(whitening.mean, split.params.mean(axis=0), atol=1e-4)
+
+
+def test_fit_check_command_prints_every_error():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r = subprocess.run([str(Path(sys.executable).parent / "siamface"), "data", "fit-check", "identities=2",
+                        "images_per_identity=2", "fit.n_id=10"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: float(line.split()[1]) for line in r.stdout.splitlines()[1:]}
+    assert set(rows) == {"landmarks_px", "residual_px", "shape_mm_single", "shape_mm_single_3d", "shape_mm_joint",
+                         "shape_mm_mean_face"}
+    assert rows["landmarks_px"] < 1.0 and rows["shape_mm_mean_face"] > rows["shape_mm_joint"]
+    bad = subprocess.run([str(Path(sys.executable).parent / "siamface"), "data", "fit-check", "identites=2"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "identites" in bad.stderr
