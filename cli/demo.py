@@ -117,12 +117,10 @@ def demo(out, quick) -> None:
 
 
 def _synthetic_box(size: int) -> str:
-    """The crop convention inverted: the face box whose 3DDFA crop is the whole synthetic image."""
-    from edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
+    """--box for synthetic images: the face box whose 3DDFA crop is the whole image."""
+    from edge_runtime.crop import whole_image_box
 
-    old = size / SIDE_FACTOR
-    cx, cy = size / 2, size / 2 - CENTER_SHIFT * old
-    return f"{cx - old / 2:.2f},{cy - old / 2:.2f},{cx + old / 2:.2f},{cy + old / 2:.2f}"
+    return ",".join(f"{v:.2f}" for v in whole_image_box(size))
 
 
 def _run(edge, argv: list[str]) -> None:

@@ -69,23 +69,24 @@ def _output_dir(path: str) -> Path:
     return out
 
 
-def _box(text: str | None):
+def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
+    """``--box x0,y0,x1,y1`` (None when not given); `siamface evaluate` reads its --box with this too."""
     if not text:
         return None
     try:
-        box = [float(v) for v in text.split(",")]
+        box = tuple(float(v) for v in text.split(","))
     except ValueError:
-        box = []
+        box = ()
     if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
         raise SiamfaceError(f"--box {text!r} must be x0,y0,x1,y1 with x1 > x0 and y1 > y0")
-    return [box]
+    return box
 
 
 def _faces(rec, path: Path, box=None, all_faces: bool = False):
     from edge_runtime.image_io import read_image
 
     image = read_image(path)
-    faces = rec.reconstruct(image, boxes=box)
+    faces = rec.reconstruct(image, boxes=None if box is None else [box])
     if not faces:
         raise SiamfaceError(f"no face found in {path}: use a photo with a visible face or pass --box x0,y0,x1,y1")
     return image, (faces if all_faces else faces[:1])
@@ -95,7 +96,7 @@ def cmd_reconstruct(args) -> None:
     from edge_runtime import mesh_io
 
     rec = _reconstructor(args)
-    box = _box(args.box)
+    box = parse_box(args.box)
     for path in _expand(args.images):
         image, faces = _faces(rec, path, box, args.all_faces)
         stem = _output_dir(args.out) / path.stem
@@ -129,7 +130,7 @@ def _gallery(args, rec):
 
 def cmd_verify(args) -> None:
     rec = _reconstructor(args)
-    box = _box(args.box)
+    box = parse_box(args.box)
     _, (a,) = _faces(rec, Path(args.image_a), box)
     _, (b,) = _faces(rec, Path(args.image_b), box)
     score, threshold = float(a.embedding @ b.embedding), _threshold(rec)
@@ -139,7 +140,7 @@ def cmd_verify(args) -> None:
 
 def cmd_enroll(args) -> None:
     rec = _reconstructor(args)
-    box = _box(args.box)
+    box = parse_box(args.box)
     embeddings = [_faces(rec, p, box)[1][0].embedding for p in _expand(args.images)]
     entry = _gallery(args, rec).enroll(args.name, np.stack(embeddings), update=args.update)
     print(f"enrolled {entry.name} from {entry.count} image(s) into {args.gallery}")
@@ -147,7 +148,7 @@ def cmd_enroll(args) -> None:
 
 def cmd_identify(args) -> None:
     rec = _reconstructor(args)
-    _, (face,) = _faces(rec, Path(args.image), _box(args.box))
+    _, (face,) = _faces(rec, Path(args.image), parse_box(args.box))
     result = _gallery(args, rec).identify(face.embedding, k=args.k)
     print(json.dumps({"best": result.best, "threshold": round(result.threshold, 4),
                       "candidates": [[n, round(s, 4)] for n, s in result.candidates]}))

@@ -66,6 +66,14 @@ def crop_from_box(box, size: int = 120) -> CropTransform:
     return CropTransform(cx - side / 2.0, cy - side / 2.0, side, size)
 
 
+def whole_image_box(size: int) -> tuple[float, float, float, float]:
+    """The crop convention inverted: the face box whose 3DDFA crop is the whole size x size image,
+    for images that are already face crops (synthetic renders, aligned datasets)."""
+    old_size = size / SIDE_FACTOR
+    cx, cy = size / 2.0, size / 2.0 - CENTER_SHIFT * old_size
+    return (cx - old_size / 2.0, cy - old_size / 2.0, cx + old_size / 2.0, cy + old_size / 2.0)
+
+
 def landmark_box(points: np.ndarray) -> tuple[float, float, float, float]:
     """Bounding box of 2D points (N, >=2), the box training crops and refinement use."""
     pts = np.asarray(points)[:, :2]

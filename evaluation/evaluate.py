@@ -22,15 +22,18 @@ def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: boo
         params.append(p)
         embs.append(e)
     params, embs = np.concatenate(params), np.concatenate(embs)
-    has_ids = data.truth.identity is not None
-    result = score(params, embs if has_ids else None, data.truth, predictor.decoder, predictor.layout)
-    result.update(model=predictor.name, kind=predictor.kind, data=data.name, skipped=data.skipped,
+    result = score(params, embs, data.truth, predictor.decoder, predictor.layout)
+    result.update(model=predictor.name, kind=predictor.kind, data=data.name, skipped=len(data.skipped),
+                  skipped_images=[{"path": str(path), "reason": reason} for path, reason in data.skipped],
                   invoke_ms=float(np.median(predictor.invoke_ms)) if predictor.invoke_ms else None,
                   size_bytes=predictor.meta.get("size_bytes"))
-    lm = predictor.decoder.image_landmarks(params, predictor.layout)[..., :2]
-    curves = {"nme": metrics.nme(lm, data.truth.landmarks2d)}
-    if has_ids:
-        i, j, same = metrics.all_pairs(data.truth.identity, max_pairs=20000, rng=0)
+    curves = {}
+    if data.truth.landmarks2d is not None:
+        lm = predictor.decoder.image_landmarks(params, predictor.layout)[..., :2]
+        curves["nme"] = metrics.nme(lm, data.truth.landmarks2d)
+    pairs = data.truth.verification_pairs()
+    if pairs is not None:
+        i, j, same = pairs
         curves.update(scores=metrics.cosine_scores(embs[i], embs[j]), same=same)
     return result, curves
 

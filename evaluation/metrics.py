@@ -211,7 +211,8 @@ def kfold_accuracy(scores: np.ndarray, same: np.ndarray, k: int = 10) -> tuple[f
     """
     scores, same = _check_pairs(scores, same)
     if scores.size < k:
-        raise ValueError(f"kfold_accuracy needs at least k={k} pairs, got {scores.size}")
+        raise SiamfaceError(f"{k}-fold verification accuracy needs at least {k} pairs, got {scores.size}: "
+                            f"evaluate on more images or pairs")
     folds = np.array_split(np.arange(scores.size), k)
     accs = []
     for test in folds:

@@ -14,14 +14,18 @@ COLUMNS = ("size MB", "invoke ms", "NME 0-30", "NME 30-60", "NME 60-90", "NME me
 
 
 def row(result: dict, ref: dict | None) -> dict:
-    """One table row (numbers) from an evaluation result; deltas against ``ref``."""
-    nme, ver = result["nme"], result.get("verification_embedding", {})
-    r = {"size MB": result.get("size_bytes", float("nan")) / 1e6, "invoke ms": result.get("invoke_ms", float("nan")),
-         "NME 0-30": nme["0-30"], "NME 30-60": nme["30-60"], "NME 60-90": nme["60-90"], "NME mean": nme["mean"],
-         "pose MAE": result["pose_mae"]["mean"], "shape mm": result.get("shape_error_mm", float("nan")),
-         "EER emb": 100 * ver.get("eer", float("nan")), "TAR@1e-2": 100 * ver.get("tar_at_far_1e-2", float("nan")),
-         "TAR@1e-3": 100 * ver.get("tar_at_far_1e-3", float("nan")),
-         "EER shape": 100 * result.get("verification_shape", {}).get("eer", float("nan"))}
+    """One table row (numbers) from an evaluation result; deltas against ``ref``. Figures a result
+    lacks (no NME or pose for photos with identities only) are NaN."""
+    nme, ver = result.get("nme", {}), result.get("verification_embedding", {})
+    nan = float("nan")
+    size, invoke = result.get("size_bytes"), result.get("invoke_ms")  # None for checkpoints / no timing
+    r = {"size MB": nan if size is None else size / 1e6, "invoke ms": nan if invoke is None else invoke,
+         "NME 0-30": nme.get("0-30", nan), "NME 30-60": nme.get("30-60", nan), "NME 60-90": nme.get("60-90", nan),
+         "NME mean": nme.get("mean", nan), "pose MAE": result.get("pose_mae", {}).get("mean", nan),
+         "shape mm": result.get("shape_error_mm", nan),
+         "EER emb": 100 * ver.get("eer", nan), "TAR@1e-2": 100 * ver.get("tar_at_far_1e-2", nan),
+         "TAR@1e-3": 100 * ver.get("tar_at_far_1e-3", nan),
+         "EER shape": 100 * result.get("verification_shape", {}).get("eer", nan)}
     r["ΔNME"] = r["NME mean"] - row(ref, None)["NME mean"] if ref else 0.0
     r["ΔEER"] = r["EER emb"] - row(ref, None)["EER emb"] if ref else 0.0
     return r
@@ -48,7 +52,7 @@ def identity_row(result: dict) -> dict:
     nan = float("nan")
     ver_s, ver_e = result.get("verification_shape", {}), result.get("verification_embedding", {})
     inv = result.get("pose_invariance_shape", {})
-    return {"NME mean": result["nme"]["mean"], "shape mm": result.get("shape_error_mm", nan),
+    return {"NME mean": result.get("nme", {}).get("mean", nan), "shape mm": result.get("shape_error_mm", nan),
             "EER shape": 100 * ver_s.get("eer", nan), "TAR@1e-3 shape": 100 * ver_s.get("tar_at_far_1e-3", nan),
             "EER emb": 100 * ver_e.get("eer", nan), "TAR@1e-3 emb": 100 * ver_e.get("tar_at_far_1e-3", nan),
             "spread shape": inv.get("ratio", nan),
@@ -76,7 +80,8 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_all(curves: dict[str, dict], results: dict[str, dict], out: Path) -> list[Path]:
-    """ROC curves overlaid, NME per yaw bin, CED curves; ``curves`` holds per-variant arrays."""
+    """ROC curves overlaid, NME per yaw bin, CED curves (the last two only when there is landmark
+    ground truth); ``curves`` holds per-variant arrays."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,6 +98,9 @@ def plot_all(curves: dict[str, dict], results: dict[str, dict], out: Path) -> li
     ax.legend(fontsize=8)
     _save(fig, out / "roc.png")
     paths.append(out / "roc.png")
+    if not all("nme" in c for c in curves.values()):
+        plt.close("all")
+        return paths
 
     fig, ax = plt.subplots(figsize=(5, 4))
     width = 0.8 / max(1, len(results))
