@@ -39,11 +39,14 @@ def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: boo
 
 
 def unique_names(predictors: list[Predictor]) -> list[str]:
-    """Report labels: the variant (or checkpoint kind), or the run folder when kinds repeat."""
+    """Report labels: the variant (or checkpoint kind), or the run folder where kinds repeat."""
     kinds = [p.kind for p in predictors]
-    if len(set(kinds)) == len(kinds):
-        return kinds
-    names = [Path(p.name).parent.name if Path(p.name).name == "best" else Path(p.name).name for p in predictors]
+
+    def folder(p: Predictor) -> str:
+        path = Path(p.name)
+        return path.parent.name if path.name == "best" else path.name
+
+    names = [k if kinds.count(k) == 1 else folder(p) for k, p in zip(kinds, predictors)]
     return names if len(set(names)) == len(names) else [p.name for p in predictors]
 
 
