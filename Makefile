@@ -39,7 +39,7 @@ ablation: venv
 	$(TRAIN) --out $(ABLATION)/shape loss.identity=none
 	$(TRAIN) --out $(ABLATION)/full
 	$(VENV)/bin/siamface compare $(ABLATION)/geometry/best $(ABLATION)/shape/best $(ABLATION)/full/best \
-	  --data runs/demo/data --out $(ABLATION)/report
+	  --data runs/demo/data --baseline --out $(ABLATION)/report
 
 clean:
 	rm -rf runs .pytest_cache
