@@ -81,11 +81,15 @@ class MorphableModel:
     def shape(self, id_coeffs: np.ndarray, exp_coeffs: np.ndarray | None = None) -> np.ndarray:
         """Model-space vertices (..., V, 3) for coefficients (..., K) and (..., E)."""
         id_coeffs = np.asarray(id_coeffs, np.float32)
-        id_flat, exp_flat = self._flat_bases
-        flat = id_coeffs @ id_flat[: id_coeffs.shape[-1]]
-        if exp_coeffs is not None:
-            flat = flat + np.asarray(exp_coeffs, np.float32) @ exp_flat
-        return self.mean + flat.reshape(flat.shape[:-1] + (self.n_vertices, 3))
+        flat = id_coeffs @ self._flat_bases[0][: id_coeffs.shape[-1]]
+        neutral = self.mean + flat.reshape(flat.shape[:-1] + (self.n_vertices, 3))
+        return neutral if exp_coeffs is None else neutral + self.expression_offsets(exp_coeffs)
+
+    def expression_offsets(self, exp_coeffs: np.ndarray) -> np.ndarray:
+        """Vertex displacements (..., V, 3) of expression coefficients (..., E): add them to one
+        neutral shape to pose many expressions of a person without recomputing the identity."""
+        flat = np.asarray(exp_coeffs, np.float32) @ self._flat_bases[1]
+        return flat.reshape(flat.shape[:-1] + (self.n_vertices, 3))
 
     def landmarks3d(self, id_coeffs: np.ndarray, exp_coeffs: np.ndarray | None = None) -> np.ndarray:
         """Model-space 68 landmarks (..., 68, 3), computed on those vertices only."""

@@ -16,13 +16,14 @@ from edge_runtime.provenance import utc_now
 
 
 def decoder_bytes(model: MorphableModel, layout: ParamLayout) -> bytes:
-    """The face model cut to the layout's identity modes, float16 bases, as an .npz."""
+    """The face model cut to the layout's identity modes, float16 bases, as an .npz; the index sets
+    (extras such as fitting_vertices) go along so bundles and checkpoints score shapes alike."""
     buf = io.BytesIO()
     np.savez_compressed(
         buf, mean=model.mean.astype(np.float32), id_basis=model.id_basis[: layout.n_id].astype(np.float16),
         exp_basis=model.exp_basis.astype(np.float16), exp_names=np.array(model.exp_names),
         triangles=model.triangles, vertex_region=model.vertex_region, region_names=np.array(model.region_names),
-        landmarks68=model.landmarks68)
+        landmarks68=model.landmarks68, **model.extras)
     return buf.getvalue()
 
 

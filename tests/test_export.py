@@ -39,13 +39,15 @@ def test_every_variant_loads_and_records_itself(tiny_bundles):
     assert sizes["fp16"] < sizes["fp32"] and sizes["int8-ptq"] < sizes["fp16"]
 
 
-def test_bundle_round_trip_matches_checkpoint(tiny_bundles):
+def test_bundle_round_trip_matches_checkpoint(tiny_bundles, face_model):
     bundle = load_bundle(tiny_bundles / "bundles" / "fp32" / "bundle.json")
     _, meta = load_checkpoint(tiny_bundles / "train" / "best")
     assert bundle.meta["whitening"] == meta["whitening"]
     np.testing.assert_array_equal(bundle.whitening.std, np.asarray(meta["whitening"]["std"], np.float32))
     decoder = bundle.face_model
     assert decoder.n_id_total == 20 and decoder.landmarks68.shape == (68,)
+    assert decoder.extras.keys() == face_model.extras.keys()            # shape scores use the same vertices
+    np.testing.assert_array_equal(decoder.extras["fitting_vertices"], face_model.extras["fitting_vertices"])
     assert bundle.meta["face_model"]["n_id_total"] == 100  # the training face model, described
 
 

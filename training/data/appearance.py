@@ -140,6 +140,9 @@ def shade(albedo: np.ndarray, normals: np.ndarray, light: Lighting) -> np.ndarra
                         light.colours.astype(f32), half.astype(f32), f32(light.specular), f32(light.shininess))
 
 
+SPECULAR_CUTOFF = 0.5  # h**shininess < 0.5**8 = 1/256 below it (shininess >= 8): skip the pow
+
+
 @numba.njit(cache=True, fastmath=True)
 def _blinn_phong(albedo, normals, ambient, dirs, colours, half, specular, shininess):
     out = np.empty_like(albedo)
@@ -154,7 +157,7 @@ def _blinn_phong(albedo, normals, ambient, dirs, colours, half, specular, shinin
                 g += d * colours[k, 1]
                 b += d * colours[k, 2]
             h = nx * half[k, 0] + ny * half[k, 1] + nz * half[k, 2]
-            if h > 0.0:
+            if h > SPECULAR_CUTOFF:
                 spec += h ** shininess
         out[v, 0] = albedo[v, 0] * r + specular * spec
         out[v, 1] = albedo[v, 1] * g + specular * spec

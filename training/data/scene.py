@@ -61,12 +61,16 @@ def add_occluder(img: np.ndarray, rng: np.random.Generator) -> None:
     cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
 
 
+def _gamma_table(gamma: float) -> np.ndarray:
+    return (np.linspace(0.0, 1.0, 256) ** gamma * 255 + 0.5).astype(np.uint8)
+
+
 def degrade(img: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -> np.ndarray:
     """Colour jitter, occluder, blur, noise, grayscale and JPEG; returns uint8 RGB."""
     gains = rng.uniform(0.85, 1.15, size=3).astype(np.float32)
     contrast, brightness = rng.uniform(0.75, 1.25), rng.uniform(-0.08, 0.08)
-    img = np.clip((img * gains - 0.5) * contrast + 0.5 + brightness, 0, 1)
-    img = img ** np.float32(rng.uniform(0.8, 1.25))
+    img = np.clip(img * (gains * np.float32(contrast)) + np.float32(0.5 * (1 - contrast) + brightness), 0, 1)
+    gamma = np.float32(rng.uniform(0.8, 1.25))
     if rng.uniform() < cfg.occluder_p:
         add_occluder(img, rng)
     if rng.uniform() < cfg.blur_p:
@@ -75,7 +79,7 @@ def degrade(img: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -
         img = img + rng.normal(0, rng.uniform(*cfg.noise_sigma), size=img.shape).astype(np.float32)
     if rng.uniform() < cfg.grayscale_p:
         img = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
-    out = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    out = cv2.LUT((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), _gamma_table(gamma))  # gamma per 8-bit level
     if rng.uniform() < cfg.jpeg_p:
         quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         ok, buf = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])

@@ -35,7 +35,7 @@ from training.data.sampling import (PoseConfig, place_in_crop, sample_angles, sa
 from training.data.scene import DegradationConfig, degrade, sample_background
 
 GENERATOR = "siamface.synth"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: gamma applied to 8-bit levels after noise (faster degrade)
 CONFIG_FILE = "synth_config.json"
 
 
@@ -89,7 +89,7 @@ class FaceSynthesizer:
         albedo = sample_albedo(self.regions, id_rng)
         rngs = [np.random.default_rng([cfg.seed, split_code, identity, 1 + k]) for k in range(n)]
         exps = np.stack([sample_expression(r, model.exp_names) for r in rngs])
-        shapes = model.shape(np.tile(id_coeffs, (n, 1)), exps)
+        shapes = model.shape(id_coeffs) + model.expression_offsets(exps)  # identity computed once
         images = np.empty((n, cfg.image_size, cfg.image_size, 3), np.uint8)
         labels = np.empty((n, max(s.stop for s in self.columns.values())), np.float32)
         global_id = cfg.first_identity(split) + identity
@@ -183,7 +183,7 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None 
     model_path = resolve_face_model_path(face_model)
     model = load_face_model(model_path)
     model.layout(cfg.n_id)  # validates n_id against the model
-    cfg_dict = {"synth": config_to_dict(cfg), "face_model_sha256": model.sha256}
+    cfg_dict = {"synth": config_to_dict(cfg), "face_model_sha256": model.sha256, "generator_version": GENERATOR_VERSION}
     _check_resume(out, cfg_dict, overwrite)
     tasks = plan_shards(cfg)
     counts = {t: (t.stop - t.first) * cfg.images_per_identity for t in tasks}
