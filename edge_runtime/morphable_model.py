@@ -85,6 +85,12 @@ class MorphableModel:
         neutral = self.mean + flat.reshape(flat.shape[:-1] + (self.n_vertices, 3))
         return neutral if exp_coeffs is None else neutral + self.expression_offsets(exp_coeffs)
 
+    @cached_property
+    def face_vertices(self) -> np.ndarray:
+        """The asset's ``fitting_vertices`` (the face proper, no neck or eyeballs) when it has them,
+        else every vertex: where shapes are fitted and compared."""
+        return np.asarray(self.extras.get("fitting_vertices", np.arange(self.n_vertices)), np.int64)
+
     def expression_offsets(self, exp_coeffs: np.ndarray) -> np.ndarray:
         """Vertex displacements (..., V, 3) of expression coefficients (..., E): add them to one
         neutral shape to pose many expressions of a person without recomputing the identity."""

@@ -14,8 +14,7 @@ import numpy as np
 
 from edge_runtime.camera import CameraPose, compose_camera
 from edge_runtime.morphable_model import MorphableModel
-from evaluation import metrics
-from evaluation.scoring import neutral_shapes
+from evaluation.scoring import shape_errors_mm
 from training.data.fitting import FitConfig, fit_identity, fit_landmarks
 
 
@@ -48,10 +47,9 @@ def fit_check(model: MorphableModel, cfg: FitCheckConfig = FitCheckConfig()) -> 
     rng = np.random.default_rng(cfg.seed)
     k = cfg.fit.n_id
     layout = model.layout(k)
-    vertices = np.asarray(model.extras.get("fitting_vertices", np.arange(model.n_vertices)))
 
     def shape_mm(id_coeffs: np.ndarray, truth: np.ndarray) -> float:
-        return float(metrics.shape_error_mm(*neutral_shapes(model, np.stack([id_coeffs, truth]), vertices)))
+        return float(shape_errors_mm(model, id_coeffs[None], truth[None])[0])
 
     out: dict[str, list[float]] = {key: [] for key in ("landmarks_px", "residual_px", "shape_mm_single",
                                                        "shape_mm_single_3d", "shape_mm_joint", "shape_mm_mean_face")}

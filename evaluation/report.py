@@ -31,15 +31,19 @@ def row(result: dict, ref: dict | None) -> dict:
     return r
 
 
+def _table(first: str, columns: tuple[str, ...], rows: dict[str, dict]) -> str:
+    """Markdown table of named rows of numbers; deltas (columns starting with Δ) signed."""
+    lines = [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, r in rows.items():
+        cells = [f"{r[c]:+.2f}" if c.startswith("Δ") else f"{r[c]:.2f}" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(results: dict[str, dict], reference: str | None) -> str:
     """Variants as rows; NME and EER in percent, deltas against the reference variant."""
     ref = results.get(reference) if reference else None
-    lines = ["| variant | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for name, result in results.items():
-        r = row(result, ref)
-        cells = [f"{r[c]:+.2f}" if c.startswith("Δ") else f"{r[c]:.2f}" for c in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return _table("variant", COLUMNS, {name: row(result, ref) for name, result in results.items()})
 
 
 IDENTITY_COLUMNS = ("NME mean", "shape mm", "EER shape", "TAR@1e-3 shape", "EER emb", "TAR@1e-3 emb",
@@ -49,23 +53,16 @@ IDENTITY_COLUMNS = ("NME mean", "shape mm", "EER shape", "TAR@1e-3 shape", "EER 
 def identity_row(result: dict) -> dict:
     """Identity and pose invariance of one result: EER/TAR of the shape code and the embedding,
     the shape code's intra/inter-identity spread ratio and its intra spread per yaw bin."""
-    nan = float("nan")
-    ver_s, ver_e = result.get("verification_shape", {}), result.get("verification_embedding", {})
+    nan, main = float("nan"), row(result, None)
     inv = result.get("pose_invariance_shape", {})
-    return {"NME mean": result.get("nme", {}).get("mean", nan), "shape mm": result.get("shape_error_mm", nan),
-            "EER shape": 100 * ver_s.get("eer", nan), "TAR@1e-3 shape": 100 * ver_s.get("tar_at_far_1e-3", nan),
-            "EER emb": 100 * ver_e.get("eer", nan), "TAR@1e-3 emb": 100 * ver_e.get("tar_at_far_1e-3", nan),
-            "spread shape": inv.get("ratio", nan),
+    return {**main, "TAR@1e-3 shape": 100 * result.get("verification_shape", {}).get("tar_at_far_1e-3", nan),
+            "TAR@1e-3 emb": main["TAR@1e-3"], "spread shape": inv.get("ratio", nan),
             **{f"spread {b}": inv.get(f"intra_{b}", nan) for b in metrics.YAW_BINS}}
 
 
 def identity_table(results: dict[str, dict]) -> str:
     """Models as rows: how discriminative and pose-invariant their codes are (the ablation table)."""
-    lines = ["| model | " + " | ".join(IDENTITY_COLUMNS) + " |", "|---" * (len(IDENTITY_COLUMNS) + 1) + "|"]
-    for name, result in results.items():
-        r = identity_row(result)
-        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.2f}" for c in IDENTITY_COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+    return _table("model", IDENTITY_COLUMNS, {name: identity_row(result) for name, result in results.items()})
 
 
 def write_text(path: Path, text: str) -> None:

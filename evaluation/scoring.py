@@ -51,6 +51,13 @@ def neutral_shapes(model: MorphableModel, id_coeffs: np.ndarray, vertices: np.nd
     return model.mean[vertices] + np.einsum("nk,kvc->nvc", id_coeffs, model.id_basis[:k, vertices])
 
 
+def shape_errors_mm(model: MorphableModel, pred_id: np.ndarray, true_id: np.ndarray) -> np.ndarray:
+    """(N,) mm between predicted and true neutral identity shapes over the face vertices, after
+    rigid alignment."""
+    v = model.face_vertices
+    return metrics.shape_error_mm(neutral_shapes(model, pred_id, v), neutral_shapes(model, true_id, v))
+
+
 def _verification(codes: dict[str, np.ndarray], pairs: Pairs) -> dict:
     i, j, same = pairs
     return {f"verification_{name}": metrics.verification_report(metrics.cosine_scores(code[i], code[j]), same)
@@ -96,9 +103,7 @@ def score(pred_params: np.ndarray, embeddings: np.ndarray | None, truth: GroundT
            "pose_mae": metrics.pose_mae(poses_deg(pred_params, layout), truth.pose_deg)}
     pred_id = pred_params[:, layout.identity]
     if truth.params is not None:
-        vertices = np.asarray(model.extras.get("fitting_vertices", np.arange(model.n_vertices)))
-        gt = neutral_shapes(model, truth.params[:, layout.identity], vertices)
-        out["shape_error_mm"] = float(metrics.shape_error_mm(neutral_shapes(model, pred_id, vertices), gt).mean())
+        out["shape_error_mm"] = float(shape_errors_mm(model, pred_id, truth.params[:, layout.identity]).mean())
     pairs = truth.verification_pairs(max_pairs)
     if pairs is not None:
         codes = {"shape": pred_id} if embeddings is None else {"shape": pred_id, "embedding": embeddings}

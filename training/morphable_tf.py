@@ -23,8 +23,7 @@ def landmark_and_sample_indices(model: MorphableModel, n_sample: int, seed: int 
     each next one is the candidate farthest from the landmarks and the samples so far.
     """
     landmarks = np.asarray(model.landmarks68, np.int64)
-    candidates = np.asarray(model.extras.get("fitting_vertices", np.arange(model.n_vertices)), np.int64)
-    candidates = np.setdiff1d(candidates, landmarks)
+    candidates = np.setdiff1d(model.face_vertices, landmarks)
     if n_sample <= 0:
         return landmarks.astype(np.int32)
     points = model.mean[candidates].astype(np.float64)
