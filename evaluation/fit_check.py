@@ -41,7 +41,7 @@ def fit_check(model: MorphableModel, cfg: FitCheckConfig = FitCheckConfig()) -> 
     """Per-image and per-identity errors of every fitting mode, keyed by what they measure.
 
     ``landmarks_px``: fitted 2D landmarks vs the noise-free truth; ``residual_px``: vs the fitted
-    targets; ``shape_mm_*``: the neutral identity shape after rigid alignment, for one 2D image,
+    targets; ``shape_mm_*``: the neutral identity shape after similarity alignment, for one 2D image,
     one 3D image, a joint fit of all images of the identity, and the average face.
     """
     rng = np.random.default_rng(cfg.seed)

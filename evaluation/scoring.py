@@ -53,9 +53,15 @@ def neutral_shapes(model: MorphableModel, id_coeffs: np.ndarray, vertices: np.nd
 
 def shape_errors_mm(model: MorphableModel, pred_id: np.ndarray, true_id: np.ndarray) -> np.ndarray:
     """(N,) mm between predicted and true neutral identity shapes over the face vertices, after
-    rigid alignment."""
+    similarity alignment (rotation, translation, uniform scale).
+
+    Scale is aligned because a weak-perspective photo cannot show it: a large head far away and a
+    small one near look the same, the camera's scale absorbs the size. (In the ICT model the first
+    identity mode is 97% a uniform scaling.) NoW-style benchmarks align scale for the same reason.
+    """
     v = model.face_vertices
-    return metrics.shape_error_mm(neutral_shapes(model, pred_id, v), neutral_shapes(model, true_id, v))
+    return metrics.shape_error_mm(neutral_shapes(model, pred_id, v), neutral_shapes(model, true_id, v),
+                                  with_scale=True)
 
 
 def _verification(codes: dict[str, np.ndarray], pairs: Pairs) -> dict:

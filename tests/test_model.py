@@ -10,7 +10,8 @@ import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
 from edge_runtime.params import ParamLayout
-from training.model import EncoderConfig, build_encoder, build_siamese, make_divisible
+from training.model import (MOBILENET_V2_STAGES, EncoderConfig, build_encoder, build_siamese, make_divisible,
+                            multiply_adds)
 
 CFG = EncoderConfig()
 NO_DROPOUT = EncoderConfig(dropout=0.0)  # dropout would make two identical branches differ in training mode
@@ -53,6 +54,25 @@ def test_default_encoder_shapes_and_budget(encoder, images):
                keras.layers.GlobalAveragePooling2D, keras.layers.Dropout, keras.layers.Dense)
     assert all(type(layer) in allowed for layer in encoder.layers)
     assert sum(isinstance(layer, keras.layers.Add) for layer in encoder.layers) == 10  # MobileNetV2 skips
+
+
+def test_multiply_adds_counts_by_hand():
+    image = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, 2, padding="same")(image)          # 4x4x4 outputs, 27 MACs each
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)           # 4x4x4 outputs, 9 each
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(image, keras.layers.Dense(5)(x))            # 4 x 5
+    assert multiply_adds(model) == 64 * 27 + 64 * 9 + 20
+
+
+def test_fast_downsampling_keeps_weights_and_cuts_compute(encoder):
+    """The default stages stride early: same weights and 4x4 final maps as MobileNetV2 at 120 px,
+    about half its multiply-adds (what makes int8 inference fit the device budget)."""
+    mobilenet = build_encoder(EncoderConfig(stages=MOBILENET_V2_STAGES))
+    assert encoder.count_params() == mobilenet.count_params()
+    assert encoder.get_layer("head_conv").output_shape[1:3] == mobilenet.get_layer("head_conv").output_shape[1:3] == (4, 4)
+    assert multiply_adds(encoder) < 0.55 * multiply_adds(mobilenet)
+    assert EncoderConfig(stages=[[1, 16, 1, 2]]).stages == ((1, 16, 1, 2),)  # YAML lists become tuples
 
 
 def test_config_changes_heads_and_width():

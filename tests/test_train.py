@@ -57,6 +57,27 @@ def test_a_few_steps_on_a_batch_lower_the_loss(tiny_data):
     assert set(first) == {"geometry_a", "geometry_b", "param_a", "param_b", "shape_contrastive", "identity", "total"}
 
 
+@pytest.mark.parametrize("shapes_identity", [False, True])
+def test_geometry_gradient_reaches_the_identity_code_only_when_asked(tiny_data, shapes_identity):
+    """By default only the parameter and contrastive losses train the identity code: the geometry loss
+    would otherwise bend it to absorb pose and expression residuals (see README, ablation)."""
+    from training.data.dataset import Dataset
+
+    ds = Dataset.open(tiny_data)
+    lay = ds.layout
+    cfg = LossConfig(n_sample_vertices=50, param=0.0, shape_contrastive=0.0, identity="none",
+                     geometry_shapes_identity=shapes_identity)
+    loss_fn = SiameseLosses(cfg, load_face_model(), lay, ds.whitening, 1, 8)
+    z_true = tf.constant(ds.whitening.whiten(ds.split("train").params[:2]), tf.float32)
+    z_pred = tf.Variable(z_true + 0.3)
+    with tf.GradientTape() as tape:
+        total = loss_fn({"params_a": z_true, "params_b": z_true}, {"params_a": z_pred, "params_b": z_pred},
+                        tf.constant(1.0))["total"]
+    grad = tape.gradient(total, z_pred).numpy()
+    assert np.abs(grad[:, lay.pose]).max() > 0 and np.abs(grad[:, lay.expression]).max() > 0
+    assert (np.abs(grad[:, lay.identity]).max() > 0) == shapes_identity
+
+
 def test_training_writes_checkpoint_history_and_report(tiny_data, tmp_path):
     report = train(_cfg(tiny_data), tmp_path / "run", progress=False)
     encoder, meta = load_checkpoint(tmp_path / "run" / "best")

@@ -17,9 +17,16 @@ from dataclasses import dataclass
 
 import tf_keras as keras
 
-# MobileNetV2 inverted-residual stages: (expansion t, output channels c, repeats n, first stride s).
-MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+Stage = tuple[int, int, int, int]  # inverted-residual stage: (expansion t, channels c, repeats n, first stride s)
+
+# MobileNetV2's stages: at 120 px the feature maps go 60 -> 60 -> 30 -> 15 -> 8 -> 8 -> 4 -> 4.
+MOBILENET_V2_STAGES: tuple[Stage, ...] = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                                          (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+# The same blocks with the downsampling moved forward (60 -> 30 -> 15 -> 8 -> 4, then 4x4 to the
+# end, as in FD-MobileNet): the first stage strides, the sixth does not. Same weights count,
+# a third of the multiply-adds, so int8 inference fits the device budget (see README).
+FAST_STAGES: tuple[Stage, ...] = ((1, 16, 1, 2), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                                  (6, 96, 3, 1), (6, 160, 3, 1), (6, 320, 1, 1))
 
 
 @dataclass(frozen=True)
@@ -28,10 +35,14 @@ class EncoderConfig:
 
     input_size: int = 120
     width: float = 0.5          # MobileNetV2 width multiplier
+    stages: tuple[Stage, ...] = FAST_STAGES
     last_channels: int = 1280   # the 1x1 conv before pooling (MobileNetV2 keeps 1280 for width < 1)
     embedding_dim: int = 128
     n_params: int = 165         # ParamLayout().size: 12 pose + 100 identity + 53 expression
     dropout: float = 0.2        # before both heads, training only
+
+    def __post_init__(self):  # YAML gives lists; keep the config hashable and comparable
+        object.__setattr__(self, "stages", tuple(tuple(int(v) for v in stage) for stage in self.stages))
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -63,7 +74,7 @@ def build_encoder(cfg: EncoderConfig = EncoderConfig()) -> keras.Model:
     """Image (B, S, S, 3), already scaled (x - 127.5) / 128 -> [params (B, P) whitened, embedding (B, D)]."""
     image = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
     x = conv_bn(image, make_divisible(32 * cfg.width), 3, 2, "stem")
-    for stage, (t, c, n, s) in enumerate(MOBILENET_V2_STAGES):
+    for stage, (t, c, n, s) in enumerate(cfg.stages):
         for i in range(n):
             x = inverted_residual(x, t, make_divisible(c * cfg.width), s if i == 0 else 1, f"block{stage}_{i}")
     x = conv_bn(x, cfg.last_channels, 1, 1, "head")
@@ -74,6 +85,21 @@ def build_encoder(cfg: EncoderConfig = EncoderConfig()) -> keras.Model:
     params = keras.layers.Dense(cfg.n_params, dtype="float32", name="params")(x)
     embedding = keras.layers.Dense(cfg.embedding_dim, dtype="float32", name="embedding")(x)
     return keras.Model(image, [params, embedding], name="encoder")
+
+
+def multiply_adds(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and dense layers; the rest is noise)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):  # before Conv2D: it subclasses it
+            _, h, w, c = layer.output_shape
+            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c = layer.output_shape
+            total += h * w * c * layer.kernel_size[0] * layer.kernel_size[1] * layer.input_shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input_shape[-1] * layer.units
+    return total
 
 
 def build_siamese(encoder: keras.Model) -> keras.Model:

@@ -40,6 +40,7 @@ class LossConfig:
 
     geometry: float = 0.5             # mean distance (crop pixels) of 68 landmarks + sampled vertices
     n_sample_vertices: int = 200
+    geometry_shapes_identity: bool = False  # True lets geometry gradients move the identity code too
     param: float = 2.0                # L2 on whitened parameters: keeps the shape code near its posterior mean
     wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
     shape_contrastive: float = 0.05   # contrastive on identity coefficients of the pair
@@ -144,7 +145,9 @@ class SiameseLosses:
             z_true, z_pred = batch[f"params_{s}"], tf.cast(out[f"params_{s}"], tf.float32)
             p_true, p_pred = self.unwhiten(z_true), self.unwhiten(z_pred)
             if cfg.geometry:
-                terms[f"geometry_{s}"] = cfg.geometry * losses.geometry_loss(p_true, p_pred, self.tf_model)
+                p_geo = p_pred if cfg.geometry_shapes_identity else tf.concat(
+                    [p_pred[:, lay.pose], tf.stop_gradient(p_pred[:, lay.identity]), p_pred[:, lay.expression]], 1)
+                terms[f"geometry_{s}"] = cfg.geometry * losses.geometry_loss(p_true, p_geo, self.tf_model)
             if cfg.param:
                 terms[f"param_{s}"] = cfg.param * tf.reduce_mean(tf.square(z_true - z_pred))
             if cfg.wpdc:
