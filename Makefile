@@ -31,13 +31,15 @@ bench: venv
 	else echo "bundle latency: run make demo first (it writes runs/demo/bundles)"; fi
 
 # Loss ablation on the demo's dataset: geometry only, + shape contrastive, + identity (the demo's config).
+# The full arm is the demo's float run (a link): after `make demo` it resumes finished, not retrained.
 ABLATION := runs/ablation
 TRAIN := $(VENV)/bin/siamface train --config configs/train-small.yaml data=[runs/demo/data]
 ablation: venv
 	$(VENV)/bin/siamface data synth --config configs/synth-small.yaml --out runs/demo/data
+	mkdir -p $(ABLATION) runs/demo/train && ln -sfn ../demo/train $(ABLATION)/full
+	$(TRAIN) --out $(ABLATION)/full
 	$(TRAIN) --out $(ABLATION)/geometry loss.shape_contrastive=0 loss.identity=none
 	$(TRAIN) --out $(ABLATION)/shape loss.identity=none
-	$(TRAIN) --out $(ABLATION)/full
 	$(VENV)/bin/siamface compare $(ABLATION)/geometry/best $(ABLATION)/shape/best $(ABLATION)/full/best \
 	  --data runs/demo/data --baseline --out $(ABLATION)/report
 
