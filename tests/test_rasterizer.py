@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.rasterizer import render, vertex_normals
+from training.data.rasterizer import render, vertex_normals, visible_triangles
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.
 FRONT = np.array([[0, 1, 2]], np.int32)
@@ -41,3 +41,21 @@ def test_colour_interpolation_is_barycentric():
 def test_vertex_normals_point_at_the_viewer_for_front_faces():
     normals = vertex_normals(_tri(0.0), FRONT)
     np.testing.assert_allclose(normals, [[0, 0, -1]] * 3, atol=1e-6)
+
+
+def test_visible_triangles_keep_front_faces_that_hold_a_pixel_centre():
+    verts = np.concatenate([
+        _tri(0.0),                                                           # 0: front face, drawn
+        _tri(0.0, offset=40.0),                                              # 1: front face at x 42-58, off the image
+        np.array([[5.2, 5.2, 0], [5.2, 5.8, 0], [5.8, 5.2, 0]], np.float32),  # 2: front, between pixel centres
+        _tri(0.0),                                                           # 3: wound backwards: back face
+    ])
+    tris = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 11, 10]], np.int32)
+    visible, boxes, used, normals = visible_triangles(verts, tris, 20, 20)
+    np.testing.assert_array_equal(visible, [0])
+    np.testing.assert_array_equal(boxes, [[2, 18, 2, 18]])                # x0, x1, y0, y1 inclusive
+    np.testing.assert_array_equal(np.flatnonzero(used), [0, 1, 2])
+    np.testing.assert_allclose(normals, vertex_normals(verts, tris), atol=1e-6)
+    # Clipped to the image: a triangle sticking out keeps only the rows and columns inside.
+    _, boxes, _, _ = visible_triangles(_tri(0.0, offset=-5.0), FRONT, 20, 20)
+    np.testing.assert_array_equal(boxes, [[0, 13, 2, 18]])

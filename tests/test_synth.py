@@ -90,3 +90,35 @@ def test_config_file_and_overrides(tmp_path):
 def test_open_rejects_missing_dataset(tmp_path):
     with pytest.raises(SiamfaceError, match="no dataset at .*siamface data synth"):
         Dataset.open(tmp_path)
+
+
+def test_posed_vertices_are_the_model_shape_through_the_camera(face_model):
+    from edge_runtime.camera import CameraPose, compose_camera, project
+    from training.data.synth import posed_vertices
+
+    rng = np.random.default_rng(1)
+    id_coeffs = rng.standard_normal(40).astype(np.float32)
+    exp = np.zeros(len(face_model.exp_names), np.float32)
+    exp[[2, 7, 30]] = [0.6, 0.3, 0.9]                    # sparse, as synthetic faces are
+    camera = compose_camera(CameraPose(4.0, 0.3, -0.2, 0.1, 60.0, 55.0)).astype(np.float32)
+    expected = project(face_model.shape(id_coeffs, exp), camera)
+    got = posed_vertices(face_model.shape(id_coeffs), face_model.exp_basis, exp, camera)
+    assert got.shape == (face_model.n_vertices, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
+def test_shading_a_vertex_subset_matches_shading_all():
+    from training.data.appearance import sample_lighting, shade
+
+    rng = np.random.default_rng(2)
+    normals = rng.normal(size=(500, 3)).astype(np.float32)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    albedo = rng.uniform(0, 1, (500, 3)).astype(np.float32)
+    light = sample_lighting(rng)
+    used = rng.uniform(size=500) < 0.5
+    full, part = shade(albedo, normals, light), shade(albedo, normals, light, used)
+    np.testing.assert_array_equal(part[used], full[used])
+    assert not part[~used].any()
+    # Blinn-Phong: a normal facing the light gets at least ambient + that light's colour.
+    lit = shade(np.ones((1, 3), np.float32), light.directions[:1], light)[0]
+    assert np.all(lit >= light.ambient + light.colours[0] - 1e-5)

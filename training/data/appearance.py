@@ -6,6 +6,7 @@ its 68 landmarks on the mean shape (lips, brows, hairline), computed once per mo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -20,6 +21,7 @@ IRIS_COLOURS = np.array([[0.30, 0.18, 0.08], [0.18, 0.10, 0.05], [0.25, 0.40, 0.
                          [0.45, 0.35, 0.20], [0.40, 0.45, 0.50]], np.float32)
 HAIR_COLOURS = np.array([[0.05, 0.04, 0.03], [0.18, 0.11, 0.06], [0.35, 0.22, 0.12], [0.65, 0.50, 0.28],
                          [0.55, 0.25, 0.10], [0.60, 0.60, 0.60], [0.85, 0.85, 0.82]], np.float32)
+BROW_WIDTH = (0.25, 0.55)  # range of the distance (cm) from the brow landmarks over which brows fade out
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ class FaceRegions:
                    eyeball=model.region_mask("sclera_left", "sclera_right", "iris_left", "iris_right"),
                    eye_radius=eye_radius, smooth=smooth.astype(np.float32))
 
+    @cached_property
+    def indices(self) -> dict[str, np.ndarray]:
+        """Vertex indices of the regions sample_albedo paints (indexing beats masks there)."""
+        masks = {"lips": self.lips, "near_brows": self.brow_dist < BROW_WIDTH[1], "eyeball": self.eyeball,
+                 "iris": self.eye_radius < 1.0, "pupil": self.eye_radius < 0.4, "dark": self.dark}
+        return {name: np.flatnonzero(mask) for name, mask in masks.items()}
+
 
 def _polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
     """Distance of each 2D point to a polyline."""
@@ -88,12 +97,13 @@ def sample_albedo(regions: FaceRegions, rng: np.random.Generator) -> np.ndarray:
     albedo = np.clip(skin[None] * variation[:, None], 0.0, 1.0).astype(np.float32)
 
     lip_colour = skin * np.array([0.85, 0.55, 0.55]) * rng.uniform(0.8, 1.0)
-    albedo[regions.lips] = lip_colour
+    albedo[regions.indices["lips"]] = lip_colour
 
-    brow_width = rng.uniform(0.25, 0.55)
+    brow_width = rng.uniform(*BROW_WIDTH)
     brow_colour = HAIR_COLOURS[rng.integers(0, 3)] * rng.uniform(0.8, 1.2)
-    brow = np.clip(1.0 - regions.brow_dist / brow_width, 0.0, 1.0)[:, None] * rng.uniform(0.5, 0.9)
-    albedo = albedo * (1 - brow) + brow_colour[None] * brow
+    near = regions.indices["near_brows"]  # the brow weight is 0 elsewhere
+    brow = np.clip(1.0 - regions.brow_dist[near] / brow_width, 0.0, 1.0)[:, None] * rng.uniform(0.5, 0.9)
+    albedo[near] = albedo[near] * (1 - brow) + brow_colour[None] * brow
 
     if rng.uniform() > 0.15:  # not bald: a hairline that drops towards the back of the head
         front, back = rng.uniform(3.0, 5.5), rng.uniform(-2.5, 0.5)
@@ -102,11 +112,11 @@ def sample_albedo(regions: FaceRegions, rng: np.random.Generator) -> np.ndarray:
         hair = regions.skin & (regions.height_above_brows > hairline)
         albedo[hair] = HAIR_COLOURS[rng.integers(0, len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
 
-    albedo[regions.eyeball] = rng.uniform(0.7, 0.88) * np.array([1.0, 0.96, 0.93])
-    albedo[regions.eye_radius < 1.0] = IRIS_COLOURS[rng.integers(0, len(IRIS_COLOURS))]
-    albedo[regions.eye_radius < 0.4] = 0.03
-    albedo[regions.dark] = np.array([0.12, 0.04, 0.04]) * rng.uniform(0.5, 1.2)
-    return np.clip(albedo, 0.0, 1.0).astype(np.float32)
+    albedo[regions.indices["eyeball"]] = rng.uniform(0.7, 0.88) * np.array([1.0, 0.96, 0.93])
+    albedo[regions.indices["iris"]] = IRIS_COLOURS[rng.integers(0, len(IRIS_COLOURS))]
+    albedo[regions.indices["pupil"]] = 0.03
+    albedo[regions.indices["dark"]] = np.array([0.12, 0.04, 0.04]) * rng.uniform(0.5, 1.2)
+    return np.clip(albedo, 0.0, 1.0, out=albedo)
 
 
 @dataclass(frozen=True)
@@ -128,37 +138,48 @@ def sample_lighting(rng: np.random.Generator) -> Lighting:
     tint = rng.uniform(0.85, 1.15, size=(n, 3))
     colours = tint * rng.uniform(0.4, 0.9, size=(n, 1))
     ambient = rng.uniform(0.25, 0.6) * rng.uniform(0.9, 1.1, size=3)
-    return Lighting(ambient, dirs, colours, float(rng.uniform(0.0, 0.25)), float(rng.uniform(8, 32)))
-
-
-def shade(albedo: np.ndarray, normals: np.ndarray, light: Lighting) -> np.ndarray:
-    """Blinn-Phong per vertex; normals in image space (outward, -z faces the viewer)."""
-    half = light.directions + np.array([0.0, 0.0, -1.0])
-    half /= np.linalg.norm(half, axis=1, keepdims=True)
     f32 = np.float32
-    return _blinn_phong(albedo, normals.astype(f32), light.ambient.astype(f32), light.directions.astype(f32),
-                        light.colours.astype(f32), half.astype(f32), f32(light.specular), f32(light.shininess))
+    return Lighting(ambient.astype(f32), dirs.astype(f32), colours.astype(f32),
+                    float(rng.uniform(0.0, 0.25)), float(rng.uniform(8, 32)))
+
+
+def shade(albedo: np.ndarray, normals: np.ndarray, light: Lighting, used: np.ndarray | None = None) -> np.ndarray:
+    """Blinn-Phong per vertex; normals in image space (outward, -z faces the viewer).
+
+    With a vertex mask ``used`` (e.g. from ``visible_triangles``) only those vertices are shaded
+    and the others are left black.
+    """
+    f32 = np.float32
+    used = np.ones(len(albedo), np.bool_) if used is None else used
+    return _blinn_phong(albedo, normals.astype(f32, copy=False), used, light.ambient.astype(f32, copy=False),
+                        light.directions.astype(f32, copy=False), light.colours.astype(f32, copy=False),
+                        f32(light.specular), f32(light.shininess))
 
 
 SPECULAR_CUTOFF = 0.5  # h**shininess < 0.5**8 = 1/256 below it (shininess >= 8): skip the pow
 
 
 @numba.njit(cache=True, fastmath=True)
-def _blinn_phong(albedo, normals, ambient, dirs, colours, half, specular, shininess):
-    out = np.empty_like(albedo)
+def _blinn_phong(albedo, normals, used, ambient, dirs, colours, specular, shininess):
+    half = dirs.copy()  # halfway vectors between each light and the viewer (-z)
+    for k in range(dirs.shape[0]):
+        half[k, 2] -= 1.0
+        half[k] /= np.sqrt(half[k, 0] ** 2 + half[k, 1] ** 2 + half[k, 2] ** 2)
+    out = np.zeros_like(albedo)
     for v in range(albedo.shape[0]):
+        if not used[v]:
+            continue
         nx, ny, nz = normals[v, 0], normals[v, 1], normals[v, 2]
         r, g, b = ambient[0], ambient[1], ambient[2]
-        spec = 0.0
+        spec = np.float32(0.0)
         for k in range(dirs.shape[0]):
-            d = nx * dirs[k, 0] + ny * dirs[k, 1] + nz * dirs[k, 2]
-            if d > 0.0:
-                r += d * colours[k, 0]
-                g += d * colours[k, 1]
-                b += d * colours[k, 2]
+            d = max(nx * dirs[k, 0] + ny * dirs[k, 1] + nz * dirs[k, 2], np.float32(0.0))
+            r += d * colours[k, 0]
+            g += d * colours[k, 1]
+            b += d * colours[k, 2]
             h = nx * half[k, 0] + ny * half[k, 1] + nz * half[k, 2]
             if h > SPECULAR_CUTOFF:
-                spec += h ** shininess
+                spec += np.exp2(shininess * np.log2(h))  # h ** shininess, cheaper than pow
         out[v, 0] = albedo[v, 0] * r + specular * spec
         out[v, 1] = albedo[v, 1] * g + specular * spec
         out[v, 2] = albedo[v, 2] * b + specular * spec

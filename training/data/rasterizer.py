@@ -3,6 +3,12 @@
 Vertices are in image space (x right, y down, pixel centres at integers, smaller z nearer).
 Triangles are counter-clockwise seen from outside in model space; in image space (y flipped)
 a front face therefore has a negative signed area, and faces with area >= 0 are culled.
+
+Rendering is two passes over the mesh: ``visible_triangles`` culls back faces and triangles whose
+bounding box holds no pixel centre of the image (on a 120-pixel face crop most of the mesh's
+sub-pixel triangles), recording the pixel box of each survivor and, in the same pass, the vertex
+normals; ``rasterize`` then fills only the survivors. Shading in between needs only the vertices
+the survivors use.
 """
 from __future__ import annotations
 
@@ -10,73 +16,149 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _add_face_normal(verts, normals, a, b, c):
+    """Accumulate the (area-weighted) normal of triangle (a, b, c) on its vertices; returns its
+    z component, the triangle's signed area in image space (negative for a front face)."""
+    ux, uy, uz = verts[b, 0] - verts[a, 0], verts[b, 1] - verts[a, 1], verts[b, 2] - verts[a, 2]
+    vx, vy, vz = verts[c, 0] - verts[a, 0], verts[c, 1] - verts[a, 1], verts[c, 2] - verts[a, 2]
+    nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+    normals[a, 0] += nx
+    normals[a, 1] += ny
+    normals[a, 2] += nz
+    normals[b, 0] += nx
+    normals[b, 1] += ny
+    normals[b, 2] += nz
+    normals[c, 0] += nx
+    normals[c, 1] += ny
+    normals[c, 2] += nz
+    return nz
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _normalize_rows(normals):
+    """Rows of a (V, 3) float32 array to unit length, zero rows left zero; flat and branch-free
+    so that it vectorizes."""
+    flat = normals.reshape(-1)
+    tiny = np.float32(1e-30)
+    for i in range(normals.shape[0]):
+        x, y, z = flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]
+        inv = np.float32(1.0) / max(np.sqrt(x * x + y * y + z * z), tiny)
+        flat[3 * i], flat[3 * i + 1], flat[3 * i + 2] = x * inv, y * inv, z * inv
+
+
 @numba.njit(cache=True, fastmath=True)
 def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """Unit per-vertex normals (area-weighted face normals), outward, in the verts' space."""
     normals = np.zeros_like(verts)
     for t in range(tris.shape[0]):
-        a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
-        ux, uy, uz = verts[b, 0] - verts[a, 0], verts[b, 1] - verts[a, 1], verts[b, 2] - verts[a, 2]
-        vx, vy, vz = verts[c, 0] - verts[a, 0], verts[c, 1] - verts[a, 1], verts[c, 2] - verts[a, 2]
-        nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
-        for k in (a, b, c):
-            normals[k, 0] += nx
-            normals[k, 1] += ny
-            normals[k, 2] += nz
-    for i in range(verts.shape[0]):
-        n = np.sqrt(normals[i, 0] ** 2 + normals[i, 1] ** 2 + normals[i, 2] ** 2)
-        if n > 0:
-            normals[i, 0] /= n
-            normals[i, 1] /= n
-            normals[i, 2] /= n
+        _add_face_normal(verts, normals, tris[t, 0], tris[t, 1], tris[t, 2])
+    _normalize_rows(normals)
     return normals
 
 
 @numba.njit(cache=True, fastmath=True)
-def rasterize(verts: np.ndarray, colors: np.ndarray, tris: np.ndarray,
-              image: np.ndarray, zbuf: np.ndarray) -> int:
-    """Draw front-facing triangles into ``image`` (H, W, C) where nearer than ``zbuf`` (H, W).
-
-    Colours (V, C) are interpolated barycentrically; returns the number of pixels written.
-    """
-    height, width = zbuf.shape
-    written = 0
+def _cull(verts, tris, height, width, visible, boxes, used, normals):
+    """The one pass over all triangles (see ``visible_triangles``); returns how many survive."""
+    n = 0
+    xmax_px, ymax_px = np.float32(width - 1), np.float32(height - 1)
     for t in range(tris.shape[0]):
+        a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
+        area = _add_face_normal(verts, normals, a, b, c)
+        x0, y0, x1, y1, x2, y2 = verts[a, 0], verts[a, 1], verts[b, 0], verts[b, 1], verts[c, 0], verts[c, 1]
+        xlo = max(np.ceil(min(x0, min(x1, x2))), np.float32(0.0))
+        xhi = min(np.floor(max(x0, max(x1, x2))), xmax_px)
+        ylo = max(np.ceil(min(y0, min(y1, y2))), np.float32(0.0))
+        yhi = min(np.floor(max(y0, max(y1, y2))), ymax_px)
+        # Written unconditionally and kept only if the count moves on: no branch to mispredict.
+        visible[n] = t
+        boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = int(xlo), int(xhi), int(ylo), int(yhi)
+        n += (area < 0.0) & (xlo <= xhi) & (ylo <= yhi)
+    for k in range(n):
+        for j in range(3):
+            used[tris[visible[k], j]] = True
+    _normalize_rows(normals)
+    return n
+
+
+def visible_triangles(verts: np.ndarray, tris: np.ndarray, height: int,
+                      width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Front-facing triangles with a pixel centre inside an (height, width) image, in mesh order.
+
+    Returns (indices (n,), pixel boxes (n, 4) as x0, x1, y0, y1 inclusive, vertex mask (V,) of the
+    vertices they use, unit vertex normals (V, 3) of the whole mesh), all from one pass.
+    """
+    verts = np.ascontiguousarray(verts, np.float32)
+    tris = np.ascontiguousarray(tris, np.uint32)  # unsigned: numba skips negative-index handling
+    visible = np.empty(len(tris), np.int32)
+    boxes = np.empty((len(tris), 4), np.int32)
+    used = np.zeros(len(verts), np.bool_)
+    normals = np.zeros_like(verts)
+    n = _cull(verts, tris, height, width, visible, boxes, used, normals)
+    return visible[:n], boxes[:n], used, normals
+
+
+# Fast math except the no-infinity and no-NaN assumptions: the z-buffer starts at +inf.
+_FASTMATH_KEEP_INF = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH_KEEP_INF)
+def rasterize(verts: np.ndarray, colors: np.ndarray, tris: np.ndarray, visible: np.ndarray,
+              boxes: np.ndarray, image: np.ndarray, zbuf: np.ndarray) -> int:
+    """Draw triangles ``tris[visible]`` (pixel boxes from ``visible_triangles``) into ``image``
+    (H, W, 3), C-contiguous, where nearer than ``zbuf`` (H, W).
+
+    Colours (V, 3) are interpolated barycentrically; returns the number of pixels written.
+    """
+    written = 0
+    one = np.float32(1.0)
+    width = zbuf.shape[1]
+    pixels, depth = image.reshape(-1), zbuf.reshape(-1)
+    for k in range(visible.shape[0]):
+        t = visible[k]
         i0, i1, i2 = tris[t, 0], tris[t, 1], tris[t, 2]
         x0, y0, z0 = verts[i0, 0], verts[i0, 1], verts[i0, 2]
         x1, y1, z1 = verts[i1, 0], verts[i1, 1], verts[i1, 2]
         x2, y2, z2 = verts[i2, 0], verts[i2, 1], verts[i2, 2]
-        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-        if area >= 0.0:
-            continue  # back face or degenerate
-        xmin = max(int(np.ceil(min(x0, min(x1, x2)))), 0)
-        xmax = min(int(np.floor(max(x0, max(x1, x2)))), width - 1)
-        ymin = max(int(np.ceil(min(y0, min(y1, y2)))), 0)
-        ymax = min(int(np.floor(max(y0, max(y1, y2)))), height - 1)
-        if xmin > xmax or ymin > ymax:
-            continue
-        inv = 1.0 / area
-        for py in range(ymin, ymax + 1):
-            for px in range(xmin, xmax + 1):
-                w0 = ((x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)) * inv
-                w1 = ((x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)) * inv
-                w2 = 1.0 - w0 - w1
-                if w0 < 0.0 or w1 < 0.0 or w2 < 0.0:
-                    continue
-                z = w0 * z0 + w1 * z1 + w2 * z2
-                if z >= zbuf[py, px]:
-                    continue
-                zbuf[py, px] = z
-                for ch in range(image.shape[2]):
-                    image[py, px, ch] = w0 * colors[i0, ch] + w1 * colors[i1, ch] + w2 * colors[i2, ch]
-                written += 1
+        inv = one / ((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))
+        # Barycentric weights as planes over the pixel grid: w = a * x + b * y + c.
+        a0, b0, c0 = (y1 - y2) * inv, (x2 - x1) * inv, (x1 * y2 - x2 * y1) * inv
+        a1, b1, c1 = (y2 - y0) * inv, (x0 - x2) * inv, (x2 * y0 - x0 * y2) * inv
+        # Depth and colour from vertex 2 plus weighted differences (w2 = 1 - w0 - w1).
+        dz0, dz1 = z0 - z2, z1 - z2
+        r2, g2, b2 = colors[i2, 0], colors[i2, 1], colors[i2, 2]
+        dr0, dg0, db0 = colors[i0, 0] - r2, colors[i0, 1] - g2, colors[i0, 2] - b2
+        dr1, dg1, db1 = colors[i1, 0] - r2, colors[i1, 1] - g2, colors[i1, 2] - b2
+        x_lo, x_hi = boxes[k, 0], boxes[k, 1] + 1
+        for py in range(boxes[k, 2], boxes[k, 3] + 1):
+            fy = np.float32(py)
+            q0, q1 = b0 * fy + c0, b1 * fy + c1
+            for px in range(x_lo, x_hi):
+                fx = np.float32(px)
+                w0 = a0 * fx + q0
+                w1 = a1 * fx + q1
+                w2 = one - w0 - w1
+                z = z2 + w0 * dz0 + w1 * dz1
+                p = py * width + px
+                old = depth[p]
+                # Branch-free: inside and nearer selects the new values (tiny triangles make
+                # these tests unpredictable, and a mispredicted branch costs more than the stores).
+                hit = (min(w0, min(w1, w2)) >= 0.0) & (z < old)
+                depth[p] = z if hit else old
+                p *= 3
+                pixels[p] = (r2 + w0 * dr0 + w1 * dr1) if hit else pixels[p]
+                pixels[p + 1] = (g2 + w0 * dg0 + w1 * dg1) if hit else pixels[p + 1]
+                pixels[p + 2] = (b2 + w0 * db0 + w1 * db1) if hit else pixels[p + 2]
+                written += hit
     return written
 
 
-def render(verts: np.ndarray, colors: np.ndarray, tris: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Render over a float background (H, W, C); returns (image, coverage mask)."""
-    image = np.ascontiguousarray(background, dtype=np.float32).copy()
+def render(verts: np.ndarray, colours: np.ndarray, tris: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Render over a float background (H, W, 3); returns (image, coverage mask)."""
+    image = np.array(background, dtype=np.float32, order="C")  # always a copy
     zbuf = np.full(image.shape[:2], np.inf, np.float32)
-    rasterize(np.ascontiguousarray(verts, np.float32), np.ascontiguousarray(colors, np.float32),
-              np.ascontiguousarray(tris, np.int32), image, zbuf)
+    verts = np.ascontiguousarray(verts, np.float32)
+    tris = np.ascontiguousarray(tris, np.uint32)
+    visible, boxes, _, _ = visible_triangles(verts, tris, *image.shape[:2])
+    rasterize(verts, np.ascontiguousarray(colours, np.float32), tris, visible, boxes, image, zbuf)
     return image, np.isfinite(zbuf)

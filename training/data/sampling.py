@@ -1,7 +1,9 @@
 """Random draws for synthetic faces: identity coefficients, expressions, poses, crop placement."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -54,18 +56,32 @@ def sample_identity(rng: np.random.Generator, n_id: int, truncation: float | Non
     return coeffs.astype(np.float32)
 
 
+GROUP_COUNT_P = (0.3, 0.3, 0.25, 0.15)  # how many expression groups a face activates: 0, 1, 2, 3
+_GROUP_COUNT_CDF = np.cumsum(GROUP_COUNT_P)
+
+
+@lru_cache(maxsize=8)
+def _group_indices(exp_names: tuple[str, ...]) -> tuple[tuple[tuple[int, ...], float, float], ...]:
+    """EXPRESSION_GROUPS as (indices of the names the model has, lo, hi)."""
+    index = {n: i for i, n in enumerate(exp_names)}
+    return tuple((tuple(index[n] for n in names if n in index), lo, hi) for names, (lo, hi) in EXPRESSION_GROUPS)
+
+
 def sample_expression(rng: np.random.Generator, exp_names: tuple[str, ...]) -> np.ndarray:
     """Sparse activations: 0-3 groups, symmetric pairs with nearly equal weights."""
     weights = np.zeros(len(exp_names), np.float32)
-    index = {n: i for i, n in enumerate(exp_names)}
-    n_groups = rng.choice(4, p=[0.3, 0.3, 0.25, 0.15])
-    for g in rng.choice(len(EXPRESSION_GROUPS), size=n_groups, replace=False):
-        names, (lo, hi) = EXPRESSION_GROUPS[g]
+    groups = _group_indices(tuple(exp_names))
+    n_groups = int(np.searchsorted(_GROUP_COUNT_CDF, rng.random() * _GROUP_COUNT_CDF[-1], side="right"))
+    for g in rng.choice(len(groups), size=n_groups, replace=False):
+        indices, lo, hi = groups[g]
         w = rng.uniform(lo, hi)
-        for name in names:
-            if name in index:
-                weights[index[name]] = np.clip(w * rng.uniform(0.85, 1.15), 0.0, 1.0)
+        for i in indices:
+            weights[i] = min(max(w * rng.uniform(0.85, 1.15), 0.0), 1.0)
     return weights
+
+
+def _clipped_normal(rng: np.random.Generator, sigma: float, limit: float) -> float:
+    return min(max(rng.normal(0.0, sigma), -limit), limit)
 
 
 def sample_angles(rng: np.random.Generator, cfg: PoseConfig) -> tuple[float, float, float]:
@@ -73,10 +89,10 @@ def sample_angles(rng: np.random.Generator, cfg: PoseConfig) -> tuple[float, flo
     if cfg.yaw_distribution == "uniform":
         yaw = rng.uniform(-cfg.yaw_max_deg, cfg.yaw_max_deg)
     else:
-        yaw = np.clip(rng.normal(0.0, cfg.yaw_max_deg / 2), -cfg.yaw_max_deg, cfg.yaw_max_deg)
-    pitch = np.clip(rng.normal(0.0, cfg.pitch_sigma_deg), -cfg.pitch_max_deg, cfg.pitch_max_deg)
-    roll = np.clip(rng.normal(0.0, cfg.roll_sigma_deg), -cfg.roll_max_deg, cfg.roll_max_deg)
-    return float(np.radians(yaw)), float(np.radians(pitch)), float(np.radians(roll))
+        yaw = _clipped_normal(rng, cfg.yaw_max_deg / 2, cfg.yaw_max_deg)
+    pitch = _clipped_normal(rng, cfg.pitch_sigma_deg, cfg.pitch_max_deg)
+    roll = _clipped_normal(rng, cfg.roll_sigma_deg, cfg.roll_max_deg)
+    return math.radians(yaw), math.radians(pitch), math.radians(roll)
 
 
 def place_in_crop(landmarks_model: np.ndarray, angles: tuple[float, float, float], size: int,
@@ -85,15 +101,16 @@ def place_in_crop(landmarks_model: np.ndarray, angles: tuple[float, float, float
 
     Returns the 3x4 camera and the face box (landmark bounding box) in crop pixels.
     """
-    yaw, pitch, roll = angles
-    unit = project(landmarks_model, compose_camera(CameraPose(1.0, yaw, pitch, roll, 0.0, 0.0)))
-    crop = crop_from_box(landmark_box(unit), size)
+    unit_camera = compose_camera(CameraPose(1.0, *angles, 0.0, 0.0))
+    face_box = landmark_box(project(landmarks_model, unit_camera))
+    crop = crop_from_box(face_box, size)
     side = crop.side * np.exp(rng.uniform(-cfg.scale_jitter, cfg.scale_jitter))
     cx = crop.x0 + crop.side / 2 + rng.uniform(-cfg.shift_jitter, cfg.shift_jitter) * side
     cy = crop.y0 + crop.side / 2 + rng.uniform(-cfg.shift_jitter, cfg.shift_jitter) * side
     scale = size / side
     x0, y0 = cx - side / 2, cy - side / 2
-    camera = compose_camera(CameraPose(scale, yaw, pitch, roll, -x0 * scale, -y0 * scale))
-    bx0, by0, bx1, by1 = landmark_box(unit)
+    # compose_camera(CameraPose(scale, *angles, -x0 * scale, -y0 * scale)), the rotation reused
+    camera = np.concatenate([scale * unit_camera[:, :3], [[-x0 * scale], [-y0 * scale], [0.0]]], axis=1)
+    bx0, by0, bx1, by1 = face_box
     box = ((bx0 - x0) * scale, (by0 - y0) * scale, (bx1 - x0) * scale, (by1 - y0) * scale)
     return camera.astype(np.float32), box
