@@ -36,7 +36,7 @@ ABLATION := runs/ablation
 TRAIN := $(VENV)/bin/siamface train --config configs/train-small.yaml data=[runs/demo/data]
 ablation: venv
 	$(VENV)/bin/siamface data synth --config configs/synth-small.yaml --out runs/demo/data
-	mkdir -p $(ABLATION) runs/demo/train && ln -sfn ../demo/train $(ABLATION)/full
+	mkdir -p $(ABLATION) runs/demo/train && ln -sfnT ../demo/train $(ABLATION)/full
 	$(TRAIN) --out $(ABLATION)/full
 	$(TRAIN) --out $(ABLATION)/geometry loss.shape_contrastive=0 loss.identity=none
 	$(TRAIN) --out $(ABLATION)/shape loss.identity=none
