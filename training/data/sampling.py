@@ -109,8 +109,7 @@ def place_in_crop(landmarks_model: np.ndarray, angles: tuple[float, float, float
     cy = crop.y0 + crop.side / 2 + rng.uniform(-cfg.shift_jitter, cfg.shift_jitter) * side
     scale = size / side
     x0, y0 = cx - side / 2, cy - side / 2
-    # compose_camera(CameraPose(scale, *angles, -x0 * scale, -y0 * scale)), the rotation reused
-    camera = np.concatenate([scale * unit_camera[:, :3], [[-x0 * scale], [-y0 * scale], [0.0]]], axis=1)
+    camera = compose_camera(CameraPose(scale, *angles, -x0 * scale, -y0 * scale))
     bx0, by0, bx1, by1 = face_box
     box = ((bx0 - x0) * scale, (by0 - y0) * scale, (bx1 - x0) * scale, (by1 - y0) * scale)
     return camera.astype(np.float32), box
