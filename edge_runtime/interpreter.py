@@ -138,12 +138,15 @@ class TFLiteModel:
             raise ValueError(f"{self.path.name}: input {info.name!r} needs shape {info.shape}, got {array.shape}")
         if array.dtype == info.dtype:
             return array
+        if array.dtype == np.uint8 and info.dtype == np.int8 and (info.scale, info.zero_point) == (1.0, -128):
+            return (array ^ np.uint8(0x80)).view(np.int8)  # pixels as int8 (p - 128): no float round trip
         if info.quantized:
             return quantize(array, info)
         return array.astype(info.dtype)
 
     def run(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
-        """Invoke the model; integer outputs with quantisation come back as float32 real values."""
+        """Invoke the model on real-valued inputs (uint8 pixels count as 0..255, quantised for an
+        int8 input); integer outputs with quantisation come back as float32 real values."""
         if not isinstance(inputs, dict):
             if len(self.inputs) != 1:
                 raise ValueError(f"{self.path.name} has inputs {self.input_names}: pass a dict")

@@ -94,7 +94,6 @@ class Reconstructor:
         self.decoder = bundle.face_model
         self.layout, self.whitening = bundle.layout, bundle.whitening
         self.size = bundle.input_size
-        self._input_dtype = self.model.inputs[0].dtype
         self._detector: FaceDetector | None = None
         self.timings: dict[str, list[float]] = {}
 
@@ -118,7 +117,7 @@ class Reconstructor:
         t = time.perf_counter()
         pixels = crop_image(image, crop)
         t = self._time("crop", t)
-        out = self.model.run(pixels[None].astype(self._input_dtype))
+        out = self.model.run(pixels[None])
         t = self._time("invoke", t)
         params = self.whitening.unwhiten(out["params"][0])
         emb = out["embedding"][0].astype(np.float64)

@@ -46,10 +46,9 @@ def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
 
     bundle = load_bundle(path)
     model = TFLiteModel(bundle.model_path, num_threads)
-    dtype = model.inputs[0].dtype
 
     def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outs = [model.run(c[None].astype(dtype)) for c in crops]
+        outs = [model.run(c[None]) for c in crops]
         return np.concatenate([o["params"] for o in outs]), np.concatenate([o["embedding"] for o in outs])
 
     return Predictor(str(path), bundle.variant, bundle.input_size, bundle.layout, bundle.whitening,

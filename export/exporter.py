@@ -95,7 +95,9 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
         bundle_meta = {
             "variant": variant, "variant_description": VARIANTS[variant],
             "input": {"name": "pixels", "size": dataset.image_size, "pixel_format": "RGB",
-                      "dtype": "uint8" if variant in FULL_INTEGER else "float32", "range": [0, 255],
+                      "dtype": "int8" if variant in FULL_INTEGER else "float32",
+                      "range": [-128, 127] if variant in FULL_INTEGER else [0, 255],
+                      "pixels": "p - 128 (uint8 XOR 0x80)" if variant in FULL_INTEGER else "p",
                       "normalisation": "(x - 127.5) / 128, inside the model"},
             "outputs": {"params": "params (whitened)", "embedding": "embedding (not normalised)"},
             "param_layout": layout.to_dict(), "whitening": meta["whitening"],

@@ -18,10 +18,9 @@ FP32_TOLERANCE = {"params_max_abs": 1e-3, "landmark_nme_percent": 0.01, "embeddi
 def run_tflite(path: str | Path, images: np.ndarray, num_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(whitened params (N, P), raw embeddings (N, D)) for uint8 images, one at a time."""
     model = TFLiteModel(path, num_threads)
-    pixel_dtype = model.inputs[0].dtype
     params, embs = [], []
     for image in images:
-        out = model.run(image[None].astype(pixel_dtype))
+        out = model.run(image[None])
         params.append(out["params"][0])
         embs.append(out["embedding"][0])
     return np.asarray(params, np.float32), np.asarray(embs, np.float32)

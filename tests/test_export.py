@@ -1,5 +1,5 @@
 """Export: every variant loads in LiteRT, bundles round-trip and are hash-checked, parity fails
-when the model does not compute what the checkpoint does, int8 takes uint8 pixels, QAT keeps
+when the model does not compute what the checkpoint does, int8 takes int8 pixels (p - 128), QAT keeps
 the Siamese branches shared.
 """
 from __future__ import annotations
@@ -82,15 +82,18 @@ def test_parity_check_fails_when_model_and_checkpoint_differ(tiny_bundles):
         check_fp32(compare(out, encoder, images, *args), "fp32")
 
 
-def test_full_integer_variants_take_uint8_pixels(tiny_bundles):
+def test_full_integer_variants_take_int8_pixels(tiny_bundles):
     ds = Dataset.open(tiny_bundles / "data")
     images = ds.split("test").images(np.arange(4))
     ref = run_tflite(load_bundle(tiny_bundles / "bundles" / "fp32").model_path, images)
     for variant in ("int8-ptq", "int8-qat"):
         model = TFLiteModel(tiny_bundles / "bundles" / variant / "model.tflite")
         (inp,) = model.inputs
-        assert inp.dtype == np.uint8 and inp.scale == 1.0 and inp.zero_point == 0   # raw camera pixels
-        assert json.loads((tiny_bundles / "bundles" / variant / "bundle.json").read_text())["input"]["dtype"] == "uint8"
+        assert inp.dtype == np.int8 and inp.scale == 1.0 and inp.zero_point == -128   # p - 128
+        assert json.loads((tiny_bundles / "bundles" / variant / "bundle.json").read_text())["input"]["dtype"] == "int8"
+        # uint8 pixels take the XOR shortcut, float pixels the generic quantiser: the same input.
+        for name, value in model.run(images[:1]).items():
+            np.testing.assert_array_equal(value, model.run(images[:1].astype(np.float32))[name])
     params, _ = run_tflite(tiny_bundles / "bundles" / "int8-ptq" / "model.tflite", images)
     assert np.abs(params - ref[0]).mean() < 0.1 * np.abs(ref[0]).mean() + 0.05
 
