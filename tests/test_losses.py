@@ -12,9 +12,10 @@ import tensorflow as tf
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import MorphableModel
 from edge_runtime.params import ParamLayout
-from training.losses import (ArcMarginHead, arcface_logits, arcface_loss, contrastive_loss,
-                             embedding_contrastive_loss, geometry_loss, point_sensitivity, wpdc_loss,
-                             wpdc_weights)
+from evaluation.scoring import shape_errors_mm
+from training.losses import (ArcMarginHead, aligned_shape_loss, arcface_logits, arcface_loss, contrastive_loss,
+                             embedding_contrastive_loss, geometry_loss, point_sensitivity,
+                             similarity_free_basis, wpdc_loss, wpdc_weights)
 from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
 
 TINY_LAYOUT = ParamLayout(n_id=1, n_exp=1)  # 12 pose + 1 + 1 = 14 values; tx = 3, tz = 11, id = 12
@@ -206,3 +207,30 @@ def test_arc_margin_head_trains_its_class_vectors():
     assert np.abs(g_emb.numpy()).max() > 0 and np.abs(g_kernel.numpy()).max() > 0
     assert head.logits(embedding, labels).shape == (3, 4)
     assert ArcMarginHead.from_config(head.get_config()).get_config() == head.get_config()
+
+
+def test_aligned_shape_loss_hand_value():
+    basis = tf.constant([[[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]]], tf.float64)   # one mode, two vertices
+    loss = aligned_shape_loss(tf.constant([[1.0]], tf.float64), tf.constant([[3.0]], tf.float64), basis)
+    assert float(loss) == pytest.approx((10.0 + 0.0) / 2)                    # ||2 * (3, 4, 0)|| = 10
+
+
+def test_similarity_free_basis_drops_size_position_and_small_rotations(face_model):
+    v = face_model.face_vertices[::5]
+    mean = face_model.mean[v].astype(np.float64)
+    centred = mean - mean.mean(0)
+    rotation = np.cross([0.0, 1.0, 0.0], centred)                            # d/dθ of a yaw rotation
+    modes = np.stack([0.1 * centred + [1.0, 2.0, 3.0], rotation, face_model.id_basis[5, v]])
+    free = similarity_free_basis(mean, modes)
+    assert np.abs(free[:2]).max() < 1e-9 * np.abs(modes[:2]).max()           # pure similarity: nothing left
+    np.testing.assert_allclose(similarity_free_basis(mean, free), free, atol=1e-9)  # a projection
+    assert 0.1 < np.linalg.norm(free[2]) / np.linalg.norm(modes[2]) < 1.0    # a real mode keeps its shape part
+
+
+def test_aligned_shape_loss_is_the_similarity_aligned_error(face_model):
+    """In mm, against the Procrustes-aligned metric the README reports, for mean-face predictions."""
+    v = face_model.face_vertices
+    basis = tf.constant(10.0 * similarity_free_basis(face_model.mean[v], face_model.id_basis[:, v]))
+    true = np.random.default_rng(0).standard_normal((8, face_model.id_basis.shape[0]))
+    loss = float(aligned_shape_loss(tf.constant(true), tf.zeros_like(tf.constant(true)), basis))
+    assert loss == pytest.approx(shape_errors_mm(face_model, np.zeros_like(true), true).mean(), rel=0.02)

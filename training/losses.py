@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -39,6 +40,28 @@ def geometry_loss(params_true: tf.Tensor, params_pred: tf.Tensor, tf_model: TFMo
     params_pred = tf.where(_depth_offset_mask(tf_model), params_true,
                            tf.convert_to_tensor(params_pred, tf_model.dtype))
     diff = tf_model.image_points(params_pred) - tf_model.image_points(params_true)
+    return tf.reduce_mean(safe_norm(diff))
+
+
+def similarity_free_basis(mean: np.ndarray, id_basis: np.ndarray) -> np.ndarray:
+    """(K, V, 3) identity modes minus their first-order similarity part (translation, uniform
+    scale, small rotations of the mean shape): what is left is what a similarity-aligned shape
+    error can see. A weak-perspective photo shows no head size, so training should not chase it.
+    """
+    centred = mean - mean.mean(axis=0)
+    axes = np.eye(3)
+    directions = ([np.broadcast_to(a, mean.shape) for a in axes] + [centred]
+                  + [np.cross(a, centred) for a in axes])
+    q, _ = np.linalg.qr(np.stack([d.reshape(-1) for d in directions], axis=1))  # (3V, 7) orthonormal
+    flat = id_basis.reshape(len(id_basis), -1)
+    return (flat - (flat @ q) @ q.T).reshape(id_basis.shape)
+
+
+def aligned_shape_loss(id_true: tf.Tensor, id_pred: tf.Tensor, basis: tf.Tensor) -> tf.Tensor:
+    """mean_{b,v} || sum_k (id_pred - id_true)_bk basis_kv ||_2: the neutral shapes' vertex
+    distance with ``similarity_free_basis`` (so, to first order, after similarity alignment)."""
+    id_pred = tf.convert_to_tensor(id_pred)
+    diff = tf.einsum("bk,kvc->bvc", id_pred - tf.cast(id_true, id_pred.dtype), tf.cast(basis, id_pred.dtype))
     return tf.reduce_mean(safe_norm(diff))
 
 

@@ -42,6 +42,7 @@ class LossConfig:
     n_sample_vertices: int = 200
     geometry_shapes_identity: bool = False  # True lets geometry gradients move the identity code too
     param: float = 2.0                # L2 on whitened parameters: keeps the shape code near its posterior mean
+    shape: float = 0.0                # mm between neutral identity shapes, similarity part removed
     wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
     shape_contrastive: float = 0.05   # contrastive on identity coefficients of the pair
     shape_margin: float = 4.0
@@ -126,6 +127,8 @@ class SiameseLosses:
         self.cfg, self.layout = cfg, layout
         idx = landmark_and_sample_indices(model, cfg.n_sample_vertices)
         self.tf_model = TFMorphableModel.from_numpy(model, layout, idx)
+        mm = 10.0 * losses.similarity_free_basis(model.mean[idx], model.id_basis[: layout.n_id, idx])  # cm -> mm
+        self.shape_basis = tf.constant(mm, tf.float32)
         self.mean = tf.constant(whitening.mean)
         self.std = tf.constant(whitening.std)
         if cfg.identity not in ("none", "contrastive", "arcface"):
@@ -150,6 +153,9 @@ class SiameseLosses:
                 terms[f"geometry_{s}"] = cfg.geometry * losses.geometry_loss(p_true, p_geo, self.tf_model)
             if cfg.param:
                 terms[f"param_{s}"] = cfg.param * tf.reduce_mean(tf.square(z_true - z_pred))
+            if cfg.shape:
+                terms[f"shape_{s}"] = cfg.shape * losses.aligned_shape_loss(
+                    p_true[:, lay.identity], p_pred[:, lay.identity], self.shape_basis)
             if cfg.wpdc:
                 weights = losses.wpdc_weights(p_true, p_pred, self.tf_model)
                 terms[f"wpdc_{s}"] = cfg.wpdc * losses.wpdc_loss(z_true, z_pred, weights)
