@@ -72,6 +72,9 @@ def test_fast_downsampling_keeps_weights_and_cuts_compute(encoder):
     assert encoder.count_params() == mobilenet.count_params()
     assert encoder.get_layer("head_conv").output_shape[1:3] == mobilenet.get_layer("head_conv").output_shape[1:3] == (4, 4)
     assert multiply_adds(encoder) < 0.55 * multiply_adds(mobilenet)
+    stem = encoder.get_layer("stem_conv")                             # 2x2 patches, stride 2: 120 -> 60
+    assert stem.kernel_size == (2, 2) and stem.output_shape[1:] == (60, 60, 16)
+    assert build_encoder(EncoderConfig(stem_kernel=3)).get_layer("stem_conv").output_shape[1:] == (60, 60, 16)
     assert EncoderConfig(stages=[[1, 16, 1, 2]]).stages == ((1, 16, 1, 2),)  # YAML lists become tuples
 
 

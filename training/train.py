@@ -42,7 +42,7 @@ class LossConfig:
     n_sample_vertices: int = 200
     geometry_shapes_identity: bool = False  # True lets geometry gradients move the identity code too
     param: float = 2.0                # L2 on whitened parameters: keeps the shape code near its posterior mean
-    shape: float = 0.0                # mm between neutral identity shapes, similarity part removed
+    shape: float = 3.0                # mm between neutral identity shapes, similarity part removed
     wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
     shape_contrastive: float = 0.05   # contrastive on identity coefficients of the pair
     shape_margin: float = 4.0
