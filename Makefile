@@ -30,8 +30,9 @@ bench: venv
 	  $(VENV)/bin/siamface bench runs/demo/bundles/* --image runs/demo/photos/astronaut.png; \
 	else echo "bundle latency: run make demo first (it writes runs/demo/bundles)"; fi
 
-# Loss ablation on the demo's dataset: geometry only, + shape contrastive, + identity (the demo's config).
-# The full arm is the demo's float run (a link): after `make demo` it resumes finished, not retrained.
+# Loss ablation on the demo's dataset: geometry only, + shape contrastive, + identity (the demo's config),
+# and the full config without the aligned shape loss. The full arm is the demo's float run (a link):
+# after `make demo` it resumes finished, not retrained.
 ABLATION := runs/ablation
 TRAIN := $(VENV)/bin/siamface train --config configs/train-small.yaml data=[runs/demo/data]
 ablation: venv
@@ -40,7 +41,9 @@ ablation: venv
 	$(TRAIN) --out $(ABLATION)/full
 	$(TRAIN) --out $(ABLATION)/geometry loss.shape_contrastive=0 loss.identity=none
 	$(TRAIN) --out $(ABLATION)/shape loss.identity=none
+	$(TRAIN) --out $(ABLATION)/no-shape-loss loss.shape=0
 	$(VENV)/bin/siamface compare $(ABLATION)/geometry/best $(ABLATION)/shape/best $(ABLATION)/full/best \
+	  $(ABLATION)/no-shape-loss/best \
 	  --data runs/demo/data --baseline --out $(ABLATION)/report
 
 clean:

@@ -15,7 +15,7 @@ import numpy as np
 from edge_runtime.errors import SiamfaceError
 
 
-def _interpreter_class() -> tuple[type, str]:
+def interpreter_class() -> tuple[type, str]:
     """The first TFLite ``Interpreter`` class that imports, and its package name."""
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -41,7 +41,7 @@ def _interpreter_class() -> tuple[type, str]:
 
 def interpreter_backend() -> str:
     """Which interpreter package ``load_interpreter`` uses: ai-edge-litert, tflite-runtime or tensorflow."""
-    return _interpreter_class()[1]
+    return interpreter_class()[1]
 
 
 def load_interpreter(model_path: str | Path, num_threads: int = 1):
@@ -49,7 +49,7 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1):
     path = Path(model_path)
     if not path.is_file():
         raise SiamfaceError(f"{path}: TFLite model file not found; check the path or re-export the model")
-    interpreter_cls, _ = _interpreter_class()
+    interpreter_cls, _ = interpreter_class()
     try:
         return interpreter_cls(model_path=str(path), num_threads=num_threads)
     except (ValueError, RuntimeError) as exc:

@@ -13,6 +13,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from edge_runtime.errors import SiamfaceError
+from edge_runtime.interpreter import interpreter_class
 
 VARIANTS = {
     "fp32": "float32 weights and activations",
@@ -74,7 +75,8 @@ def _full_pixel_range(images: Iterable[np.ndarray]) -> Iterator[list[np.ndarray]
 
 
 def _check_pixel_input(tflite: bytes, variant: str) -> None:
-    details = tf.lite.Interpreter(model_content=tflite).get_input_details()[0]
+    interpreter, _ = interpreter_class()  # the device's interpreter (LiteRT), not the deprecated tf.lite one
+    details = interpreter(model_content=tflite).get_input_details()[0]
     if details["dtype"] != np.int8 or tuple(details["quantization"]) != (1.0, -128):
         raise SiamfaceError(f"variant {variant}: the input came out as {np.dtype(details['dtype']).name} "
                             f"{details['quantization']}, not int8 pixels - 128; report this converter version")
