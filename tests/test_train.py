@@ -54,18 +54,19 @@ def test_a_few_steps_on_a_batch_lower_the_loss(tiny_data):
     first, last = terms[0], terms[-1]
     assert float(last["total"]) < 0.85 * float(first["total"])
     assert float(last["identity"]) < float(first["identity"])
-    assert set(first) == {"geometry_a", "geometry_b", "param_a", "param_b", "shape_contrastive", "identity", "total"}
+    assert set(first) == {"geometry_a", "geometry_b", "param_a", "param_b", "shape_a", "shape_b", "shape_contrastive",
+                          "identity", "total"}
 
 
 @pytest.mark.parametrize("shapes_identity", [False, True])
 def test_geometry_gradient_reaches_the_identity_code_only_when_asked(tiny_data, shapes_identity):
-    """By default only the parameter and contrastive losses train the identity code: the geometry loss
+    """By default only the parameter, aligned-shape and contrastive losses train the identity code: the geometry loss
     would otherwise bend it to absorb pose and expression residuals (see README, ablation)."""
     from training.data.dataset import Dataset
 
     ds = Dataset.open(tiny_data)
     lay = ds.layout
-    cfg = LossConfig(n_sample_vertices=50, param=0.0, shape_contrastive=0.0, identity="none",
+    cfg = LossConfig(n_sample_vertices=50, param=0.0, shape=0.0, shape_contrastive=0.0, identity="none",
                      geometry_shapes_identity=shapes_identity)
     loss_fn = SiameseLosses(cfg, load_face_model(), lay, ds.whitening, 1, 8)
     z_true = tf.constant(ds.whitening.whiten(ds.split("train").params[:2]), tf.float32)
