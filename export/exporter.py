@@ -83,7 +83,7 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
     cal_images, cal_ids = heldout.images(cal_idx), heldout.identity[cal_idx]
     written = []
     for variant in tqdm(variants, desc="export", disable=not progress):
-        tflite = convert(encoder, variant, (lambda: iter(rep_images.astype(np.float32))) if variant in FULL_INTEGER else None)
+        tflite = convert(encoder, variant, (lambda: iter(rep_images)) if variant in FULL_INTEGER else None)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.tflite"
             path.write_bytes(tflite)

@@ -127,8 +127,8 @@ class SiameseLosses:
         self.cfg, self.layout = cfg, layout
         idx = landmark_and_sample_indices(model, cfg.n_sample_vertices)
         self.tf_model = TFMorphableModel.from_numpy(model, layout, idx)
-        mm = 10.0 * losses.similarity_free_basis(model.mean[idx], model.id_basis[: layout.n_id, idx])  # cm -> mm
-        self.shape_basis = tf.constant(mm, tf.float32)
+        free = losses.similarity_free_basis(self.tf_model.mean.numpy(), self.tf_model.id_basis.numpy())
+        self.shape_basis = tf.constant(10.0 * free, tf.float32)  # cm -> mm
         self.mean = tf.constant(whitening.mean)
         self.std = tf.constant(whitening.std)
         if cfg.identity not in ("none", "contrastive", "arcface"):
