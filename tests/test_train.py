@@ -118,22 +118,3 @@ def test_bad_data_stops_before_training(tiny_data, tmp_path):
     assert not (tmp_path / "run2" / "ckpt").exists()
     with pytest.raises(SiamfaceError, match="loss.identity must be"):
         train(_cfg(tiny_data, loss=LossConfig(identity="triplet")), tmp_path / "run3", progress=False)
-
-
-def test_training_keeps_the_averaged_weights_and_resumes_them(tiny_data, tmp_path):
-    out = tmp_path / "run"
-    train(_cfg(tiny_data, steps=6, ema=0.9), out, progress=False)
-    train(_cfg(tiny_data, steps=12, ema=0.9), out, progress=False)
-    best, meta = load_checkpoint(out / "best")
-    assert meta["config"]["ema"] == 0.9
-    reader = tf.train.load_checkpoint(str(out / "ckpt" / f"ckpt-{meta['step']}"))
-    assert reader.get_tensor("weight_average/updates/.ATTRIBUTES/VARIABLE_VALUE") == meta["step"]
-    last = tf.train.load_checkpoint(str(out / "ckpt" / "ckpt-12"))
-    assert last.get_tensor("weight_average/updates/.ATTRIBUTES/VARIABLE_VALUE") == 12  # resumed, not restarted
-    shadows = [reader.get_tensor(f"weight_average/shadow/{i}/.ATTRIBUTES/VARIABLE_VALUE")
-               for i in range(len(best.trainable_variables))]
-    kept = [v.numpy() for v in best.trainable_variables]
-    for k, s in zip(kept, shadows):             # the kept model is the average...
-        np.testing.assert_allclose(k, s, rtol=1e-6)
-    raw = reader.get_tensor("encoder/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE")
-    assert not np.allclose(kept[0], raw)        # ...not the raw weights of that step

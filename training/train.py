@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -27,7 +26,6 @@ from training import losses
 from training.checkpoint import save_checkpoint
 from training.config_io import config_to_dict
 from training.data.dataset import Dataset, SplitData, merge_splits
-from training.ema import WeightAverage
 from training.model import EncoderConfig, build_encoder, build_siamese
 from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
 from training.pairs import PairSampler
@@ -75,7 +73,6 @@ class TrainConfig:
     eval_every: int = 500
     eval_images: int = 1000
     select_on: str = "nme"            # "nme", "shape_error_mm" or "eer_embedding" (lower is better)
-    ema: float = 0.0                  # weight averaging momentum (0 = off): validation and checkpoints use the average
     mixed_precision: bool = False     # GPU only
     xla: bool = False
     face_model: str = ""
@@ -205,10 +202,8 @@ def selection_value(report: dict, key: str) -> float:
             "eer_embedding": lambda r: r["verification_embedding"]["eer"]}[key](report)
 
 
-def make_train_step(siamese, loss_fn: SiameseLosses, optimizer, trainables: list, strategy, cfg: TrainConfig,
-                    average: WeightAverage | None = None):
-    """One optimiser step on a (distributed) batch, then the weight average's update; returns the
-    replica-averaged loss terms."""
+def make_train_step(siamese, loss_fn: SiameseLosses, optimizer, trainables: list, strategy, cfg: TrainConfig):
+    """One optimiser step on a (distributed) batch; returns the replica-averaged loss terms."""
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(batch, identity_on):
@@ -226,8 +221,6 @@ def make_train_step(siamese, loss_fn: SiameseLosses, optimizer, trainables: list
     @tf.function(jit_compile=cfg.xla or None)
     def train_step(batch, identity_on):
         terms = strategy.run(replica_step, args=(batch, identity_on))
-        if average is not None:
-            average.update()
         return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in terms.items()}
 
     return train_step
@@ -272,12 +265,10 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
         if cfg.mixed_precision:
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         step_var = tf.Variable(0, dtype=tf.int64, name="step")
-        average = WeightAverage(encoder.trainable_variables, cfg.ema) if cfg.ema else None
         trainables = siamese.trainable_variables + (loss_fn.arc_head.trainable_variables if loss_fn.arc_head else [])
         optimizer.build(trainables)
     ckpt = tf.train.Checkpoint(encoder=encoder, optimizer=optimizer, step=step_var,
-                               **({"arc_head": loss_fn.arc_head} if loss_fn.arc_head else {}),
-                               **({"weight_average": average.trackable} if average else {}))
+                               **({"arc_head": loss_fn.arc_head} if loss_fn.arc_head else {}))
     manager = tf.train.CheckpointManager(ckpt, out / "ckpt", max_to_keep=2)
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).expect_partial()
@@ -285,7 +276,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     start = int(step_var.numpy())
     dist_data = strategy.experimental_distribute_dataset(batches.dataset(start_step=start))
 
-    train_step = make_train_step(siamese, loss_fn, optimizer, trainables, strategy, cfg, average)
+    train_step = make_train_step(siamese, loss_fn, optimizer, trainables, strategy, cfg)
 
     writer = tf.summary.create_file_writer(str(out / "tb"))
     best = _read_best(out)
@@ -311,23 +302,22 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
         bar.update(1)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             manager.save(checkpoint_number=step + 1)
-            with average.swapped() if average else nullcontext():  # the averaged weights are judged and kept
-                report = validate(encoder, val_split, whitening, model, layout, cfg.eval_images)
-                report.update(step=step + 1, train_images_per_second=round(rate, 1))
-                with open(history, "a") as f:
-                    f.write(json.dumps(report) + "\n")
-                value = selection_value(report, cfg.select_on)
-                with writer.as_default(step=step + 1):
-                    tf.summary.scalar("val/nme", report["nme"]["mean"])
-                    tf.summary.scalar("val/shape_error_mm", report["shape_error_mm"])
-                bar.write(f"step {step + 1}: val NME {report['nme']['mean']:.2f}%, shape {report['shape_error_mm']:.2f} mm, "
-                          f"EER emb {report['verification_embedding']['eer']:.3f}, shape {report['verification_shape']['eer']:.3f}")
-                if best is None or value < best["value"]:
-                    best = {"value": value, "step": step + 1, "report": report}
-                    meta = _checkpoint_meta(cfg, first, train_split, model, layout, whitening, report, step + 1)
-                    meta.update(kind=kind, **({"parent": parent} if parent else {}))
-                    save_checkpoint(out / "best", encoder, meta)
-                    atomic_write_json(out / "best.json", best)
+            report = validate(encoder, val_split, whitening, model, layout, cfg.eval_images)
+            report.update(step=step + 1, train_images_per_second=round(rate, 1))
+            with open(history, "a") as f:
+                f.write(json.dumps(report) + "\n")
+            value = selection_value(report, cfg.select_on)
+            with writer.as_default(step=step + 1):
+                tf.summary.scalar("val/nme", report["nme"]["mean"])
+                tf.summary.scalar("val/shape_error_mm", report["shape_error_mm"])
+            bar.write(f"step {step + 1}: val NME {report['nme']['mean']:.2f}%, shape {report['shape_error_mm']:.2f} mm, "
+                      f"EER emb {report['verification_embedding']['eer']:.3f}, shape {report['verification_shape']['eer']:.3f}")
+            if best is None or value < best["value"]:
+                best = {"value": value, "step": step + 1, "report": report}
+                meta = _checkpoint_meta(cfg, first, train_split, model, layout, whitening, report, step + 1)
+                meta.update(kind=kind, **({"parent": parent} if parent else {}))
+                save_checkpoint(out / "best", encoder, meta)
+                atomic_write_json(out / "best.json", best)
     bar.close()
     return best["report"] if best else {}
 
