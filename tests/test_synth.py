@@ -61,6 +61,18 @@ def test_deterministic_regardless_of_workers_and_shards(small_dataset, tmp_path)
         np.testing.assert_array_equal(a.images(np.arange(len(a))), b.images(np.arange(len(b))))
 
 
+def test_held_out_splits_can_have_more_photos_per_person(small_dataset, tmp_path):
+    more = synthesize(tmp_path / "more", SynthConfig(**{**SMALL, "held_out_images_per_identity": 5}),
+                      workers=1, progress=False)
+    train, test = more.split("train"), more.split("test")
+    assert len(train) == 4 * 3 and len(test) == 2 * 5 and len(more.split("val")) == 2 * 5
+    assert np.bincount(test.identity - test.identity.min()).tolist() == [5, 5]
+    np.testing.assert_array_equal(train.labels, small_dataset.split("train").labels)
+    # Per-photo seeds: a person's first 3 photos are the ones the 3-per-person dataset has.
+    first3 = np.concatenate([np.flatnonzero(test.identity == i)[:3] for i in np.unique(test.identity)])
+    np.testing.assert_array_equal(test.labels[first3], small_dataset.split("test").labels)
+
+
 def test_resume_renders_only_missing_shards(small_dataset, tmp_path):
     import shutil
 

@@ -51,6 +51,8 @@ class SynthConfig:
     val_identities: int = 20
     test_identities: int = 20
     images_per_identity: int = 10
+    held_out_images_per_identity: int = 0  # val and test (0: images_per_identity): many photos per person
+                                           # for verification and the pose spread, whatever training uses
     image_size: int = 120
     n_id: int = 100
     id_truncation: float = 3.0
@@ -61,6 +63,12 @@ class SynthConfig:
 
     def identities(self, split: str) -> int:
         return {"train": self.train_identities, "val": self.val_identities, "test": self.test_identities}[split]
+
+    def images(self, split: str) -> int:
+        """Photos per identity in ``split``."""
+        if split == "train" or not self.held_out_images_per_identity:
+            return self.images_per_identity
+        return self.held_out_images_per_identity
 
     def first_identity(self, split: str) -> int:
         """Global identity ids: train first, then val, then test (disjoint by construction)."""
@@ -106,7 +114,7 @@ class FaceSynthesizer:
 
     def render_identity(self, split: str, identity: int) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, S, S, 3) uint8 and label records (n, D) of one identity of a split."""
-        cfg, model, n = self.cfg, self.model, self.cfg.images_per_identity
+        cfg, model, n = self.cfg, self.model, self.cfg.images(split)
         split_code = SPLITS.index(split)
         id_rng = np.random.default_rng([cfg.seed, split_code, identity, 0])
         id_coeffs = sample_identity(id_rng, cfg.n_id, cfg.id_truncation)
@@ -182,10 +190,9 @@ def _single_threaded_children() -> Iterator[None]:
 
 
 def plan_shards(cfg: SynthConfig) -> list[ShardTask]:
-    per_shard = max(1, cfg.shard_size // cfg.images_per_identity)
     tasks = []
     for split in SPLITS:
-        n = cfg.identities(split)
+        n, per_shard = cfg.identities(split), max(1, cfg.shard_size // cfg.images(split))
         tasks += [ShardTask(split, i, start, min(start + per_shard, n))
                   for i, start in enumerate(range(0, n, per_shard))]
     return tasks
@@ -221,7 +228,7 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None 
     cfg_dict = {"synth": config_to_dict(cfg), "face_model_sha256": model.sha256, "generator_version": GENERATOR_VERSION}
     _check_resume(out, cfg_dict, overwrite)
     tasks = plan_shards(cfg)
-    counts = {t: (t.stop - t.first) * cfg.images_per_identity for t in tasks}
+    counts = {t: (t.stop - t.first) * cfg.images(t.split) for t in tasks}
     todo = [t for t in tasks if not shard_is_complete(out / t.split, t.index, counts[t])]
     workers = workers or os.cpu_count() or 1
     started = time.perf_counter()
