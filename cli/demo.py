@@ -14,7 +14,7 @@ import numpy as np
 
 # --quick: tiny data and model; the test suite's shared bundles are built by this preset.
 QUICK = {"synth": dict(train_identities=8, val_identities=3, test_identities=4, images_per_identity=4,
-                       image_size=64, n_id=20, shard_size=16),
+                       held_out_images_per_identity=0, image_size=64, n_id=20, shard_size=16),
          "train": ["steps=8", "eval_every=8", "batch_size=4", "warmup_steps=2", "eval_images=12",
                    "encoder.width=0.35", "encoder.last_channels=256", "encoder.embedding_dim=32",
                    "loss.n_sample_vertices=50"],
