@@ -209,7 +209,7 @@ def _check_resume(out: Path, cfg_dict: dict, overwrite: bool) -> None:
 
         if json.loads(cfg_path.read_text()) != cfg_dict:
             raise SiamfaceError(f"{out} holds a dataset started with a different config ({cfg_path}): "
-                                f"pass --overwrite to replace it or choose another --out")
+                                f"pass --overwrite or delete the folder to replace it, or choose another --out")
     else:
         atomic_write_json(cfg_path, cfg_dict)
     for split in SPLITS:
