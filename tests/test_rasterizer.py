@@ -1,9 +1,10 @@
-"""Rasterizer: coverage, occlusion (the nearer triangle wins), back-face culling, interpolation."""
+"""Rasterizer: coverage, occlusion (the nearer triangle wins), back-face culling, interpolation, and the
+textured path: exact texels at triangle corners, perspective-correct uv and depth."""
 from __future__ import annotations
 
 import numpy as np
 
-from training.data.rasterizer import render, vertex_normals, visible_triangles
+from training.data.rasterizer import render, render_textured, vertex_normals, visible_triangles
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.
 FRONT = np.array([[0, 1, 2]], np.int32)
@@ -59,3 +60,78 @@ def test_visible_triangles_keep_front_faces_that_hold_a_pixel_centre():
     # Clipped to the image: a triangle sticking out keeps only the rows and columns inside.
     _, boxes, _, _ = visible_triangles(_tri(0.0, offset=-5.0), FRONT, 20, 20)
     np.testing.assert_array_equal(boxes, [[0, 13, 2, 18]])
+
+
+# A big front-facing triangle for the textured tests: corners at pixels (2, 2), (2, 40), (40, 2).
+BIG = np.array([[2, 2], [2, 40], [40, 2]], np.float32)
+
+
+def _textured(uv: np.ndarray, atlas: np.ndarray, w=(1.0, 1.0, 1.0), diffuse: float = 1.0, specular: float = 0.0):
+    verts = np.column_stack([BIG, np.asarray(w, np.float32)])       # depth z = w, as a camera would give
+    light = np.full((3, 3), diffuse, np.float32), np.full((3, 3), specular, np.float32)
+    image = np.zeros((44, 44, 3), np.float32)
+    zbuf = render_textured(verts, np.asarray(w, np.float32), FRONT, uv, FRONT, atlas, *light, image)
+    return image, zbuf
+
+
+def _barycentrics(x: float, y: float) -> np.ndarray:
+    """Screen-space barycentrics of pixel (x, y) in BIG, by hand."""
+    (x0, y0), (x1, y1), (x2, y2) = BIG
+    m = np.array([[x0 - x2, x1 - x2], [y0 - y2, y1 - y2]], np.float64)
+    b01 = np.linalg.solve(m, [x - x2, y - y2])
+    return np.array([b01[0], b01[1], 1 - b01.sum()])
+
+
+def test_textured_corners_sample_their_texel_exactly():
+    """Each corner's uv is a texel centre of tile 1 inside a 5x5 block of one colour; pixels at and
+    next to the corner get exactly that colour, from that tile (tile 0 is all different)."""
+    res = 16
+    rng = np.random.default_rng(0)
+    atlas = rng.uniform(0, 1, (2, res, res, 4)).astype(np.float32)
+    texels = [(3, 3), (12, 3), (3, 12)]                              # (row, col) of each corner
+    colours = np.array([[0.9, 0.1, 0.2, 0.0], [0.1, 0.8, 0.3, 0.0], [0.2, 0.3, 0.7, 0.0]], np.float32)
+    for (row, col), colour in zip(texels, colours):
+        atlas[1, row - 2:row + 3, col - 2:col + 3] = colour
+    uv = np.array([[1 + (col + 0.5) / res, 1 - (row + 0.5) / res] for row, col in texels], np.float32)
+    near = [(3, 3), (38, 3), (3, 38)]                                # (y, x) one pixel inside each corner
+    for w in ((1.0, 1.0, 1.0), (30.0, 45.0, 60.0)):                  # affine and perspective
+        image, zbuf = _textured(uv, atlas, w)
+        for (y, x), corner, colour in zip(near, BIG, colours):
+            np.testing.assert_allclose(image[y, x], colour[:3], atol=1e-5)
+            cx, cy = int(corner[0]), int(corner[1])
+            if np.isfinite(zbuf[cy, cx]):                            # the corner pixel itself, when drawn
+                np.testing.assert_allclose(image[cy, cx], colour[:3], atol=1e-5)
+
+
+def test_textured_uv_and_depth_are_perspective_correct():
+    """An atlas whose red and green are u and v (linear ramps: bilinear lookups are exact) shows
+    the interpolated uv; compare with (sum b_i uv_i / w_i) / (sum b_i / w_i) by hand."""
+    res = 64
+    centres = (np.arange(res, dtype=np.float32) + 0.5) / res
+    atlas = np.zeros((1, res, res, 4), np.float32)
+    atlas[0, :, :, 0] = centres[None, :]                             # u at each texel centre
+    atlas[0, :, :, 1] = 1 - centres[:, None]                         # v
+    uv = np.array([[0.1, 0.2], [0.3, 0.9], [0.85, 0.15]], np.float32)
+    w = np.array([20.0, 35.0, 70.0])
+    image, zbuf = _textured(uv, atlas, w)
+    flat, _ = _textured(uv, atlas)
+    for x, y in [(5, 5), (10, 25), (30, 8), (15, 15), (4, 36)]:
+        b = _barycentrics(x, y)
+        perspective = (b / w) @ uv / (b / w).sum()
+        np.testing.assert_allclose(image[y, x, :2], perspective, atol=2e-5)
+        np.testing.assert_allclose(zbuf[y, x], 1 / (b / w).sum(), rtol=1e-5)    # depth: 1 / interpolated 1/w
+        np.testing.assert_allclose(flat[y, x, :2], b @ uv, atol=2e-5)            # w = 1: affine
+        assert np.abs(perspective - b @ uv).max() > 0.02                         # the two differ here
+    # A constant w is the affine case.
+    same, _ = _textured(uv, atlas, (7.0, 7.0, 7.0))
+    np.testing.assert_allclose(same, flat, atol=1e-5)
+
+
+def test_textured_colour_is_albedo_times_diffuse_plus_specular_strength_times_specular():
+    atlas = np.zeros((1, 4, 4, 4), np.float32)
+    atlas[..., :3] = [0.8, 0.4, 0.2]
+    atlas[..., 3] = 0.5
+    uv = np.array([[0.2, 0.2], [0.2, 0.8], [0.8, 0.2]], np.float32)
+    image, zbuf = _textured(uv, atlas, diffuse=0.5, specular=0.25)
+    np.testing.assert_allclose(image[10, 10], [0.8 * 0.5 + 0.125, 0.4 * 0.5 + 0.125, 0.2 * 0.5 + 0.125], atol=1e-6)
+    assert np.isinf(zbuf[40, 40]) and not image[40, 40].any()                   # outside: untouched

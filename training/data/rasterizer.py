@@ -1,14 +1,16 @@
-"""Z-buffered triangle rasterizer with per-vertex colour interpolation, compiled with numba.
+"""Z-buffered triangle rasterizers, compiled with numba: per-vertex colours, or textured and lit.
 
 Vertices are in image space (x right, y down, pixel centres at integers, smaller z nearer).
 Triangles are counter-clockwise seen from outside in model space; in image space (y flipped)
 a front face therefore has a negative signed area, and faces with area >= 0 are culled.
 
-Rendering is two passes over the mesh: ``visible_triangles`` culls back faces and triangles whose
-bounding box holds no pixel centre of the image (on a 120-pixel face crop most of the mesh's
+Rendering starts with one pass over the mesh: ``visible_triangles`` culls back faces and triangles
+whose bounding box holds no pixel centre of the image (on a 120-pixel face crop most of the mesh's
 sub-pixel triangles), recording the pixel box of each survivor and, in the same pass, the vertex
-normals; ``rasterize`` then fills only the survivors. Shading in between needs only the vertices
-the survivors use.
+normals. Shading in between needs only the vertices the survivors use. Then ``rasterize`` fills
+the survivors with interpolated vertex colours, or, for textured meshes, ``rasterize_ids`` finds
+the nearest triangle and its perspective-correct barycentrics per pixel and ``shade_textured``
+samples the texture atlas once per covered pixel (``render_textured`` runs all three).
 """
 from __future__ import annotations
 
@@ -18,8 +20,7 @@ import numpy as np
 
 @numba.njit(cache=True, fastmath=True, inline="always")
 def _add_face_normal(verts, normals, a, b, c):
-    """Accumulate the (area-weighted) normal of triangle (a, b, c) on its vertices; returns its
-    z component, the triangle's signed area in image space (negative for a front face)."""
+    """Accumulate the (area-weighted) normal of triangle (a, b, c) on its vertices."""
     ux, uy, uz = verts[b, 0] - verts[a, 0], verts[b, 1] - verts[a, 1], verts[b, 2] - verts[a, 2]
     vx, vy, vz = verts[c, 0] - verts[a, 0], verts[c, 1] - verts[a, 1], verts[c, 2] - verts[a, 2]
     nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
@@ -32,7 +33,6 @@ def _add_face_normal(verts, normals, a, b, c):
     normals[c, 0] += nx
     normals[c, 1] += ny
     normals[c, 2] += nz
-    return nz
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
@@ -58,14 +58,15 @@ def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, fastmath=True)
-def _cull(verts, tris, height, width, visible, boxes, used, normals):
+def _cull(verts, space, tris, height, width, visible, boxes, used, normals):
     """The one pass over all triangles (see ``visible_triangles``); returns how many survive."""
     n = 0
     xmax_px, ymax_px = np.float32(width - 1), np.float32(height - 1)
     for t in range(tris.shape[0]):
         a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
-        area = _add_face_normal(verts, normals, a, b, c)
+        _add_face_normal(space, normals, a, b, c)
         x0, y0, x1, y1, x2, y2 = verts[a, 0], verts[a, 1], verts[b, 0], verts[b, 1], verts[c, 0], verts[c, 1]
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
         xlo = max(np.ceil(min(x0, min(x1, x2))), np.float32(0.0))
         xhi = min(np.floor(max(x0, max(x1, x2))), xmax_px)
         ylo = max(np.ceil(min(y0, min(y1, y2))), np.float32(0.0))
@@ -81,20 +82,23 @@ def _cull(verts, tris, height, width, visible, boxes, used, normals):
     return n
 
 
-def visible_triangles(verts: np.ndarray, tris: np.ndarray, height: int,
-                      width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def visible_triangles(verts: np.ndarray, tris: np.ndarray, height: int, width: int,
+                      normal_space: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Front-facing triangles with a pixel centre inside an (height, width) image, in mesh order.
 
     Returns (indices (n,), pixel boxes (n, 4) as x0, x1, y0, y1 inclusive, vertex mask (V,) of the
-    vertices they use, unit vertex normals (V, 3) of the whole mesh), all from one pass.
+    vertices they use, unit vertex normals (V, 3) of the whole mesh), all from one pass. Normals
+    are those of ``normal_space`` (V, 3) when given: a perspective render passes camera-space
+    vertices, as projected ones would bend the normals.
     """
     verts = np.ascontiguousarray(verts, np.float32)
+    space = verts if normal_space is None else np.ascontiguousarray(normal_space, np.float32)
     tris = np.ascontiguousarray(tris, np.uint32)  # unsigned: numba skips negative-index handling
     visible = np.empty(len(tris), np.int32)
     boxes = np.empty((len(tris), 4), np.int32)
     used = np.zeros(len(verts), np.bool_)
     normals = np.zeros_like(verts)
-    n = _cull(verts, tris, height, width, visible, boxes, used, normals)
+    n = _cull(verts, space, tris, height, width, visible, boxes, used, normals)
     return visible[:n], boxes[:n], used, normals
 
 
@@ -162,3 +166,121 @@ def render(verts: np.ndarray, colours: np.ndarray, tris: np.ndarray, background:
     visible, boxes, _, _ = visible_triangles(verts, tris, *image.shape[:2])
     rasterize(verts, np.ascontiguousarray(colours, np.float32), tris, visible, boxes, image, zbuf)
     return image, np.isfinite(zbuf)
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH_KEEP_INF)
+def rasterize_ids(verts: np.ndarray, inv_w: np.ndarray, tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray,
+                  zbuf: np.ndarray, tri_id: np.ndarray, bary: np.ndarray) -> int:
+    """The nearest of triangles ``tris[visible]`` per pixel, with perspective-correct barycentrics:
+    the first pass of a deferred render (``shade_textured`` then samples each covered pixel once,
+    so hidden surfaces cost no texture lookups).
+
+    ``inv_w`` (V,) is 1 / w per vertex, w its camera-space depth (all ones: the affine case). The
+    screen-space barycentrics b_i are planes over the pixel grid; an attribute is interpolated as
+    (sum b_i a_i / w_i) / (sum b_i / w_i), so the weights written to ``bary`` (H, W, 2) are
+    b_i / w_i / (sum b_j / w_j) of corners 0 and 1 (corner 2 has 1 minus both). Depth z is such an
+    attribute; ``tri_id`` (H, W) int32 receives the triangle index where this one is nearer than
+    ``zbuf``. Returns the number of pixel writes.
+    """
+    written = 0
+    one = np.float32(1.0)
+    width = zbuf.shape[1]
+    depth, ids, weights = zbuf.reshape(-1), tri_id.reshape(-1), bary.reshape(-1)
+    for k in range(visible.shape[0]):
+        t = visible[k]
+        i0, i1, i2 = tris[t, 0], tris[t, 1], tris[t, 2]
+        x0, y0, z0 = verts[i0, 0], verts[i0, 1], verts[i0, 2]
+        x1, y1, z1 = verts[i1, 0], verts[i1, 1], verts[i1, 2]
+        x2, y2, z2 = verts[i2, 0], verts[i2, 1], verts[i2, 2]
+        q0, q1, q2 = inv_w[i0], inv_w[i1], inv_w[i2]
+        inv = one / ((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))
+        a0, b0, c0 = (y1 - y2) * inv, (x2 - x1) * inv, (x1 * y2 - x2 * y1) * inv
+        a1, b1, c1 = (y2 - y0) * inv, (x0 - x2) * inv, (x2 * y0 - x0 * y2) * inv
+        dq0, dq1, dz0, dz1 = q0 - q2, q1 - q2, z0 - z2, z1 - z2
+        x_lo, x_hi = boxes[k, 0], boxes[k, 1] + 1
+        for py in range(boxes[k, 2], boxes[k, 3] + 1):
+            fy = np.float32(py)
+            r0, r1 = b0 * fy + c0, b1 * fy + c1
+            for px in range(x_lo, x_hi):
+                fx = np.float32(px)
+                w0 = a0 * fx + r0
+                w1 = a1 * fx + r1
+                w2 = one - w0 - w1
+                rcp = one / (q2 + w0 * dq0 + w1 * dq1)  # w at this pixel
+                p0, p1 = w0 * q0 * rcp, w1 * q1 * rcp
+                z = z2 + p0 * dz0 + p1 * dz1
+                p = py * width + px
+                old = depth[p]
+                hit = (min(w0, min(w1, w2)) >= 0.0) & (z < old)  # branch-free, as in rasterize
+                depth[p] = z if hit else old
+                ids[p] = t if hit else ids[p]
+                weights[2 * p] = p0 if hit else weights[2 * p]
+                weights[2 * p + 1] = p1 if hit else weights[2 * p + 1]
+                written += hit
+    return written
+
+
+@numba.njit(cache=True, fastmath=True)
+def shade_textured(tri_id: np.ndarray, bary: np.ndarray, tris: np.ndarray, uv: np.ndarray, uv_tris: np.ndarray,
+                   atlas: np.ndarray, diffuse: np.ndarray, specular: np.ndarray, image: np.ndarray) -> None:
+    """Colour the pixels ``rasterize_ids`` covered: albedo * diffuse + specular strength * specular.
+
+    Per pixel, uv is interpolated from the triangle's corners ``uv[uv_tris[t]]`` with the stored
+    perspective-correct weights and looked up bilinearly (edge texels clamped) in ``atlas``
+    (n_tiles, R, R, 4: RGB albedo, specular strength): tile = floor(u) (taken once per triangle,
+    from its corners' mean u, as all its corners lie in one tile), texel row = (1 - v) * R - 0.5,
+    column = (u - tile) * R - 0.5. ``diffuse`` and ``specular`` (V, 3) are per-vertex light terms,
+    interpolated with the same weights. ``image`` (H, W, 3) float32 is written in place.
+    """
+    res = atlas.shape[1]
+    top = np.float32(res - 1)
+    fres = np.float32(res)
+    half, one, zero = np.float32(0.5), np.float32(1.0), np.float32(0.0)
+    ids, weights, pixels = tri_id.reshape(-1), bary.reshape(-1), image.reshape(-1)
+    texel = np.empty(4, np.float32)
+    for p in range(ids.shape[0]):
+        t = ids[p]
+        if t < 0:
+            continue
+        w0, w1 = weights[2 * p], weights[2 * p + 1]
+        w2 = one - w0 - w1
+        c0, c1, c2 = uv_tris[t, 0], uv_tris[t, 1], uv_tris[t, 2]
+        u = w0 * uv[c0, 0] + w1 * uv[c1, 0] + w2 * uv[c2, 0]
+        v = w0 * uv[c0, 1] + w1 * uv[c1, 1] + w2 * uv[c2, 1]
+        tile = int(np.floor((uv[c0, 0] + uv[c1, 0] + uv[c2, 0]) * np.float32(1.0 / 3.0)))
+        col = min(max((u - np.float32(tile)) * fres - half, zero), top)
+        row = min(max((one - v) * fres - half, zero), top)
+        j0, i0 = int(col), int(row)
+        j1, i1 = min(j0 + 1, res - 1), min(i0 + 1, res - 1)
+        fx, fy = col - np.float32(j0), row - np.float32(i0)
+        for ch in range(4):
+            top_row = atlas[tile, i0, j0, ch] + fx * (atlas[tile, i0, j1, ch] - atlas[tile, i0, j0, ch])
+            bottom = atlas[tile, i1, j0, ch] + fx * (atlas[tile, i1, j1, ch] - atlas[tile, i1, j0, ch])
+            texel[ch] = top_row + fy * (bottom - top_row)
+        v0, v1, v2 = tris[t, 0], tris[t, 1], tris[t, 2]
+        for ch in range(3):
+            light = w0 * diffuse[v0, ch] + w1 * diffuse[v1, ch] + w2 * diffuse[v2, ch]
+            shine = w0 * specular[v0, ch] + w1 * specular[v1, ch] + w2 * specular[v2, ch]
+            pixels[3 * p + ch] = texel[ch] * light + texel[3] * shine
+
+
+def render_textured(verts: np.ndarray, w: np.ndarray, tris: np.ndarray, uv: np.ndarray, uv_tris: np.ndarray,
+                    atlas: np.ndarray, diffuse: np.ndarray, specular: np.ndarray,
+                    image: np.ndarray) -> np.ndarray:
+    """Draw a textured, lit mesh into ``image`` (H, W, 3) float32 in place; returns the z-buffer
+    (H, W) float32, +inf where nothing was drawn. ``w`` (V,) is each vertex's camera-space depth
+    (ones for an affine render); the other arguments are as ``rasterize_ids`` and ``shade_textured``
+    take them."""
+    height, width = image.shape[:2]
+    verts = np.ascontiguousarray(verts, np.float32)
+    tris = np.ascontiguousarray(tris, np.uint32)
+    visible, boxes, _, _ = visible_triangles(verts, tris, height, width)
+    zbuf = np.full((height, width), np.inf, np.float32)
+    tri_id = np.full((height, width), -1, np.int32)
+    bary = np.empty((height, width, 2), np.float32)
+    inv_w = np.float32(1.0) / np.asarray(w, np.float32)
+    rasterize_ids(verts, inv_w, tris, visible, boxes, zbuf, tri_id, bary)
+    shade_textured(tri_id, bary, tris, np.ascontiguousarray(uv, np.float32), np.ascontiguousarray(uv_tris, np.uint32),
+                   np.ascontiguousarray(atlas, np.float32), np.ascontiguousarray(diffuse, np.float32),
+                   np.ascontiguousarray(specular, np.float32), image)
+    return zbuf
