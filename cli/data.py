@@ -78,6 +78,31 @@ def fit(root, fmt, out, val_fraction, face_model, overrides) -> None:
     click.echo(f"skipped {len(manifest['skipped'])} sample(s); dataset written to {out}")
 
 
+@data.command("import")
+@click.argument("people_dir", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset folder to create, resume or extend.")
+@click.option("--model", "bundle", default=None, type=click.Path(file_okay=False),
+              help="Model bundle: refine each detector crop as the device does (default: detector crop only).")
+@face_model_option
+@click.option("--workers", default=0, show_default=True, help="Worker processes (0 = all cores).")
+@click.argument("overrides", nargs=-1)
+def import_cmd(people_dir, out, bundle, face_model, workers, overrides) -> None:
+    """Crop folders of people (PEOPLE_DIR/<person>/*.jpg) into an identity-only dataset.
+
+    Resumes an interrupted run; rerun on a grown folder to add its new photos. OVERRIDES are
+    KEY=VALUE settings of ImportConfig, e.g. n_id=100 val_fraction=0.02 shard_size=1000.
+    """
+    from training.config_io import load_config
+    from training.data.import_people import FAILURES_FILE, ImportConfig, import_people
+
+    cfg = load_config(ImportConfig, None, overrides)
+    m = import_people(people_dir, out, cfg, bundle=bundle, face_model=face_model, workers=workers).manifest
+    for name, info in m["splits"].items():
+        click.echo(f"{name}: {info['images']} images / {info['identities']} ids ({info['failures']} failed)")
+    click.echo(f"crop: {m['crop']['method']}; {m['failures']['count']} failure(s) listed in {out}/{FAILURES_FILE}; "
+               f"dataset written to {out}")
+
+
 @data.command()
 @click.option("--images", default=2000, show_default=True, help="Images to render.")
 @click.option("--workers", default=0, show_default=True, help="Worker processes (0 = all cores).")

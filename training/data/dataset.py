@@ -23,12 +23,21 @@ from edge_runtime.params import ParamLayout, Whitening
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
+# manifest "labels" of a dataset whose samples carry only an identity (every geometry column NaN)
+LABELS_IDENTITY_ONLY = "identity-only"
 
 
 def label_columns(layout: ParamLayout) -> list[tuple[str, int]]:
     """Ordered (name, width) of the label record for a parameter layout."""
     return [("identity", 1), ("params", layout.size), ("landmarks2d", 68 * 2), ("landmarks3d", 68 * 3),
             ("pose_deg", 3), ("face_box", 4)]
+
+
+def manifest_header(layout: ParamLayout, face_model: dict, image_size: int) -> dict:
+    """The manifest fields every writer starts with: what ``Dataset.open`` and training check."""
+    return {"format_version": FORMAT_VERSION, "image_size": image_size, "pixel_format": "RGB uint8",
+            "param_layout": layout.to_dict(), "face_model": face_model,
+            "columns": [list(c) for c in label_columns(layout)]}
 
 
 def column_slices(columns: list[tuple[str, int]]) -> dict[str, slice]:
