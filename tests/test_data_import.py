@@ -75,6 +75,10 @@ def people_dir(faces, tmp_path_factory) -> Path:
     (root / "Ada_Lovelace" / "broken.jpg").write_bytes(b"this is not a JPEG")
     cv2.imwrite(str(root / "Alan_Turing" / "empty_wall.png"), blurred_noise(rng))
     (root / "Alan_Turing" / "notes.txt").write_text("not a photo")
+    detector = make_detector()
+    found = {p.name: len(detector.detect(cv2.imread(str(p))[..., ::-1])) for p in root.glob("*/*.[jp][pn]g")
+             if p.name != "broken.jpg"}
+    assert found.pop("empty_wall.png") == 0 and min(found.values()) >= 1, found  # the fixture is what it claims
     return root
 
 
@@ -199,11 +203,13 @@ def test_cli_imports_in_worker_processes_and_fails_in_one_line(imported, people_
     assert "train: 6 images / 2 ids (1 failed)" in r.stdout and "2 failure(s)" in r.stdout
     assert files(out) == files(imported)  # the same shards as one process writes
     (tmp_path / "empty" / "nobody").mkdir(parents=True)
-    for folder, words in ((tmp_path / "missing", "does not exist"), (tmp_path / "empty", "no photos")):
-        r = run(folder, "--out", tmp_path / "other")
+    for args, words in (((tmp_path / "missing",), f"{tmp_path / 'missing'} does not exist"),
+                        ((tmp_path / "empty",), f"no photos in {tmp_path / 'empty'}"),
+                        ((people_dir, "--model", tmp_path / "no-bundle"), f"{tmp_path / 'no-bundle'} is not a siamface bundle")):
+        r = run(*args, "--out", tmp_path / "other")
         lines = r.stderr.strip().splitlines()
-        assert r.returncode != 0 and len(lines) == 1 and words in lines[0] and str(folder) in lines[0], r.stderr
-    assert not (tmp_path / "other").exists()
+        assert r.returncode != 0 and len(lines) == 1 and words in lines[0], r.stderr
+    assert not (tmp_path / "other").exists()  # nothing written before the checks
 
 
 def test_model_bundle_refines_each_crop_as_the_reconstructor_does(people_dir, face_model, tmp_path):

@@ -110,9 +110,19 @@ class DeviceCropper:
     """
 
     def __init__(self, size: int, detector: str = DEFAULT_DETECTOR, bundle: str | os.PathLike | None = None):
-        self.size = size
-        self.detector = make_detector(detector)
+        self.size, self.detector_name = size, detector
         self.reconstructor = Reconstructor.from_bundle(bundle) if bundle is not None else None
+        self.detector = make_detector(detector)
+
+    def describe(self) -> dict:
+        """How the crops are made (manifest "crop"); with a bundle, which model refines them."""
+        out = {"method": "detector" if self.reconstructor is None else "detector+refine",
+               "detector": self.detector_name, "face": "largest detector box"}
+        if self.reconstructor is not None:
+            bundle = self.reconstructor.bundle
+            out["model_bundle"] = {"path": str(bundle.root.resolve()), "variant": bundle.variant,
+                                   "model_sha256": bundle.model_hash}
+        return out
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         found = self.detector.detect(image)
@@ -125,19 +135,6 @@ class DeviceCropper:
         params, _ = rec.predict_crop(image, first)
         rec.timings.clear()  # per-stage timings would grow with every photo
         return crop_image(image, replace(refined_crop(first, params, rec.decoder, rec.layout), size=self.size))
-
-
-def crop_description(cfg: ImportConfig, bundle: str | os.PathLike | None) -> dict:
-    """How the crops were made (manifest "crop"); with a bundle, which model refined them."""
-    out = {"method": "detector" if bundle is None else "detector+refine", "detector": cfg.detector,
-           "face": "largest detector box"}
-    if bundle is not None:
-        from edge_runtime.bundle import load_bundle
-
-        loaded = load_bundle(bundle)
-        out["model_bundle"] = {"path": str(Path(bundle).resolve()), "variant": loaded.variant,
-                               "model_sha256": loaded.model_hash}
-    return out
 
 
 # -- planning: which photos go into which shard -------------------------------------------------
@@ -294,10 +291,11 @@ def import_people(root: str | os.PathLike, out: str | os.PathLike, cfg: ImportCo
     """Import (or finish, or extend) ``out`` from the people folder ``root``; returns the dataset."""
     root, out = Path(root).resolve(), Path(out)
     cfg.check()
-    names = list_people(root)  # a missing or empty folder fails before anything is written
+    names = list_people(root)  # a missing or empty folder, a bad detector or bundle: before anything is written
     model = load_face_model(face_model)
     layout = model.layout(cfg.n_id)
-    crop = crop_description(cfg, bundle)
+    cropper = DeviceCropper(cfg.image_size, cfg.detector, bundle)
+    crop = cropper.describe()
     settings = {"import": config_to_dict(cfg), "source": str(root), "face_model_sha256": model.sha256,
                 "refine_model_sha256": crop.get("model_bundle", {}).get("model_sha256"),
                 "generator_version": GENERATOR_VERSION}
@@ -311,11 +309,10 @@ def import_people(root: str | os.PathLike, out: str | os.PathLike, cfg: ImportCo
     with tqdm(total=total, initial=total - sum(t.photos for t in todo), unit="photo", desc=f"import {out.name}",
               disable=not progress, smoothing=0.05) as bar:
         workers = min(workers or os.cpu_count() or 1, len(todo))
-        if workers <= 1:
-            crop_fn = DeviceCropper(cfg.image_size, cfg.detector, bundle)
+        if workers == 1:
             for task in todo:
-                import_shard(task, root, out, crop_fn, columns, cfg.image_size, bar.update)
-        else:
+                import_shard(task, root, out, cropper, columns, cfg.image_size, bar.update)
+        elif workers > 1:
             args = (str(root), str(out), cfg, None if bundle is None else str(bundle), columns)
             with multiprocessing.get_context("spawn").Pool(workers, _init_worker, args) as pool:
                 for task in pool.imap_unordered(_run_task, todo):
