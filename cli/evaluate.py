@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from cli.options import face_model_option
 from edge_runtime.cli import BOX_HELP, parse_box
 
 
@@ -13,8 +14,12 @@ BASELINE = click.option("--baseline", is_flag=True,
 BOX = click.option("--box", default=None, help=f"Photos only: {BOX_HELP} (photos that are already face crops).")
 IMAGES = click.option("--images", default=None, type=click.Path(exists=True, file_okay=False),
                       help="LFW pairs.txt only: the folder holding name/name_NNNN.jpg (default: the file's folder).")
-DATA_HELP = ("Dataset folder (test split), AFLW2000-3D folder, folder of people (person/*.jpg) or pairs file "
-             "(LFW pairs.txt, CSV file_a,file_b,same).")
+DETECTOR = click.option("--detector", default=None, type=click.Choice(["blazeface", "blazeface-full"]),
+                        help="Crop as the device does: this face detector, then each model's refine pass. Annotated "
+                             "photos (AFLW2000-3D, .pts) are otherwise cropped from their landmark box; photos of "
+                             "people always use a detector (default blazeface) unless --box.")
+DATA_HELP = ("Dataset folder (test split), AFLW2000-3D folder, folder of images with iBUG .pts files (300-W, the real "
+             "dev set), folder of people (person/*.jpg) or pairs file (LFW pairs.txt, CSV file_a,file_b,same).")
 
 
 def _default_data(predictor) -> str:
@@ -25,7 +30,7 @@ def _default_data(predictor) -> str:
 
 
 def _report(models: list[str], data: str | None, split: str, limit: int, out: str, baseline: bool,
-            box: str | None, images: str | None) -> None:
+            box: str | None, images: str | None, detector: str | None) -> None:
     """Every model (and the optional baseline) on the same crops: tables, JSON and plots."""
     from evaluation.eval_data import open_eval_set
     from evaluation.evaluate import evaluate as run, unique_names, write_reports
@@ -34,14 +39,13 @@ def _report(models: list[str], data: str | None, split: str, limit: int, out: st
     predictors = [open_predictor(m) for m in models]
     predictors += [mean_face_predictor(predictors[0])] if baseline else []
     eval_set = open_eval_set(data or _default_data(predictors[0]), predictors[0].size, split, limit or None,
-                             parse_box(box), images)
+                             parse_box(box), images, detector)
     results, curves = {}, {}
     for name, p in zip(unique_names(predictors), predictors):
         results[name], curves[name] = run(p, eval_set)
     reference = "fp32" if "fp32" in results else next(iter(results))
     click.echo(write_reports(results, curves, Path(out), reference if len(results) > 1 else None))
-    skipped = f"; {len(eval_set.skipped)} images skipped (listed in report.json)" if eval_set.skipped else ""
-    click.echo(f"reports in {out}: report.md, report.json and PNG plots{skipped}")
+    click.echo(f"reports in {out}: report.md, report.json and PNG plots")
 
 
 @click.command()
@@ -53,10 +57,12 @@ def _report(models: list[str], data: str | None, split: str, limit: int, out: st
 @BASELINE
 @BOX
 @IMAGES
-def evaluate(model_path, data, split, limit, out, baseline, box, images) -> None:
-    """Landmark NME per yaw bin, pose, 3D shape and identity metrics of one model (identity metrics
-    only on photos: a folder of people or a pairs file); JSON + Markdown."""
-    _report([model_path], data, split, limit, out, baseline, box, images)
+@DETECTOR
+def evaluate(model_path, data, split, limit, out, baseline, box, images, detector) -> None:
+    """Landmark NME per yaw bin and per landmark group (with signed offsets), pose, 3D shape and
+    identity metrics of one model (identity metrics only on photos: a folder of people or a pairs
+    file); JSON + Markdown."""
+    _report([model_path], data, split, limit, out, baseline, box, images, detector)
 
 
 @click.command()
@@ -69,7 +75,32 @@ def evaluate(model_path, data, split, limit, out, baseline, box, images) -> None
 @BASELINE
 @BOX
 @IMAGES
-def compare(models, data, split, limit, out, baseline, box, images) -> None:
+@DETECTOR
+def compare(models, data, split, limit, out, baseline, box, images, detector) -> None:
     """Every bundle (variant) or checkpoint on the same data: one table with deltas from float,
     an identity/pose-invariance table (ablations: pass several checkpoints), plots."""
-    _report(list(models), data, split, limit, out, baseline, box, images)
+    _report(list(models), data, split, limit, out, baseline, box, images, detector)
+
+
+@click.command("evaluate-fit")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of images with iBUG .pts files (only the .pts are read).")
+@click.option("--out", default="runs/evaluate-fit", show_default=True, type=click.Path(file_okay=False))
+@click.option("--search/--no-search", default=True, show_default=True,
+              help="Also propose other vertices for the searched groups, scored leave-one-out.")
+@face_model_option
+@click.argument("overrides", nargs=-1)
+def evaluate_fit(data, out, search, face_model, overrides) -> None:
+    """Fit the face model to each face's annotated landmarks and report the residual per landmark
+    group with its signed offset: which convention the model's 68 vertices follow.
+
+    OVERRIDES are KEY=VALUE settings of LandmarkFitConfig, e.g. fit.n_id=100 search_groups=[jaw,brows].
+    """
+    from edge_runtime.morphable_model import load_face_model
+    from evaluation.landmark_fit import LandmarkFitConfig, annotated_faces, write_fit_report
+    from training.config_io import load_config
+
+    cfg = load_config(LandmarkFitConfig, None, overrides)
+    text = write_fit_report(load_face_model(face_model), annotated_faces(data), cfg, Path(out), search)
+    click.echo(text)
+    click.echo(f"report in {out}: landmark_fit.md, landmark_fit.json")

@@ -78,6 +78,14 @@ class Face:
                 "embedding": np.round(self.embedding, 5).tolist()}
 
 
+def refined_crop(crop: CropTransform, params: np.ndarray, decoder: MorphableModel, layout: ParamLayout) -> CropTransform:
+    """The refine pass's crop: the 3DDFA crop of the box of the 68 landmarks that ``params``
+    (predicted in ``crop``) place in the image. Public so evaluation crops photos exactly as the
+    device does, whichever model (bundle or checkpoint) made the first prediction."""
+    landmarks = crop.to_image(decoder.image_landmarks(params, layout))
+    return crop_from_box(landmark_box(landmarks), crop.size)
+
+
 @dataclass(frozen=True)
 class ReconstructorOptions:
     detector: str = DEFAULT_DETECTOR
@@ -141,8 +149,7 @@ class Reconstructor:
             params, emb = self.predict_crop(image, crop)
             if self.options.refine:
                 t = time.perf_counter()
-                lm = crop.to_image(self.decoder.image_landmarks(params, self.layout))
-                crop = crop_from_box(landmark_box(lm), self.size)
+                crop = refined_crop(crop, params, self.decoder, self.layout)
                 self._time("decode", t)
                 params, emb = self.predict_crop(image, crop)
             t = time.perf_counter()

@@ -8,22 +8,57 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_runtime.atomic import atomic_write_json
+from edge_runtime.crop import CropTransform, crop_image
+from edge_runtime.image_io import read_image
+from edge_runtime.params import ParamLayout
+from edge_runtime.reconstructor import refined_crop
 from evaluation import metrics, report
-from evaluation.eval_data import EvalSet
+from evaluation.eval_data import EvalSet, PhotoCrops
 from evaluation.predictors import Predictor
 from evaluation.scoring import score
 
 
-def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: bool = True) -> tuple[dict, dict]:
-    """(result, curves): the scored metrics, and per-image arrays for plots."""
+def reframe(params: np.ndarray, layout: ParamLayout, src: CropTransform, dst: CropTransform) -> np.ndarray:
+    """Parameters predicted in crop ``src`` re-expressed in crop ``dst`` of the same image: the
+    camera gains the crops' relative scale and offset (landmarks land where ``dst.to_crop`` of
+    ``src.to_image`` puts them; pose, identity and expression are unchanged)."""
+    camera, id_coeffs, exp_coeffs = layout.split(np.asarray(params, np.float64))
+    camera = camera * (dst.scale / src.scale)
+    camera[0, 3] += (src.x0 - dst.x0) * dst.scale
+    camera[1, 3] += (src.y0 - dst.y0) * dst.scale
+    return layout.join(camera, id_coeffs, exp_coeffs)
+
+
+def refine_pass(predictor: Predictor, photos: PhotoCrops, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The device's second pass on a batch of photos: crop each again from the box of the landmarks
+    the model predicted in its first crop (``refined_crop``, the edge runtime's own function),
+    predict there, and return parameters in the first crop's coordinates (where the truth is)."""
+    second = [refined_crop(crop, p, predictor.decoder, predictor.layout) for crop, p in zip(photos.crops, first)]
+    pixels = np.stack([crop_image(read_image(path), crop) for path, crop in zip(photos.paths, second)])
+    params, embs = predictor.predict(pixels)
+    return np.stack([reframe(p, predictor.layout, s, f) for p, s, f in zip(params, second, photos.crops)]), embs
+
+
+def predict(predictor: Predictor, data: EvalSet, batch: int = 64, progress: bool = True
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(params in the crops' coordinates, unit embeddings) of every image: for photos, the
+    device's refine pass included, so a bundle gives what the edge runtime gives on that photo."""
     params, embs = [], []
     for i in tqdm(range(0, len(data.crops), batch), desc=predictor.kind, disable=not progress, leave=False):
         p, e = predictor.predict(data.crops[i:i + batch])
+        if data.refine is not None:
+            p, e = refine_pass(predictor, PhotoCrops(data.refine.paths[i:i + batch], data.refine.crops[i:i + batch]), p)
         params.append(p)
         embs.append(e)
-    params, embs = np.concatenate(params), np.concatenate(embs)
+    return np.concatenate(params), np.concatenate(embs)
+
+
+def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: bool = True) -> tuple[dict, dict]:
+    """(result, curves): the scored metrics, and per-image arrays for plots."""
+    params, embs = predict(predictor, data, batch, progress)
     result = score(params, embs, data.truth, predictor.decoder, predictor.layout)
-    result.update(model=predictor.name, kind=predictor.kind, data=data.name, skipped=len(data.skipped),
+    result.update(model=predictor.name, kind=predictor.kind, data=data.name, real_photos=data.real,
+                  refined=data.refine is not None, skipped=len(data.skipped),
                   skipped_images=[{"path": str(path), "reason": reason} for path, reason in data.skipped],
                   invoke_ms=float(np.median(predictor.invoke_ms)) if predictor.invoke_ms else None,
                   size_bytes=predictor.meta.get("size_bytes"))
@@ -50,13 +85,39 @@ def unique_names(predictors: list[Predictor]) -> list[str]:
     return names if len(set(names)) == len(names) else [p.name for p in predictors]
 
 
+MEASURE_ONLY = ("real photos for measuring only: never train or tune on them (a figure tuned on an "
+                "evaluation set, let alone a 12-face dev set, means nothing)")
+
+
+def describe_data(result: dict) -> str:
+    """One line on what was scored: the set, its image count, how photos were cropped, and for real
+    photos the measure-only note, so every real-photo figure travels with its count."""
+    n, kind = result["n_images"], "faces" if "nme" in result else "photos"
+    line = f"{result['data']}: {n} {kind}"
+    if result.get("skipped"):
+        line += f" ({result['skipped']} skipped, listed in report.json)"
+    if result.get("real_photos"):
+        crop = ("cropped as the device crops them (detected face, then each model's refine pass)"
+                if result.get("refined") else "cropped from the ground-truth landmark box" if "nme" in result
+                else "cropped from the given box")
+        line += f", {crop}; {MEASURE_ONLY}"
+    return line + "."
+
+
 def write_reports(results: dict[str, dict], curves: dict[str, dict], out: Path, reference: str | None) -> str:
-    """JSON, Markdown tables and PNG plots into ``out``; returns the main table."""
+    """JSON, Markdown tables and PNG plots into ``out``; returns the summary: what was scored, the
+    main table and, with landmark truth, NME and signed offset per landmark group."""
     out.mkdir(parents=True, exist_ok=True)
+    data = describe_data(next(iter(results.values())))
     table = report.markdown_table(results, reference)
+    groups = report.group_table(results)
+    if groups:
+        table += ("\nPer landmark group (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67): NME and the "
+                  "mean signed offset dx, dy (prediction minus truth, +y down), % of the ground-truth box size "
+                  "sqrt(w*h).\n\n" + groups)
     atomic_write_json(out / "report.json", json.loads(json.dumps(results, default=float)))
-    text = (f"# siamface comparison\n\nData: {next(iter(results.values()))['data']}; reference for deltas: "
-            f"{reference}. NME, EER and TAR in percent.\n\n{table}")
+    text = (f"# siamface comparison\n\nData: {data} Reference for deltas: {reference}. NME, EER and TAR in "
+            f"percent.\n\n{table}")
     if any("verification_shape" in r for r in results.values()):
         text += ("\n## Identity and pose invariance\n\nEER and TAR@FAR=1e-3 (%) of the identity shape code and of "
                  "the embedding; spread: the shape code's intra-identity RMS spread divided by the inter-identity "
@@ -64,4 +125,4 @@ def write_reports(results: dict[str, dict], curves: dict[str, dict], out: Path, 
                  + report.identity_table(results))
     report.write_text(out / "report.md", text)
     report.plot_all(curves, results, out)
-    return table
+    return f"Data: {data}\n\n{table}"

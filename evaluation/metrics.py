@@ -32,6 +32,28 @@ def nme(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pred - gt, axis=2).mean(axis=1) / norm
 
 
+LANDMARK_GROUPS = {"jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36), "eyes": slice(36, 48),
+                   "mouth": slice(48, 68)}
+
+
+def landmark_groups(pred: np.ndarray, gt: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per iBUG group (jaw, brows, nose, eyes, mouth) of (N, 68, 2+) landmarks, in percent of
+    sqrt(w * h) of each image's ground-truth box (``nme``'s normaliser): ``nme`` (the mean
+    Euclidean error over the group's points and the images) and the mean signed offset
+    ``dx``, ``dy`` (prediction minus truth; +y is down). An offset near the group's NME means
+    the error is systematic: a convention the model does not share (brows drawn on another
+    edge, a 3D jaw against a 2D one), not noise."""
+    pred = np.asarray(pred, np.float64)[..., :2]
+    gt = np.asarray(gt, np.float64)[..., :2]
+    if pred.shape != gt.shape or pred.shape[1:] != (68, 2):
+        raise ValueError(f"landmark groups need matching (N, 68, 2+) arrays, got {pred.shape} and {gt.shape}")
+    wh = gt.max(axis=1) - gt.min(axis=1)
+    diff = 100.0 * (pred - gt) / np.sqrt(wh[:, 0] * wh[:, 1])[:, None, None]
+    return {name: {"nme": float(np.linalg.norm(diff[:, s], axis=-1).mean()),
+                   "dx": float(diff[:, s, 0].mean()), "dy": float(diff[:, s, 1].mean())}
+            for name, s in LANDMARK_GROUPS.items()}
+
+
 def yaw_bin(yaw_deg: np.ndarray | float) -> np.ndarray:
     """Yaw bin index by |yaw|: 0 for [0, 30], 1 for (30, 60], 2 for (60, inf) degrees."""
     return np.searchsorted(YAW_EDGES, np.abs(np.asarray(yaw_deg, np.float64)), side="left")

@@ -9,7 +9,7 @@ import numpy as np
 from edge_runtime.atomic import atomic_write, atomic_write_bytes
 from evaluation import metrics
 
-COLUMNS = ("size MB", "invoke ms", "NME 0-30", "NME 30-60", "NME 60-90", "NME mean", "ΔNME", "pose MAE",
+COLUMNS = ("images", "size MB", "invoke ms", "NME 0-30", "NME 30-60", "NME 60-90", "NME mean", "ΔNME", "pose MAE",
            "shape mm", "EER emb", "ΔEER", "TAR@1e-2", "TAR@1e-3", "EER shape")
 
 
@@ -19,7 +19,7 @@ def row(result: dict, ref: dict | None) -> dict:
     nme, ver = result.get("nme", {}), result.get("verification_embedding", {})
     nan = float("nan")
     size, invoke = result.get("size_bytes"), result.get("invoke_ms")  # None for checkpoints / no timing
-    r = {"size MB": nan if size is None else size / 1e6, "invoke ms": nan if invoke is None else invoke,
+    r = {"images": result.get("n_images", nan), "size MB": nan if size is None else size / 1e6, "invoke ms": nan if invoke is None else invoke,
          "NME 0-30": nme.get("0-30", nan), "NME 30-60": nme.get("30-60", nan), "NME 60-90": nme.get("60-90", nan),
          "NME mean": nme.get("mean", nan), "pose MAE": result.get("pose_mae", {}).get("mean", nan),
          "shape mm": result.get("shape_error_mm", nan),
@@ -35,7 +35,8 @@ def _table(first: str, columns: tuple[str, ...], rows: dict[str, dict]) -> str:
     """Markdown table of named rows of numbers; deltas (columns starting with Δ) signed."""
     lines = [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, r in rows.items():
-        cells = [f"{r[c]:+.2f}" if c.startswith("Δ") else f"{r[c]:.2f}" for c in columns]
+        cells = [f"{r[c]:+.2f}" if c.startswith("Δ") else f"{r[c]:.0f}" if c == "images" else f"{r[c]:.2f}"
+                 for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -65,6 +66,23 @@ def identity_table(results: dict[str, dict]) -> str:
     return _table("model", IDENTITY_COLUMNS, {name: identity_row(result) for name, result in results.items()})
 
 
+def group_table(results: dict[str, dict]) -> str:
+    """Models as rows: NME per iBUG landmark group and the group's mean signed offset (dx, dy), in
+    percent of the ground-truth box size (prediction minus truth, +y down): an offset close to the
+    NME is a convention mismatch, not noise. Empty when no result has landmark ground truth."""
+    rows = {name: r for name, r in results.items() if "landmark_groups" in r}
+    if not rows:
+        return ""
+    groups = tuple(metrics.LANDMARK_GROUPS)
+    lines = ["| model | images | " + " | ".join(f"NME {g}" for g in groups) + " | "
+             + " | ".join(f"dx, dy {g}" for g in groups) + " |", "|---" * (2 + 2 * len(groups)) + "|"]
+    for name, r in rows.items():
+        g = r["landmark_groups"]
+        lines.append(f"| {name} | {r['n_images']} | " + " | ".join(f"{g[k]['nme']:.2f}" for k in groups) + " | "
+                     + " | ".join(f"{g[k]['dx']:+.2f}, {g[k]['dy']:+.2f}" for k in groups) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_write(path, "w") as f:
         f.write(text)
@@ -77,37 +95,46 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_all(curves: dict[str, dict], results: dict[str, dict], out: Path) -> list[Path]:
-    """ROC curves overlaid, NME per yaw bin, CED curves (the last two only when there is landmark
-    ground truth); ``curves`` holds per-variant arrays."""
+    """ROC curves overlaid (when there are pairs), NME per yaw bin (when there is pose truth) and
+    CED curves (when there are landmarks); ``curves`` holds per-variant arrays."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     paths = []
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for name, c in curves.items():
-        if "scores" in c:
-            far, tar, _ = metrics.roc_curve(c["scores"], c["same"])
-            ax.plot(np.maximum(far, 1e-4), tar, label=name)
-    ax.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate", title="Verification ROC (embedding)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, out / "roc.png")
-    paths.append(out / "roc.png")
+    if any("scores" in c for c in curves.values()):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for name, c in curves.items():
+            if "scores" in c:
+                far, tar, _ = metrics.roc_curve(c["scores"], c["same"])
+                ax.plot(np.maximum(far, 1e-4), tar, label=name)
+        ax.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate",
+               title="Verification ROC (embedding)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        _save(fig, out / "roc.png")
+        paths.append(out / "roc.png")
+    plt.close("all")
     if not all("nme" in c for c in curves.values()):
-        plt.close("all")
         return paths
+    if all(b in r["nme"] for r in results.values() for b in metrics.YAW_BINS):
+        fig, ax = plt.subplots(figsize=(5, 4))
+        width = 0.8 / max(1, len(results))
+        for k, (name, r) in enumerate(results.items()):
+            ax.bar(np.arange(3) + k * width, [r["nme"][b] for b in metrics.YAW_BINS], width, label=name)
+        ax.set(xticks=np.arange(3) + 0.4 - width / 2, xticklabels=[f"|yaw| {b}" for b in metrics.YAW_BINS],
+               ylabel="NME (%)", title="Landmark NME per yaw bin")
+        ax.legend(fontsize=8)
+        _save(fig, out / "nme_yaw.png")
+        paths.append(out / "nme_yaw.png")
+        plt.close("all")
+    return paths + _ced(curves, out)
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    width = 0.8 / max(1, len(results))
-    for k, (name, r) in enumerate(results.items()):
-        ax.bar(np.arange(3) + k * width, [r["nme"][b] for b in metrics.YAW_BINS], width, label=name)
-    ax.set(xticks=np.arange(3) + 0.4 - width / 2, xticklabels=[f"|yaw| {b}" for b in metrics.YAW_BINS],
-           ylabel="NME (%)", title="Landmark NME per yaw bin")
-    ax.legend(fontsize=8)
-    _save(fig, out / "nme_yaw.png")
-    paths.append(out / "nme_yaw.png")
+
+def _ced(curves: dict[str, dict], out: Path) -> list[Path]:
+    """The cumulative error distribution of every model's per-image NME."""
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 4))
     thresholds = np.linspace(0, 0.2, 201)
@@ -117,6 +144,5 @@ def plot_all(curves: dict[str, dict], results: dict[str, dict], out: Path) -> li
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, out / "ced.png")
-    paths.append(out / "ced.png")
     plt.close("all")
-    return paths
+    return [out / "ced.png"]

@@ -24,7 +24,7 @@ class GroundTruth:
     """What a labelled evaluation set provides (any field may be None for real data)."""
 
     landmarks2d: np.ndarray | None      # (N, 68, 2); None for photos without landmarks
-    pose_deg: np.ndarray | None         # (N, 3) yaw, pitch, roll; None when landmarks2d is
+    pose_deg: np.ndarray | None         # (N, 3) yaw, pitch, roll; None without landmarks or for .pts sets
     identity: np.ndarray | None = None  # (N,)
     params: np.ndarray | None = None    # (N, P) when synthetic: exact identity coefficients
     pairs: Pairs | None = None          # the listed pairs of a pairs file (LFW protocol)
@@ -99,14 +99,19 @@ def identity_score(pred_params: np.ndarray, embeddings: np.ndarray, truth: Groun
 
 def score(pred_params: np.ndarray, embeddings: np.ndarray | None, truth: GroundTruth,
           model: MorphableModel, layout: ParamLayout, max_pairs: int = 20000) -> dict:
-    """Landmark NME by yaw bin, pose MAE, 3D shape error, verification and pose invariance
-    (``identity_score`` for photos without landmarks)."""
+    """Landmark NME by yaw bin (over all images when the set has no pose truth, as .pts sets),
+    NME and signed offset per landmark group, pose MAE, 3D shape error, verification and pose
+    invariance (``identity_score`` for photos without landmarks)."""
     if truth.landmarks2d is None:
         return identity_score(pred_params, embeddings, truth, layout, max_pairs)
     pred_lm = model.image_landmarks(pred_params, layout)[..., :2]
     per_image = metrics.nme(pred_lm, truth.landmarks2d)
-    out = {"n_images": int(len(pred_params)), "nme": metrics.nme_by_yaw(per_image, truth.pose_deg[:, 0]),
-           "pose_mae": metrics.pose_mae(poses_deg(pred_params, layout), truth.pose_deg)}
+    out = {"n_images": int(len(pred_params)), "landmark_groups": metrics.landmark_groups(pred_lm, truth.landmarks2d)}
+    if truth.pose_deg is None:
+        out["nme"] = {"mean": float(100.0 * per_image.mean()), "mean_all": float(100.0 * per_image.mean())}
+    else:
+        out.update(nme=metrics.nme_by_yaw(per_image, truth.pose_deg[:, 0]),
+                   pose_mae=metrics.pose_mae(poses_deg(pred_params, layout), truth.pose_deg))
     pred_id = pred_params[:, layout.identity]
     if truth.params is not None:
         out["shape_error_mm"] = float(shape_errors_mm(model, pred_id, truth.params[:, layout.identity]).mean())

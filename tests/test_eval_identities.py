@@ -220,7 +220,8 @@ def test_cli_evaluates_a_checkpoint_on_a_folder_of_people_with_a_fixed_box(peopl
                         "--data", str(people["root"]), "--box", ",".join(f"{v:.4f}" for v in BOX), "--out", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "1 images skipped (listed in report.json)" in r.stdout
+    assert f"Data: people ({people['root'].name}): 9 photos (1 skipped, listed in report.json), cropped from the " \
+           f"given box; real photos for measuring only" in r.stdout
     report = json.loads((out / "report.json").read_text())["checkpoint-float"]
     assert report["n_images"] == 9 and report["n_identities"] == 3 and report["data"] == f"people ({people['root'].name})"
     assert report["skipped_images"] == [{"path": str(people["broken"]), "reason": "unreadable image"}]

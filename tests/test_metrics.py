@@ -28,6 +28,24 @@ def test_nme_uses_xy_and_sqrt_of_gt_box_area():
     np.testing.assert_allclose(got, [5.0 / 6.0, 10.0 / 68.0 / 6.0])
 
 
+def test_landmark_groups_nme_and_signed_offsets_in_percent_of_the_box():
+    gt = np.stack([_box_points(4.0, 9.0)[:, :2], _box_points(8.0, 18.0)[:, :2]])  # boxes of size 6 and 12
+    pred = gt.copy()
+    pred[0, 17:27] += [0.6, -1.2]                  # brows: 10 %, -20 % of 6
+    pred[1, 17:27] += [1.2, -2.4]                  # the same in percent of 12
+    pred[0, 0] += [3.0, 4.0]                       # one jaw point 5 px off: 5 / 6 / 17 of the jaw, one image of two
+    groups = m.landmark_groups(pred, gt)
+    assert list(groups) == ["jaw", "brows", "nose", "eyes", "mouth"]
+    assert groups["brows"] == pytest.approx({"nme": np.hypot(10, 20), "dx": 10.0, "dy": -20.0})
+    assert groups["jaw"] == pytest.approx({"nme": 100 * 5 / 6 / 17 / 2, "dx": 100 * 3 / 6 / 17 / 2,
+                                           "dy": 100 * 4 / 6 / 17 / 2})
+    for name in ("nose", "eyes", "mouth"):
+        assert groups[name] == {"nme": 0.0, "dx": 0.0, "dy": 0.0}
+    # The groups partition the 68 points: their point-weighted NME is the plain NME.
+    sizes = {"jaw": 17, "brows": 10, "nose": 9, "eyes": 12, "mouth": 20}
+    assert sum(groups[g]["nme"] * k for g, k in sizes.items()) / 68 == pytest.approx(100 * m.nme(pred, gt).mean())
+
+
 def test_nme_rejects_mismatched_shapes():
     with pytest.raises(ValueError):
         m.nme(np.zeros((2, 68, 2)), np.zeros((2, 21, 2)))

@@ -8,8 +8,8 @@ import scipy.io
 
 from edge_runtime.camera import CameraPose, compose_camera
 from edge_runtime.errors import SiamfaceError
-from training.data.real_formats import (AFLW2000Loader, IdentityFolderLoader, Pair, W300LPLoader,
-                                        pose_from_3ddfa, read_lfw_pairs, read_pairs_csv,
+from training.data.real_formats import (AFLW2000Loader, IdentityFolderLoader, Pair, PtsFolderLoader, SampleError,
+                                        W300LPLoader, pose_from_3ddfa, read_lfw_pairs, read_pairs_csv, read_pts,
                                         split_by_identity)
 
 RNG = np.random.default_rng(7)
@@ -222,3 +222,68 @@ def test_missing_or_empty_roots_are_user_errors(tmp_path):
         W300LPLoader(tmp_path)
     with pytest.raises(SiamfaceError, match="no AFLW2000-3D images found"):
         AFLW2000Loader(tmp_path)
+
+
+def pts_text(points, n_points=68):
+    """An iBUG .pts file as 300-W ships it: 1-based pixel coordinates."""
+    return "version: 1\nn_points:  {}\n{{\n{}\n}}\n".format(
+        n_points, "\n".join(f"{x + 1:.6f} {y + 1:.6f}" for x, y in points))
+
+
+def test_read_pts_is_zero_based(tmp_path):
+    points = landmarks2d(0.25)
+    (tmp_path / "face.pts").write_text(pts_text(points))
+    got = read_pts(tmp_path / "face.pts")
+    assert got.dtype == np.float64 and got.shape == (68, 2)
+    np.testing.assert_allclose(got, points, atol=1e-6)
+    (tmp_path / "crlf.pts").write_text(pts_text(points).replace("\n", "\r\n"))
+    np.testing.assert_allclose(read_pts(tmp_path / "crlf.pts"), points, atol=1e-6)
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("version: 1\n{\n1 2\n}\n", "no 'n_points: N' header: not an iBUG .pts file"),
+    (pts_text(landmarks2d()[:49], 49), "n_points is 49, expected 68 (the iBUG 68-point layout)"),
+    (pts_text(landmarks2d()).replace("{", ""), "points are not enclosed in '{' and '}' lines"),
+    ("version: 1\nn_points: 68\n{\n" + "1 2\n" * 67 + "}\n", "67 point lines between the braces, n_points says 68"),
+    (pts_text(landmarks2d()).replace("41.000000 151", "41.000000 l51"), "point 1 reads '41.000000 l51.000000', "
+                                                                        "expected two finite numbers 'x y'"),
+    (pts_text(landmarks2d()).replace("\n}", " 3\n}"), "point 68 reads '161.000000 51.000000 3', "
+                                                      "expected two finite numbers 'x y'"),
+    (pts_text(np.r_[landmarks2d()[:67], [[np.nan, 1.0]]]), "point 68 reads 'nan 2.000000', "
+                                                           "expected two finite numbers 'x y'"),
+    (b"\xff\xfe\x00bad", "unreadable .pts (UnicodeDecodeError)"),
+])
+def test_read_pts_errors_name_the_file_and_the_problem(tmp_path, text, reason):
+    path = tmp_path / "bad.pts"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(SampleError) as err:
+        read_pts(path)
+    assert err.value.reason == reason and str(err.value) == f"{path}: {reason}"
+
+
+def test_pts_folder_lists_annotated_images_in_subfolders(tmp_path):
+    root = tmp_path / "300W"
+    for name, offset in [("01_Indoor/indoor_001.png", 0), ("01_Indoor/indoor_002.jpg", 1), ("02_Outdoor/a.webp", 2),
+                         ("02_Outdoor/b.tif", 3)]:
+        write_image(root / name, value=10 * offset)
+        (root / name).with_suffix(".pts").write_text(pts_text(landmarks2d(offset)))
+    write_image(root / "01_Indoor" / "unannotated.bmp")
+    write_image(root / "02_Outdoor" / "c.jpg")
+    (root / "02_Outdoor" / "c.pts").write_text(pts_text(landmarks2d()[:10], 10))
+    (root / "notes.txt").write_text("not an image")
+
+    loader = PtsFolderLoader(root)
+    samples = list(loader)
+    assert [(s.identity, s.image_path.name) for s in samples] == [
+        ("01_Indoor/indoor_001", "indoor_001.png"), ("01_Indoor/indoor_002", "indoor_002.jpg"),
+        ("02_Outdoor/a", "a.webp"), ("02_Outdoor/b", "b.tif")]
+    for k, s in enumerate(samples):
+        np.testing.assert_allclose(s.landmarks, landmarks2d(k), atol=1e-6)
+        assert s.pose_deg is None and not s.has_3d and s.source == "pts" and s.image.shape == (200, 200, 3)
+    assert samples[3].image[0, 0].tolist() == [30, 30, 30]
+    assert [(p.relative_to(root).as_posix(), r) for p, r in loader.skipped] == [
+        ("01_Indoor/unannotated.bmp", "missing unannotated.pts"),
+        ("02_Outdoor/c.pts", "n_points is 10, expected 68 (the iBUG 68-point layout)")]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SiamfaceError, match="no pts images found under .*: expected images .* with NAME.pts beside"):
+        PtsFolderLoader(tmp_path / "empty")

@@ -1,4 +1,5 @@
-"""Loaders for real face datasets in their published layouts: 300W-LP, AFLW2000-3D, LFW.
+"""Loaders for real face datasets in their published layouts: 300W-LP, AFLW2000-3D, LFW, and
+folders of images with iBUG ``.pts`` files (300-W, LFPW, HELEN, AFW, iBUG).
 
 Each loader lists its files when constructed and reads a sample (image + annotation) only
 when iterated. A bad sample (missing or unreadable .mat, a key of the wrong shape, an
@@ -34,13 +35,14 @@ import scipy.io
 
 from edge_runtime import image_io
 from edge_runtime.camera import euler_to_matrix, matrix_to_euler
+from edge_runtime.cli import IMAGE_SUFFIXES  # what the device reads; shared so both sides list the same files
 from edge_runtime.errors import SiamfaceError
 
 SOURCE_300WLP = "300W-LP"
 SOURCE_AFLW2000 = "AFLW2000-3D"
 SOURCE_FOLDER = "folder"
+SOURCE_PTS = "pts"
 W300LP_SUBSETS = ("AFW", "HELEN", "IBUG", "LFPW")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,6 +263,65 @@ class IdentityFolderLoader(Loader):
         return RealSample(entry.image_path, entry.identity, read_image(entry.image_path), None, None, self.source)
 
 
+def read_pts(path: Path, n_points: int = 68) -> np.ndarray:
+    """(n_points, 2) float64 0-based pixels from an iBUG ``.pts`` file (``version: 1``,
+    ``n_points: 68``, ``{``, one ``x y`` line per point, ``}``; 1-based, so 1 is subtracted).
+    Anything else is a SampleError naming the file and what is wrong."""
+    try:
+        lines = [line.strip() for line in Path(path).read_text().splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SampleError(path, f"unreadable .pts ({exc.__class__.__name__})") from None
+    header = dict(line.split(":", 1) for line in lines if ":" in line)
+    declared = header.get("n_points", "").strip()
+    if not declared.isdigit():
+        raise SampleError(path, "no 'n_points: N' header: not an iBUG .pts file")
+    if int(declared) != n_points:
+        raise SampleError(path, f"n_points is {declared}, expected {n_points} (the iBUG 68-point layout)")
+    if "{" not in lines or "}" not in lines or lines.index("}") < lines.index("{"):
+        raise SampleError(path, "points are not enclosed in '{' and '}' lines")
+    body = [line for line in lines[lines.index("{") + 1:lines.index("}")] if line]
+    if len(body) != n_points:
+        raise SampleError(path, f"{len(body)} point lines between the braces, n_points says {n_points}")
+    points = np.full((n_points, 2), np.nan)
+    for k, line in enumerate(body):
+        try:
+            points[k] = [float(v) for v in line.split()]
+        except ValueError:  # not numbers, or not two of them
+            pass
+        if not np.all(np.isfinite(points[k])):
+            raise SampleError(path, f"point {k + 1} reads {line!r}, expected two finite numbers 'x y'")
+    return points - 1.0
+
+
+class PtsFolderLoader(Loader):
+    """Images with an iBUG ``.pts`` beside them (``NAME.jpg`` + ``NAME.pts``), in the folder and
+    its sub-folders (300-W's ``01_Indoor/``, LFPW's ``trainset/``); each image its own identity.
+
+    2D-convention landmarks (the jaw on the visible contour), 0-based pixels; no pose. An image
+    without a .pts is listed as skipped, not an error: annotated folders often hold extras.
+    """
+
+    source = SOURCE_PTS
+
+    def _layout_hint(self) -> str:
+        return f"expected images ({', '.join(sorted(IMAGE_SUFFIXES))}) with NAME.pts beside each"
+
+    def _list(self) -> list[Entry]:
+        entries = []
+        for image_path in sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            pts = image_path.with_suffix(".pts")
+            if pts.is_file():
+                entries.append(Entry(image_path, str(image_path.relative_to(self.root).with_suffix("")),
+                                     landmark_path=pts))
+            else:
+                self._skip_listing(image_path, f"missing {pts.name}")
+        return entries
+
+    def load(self, entry: Entry) -> RealSample:
+        landmarks = read_pts(entry.landmark_path)
+        return RealSample(entry.image_path, entry.identity, read_image(entry.image_path), landmarks, None, self.source)
+
+
 class Pair(NamedTuple):
     """Two image paths and whether they show the same person."""
 
@@ -367,4 +428,4 @@ def split_by_identity(loader: Loader, val_fraction: float) -> dict[str, Loader]:
     return views
 
 
-LOADERS = {"300w-lp": W300LPLoader, "aflw2000": AFLW2000Loader, "folder": IdentityFolderLoader}
+LOADERS = {"300w-lp": W300LPLoader, "aflw2000": AFLW2000Loader, "folder": IdentityFolderLoader, "pts": PtsFolderLoader}
