@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -160,6 +161,31 @@ def test_rerun_after_a_kill_finishes_with_identical_shards(imported, people_dir,
     assert not list(out.glob("*/.*.tmp"))
     again = import_people(people_dir, out, CFG, workers=1, progress=False)
     assert again.manifest["shards_imported_this_run"] == 0 and again.manifest["splits"] == ds.manifest["splits"]
+
+
+def test_import_killed_mid_run_resumes_to_the_same_bytes(people_dir, tmp_path):
+    """A real SIGKILL of `siamface data import` after 10 of its 38 shards (74 photos); the rerun does the rest."""
+    many, out, reference = tmp_path / "people", tmp_path / "ds", tmp_path / "reference"
+    shutil.copytree(people_dir, many)
+    for photo in list(many.glob("*/*_000[0-2].*")):
+        for copy in range(1, 4):  # 4 x the photos: a second or so of cropping to interrupt
+            shutil.copyfile(photo, photo.with_name(f"copy{copy}_{photo.name}"))
+    import_people(many, reference, CFG, workers=1, progress=False)
+    shards = len(list(reference.glob("*/shard-*.done.json")))
+    command = [SIAMFACE, "data", "import", str(many), "--out", str(out), "--workers", "1", "shard_size=2",
+               f"n_id={N_ID}", "val_fraction=0.25", "test_fraction=0.25"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while len(list(out.glob("*/shard-*.done.json"))) < 10 and process.poll() is None:
+            time.sleep(0.005)
+    finally:
+        process.kill()
+        process.wait()
+    done = len(list(out.glob("*/shard-*.done.json")))
+    assert 10 <= done < shards == 38 and not (out / "manifest.json").exists()
+    ds = import_people(many, out, CFG, workers=1, progress=False)
+    assert ds.manifest["shards_imported_this_run"] == shards - done
+    assert files(out) == files(reference)
 
 
 def test_rerun_on_a_grown_folder_imports_only_the_new_photos(people_dir, faces, tmp_path):
