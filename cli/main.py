@@ -28,6 +28,7 @@ def main() -> None:
 
 
 def _register() -> None:
+    from cli.calibrate import calibrate
     from cli.data import data
     from cli.demo import demo
     from cli.edge import EDGE_COMMANDS
@@ -39,6 +40,7 @@ def _register() -> None:
     main.add_command(train)
     main.add_command(qat)
     main.add_command(export_cmd)
+    main.add_command(calibrate)
     main.add_command(evaluate)
     main.add_command(compare)
     main.add_command(demo)

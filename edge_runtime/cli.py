@@ -18,11 +18,13 @@ from edge_runtime.errors import SiamfaceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 BOX_HELP = "face box x0,y0,x1,y1 (pixels) used for every image instead of detection"
+THRESHOLD_HELP = ("cosine threshold in [-1, 1] for this decision instead of the bundle's "
+                  "(set that one with `siamface calibrate`)")
 DEFAULT_GALLERY = os.environ.get("SIAMFACE_GALLERY", str(Path.home() / ".siamface" / "gallery.db"))
 
 
 @contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """LiteRT's C++ logger writes to file descriptor 2 ("INFO: Created TensorFlow Lite XNNPACK
     delegate", load errors that the Python exception repeats): hide it so stderr holds only our line."""
     sys.stderr.flush()
@@ -41,7 +43,7 @@ def _reconstructor(args):
 
     if not args.model:
         raise SiamfaceError("no bundle given: pass --model BUNDLE_DIR or set SIAMFACE_BUNDLE")
-    with _native_stderr_silenced():  # the XNNPACK notice is printed once per process, at the first model
+    with native_stderr_silenced():  # the XNNPACK notice is printed once per process, at the first model
         return Reconstructor.from_bundle(args.model, ReconstructorOptions(args.detector, args.threads))
 
 
@@ -115,48 +117,55 @@ def cmd_reconstruct(args) -> None:
         print(f"{path}: {len(faces)} face(s), yaw {yaw:+.1f} pitch {pitch:+.1f} roll {roll:+.1f} -> {stem}.json")
 
 
-def _threshold(rec) -> float:
-    """The bundle's cosine threshold within [-1, 1]: one calibrated a hair above 1 (float32 cosines of
-    near-identical embeddings of an untrained model) means "accept nothing", as 1.0 does."""
-    return min(max(rec.bundle.threshold, -1.0), 1.0)
+def _decision(args, rec) -> tuple[float, str]:
+    """(cosine threshold, where it comes from): --threshold when given, else the bundle's; both obey
+    the one rule for thresholds (identity.cosine_threshold)."""
+    from edge_runtime.identity import cosine_threshold
+
+    if args.threshold is not None:
+        return cosine_threshold(args.threshold, "--threshold"), "--threshold"
+    return rec.bundle.threshold, rec.bundle.threshold_source
 
 
-def _gallery(args, rec):
+def _gallery(args, rec, threshold: float):
     from edge_runtime.identity import Gallery
 
     Path(args.gallery).parent.mkdir(parents=True, exist_ok=True)
-    return Gallery(args.gallery, rec.bundle.model_hash, _threshold(rec))
+    return Gallery(args.gallery, rec.bundle.model_hash, threshold)
 
 
 def cmd_verify(args) -> None:
     rec = _reconstructor(args)
+    threshold, source = _decision(args, rec)
     box = parse_box(args.box)
     _, (a,) = _faces(rec, Path(args.image_a), box)
     _, (b,) = _faces(rec, Path(args.image_b), box)
-    score, threshold = float(a.embedding @ b.embedding), _threshold(rec)
-    print(json.dumps({"score": round(score, 4), "threshold": round(threshold, 4), "same_person": score >= threshold,
-                      "far_at_threshold": rec.bundle.meta["verification"]["far"]}))
+    score = float(a.embedding @ b.embedding)
+    far = rec.bundle.meta["verification"].get("far") if args.threshold is None else None
+    print(json.dumps({"score": round(score, 4), "score_kind": "cosine", "threshold": round(threshold, 4),
+                      "threshold_source": source, "same_person": score >= threshold, "far_at_threshold": far}))
 
 
 def cmd_enroll(args) -> None:
     rec = _reconstructor(args)
     box = parse_box(args.box)
     embeddings = [_faces(rec, p, box)[1][0].embedding for p in _expand(args.images)]
-    entry = _gallery(args, rec).enroll(args.name, np.stack(embeddings), update=args.update)
+    entry = _gallery(args, rec, rec.bundle.threshold).enroll(args.name, np.stack(embeddings), update=args.update)
     print(f"enrolled {entry.name} from {entry.count} image(s) into {args.gallery}")
 
 
 def cmd_identify(args) -> None:
     rec = _reconstructor(args)
+    threshold, source = _decision(args, rec)
     _, (face,) = _faces(rec, Path(args.image), parse_box(args.box))
-    result = _gallery(args, rec).identify(face.embedding, k=args.k)
-    print(json.dumps({"best": result.best, "threshold": round(result.threshold, 4),
-                      "candidates": [[n, round(s, 4)] for n, s in result.candidates]}))
+    result = _gallery(args, rec, threshold).identify(face.embedding, k=args.k)
+    print(json.dumps({"best": result.best, "score_kind": "cosine", "threshold": round(result.threshold, 4),
+                      "threshold_source": source, "candidates": [[n, round(s, 4)] for n, s in result.candidates]}))
 
 
 def cmd_gallery(args) -> None:
     rec = _reconstructor(args)
-    gallery = _gallery(args, rec)
+    gallery = _gallery(args, rec, rec.bundle.threshold)
     if args.action == "remove":
         if not args.name:
             raise SiamfaceError("gallery remove needs a NAME")
@@ -217,6 +226,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("image_a")
     c.add_argument("image_b")
     c.add_argument("--box", help=BOX_HELP)
+    c.add_argument("--threshold", help=THRESHOLD_HELP)
     for name, func, help_text in (("enroll", cmd_enroll, "add a person to the gallery"),
                                   ("identify", cmd_identify, "who is this? (1:N against the gallery)"),
                                   ("gallery", cmd_gallery, "list or remove enrolled people")):
@@ -229,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
         elif name == "identify":
             c.add_argument("image")
             c.add_argument("-k", type=int, default=5)
+            c.add_argument("--threshold", help=THRESHOLD_HELP)
         else:
             c.add_argument("action", choices=("list", "remove"))
             c.add_argument("name", nargs="?")

@@ -79,6 +79,21 @@ class Enrollment:
     updated_at: datetime
 
 
+def cosine_threshold(value: Any, where: str) -> float:
+    """The one rule for a decision threshold on cosine similarity: a finite number in [-1, 1].
+
+    Bundles (load and write), the gallery and ``--threshold`` all check with this, so a value one
+    of them accepts is accepted by all; ``where`` names the file or option in the error."""
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = math.nan
+    if not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise SiamfaceError(f"{where}: threshold {value!r} is not a cosine in [-1, 1]; pass a number from -1 "
+                            f"(accept everyone) to 1 (accept only identical embeddings)")
+    return threshold
+
+
 def as_embeddings(x: Any) -> np.ndarray:
     """An embedding (D,), a batch (N, D), an object with ``.embedding`` (a Face) or a list of
     any of these -> float64 array (N, D); raises SiamfaceError on anything else."""
@@ -166,10 +181,8 @@ class Gallery:
         self.path = Path(path)
         if not model_hash:
             raise SiamfaceError(f"gallery {self.path}: empty model hash; pass the bundle's model hash")
-        if not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
-            raise SiamfaceError(f"gallery {self.path}: threshold {threshold} is not a cosine in [-1, 1]")
         self.model_hash = model_hash
-        self.threshold = float(threshold)
+        self.threshold = cosine_threshold(threshold, f"gallery {self.path}")
         self._open()
 
     # -- opening and checking the file ---------------------------------------------------

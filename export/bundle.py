@@ -1,4 +1,5 @@
-"""Write a bundle folder atomically: model.tflite, the face-model decoder, licence, bundle.json."""
+"""Write a bundle folder atomically: model.tflite, the face-model decoder, licence, bundle.json
+(sealed with its metadata digest by edge_runtime.bundle.write_meta)."""
 from __future__ import annotations
 
 import io
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.atomic import atomic_folder, atomic_write_json
-from edge_runtime.bundle import DECODER, FORMAT_VERSION, META, MODEL
+from edge_runtime.atomic import atomic_folder
+from edge_runtime.bundle import DECODER, FORMAT_VERSION, MODEL, write_meta
 from edge_runtime.morphable_model import MorphableModel, file_sha256, resolve_face_model_path
 from edge_runtime.params import ParamLayout
 from edge_runtime.provenance import utc_now
@@ -39,5 +40,5 @@ def write_bundle(out: str | os.PathLike, tflite: bytes, meta: dict, model: Morph
         full = {"format_version": FORMAT_VERSION, "kind": "siamface.bundle", "created": utc_now(), **meta}
         full["model"] = {"file": MODEL, "sha256": file_sha256(tmp / MODEL), "size_bytes": len(tflite)}
         full["face_model"] = {**model.describe(), "decoder": {"file": DECODER, "sha256": file_sha256(tmp / DECODER)}}
-        atomic_write_json(tmp / META, full)
+        write_meta(tmp, full)
     return Path(out)

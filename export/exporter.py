@@ -3,6 +3,7 @@ calibrate its verification threshold on held-out identities, write the bundle.
 """
 from __future__ import annotations
 
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,9 @@ from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import load_face_model
 from edge_runtime.params import Whitening
 from edge_runtime.provenance import package_versions
-from evaluation import metrics
 from export import parity
 from export.bundle import write_bundle
+from export.calibration import every_pair, operating_point, pair_scores, shortfall
 from export.tflite import FULL_INTEGER, VARIANTS, convert
 from training.checkpoint import load_checkpoint
 from training.data.dataset import Dataset, SplitData
@@ -43,15 +44,17 @@ def held_out(dataset: Dataset) -> SplitData:
 
 
 def calibrate(embeddings: np.ndarray, identities: np.ndarray, far_target: float) -> dict:
-    """Threshold on cosine similarity at ``far_target`` over all pairs of held-out images."""
-    e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    i, j = np.triu_indices(len(e), k=1)
-    scores, same = np.sum(e[i] * e[j], axis=1), identities[i] == identities[j]
-    point = metrics.threshold_at_far(scores, same, far_target)
-    if not np.isfinite(point["threshold"]):   # no positive accepted at that FAR: reject all negatives
-        point["threshold"] = float(scores[~same].max() + 1e-6)
-    return {**point, "far_target": far_target, "eer": metrics.eer(scores, same), "pairs": int(len(scores)),
-            "same_pairs": int(same.sum()), "identities": int(len(np.unique(identities))), "similarity": "cosine"}
+    """Threshold on cosine similarity at ``far_target`` over all pairs of held-out images; a FAR below
+    what the pairs can measure is raised to the smallest measurable one, with a warning."""
+    i, j, same = every_pair(identities)
+    point = operating_point(pair_scores(embeddings, i, j), same, far_target, clamp_far=True)
+    if "far_target_used" in point:
+        tqdm.write(f"warning: {point['n_pairs']['different']} different-person pairs cannot measure FAR {far_target:g}: "
+                   f"threshold set at FAR {point['far_target_used']:.2g}; raise calibration_images for a lower one",
+                   file=sys.stderr)
+    if shortfall(point):
+        tqdm.write(f"warning: {shortfall(point)}", file=sys.stderr)
+    return {**point, "identities": int(len(np.unique(identities)))}
 
 
 def _sample(split: SplitData, n: int) -> np.ndarray:
@@ -103,8 +106,8 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
             "param_layout": layout.to_dict(), "whitening": meta["whitening"],
             "crop": {"convention": "3ddfa", "center_shift": CENTER_SHIFT, "side_factor": SIDE_FACTOR},
             "embedding": {"dim": int(embs.shape[1]), "normalise": "l2", "similarity": "cosine"},
-            "verification": {**calibrate(embs, cal_ids, cfg.far_target),
-                             "source": f"{heldout.name} split of {dataset.root}"},
+            "verification": {"source": "synthetic", "data": f"{heldout.name} split of {dataset.root}",
+                             **calibrate(embs, cal_ids, cfg.far_target)},
             "parity": figures,
             "training": {"checkpoint": str(checkpoint), "kind": meta["kind"], "step": meta["step"],
                          "validation_nme": meta["validation"]["nme"]["mean"], "data": meta["training_data"],

@@ -132,7 +132,7 @@ def test_device_commands_run_without_tensorflow(tiny_bundles, photos, tmp_path):
     assert (tmp_path / "out" / "astronaut.obj").is_file()
     ok(run("enroll", "astronaut", photos / "astronaut.jpg", "--model", model, "--gallery", gallery, env=env))
     verdict = json.loads(ok(run("verify", photos / "astronaut.jpg", photos / "two_faces.png", "--model", model, env=env)))
-    assert set(verdict) == {"score", "threshold", "same_person", "far_at_threshold"}
+    assert set(verdict) == {"score", "score_kind", "threshold", "threshold_source", "same_person", "far_at_threshold"}
     found = json.loads(ok(run("identify", photos / "gray.png", "--model", model, "--gallery", gallery, env=env)))
     assert [name for name, _ in found["candidates"]] == ["astronaut"]
     assert not log.exists(), log.read_text()  # nothing even tried to import the training stack
@@ -350,14 +350,16 @@ def test_enroll_verify_identify_list_remove(colour_bundle, synthetic, tmp_path):
         assert [n for n, _ in found["candidates"]] == [n for n, _ in expected]
         np.testing.assert_allclose([s for _, s in found["candidates"]], [s for _, s in expected], atol=2e-4)
         assert found["best"] == (expected[0][0] if expected[0][1] >= COLOUR_THRESHOLD else None)
-        assert found["threshold"] == COLOUR_THRESHOLD
+        assert found["threshold"] == COLOUR_THRESHOLD and found["score_kind"] == "cosine"
+        assert found["threshold_source"] == "bundle: source not recorded"  # the hand-made block has none
 
     box = "10,8,54,52"
     for i, j in ((a[2], a[2]), (a[2], b[2])):
         verdict = json.loads(ok(run("verify", paths[i], paths[j], "--box", box, "--model", model)))
         score = float(embedding(i, (10, 8, 54, 52)) @ embedding(j, (10, 8, 54, 52)))
-        assert verdict == {"score": pytest.approx(score, abs=2e-4), "threshold": COLOUR_THRESHOLD,
-                           "same_person": score >= COLOUR_THRESHOLD, "far_at_threshold": 0.05}
+        assert verdict == {"score": pytest.approx(score, abs=2e-4), "score_kind": "cosine", "threshold": COLOUR_THRESHOLD,
+                           "threshold_source": "bundle: source not recorded", "same_person": score >= COLOUR_THRESHOLD,
+                           "far_at_threshold": 0.05}
         assert i != j or verdict["same_person"]
 
     listing = ok(run("gallery", "list", "--model", model, "--gallery", gallery)).strip().splitlines()
@@ -367,6 +369,37 @@ def test_enroll_verify_identify_list_remove(colour_bundle, synthetic, tmp_path):
     assert [ln.split("\t")[0] for ln in listing] == ["alice"]
     assert "'bob' is not enrolled" in user_error(run("gallery", "remove", "bob", "--model", model, "--gallery", gallery),
                                                  gallery)
+
+
+def test_threshold_option_changes_the_decision_and_says_so(colour_bundle, synthetic, tmp_path):
+    """--threshold just below a score accepts, just above rejects, for verify and identify, in both CLIs;
+    the output names the option as the threshold's source and claims no FAR for it."""
+    model, gallery, paths = colour_bundle, tmp_path / "people.db", synthetic["paths"]
+    box = ["--box", "10,8,54,52"]
+    ok(run("enroll", "alice", paths[0], *box, "--model", model, "--gallery", gallery))
+    plain = json.loads(ok(run("verify", paths[0], paths[-1], *box, "--model", model)))
+    score = plain["score"]
+    for program in (None, [str(SIAMFACE)]):
+        for threshold, same in ((score - 1e-3, True), (score + 1e-3, False)):
+            verdict = json.loads(ok(run("verify", paths[0], paths[-1], *box, "--model", model,
+                                        "--threshold", f"{threshold:.4f}", program=program)))
+            assert verdict == {**plain, "threshold": round(threshold, 4), "threshold_source": "--threshold",
+                               "same_person": same, "far_at_threshold": None}
+    best = json.loads(ok(run("identify", paths[-1], *box, "--model", model, "--gallery", gallery)))
+    top = best["candidates"][0][1]
+    for threshold, name in ((top - 1e-3, "alice"), (top + 1e-3, None)):
+        found = json.loads(ok(run("identify", paths[-1], *box, "--model", model, "--gallery", gallery,
+                                  "--threshold", f"{threshold:.4f}")))
+        assert found == {**best, "best": name, "threshold": round(threshold, 4), "threshold_source": "--threshold"}
+
+
+@pytest.mark.parametrize("value", ["1.0001", "-1.5", "nan", "inf", "high"])
+def test_threshold_outside_the_cosine_range_is_refused(colour_bundle, synthetic, tmp_path, value):
+    image, model = synthetic["paths"][0], colour_bundle
+    for args in (("verify", image, image), ("identify", image, "--gallery", tmp_path / "g.db")):
+        line = user_error(run(*args, "--model", model, "--threshold", value))
+        assert f"--threshold: threshold '{value}' is not a cosine in [-1, 1]" in line
+    assert not (tmp_path / "g.db").exists()
 
 
 # -- bench and check -------------------------------------------------------------------------------

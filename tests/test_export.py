@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import load_bundle
+from edge_runtime.bundle import load_bundle, metadata_digest
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.interpreter import TFLiteModel
 from export.exporter import ExportConfig, export_checkpoint
@@ -29,8 +29,12 @@ def test_every_variant_loads_and_records_itself(tiny_bundles):
         assert m["variant"] == variant and m["model"]["size_bytes"] == bundle.model_path.stat().st_size
         assert m["param_layout"] == {"n_id": 20, "n_exp": 53, "n_pose": 12}
         assert m["input"]["size"] == 64 and m["embedding"]["dim"] == 32
-        assert 0 <= m["verification"]["far"] <= m["verification"]["far_target"]
-        assert m["verification"]["threshold"] <= 1.0 + 1e-5 and "tensorflow" in m["versions"]
+        v = m["verification"]
+        assert v["source"] == "synthetic" and v["data"].startswith("test split of ") and v["identities"] == 4
+        assert v["n_pairs"] == {"same": 24, "different": 96}  # 16 held-out photos of 4 people, every pair
+        assert v["far_target"] == 0.01 and v["far_target_used"] == pytest.approx(1 / 96)  # 0.01 is unmeasurable
+        assert 0 <= v["far"] <= v["far_target_used"] and -1.0 <= v["threshold"] <= 1.0
+        assert bundle.threshold_source == "bundle: synthetic, FAR 0.0104" and "tensorflow" in m["versions"]
         assert m["training"]["kind"] == ("qat" if variant == "int8-qat" else "float")
         assert (bundle.root / "FACE_MODEL_LICENSE").is_file()
         model = TFLiteModel(bundle.model_path)
@@ -66,6 +70,39 @@ def test_tampered_files_are_refused(tiny_bundles, tmp_path):
             load_bundle(copy)
     with pytest.raises(SiamfaceError, match="not a siamface bundle"):
         load_bundle(tmp_path)
+
+
+def test_metadata_digest_covers_what_decides_matches(tiny_bundles, tmp_path):
+    """Any edit of a sealed value fails load (and so `check`) with a line saying to calibrate or
+    re-export; descriptive fields, key order and whitespace may change freely."""
+    copy = shutil.copytree(tiny_bundles / "bundles" / "fp16", tmp_path / "fp16")
+    original = json.loads((copy / "bundle.json").read_text())
+    assert original["metadata_sha256"] == metadata_digest(original)
+
+    def with_edit(edit) -> None:
+        meta = json.loads(json.dumps(original))
+        edit(meta)
+        (copy / "bundle.json").write_text(json.dumps(meta, indent=2))
+
+    edits = {"threshold": lambda m: m["verification"].update(threshold=-1.0),
+             "far": lambda m: m["verification"].update(far=0.5),
+             "layout": lambda m: m["param_layout"].update(n_id=19),
+             "whitening": lambda m: m["whitening"]["mean"].__setitem__(0, 1.5),
+             "input size": lambda m: m["input"].update(size=120),
+             "model hash": lambda m: m["model"].update(size_bytes=1),
+             "added key": lambda m: m["crop"].update(extra=1),
+             "removed block": lambda m: m.pop("embedding")}
+    for name, edit in edits.items():
+        with_edit(edit)
+        with pytest.raises(SiamfaceError, match="bundle.json was edited by hand.*siamface calibrate .* or re-export"):
+            load_bundle(copy)
+    with_edit(lambda m: m.pop("metadata_sha256"))
+    with pytest.raises(SiamfaceError, match="has no metadata_sha256 .*siamface calibrate"):
+        load_bundle(copy)
+    with_edit(lambda m: (m["parity"].update(images=0), m["training"].update(step=-1), m.update(created="then")))
+    assert load_bundle(copy).meta["parity"]["images"] == 0
+    (copy / "bundle.json").write_text(json.dumps(dict(reversed(list(original.items())))))  # order, no indent
+    assert load_bundle(copy).meta == original
 
 
 def test_parity_check_fails_when_model_and_checkpoint_differ(tiny_bundles):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.identity import APPLICATION_ID, SCHEMA_VERSION, Gallery, Identification, as_embeddings
+from edge_runtime.identity import (APPLICATION_ID, SCHEMA_VERSION, Gallery, Identification, as_embeddings,
+                                   cosine_threshold)
 
 HASH = "a" * 64
 OTHER_HASH = "b" * 64
@@ -82,6 +83,22 @@ def test_threshold_boundary_is_a_match(path):
     above = Gallery(path, HASH, threshold=float(np.nextafter(0.6, 1.0)))
     assert not above.verify([3.0, 4.0], "alice").match
     assert above.identify([3.0, 4.0]).best is None
+
+
+def test_threshold_is_a_cosine_in_minus_one_to_one(path):
+    """The gallery takes exactly the thresholds bundles and --threshold take (cosine_threshold): -1
+    matches everyone, 1 only an identical direction; anything outside [-1, 1] or non-finite is refused."""
+    Gallery(path, HASH, threshold=0.5).enroll("alice", [1.0, 0.0])
+    assert Gallery(path, HASH, threshold=-1).identify([-1.0, 0.0]).best == "alice"
+    everyone = Gallery(path, HASH, threshold=-1.0).verify([-1.0, 0.0], "alice")
+    assert everyone.score == -1.0 and everyone.match
+    assert Gallery(path, HASH, threshold=1.0).verify([2.0, 0.0], "alice").match
+    assert not Gallery(path, HASH, threshold=1.0).verify([1.0, 1e-3], "alice").match
+    for bad in (float(np.nextafter(1.0, 2.0)), float(np.nextafter(-1.0, -2.0)), math.nan, math.inf, "x"):
+        with pytest.raises(SiamfaceError, match=r"gallery .*gallery.db: threshold .* is not a cosine in \[-1, 1\]"):
+            Gallery(path, HASH, threshold=bad)
+        with pytest.raises(SiamfaceError, match="is not a cosine"):
+            cosine_threshold(bad, "here")
 
 
 def test_update_merges_as_running_mean_and_plain_enroll_replaces(gallery):

@@ -1,0 +1,43 @@
+"""`siamface calibrate`: set a bundle's verification threshold on the user's own photos."""
+from __future__ import annotations
+
+import click
+
+from cli.evaluate import BOX, IMAGES
+from edge_runtime.cli import parse_box
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True),
+              help="Folder of people (person/*.jpg; every pair of photos is used) or pairs file "
+                   "(LFW pairs.txt, CSV file_a,file_b,same).")
+@click.option("--far", default=1e-2, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="False-accept rate the threshold is set for; at least 1 / (different-person pairs).")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Write a calibrated copy of BUNDLE here instead of updating BUNDLE in place.")
+@click.option("--detector", default=None, help="Face detector (blazeface, blazeface-full); default: the device's.")
+@IMAGES
+@BOX
+def calibrate(bundle, data, far, out, detector, images, box) -> None:
+    """Set BUNDLE's cosine threshold at FAR on photos of people, each embedded as `siamface verify`
+    does (largest face, detector + refine), and record the data, pair counts, FAR and TAR in
+    bundle.json (rewritten atomically, with a new metadata digest)."""
+    from edge_runtime.detector import DEFAULT_DETECTOR
+    from export.calibration import calibrate_bundle, shortfall
+
+    result = calibrate_bundle(bundle, data, far, out, images, parse_box(box), detector or DEFAULT_DETECTOR)
+    v, n = result.verification, result.verification["n_pairs"]
+    for path, reason in result.skipped:
+        click.echo(f"skipped {path}: {reason}", err=True)
+    if result.was_edited:
+        click.echo(f"note: {bundle}/bundle.json had no valid metadata digest (edited by hand or older); "
+                   f"its threshold is replaced by the calibrated one", err=True)
+    if shortfall(v):
+        click.echo(f"warning: {shortfall(v)}", err=True)
+    previous = v["previous"]
+    click.echo(f"{result.bundle}: threshold {v['threshold']:.4f} (cosine) at FAR {v['far']:.4g} "
+               f"({v['false_accepts']} of {n['different']} different-person pairs accepted; target {far:g}), "
+               f"TAR {v['tar']:.3f} ({v['true_accepts']} of {n['same']} same-person pairs); "
+               f"{v['photos']} photos used, {v['skipped_photos']} skipped; "
+               f"was {previous.get('threshold', float('nan')):.4f} ({previous.get('source', 'unrecorded')})")

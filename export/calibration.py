@@ -1,0 +1,206 @@
+"""A bundle's verification threshold from pair scores: set at a target false-accept rate (FAR) on
+held-out synthetic people at export, and on the user's own photos by `siamface calibrate`, whose
+embeddings come from the device path (detector, crop, refine pass, largest face), so the
+threshold fits the scores `siamface verify` will compute.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from edge_runtime.atomic import atomic_folder
+from edge_runtime.bundle import DIGEST, META, Bundle, load_bundle, metadata_digest, write_meta
+from edge_runtime.detector import DEFAULT_DETECTOR
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.provenance import utc_now
+from evaluation import metrics
+
+_CHUNK = 1 << 16  # pairs scored at once: bounded memory for the ~N^2/2 pairs of a big folder
+
+
+def every_pair(identities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (i, j, same) with i < j over a labelled set: every different-person pair counts,
+    so the lowest FAR that can be measured is as low as the set allows."""
+    identities = np.asarray(identities)
+    i, j = np.triu_indices(len(identities), k=1)
+    return i, j, identities[i] == identities[j]
+
+
+def pair_scores(embeddings: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Cosine similarity of embeddings[i] and embeddings[j], pair by pair."""
+    return np.concatenate([metrics.cosine_scores(embeddings[i[k:k + _CHUNK]], embeddings[j[k:k + _CHUNK]])
+                           for k in range(0, len(i), _CHUNK)] or [np.zeros(0)])
+
+
+def check_measurable(far_target: float, n_different: int) -> None:
+    """Refuse a FAR below 1/n: n different-person pairs cannot measure it (one false accept is 1/n)."""
+    if n_different and far_target < 1.0 / n_different:
+        raise SiamfaceError(
+            f"{n_different} different-person pairs cannot measure a FAR below 1/{n_different} = {1 / n_different:.2g}; "
+            f"FAR {far_target:g} needs {math.ceil(1 / far_target)} or more: add photos of more people or ask for "
+            f"FAR {1 / n_different:.2g} or higher")
+
+
+def operating_point(scores: np.ndarray, same: np.ndarray, far_target: float, clamp_far: bool = False) -> dict:
+    """The threshold (cosine, within [-1, 1]) at ``far_target``, with the FAR and TAR measured at it.
+
+    With n different-person pairs no FAR below 1/n can be measured: ``clamp_far`` sets the threshold
+    at FAR 1/n instead and records ``far_target_used``, otherwise asking for less is an error. When
+    no same-person pair is accepted at the FAR, the threshold sits just above every different-person
+    score. A threshold outside [-1, 1] (float cosines of a collapsed model's embeddings reach a hair
+    above 1) is clamped to the range, its unclamped value recorded, and FAR and TAR are measured
+    at the clamped value, so the record always describes the threshold the device uses.
+    """
+    scores, same = np.asarray(scores, np.float64).ravel(), np.asarray(same, bool).ravel()
+    n_same, n_diff = int(same.sum()), int((~same).sum())
+    if n_same == 0 or n_diff == 0:
+        raise SiamfaceError(f"a threshold needs same-person and different-person pairs, got {n_same} and {n_diff}: "
+                            f"use photos of two or more people, with two or more photos of some of them")
+    point: dict = {"far_target": far_target}
+    if not clamp_far:
+        check_measurable(far_target, n_diff)
+    elif far_target < 1.0 / n_diff:
+        point["far_target_used"] = far_target = 1.0 / n_diff
+    raw = metrics.threshold_at_far(scores, same, far_target)["threshold"]
+    if not np.isfinite(raw):
+        raw = float(scores[~same].max()) + 1e-6
+    threshold = float(np.clip(raw, -1.0, 1.0))
+    if threshold != raw:
+        point["threshold_unclamped"] = raw
+    accepted = scores >= threshold
+    return {**point, "threshold": threshold, "far": float(accepted[~same].mean()), "tar": float(accepted[same].mean()),
+            "false_accepts": int(accepted[~same].sum()), "true_accepts": int(accepted[same].sum()),
+            "n_pairs": {"same": n_same, "different": n_diff}, "eer": metrics.eer(scores, same),
+            "similarity": "cosine"}
+
+
+def shortfall(point: dict) -> str | None:
+    """A warning when the FAR measured at the threshold exceeds the one asked for (None otherwise):
+    only a threshold clamped to 1.0 does that, when even identical-looking scores are impostors."""
+    target = point.get("far_target_used", point["far_target"])
+    if point["far"] <= target:
+        return None
+    return (f"no cosine threshold reaches FAR {target:.3g} on these pairs: at {point['threshold']:g}, "
+            f"{point['false_accepts']} of {point['n_pairs']['different']} different-person pairs are still "
+            f"accepted; the model does not tell these people apart")
+
+
+# -- `siamface calibrate`: the user's photos through the device path ---------------------------------
+
+
+@dataclass
+class PairSet:
+    """Photos and the pairs over them (indices into ``photos``)."""
+
+    photos: list[Path]
+    i: np.ndarray
+    j: np.ndarray
+    same: np.ndarray
+
+
+def open_pairs(data: str | os.PathLike, images: str | os.PathLike | None = None) -> PairSet:
+    """A folder of people (person/*.jpg: every pair of photos) or a pairs file (LFW pairs.txt with
+    images under ``images``, default its folder; or a CSV file_a,file_b,same): the listed pairs."""
+    from training.data.real_formats import IdentityFolderLoader, read_lfw_pairs, read_pairs_csv
+
+    data = Path(data)
+    if data.is_file():
+        pairs = read_pairs_csv(data) if data.suffix.lower() == ".csv" else read_lfw_pairs(data, images)
+        photos = list(dict.fromkeys(p for pair in pairs for p in pair[:2]))
+        index = {p: k for k, p in enumerate(photos)}
+        return PairSet(photos, np.array([index[p.path_a] for p in pairs]), np.array([index[p.path_b] for p in pairs]),
+                       np.array([p.same for p in pairs], bool))
+    if data.is_dir():
+        entries = IdentityFolderLoader(data).entries
+        return PairSet([e.image_path for e in entries], *every_pair(np.array([e.identity for e in entries])))
+    raise SiamfaceError(f"--data {data} does not exist: pass a folder of people (person/*.jpg) or a pairs file "
+                        f"(LFW pairs.txt, CSV file_a,file_b,same)")
+
+
+def embed_photos(rec, photos: Sequence[Path], box: Sequence[float] | None = None, progress: bool = True
+                 ) -> tuple[np.ndarray, list[tuple[Path, str]]]:
+    """Each photo's identity embedding as `siamface verify` computes it (the largest face, or the face
+    in ``box``); rows of unusable photos are NaN and listed in skipped as (path, reason)."""
+    from evaluation.eval_data import NO_FACE
+    from training.data.real_formats import SampleError, read_image
+
+    rows, skipped = [], []
+    for path in tqdm(photos, desc="embed", unit="photo", disable=not progress):
+        try:
+            faces = rec.reconstruct(read_image(path), boxes=None if box is None else [box])
+        except SampleError as exc:
+            faces, reason = [], exc.reason
+        else:
+            reason = NO_FACE
+        if not faces:
+            skipped.append((Path(path), reason))
+        rows.append(faces[0].embedding if faces else None)
+    dim = next((len(r) for r in rows if r is not None), 1)
+    return np.stack([np.full(dim, np.nan) if r is None else r for r in rows]), skipped
+
+
+@dataclass
+class Calibration:
+    """What `siamface calibrate` did: the bundle written, the verification block recorded in it,
+    the photos left out, and whether the old bundle.json had been edited by hand."""
+
+    bundle: Path
+    verification: dict
+    skipped: list[tuple[Path, str]]
+    was_edited: bool
+
+
+def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, far_target: float,
+                     out: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
+                     box: Sequence[float] | None = None, detector: str = DEFAULT_DETECTOR,
+                     progress: bool = True) -> Calibration:
+    """Set the bundle's threshold at ``far_target`` on the pairs in ``data`` and record where it came
+    from; bundle.json is rewritten atomically (or the bundle copied to ``out``) with a new digest."""
+    from edge_runtime.cli import native_stderr_silenced
+    from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
+
+    bundle = load_bundle(bundle_path, check_metadata=False)  # file hashes checked; a hand edit is replaced below
+    pairs = open_pairs(data, images)
+    check_measurable(far_target, int((~pairs.same).sum()))  # before the photos: skipped ones only lower n
+    with native_stderr_silenced():
+        rec = Reconstructor(bundle, ReconstructorOptions(detector))
+    embeddings, skipped = embed_photos(rec, pairs.photos, box, progress)
+    usable = np.isfinite(embeddings).all(axis=1)
+    keep = usable[pairs.i] & usable[pairs.j]
+    if not keep.any():
+        raise SiamfaceError(f"{data}: no pair has two photos with a face ({len(skipped)} of {len(pairs.photos)} photos "
+                            f"skipped): use photos with a visible face, or --box for aligned face crops")
+    i, j = pairs.i[keep], pairs.j[keep]
+    point = operating_point(pair_scores(embeddings, i, j), pairs.same[keep], far_target)
+    old = bundle.meta.get("verification", {})
+    block = {"source": "calibrated", "data": str(Path(data).resolve()), "date": utc_now(), **point,
+             "photos": int(usable.sum()), "skipped_photos": len(skipped),
+             "faces": f"box {','.join(f'{v:g}' for v in box)}" if box is not None else f"{detector}, refined, largest",
+             "previous": {k: old[k] for k in ("source", "data", "threshold", "far_target") if k in old}}
+    written = write_calibrated(bundle, {**bundle.meta, "verification": block}, out)
+    return Calibration(written, block, skipped, bundle.meta.get(DIGEST) != metadata_digest(bundle.meta))
+
+
+def write_calibrated(bundle: Bundle, meta: dict, out: str | os.PathLike | None = None) -> Path:
+    """Rewrite the bundle's bundle.json in place, or copy the bundle to a new folder ``out`` with
+    ``meta``; either appears whole or not at all, and is re-read with every check."""
+    if out is None or Path(out).resolve() == bundle.root.resolve():
+        write_meta(bundle.root, meta)
+        target = bundle.root
+    else:
+        target = Path(out)
+        if target.exists():
+            raise SiamfaceError(f"--out {target} exists: pass a new folder, or leave out --out to update "
+                                f"{bundle.root} in place")
+        with atomic_folder(target) as tmp:
+            shutil.copytree(bundle.root, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(META, ".*"))
+            write_meta(tmp, meta)
+    load_bundle(target)
+    return target
