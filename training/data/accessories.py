@@ -1,0 +1,617 @@
+"""The head's own frame, small z-buffered shells placed in it, and the things people wear or hold
+in front of their faces: glasses, caps and hats, hands, microphones, face masks.
+
+Shells (hair, clothes, hats) are grids of points built in the head frame, rasterized with the
+project's rasterizer against a copy of the head's z-buffer into a (u, v, material + shade)
+buffer, then coloured per pixel by one numba pass and composited with soft edges. Glasses are
+3D polylines tested segment by segment against the same z-buffer, so arms vanish behind the
+head and hair. Hands, microphones and masks are flat cv2 drawings over the lower face.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numba
+import numpy as np
+
+from edge_runtime.camera import FLIP, euler_to_matrix
+from training.data.rasterizer import rasterize, visible_triangles
+
+# Materials: pattern codes of the shading table (column 0 of a row).
+SOLID, HAIR, STRIPES, CHECKS, OPENING, KNIT = 0, 1, 2, 3, 4, 5
+TABLE_COLUMNS = 16  # kind, rgb, rgb2, freq, phase, wave amp, wave freq, param, spec, opacity, ambient, (unused)
+MAX_MATERIALS = 8
+
+
+@dataclass(frozen=True)
+class HeadFrame:
+    """The head upright in its own frame ("U"): the model's axes (+x to the image's right at zero
+    yaw, +y up, +z towards the viewer) in pixels at the head's depth, origin arbitrary. Points
+    map to image space (x, y pixels, z depth, larger farther) through the weak-perspective
+    camera of the pose (``image = U @ rot.T``) or, given one, the renderer's pinhole camera. The
+    cranium is fitted by an axis-aligned ellipsoid."""
+
+    rot: np.ndarray        # (3, 3) float32, the camera's rotation with the axis flip
+    landmarks: np.ndarray  # (68, 3) float32, in U
+    centre: np.ndarray     # (3,) cranium ellipsoid centre: x mid, y at the brows, z mid
+    radii: np.ndarray      # (3,) half-width, brows to crown, half-depth
+    unit: float            # the cranium's half-width in pixels: sizes of things placed are multiples of it
+    pinhole: tuple[float, float, float, float, float] | None = None  # focal, cx, cy, distance, scale
+
+    @classmethod
+    def fit(cls, verts: np.ndarray, landmarks: np.ndarray, angles: tuple[float, float, float],
+            skull: np.ndarray, camera=None) -> "HeadFrame":
+        """From image-space vertices, their landmarks (same space), the pose, the indices of head
+        vertices (face and back of head) to fit the cranium on, and the renderer's pinhole camera
+        (training.data.sampling.PinholeCamera; None: weak perspective)."""
+        if camera is None:
+            rot, pinhole = (FLIP @ euler_to_matrix(*angles)).astype(np.float32), None
+        else:
+            rot = np.asarray(camera.rotation, np.float32)
+            pinhole = (float(camera.focal), float(camera.centre[0]), float(camera.centre[1]),
+                       float(camera.distance), float(camera.scale))
+        frame = cls(rot, np.zeros((68, 3), np.float32), np.zeros(3, np.float32), np.ones(3, np.float32), 1.0, pinhole)
+        pts = frame.from_image(verts[skull])
+        lm = frame.from_image(landmarks)
+        brow = lm[17:27, 1].mean()
+        top = pts[:, 1].max()
+        cranium = pts[pts[:, 1] > brow + 0.15 * (top - brow)]
+        lo, hi = cranium.min(axis=0), cranium.max(axis=0)
+        centre = np.array([(lo[0] + hi[0]) / 2, brow, (lo[2] + hi[2]) / 2], np.float32)
+        radii = np.array([(hi[0] - lo[0]) / 2, top - brow, (hi[2] - lo[2]) / 2], np.float32)
+        radii *= np.sqrt((((cranium - centre) / radii) ** 2).sum(axis=1).max())  # a skull is boxier: enclose it
+        return cls(rot, lm, centre, radii, float(radii[0]), pinhole)
+
+    def from_image(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) image-space points -> U (float32)."""
+        pts = np.asarray(points, np.float32)
+        if self.pinhole is None:
+            return pts @ self.rot
+        f, cx, cy, d, s = self.pinhole
+        zc = d + pts[:, 2] / s
+        cam = np.stack([(pts[:, 0] - cx) * zc / f, (pts[:, 1] - cy) * zc / f, zc - d], -1)
+        return (cam * np.float32(s)) @ self.rot
+
+    @property
+    def lens(self) -> np.ndarray:
+        """The pinhole as float32 (focal, cx, cy, distance, scale); focal 0 for weak perspective."""
+        return np.array(self.pinhole or (0, 0, 0, 1, 1), np.float32)
+
+    def to_image(self, points: np.ndarray) -> np.ndarray:
+        """(..., 3) points in U -> image space (x, y pixels, z depth), float32."""
+        pts = np.asarray(points, np.float32)
+        if self.pinhole is None:
+            return pts @ self.rot.T
+        f, cx, cy, d, s = self.pinhole
+        rel = pts @ (self.rot.T / np.float32(s))        # camera space (cm) relative to the pivot
+        zc = np.maximum(rel[..., 2] + np.float32(d), np.float32(0.1 * d))  # nothing behind the lens
+        out = np.empty_like(rel)
+        out[..., 0] = rel[..., 0] * f / zc + cx
+        out[..., 1] = rel[..., 1] * f / zc + cy
+        out[..., 2] = (zc - d) * s
+        return out
+
+    def ellipsoid(self, azimuth: np.ndarray, s: np.ndarray, inflate: np.ndarray | float) -> np.ndarray:
+        """Points of the inflated cranium by azimuth (0 at the nose, +pi/2 at the image's right at
+        zero yaw) and ``s`` (0 at the crown, 1 at the brow line; beyond 1 straight down, one head
+        unit per unit of s, at the equator's radius). Returns (..., 3) in U."""
+        azimuth, s = np.broadcast_arrays(azimuth, s)
+        theta = np.minimum(s, 1.0) * (np.pi / 2)
+        ring = np.sin(theta) * inflate
+        out = np.empty(azimuth.shape + (3,), np.float32)
+        out[..., 0] = self.centre[0] + self.radii[0] * ring * np.sin(azimuth)
+        out[..., 1] = self.centre[1] + self.radii[1] * np.cos(theta) * inflate - np.maximum(s - 1.0, 0.0) * self.unit
+        out[..., 2] = self.centre[2] + self.radii[2] * ring * np.cos(azimuth)
+        return out
+
+
+@numba.njit(cache=True, fastmath=True)
+def _project(points, rot, lens, bias, out):
+    """HeadFrame.to_image of (n, 3) points into out[:n] and out[n:2n] (twice: a shell's two
+    sides), depth pulled ``bias`` towards the viewer."""
+    n = points.shape[0]
+    f, cx, cy, d, s = lens[0], lens[1], lens[2], lens[3], lens[4]
+    for i in range(n):
+        x, y, z = points[i, 0], points[i, 1], points[i, 2]
+        ix = rot[0, 0] * x + rot[0, 1] * y + rot[0, 2] * z
+        iy = rot[1, 0] * x + rot[1, 1] * y + rot[1, 2] * z
+        iz = rot[2, 0] * x + rot[2, 1] * y + rot[2, 2] * z
+        if f > 0.0:  # camera space in cm relative to the pivot, then the pinhole
+            zc = max(iz / s + d, 0.1 * d)
+            ix, iy, iz = ix / s * f / zc + cx, iy / s * f / zc + cy, (zc - d) * s
+        out[i, 0], out[i, 1], out[i, 2] = ix, iy, iz - bias
+        out[n + i, 0], out[n + i, 1], out[n + i, 2] = ix, iy, iz - bias
+
+
+@lru_cache(maxsize=32)
+def grid_triangles(rows: int, cols: int, closed: bool, inner_rows: int) -> np.ndarray:
+    """Triangles of a rows x cols point grid: outward faces when rows run down and columns to the
+    right as seen from outside, then the inward faces of the first ``inner_rows`` rows of quads on
+    a copy of the points offset by rows * cols (so that, where the inside can be seen, whichever
+    side faces the camera survives culling). ``closed`` joins the last column to the first."""
+    n = rows * cols
+    r, c = np.meshgrid(np.arange(rows - 1), np.arange(cols if closed else cols - 1), indexing="ij")
+    p00, p01 = r * cols + c, r * cols + (c + 1) % cols
+    p10, p11 = p00 + cols, p01 + cols
+    first, second = np.stack([p00, p10, p01], -1), np.stack([p01, p10, p11], -1)
+    outer = np.concatenate([first.reshape(-1, 3), second.reshape(-1, 3)])
+    inner = np.concatenate([first[:inner_rows].reshape(-1, 3), second[:inner_rows].reshape(-1, 3)])
+    return np.ascontiguousarray(np.concatenate([outer, inner[:, ::-1] + n]), np.uint32)
+
+
+@dataclass
+class ShellCanvas:
+    """Where shells are rasterized for one image: the z-buffer (a copy of the head's), the
+    (u, v, material + shade) buffer and the material table."""
+
+    head: np.ndarray         # the head's z-buffer (read only)
+    zbuf: np.ndarray         # the head's and the shells' so far
+    buf: np.ndarray
+    table: np.ndarray
+    light: np.ndarray        # (3,) unit, image space, towards the light
+    box: list[int]           # x0, x1, y0, y1 touched so far (inclusive)
+    materials: int = 0
+
+    @classmethod
+    def new(cls, size: int, zbuf: np.ndarray | None, light: np.ndarray) -> "ShellCanvas":
+        head = np.full((size, size), np.inf, np.float32) if zbuf is None else np.ascontiguousarray(zbuf, np.float32)
+        return cls(head, head.copy(), np.zeros((size, size, 3), np.float32), np.zeros((MAX_MATERIALS + 1, TABLE_COLUMNS), np.float32),
+                   np.asarray(light, np.float32), [size, -1, size, -1])
+
+    def material(self, kind: int, colour, colour2=None, freq: float = 0.0, phase: float = 0.0,
+                 wave: tuple[float, float] = (0.0, 0.0), param: float = 0.0, spec: float = 0.0,
+                 opacity: float = 1.0, ambient: float = 0.3) -> int:
+        """Registers a material; returns its code (1..MAX_MATERIALS)."""
+        self.materials += 1
+        m = self.materials
+        c2 = colour if colour2 is None else colour2
+        self.table[m, :14] = (kind, *colour, *c2, freq, phase, wave[0], wave[1], param, spec, opacity)
+        self.table[m, 14] = ambient
+        return m
+
+    def shell(self, points_u: np.ndarray, frame: HeadFrame, uv: np.ndarray, material: int, closed: bool,
+              inner: float = 0.45, inner_rows: int | None = None, depth_bias: float = 0.0) -> None:
+        """Rasterizes a (rows, cols, 3) grid of U points with (rows, cols, 2) texture coordinates.
+        The inside of the first ``inner_rows`` rows (all by default) is drawn too, ``inner`` times
+        darker; ``depth_bias`` pixels pull the shell towards the viewer."""
+        rows, cols = points_u.shape[:2]
+        n = rows * cols
+        inner_rows = rows - 1 if inner_rows is None else inner_rows
+        pts = np.empty((2 * n, 3), np.float32)
+        _project(points_u.reshape(-1, 3), frame.rot, frame.lens, np.float32(depth_bias), pts)
+        size = self.zbuf.shape[0]
+        tris = grid_triangles(rows, cols, closed, inner_rows)
+        visible, boxes, _, normals = visible_triangles(pts, tris, size, size)
+        if not len(visible):
+            return
+        attrs = np.empty((2 * n, 3), np.float32)
+        attrs[:n, :2] = uv.reshape(-1, 2)
+        attrs[n:, :2] = attrs[:n, :2]
+        lit = normals @ self.light
+        np.clip(lit, 0, 0.999, out=lit)
+        lit[n:] *= np.float32(inner)
+        attrs[:, 2] = lit + np.float32(material)
+        rasterize(pts, attrs, tris, visible, boxes, self.buf, self.zbuf)
+        lo, hi = boxes.min(axis=0), boxes.max(axis=0)
+        b = self.box
+        b[0], b[1], b[2], b[3] = min(b[0], int(lo[0])), max(b[1], int(hi[1])), min(b[2], int(lo[2])), max(b[3], int(hi[3]))
+
+    def composite(self, image: np.ndarray) -> None:
+        """Colours the rasterized pixels and blends them into ``image`` with a one-pixel soft edge."""
+        x0, x1, y0, y1 = self.box
+        if x1 < x0:
+            return
+        size = image.shape[0]
+        x0, y0, x1, y1 = max(x0 - 2, 0), max(y0 - 2, 0), min(x1 + 3, size), min(y1 + 3, size)
+        layer = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
+        _shade_materials(self.buf[y0:y1, x0:x1], self.table, layer)
+        layer = cv2.GaussianBlur(layer, (3, 3), 0.6)
+        bare = ~np.isfinite(self.head[y0:y1, x0:x1])  # no head there
+        _blend_premultiplied(image[y0:y1, x0:x1], layer, self.buf[y0:y1, x0:x1], bare)
+
+
+LUT_SIZE = 1024  # one period of each periodic function below, sampled
+_PHASE = np.linspace(0, 2 * np.pi, LUT_SIZE, endpoint=False)
+SIN_LUT = np.sin(_PHASE).astype(np.float32)
+# Strand clumps: three harmonics, so that the pattern does not look like regular stripes.
+STRAND_LUT = (0.5 * np.sin(_PHASE) + 0.3 * np.sin(3 * _PHASE + 1.3) + 0.2 * np.sin(7 * _PHASE + 2.1)).astype(np.float32)
+_TO_INDEX = LUT_SIZE / (2 * np.pi)
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _lut(table, x):
+    return table[int(x * _TO_INDEX) & (LUT_SIZE - 1)]
+
+
+@numba.njit(cache=True, fastmath=True)
+def _shade_materials(buf, table, layer):
+    """layer (h, w, 4) <- premultiplied colour and opacity of each rasterized pixel of buf
+    (periodic patterns from lookup tables: a sine per pixel would cost most of the time)."""
+    for y in range(buf.shape[0]):
+        for x in range(buf.shape[1]):
+            code = buf[y, x, 2]
+            if code < 1.0:
+                continue
+            m = int(code)
+            lit = code - m
+            t = table[m]
+            kind = int(t[0])
+            u, v = buf[y, x, 0], buf[y, x, 1]
+            k = t[14] + (1.0 - t[14]) * lit   # ambient + diffuse
+            second = 0.0                      # how much of colour 2
+            if kind == HAIR:
+                uu = u * t[7] + t[9] * _lut(SIN_LUT, v * t[10] + t[8]) + 1.7 * _lut(SIN_LUT, u * t[7] * 0.17 + 2.0 * t[8])
+                k *= 1.0 + t[11] * _lut(STRAND_LUT, uu)
+                lit2 = lit * lit
+                second = t[12] * lit2 * lit2 * lit2 * lit2  # sheen
+            elif kind == STRIPES:
+                second = 1.0 if _lut(SIN_LUT, v * t[7] + t[8]) > t[11] else 0.0
+            elif kind == CHECKS:
+                a = _lut(SIN_LUT, v * t[7] + t[8]) > t[11]
+                b = _lut(SIN_LUT, u * t[7] * 3.0 + t[8]) > t[11]
+                second = 0.5 * a + 0.5 * b
+            elif kind == OPENING:             # a jacket open over a shirt: a V down the front
+                second = 1.0 if abs(u) < t[11] * (v - t[12]) else 0.0
+            elif kind == KNIT:
+                k *= 1.0 + t[11] * _lut(SIN_LUT, u * t[7])
+                second = 1.0 if v > t[12] else 0.0  # a folded band at the bottom
+            a = t[13]
+            for c in range(3):
+                col = t[1 + c] * (1.0 - second) + t[4 + c] * second
+                layer[y, x, c] = min(max(col * k, 0.0), 1.0) * a
+            layer[y, x, 3] = a
+
+
+@numba.njit(cache=True, fastmath=True)
+def _blend_premultiplied(image, layer, buf, bare):
+    """image <- image * (1 - alpha) + premultiplied colour, in place; the soft edge does not
+    spill onto the head where the head hid the shell (there the head's edge stays sharp)."""
+    for y in range(image.shape[0]):
+        for x in range(image.shape[1]):
+            a = layer[y, x, 3]
+            if a > 0.0 and (buf[y, x, 2] >= 1.0 or bare[y, x]):
+                for c in range(3):
+                    image[y, x, c] = image[y, x, c] * (1.0 - a) + layer[y, x, c]
+
+
+# ---------------------------------------------------------------------------------------------
+# Glasses
+
+FRAME_COLOURS = np.array([[0.05, 0.05, 0.05], [0.25, 0.15, 0.08], [0.55, 0.45, 0.30], [0.75, 0.72, 0.65],
+                          [0.45, 0.10, 0.10], [0.10, 0.15, 0.35], [0.70, 0.60, 0.35]], np.float32)
+
+
+def _lens_outline(w: float, h: float, squareness: float, drop: float, n: int = 20) -> np.ndarray:
+    """(n, 2) outline of one lens around its centre: a superellipse, the lower half deepened by
+    ``drop`` (aviators)."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    c, s = np.cos(t), np.sin(t)
+    e = 2.0 / squareness
+    x = w * np.sign(c) * np.abs(c) ** e
+    y = h * np.sign(s) * np.abs(s) ** e
+    y = np.where(y < 0, y * (1 + drop), y)  # U has +y up: the lower half
+    return np.stack([x, y], -1)
+
+
+def _visible_segments(frame: HeadFrame, polyline_u: np.ndarray, zbuf: np.ndarray, bias: float) -> list[np.ndarray]:
+    """Image-space sub-segments (int32, 1/16 pixel) of a U polyline that are in front of zbuf."""
+    pts = frame.to_image(polyline_u)
+    mid = (pts[1:] + pts[:-1]) / 2
+    size = zbuf.shape[0]
+    col = np.clip(np.rint(mid[:, 0]).astype(np.int64), 0, size - 1)
+    row = np.clip(np.rint(mid[:, 1]).astype(np.int64), 0, size - 1)
+    ok = mid[:, 2] < zbuf[row, col] + bias
+    fixed = np.rint(pts[:, :2] * 16).astype(np.int32)
+    return [fixed[i:i + 2] for i in np.flatnonzero(ok)]
+
+
+def draw_glasses(image: np.ndarray, frame: HeadFrame, zbuf: np.ndarray, rng: np.random.Generator,
+                 tinted_p: float, reflection_p: float) -> None:
+    """3D frames in front of the eyes, arms back to the ears, lenses clear, tinted or reflecting;
+    every part tested against ``zbuf`` (the head, hair and clothes) so what is behind is hidden."""
+    lm, unit = frame.landmarks, frame.unit
+    eyes = (lm[36:42].mean(axis=0), lm[42:48].mean(axis=0))
+    iod = float(np.linalg.norm(eyes[1] - eyes[0]))
+    w, h = iod * rng.uniform(0.36, 0.5), iod * rng.uniform(0.22, 0.36)
+    outline = _lens_outline(w, h, rng.uniform(2.0, 5.0), rng.uniform(0.0, 0.4) if rng.uniform() < 0.3 else 0.0)
+    lift = iod * rng.uniform(-0.05, 0.08)
+    plane_z = max(float(lm[27, 2]), float(max(e[2] for e in eyes))) + iod * rng.uniform(0.0, 0.1)
+    wrap = rng.uniform(0.0, 0.6) / iod
+    colour = tuple(float(c) for c in FRAME_COLOURS[rng.integers(len(FRAME_COLOURS))] * rng.uniform(0.8, 1.2))
+    thick = int(max(1, round(unit * rng.uniform(0.03, 0.07))))
+    bias = unit * 0.08
+    lenses, segments = [], []
+    for side, eye in zip((-1.0, 1.0), eyes):
+        cx = float(eye[0]) + side * iod * rng.uniform(0.0, 0.04)
+        rim = np.empty((len(outline) + 1, 3), np.float32)
+        rim[:-1, 0] = cx + outline[:, 0]
+        rim[:-1, 1] = eye[1] + lift + outline[:, 1]
+        rim[:-1, 2] = plane_z - wrap * (rim[:-1, 0] - frame.centre[0]) ** 2 * 0.25
+        rim[-1] = rim[0]
+        lenses.append(rim[:-1])
+        segments += _visible_segments(frame, rim, zbuf, bias)
+        outer = rim[np.argmax(side * rim[:-1, 0])]                   # the rim's outermost point
+        ear = np.array([frame.centre[0] + side * frame.radii[0] * 1.02, outer[1] - 0.05 * unit,
+                        frame.centre[2] - 0.05 * frame.radii[2]], np.float32)
+        arm = outer + np.linspace(0, 1, 8, dtype=np.float32)[:, None] * (ear - outer)
+        arm[:, 0] += side * np.sin(np.linspace(0, np.pi, 8)) * unit * 0.08  # bowed out round the temple
+        segments += _visible_segments(frame, arm, zbuf, bias)
+    inner_tops = [lens[np.argmin(np.abs(lens[:, 0] - (lens[:, 0].min() if k else lens[:, 0].max())) +
+                                 np.abs(lens[:, 1] - lens[:, 1].max()))] for k, lens in enumerate(lenses)]
+    bridge = np.linspace(inner_tops[0], inner_tops[1], 6).astype(np.float32)
+    bridge[:, 1] += np.sin(np.linspace(0, np.pi, 6)) * iod * 0.05
+    bridge[:, 2] = np.maximum(bridge[:, 2], lm[27, 2] + iod * 0.03)
+    segments += _visible_segments(frame, bridge, zbuf, bias)
+    tinted = rng.uniform() < tinted_p
+    reflect = rng.uniform() < reflection_p
+    for lens in lenses:
+        _fill_lens(image, frame, lens, zbuf, bias, rng, tinted, reflect)
+    if segments:
+        cv2.polylines(image, segments, False, colour, thick, cv2.LINE_AA, 4)
+
+
+def _fill_lens(image: np.ndarray, frame: HeadFrame, lens_u: np.ndarray, zbuf: np.ndarray, bias: float,
+               rng: np.random.Generator, tinted: bool, reflect: bool) -> None:
+    """Tints or brightens the visible part of one lens (where the lens is nearer than zbuf)."""
+    pts = frame.to_image(lens_u)
+    size = image.shape[0]
+    x0, y0 = np.floor(pts[:, :2].min(axis=0)).astype(int)
+    x1, y1 = np.ceil(pts[:, :2].max(axis=0)).astype(int) + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+    if x1 <= x0 or y1 <= y0:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(mask, [np.rint((pts[:, :2] - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
+    mask *= zbuf[y0:y1, x0:x1] > pts[:, 2].mean() - bias
+    region = image[y0:y1, x0:x1]
+    if tinted:
+        tint = np.float32(rng.uniform(0.05, 0.35)) * rng.uniform(0.7, 1.1, 3).astype(np.float32)
+        alpha = mask[..., None] * np.float32(rng.uniform(0.6, 0.92))
+        region += alpha * (tint - region)
+    if reflect:  # a bright diagonal sheen from a window or screen
+        yy, xx = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
+        a = rng.uniform(-1, 1)
+        band = np.cos((xx * a + yy) / max(y1 - y0, 1) * np.float32(rng.uniform(2, 5)) + np.float32(rng.uniform(0, 6)))
+        sheen = np.clip(band, 0, 1) * mask * np.float32(rng.uniform(0.15, 0.5))
+        region += sheen[..., None] * (rng.uniform(0.85, 1.0, 3).astype(np.float32) - region)
+    elif not tinted:  # clear glass: a faint grey-blue cast
+        region += mask[..., None] * np.float32(0.06) * (np.float32([0.8, 0.85, 0.9]) - region)
+
+
+# ---------------------------------------------------------------------------------------------
+# Caps and hats
+
+HAT_COLOURS = np.array([[0.08, 0.08, 0.10], [0.12, 0.16, 0.35], [0.60, 0.10, 0.10], [0.85, 0.85, 0.82],
+                        [0.45, 0.40, 0.30], [0.20, 0.35, 0.20], [0.55, 0.45, 0.35], [0.35, 0.35, 0.38]], np.float32)
+
+
+def draw_hat(canvas: ShellCanvas, frame: HeadFrame, rng: np.random.Generator, inflate: float) -> None:
+    """A baseball cap, a beanie or a brimmed hat as shells over the cranium, ``inflate`` times
+    its radius (outside the hair). Rasterized into ``canvas``; composited with the rest."""
+    kind = rng.choice(3, p=(0.5, 0.3, 0.2))
+    colour = HAT_COLOURS[rng.integers(len(HAT_COLOURS))] * np.float32(rng.uniform(0.8, 1.15))
+    cols, rows = 24, 6
+    az = np.linspace(-np.pi, np.pi, cols, endpoint=False)
+    front = (1 + np.cos(az)) / 2                         # 1 at the front, 0 at the back
+    band = (0.62 + 0.12 * (1 - front)) if kind == 0 else (0.86 + 0.1 * (1 - front)) if kind == 1 else \
+        np.full(cols, 0.72)
+    band = band + rng.uniform(-0.05, 0.05)
+    s = np.linspace(0, 1, rows)[:, None] * band[None, :]
+    crown = frame.ellipsoid(az[None, :], s, inflate * (1.08 if kind == 2 else 1.0))
+    if kind == 1:
+        m = canvas.material(KNIT, colour, colour * 0.85, freq=40.0, param=0.15, spec=band.mean() * 0.8, ambient=0.35)
+    else:
+        m = canvas.material(SOLID, colour, ambient=0.3)
+    uv = np.stack(np.broadcast_arrays(az[None, :], s), -1)
+    canvas.shell(crown, frame, uv, m, closed=True, inner_rows=0)
+    if kind == 1:
+        return
+    edge = crown[-1]                                      # the band all round
+    outward = edge - np.array([frame.centre[0], edge[:, 1].mean(), frame.centre[2]], np.float32)
+    outward[:, 1] = 0
+    outward /= np.linalg.norm(outward, axis=1, keepdims=True) + 1e-6
+    if kind == 0:                                         # a visor at the front
+        reach = frame.unit * rng.uniform(0.7, 1.1) * np.clip(front * 1.6 - 0.6, 0, 1) ** 0.5
+        tilt = rng.uniform(0.05, 0.35)
+    else:                                                 # a brim all round
+        reach = np.full(cols, frame.unit * rng.uniform(0.3, 0.8))
+        tilt = rng.uniform(-0.1, 0.3)
+    t = np.linspace(0, 1, 3)[:, None, None]
+    brim = edge[None] + t * reach[None, :, None] * (outward[None] + np.float32([0, -tilt, 0]))
+    brim_colour = colour * np.float32(rng.uniform(0.7, 1.0))
+    mb = canvas.material(SOLID, brim_colour, ambient=0.3)
+    uv = np.zeros(brim.shape[:2] + (2,), np.float32)
+    canvas.shell(brim.astype(np.float32), frame, uv, mb, closed=True, inner=0.3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hands, microphones, masks: flat shapes over the lower face
+
+def skin_colour(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The rendered face's colour: the median of the pixels at the cheeks and nose bridge."""
+    size = image.shape[0]
+    picks = (landmarks[[1, 15, 29, 31, 35]] + landmarks[[31, 35, 30, 48, 54]]) / 2  # between jaw/nose/mouth
+    col = np.clip(np.rint(picks[:, 0]).astype(int), 0, size - 1)
+    row = np.clip(np.rint(picks[:, 1]).astype(int), 0, size - 1)
+    return np.median(image[row, col], axis=0).astype(np.float32)
+
+
+def _tuple(c) -> tuple[float, float, float]:
+    return (float(c[0]), float(c[1]), float(c[2]))
+
+
+def draw_hand(image: np.ndarray, landmarks: np.ndarray, skin: np.ndarray, rng: np.random.Generator) -> None:
+    """A hand over the lower face: on the chin, across the mouth or against a cheek; a palm and
+    four fingers and a thumb (round-capped thick lines), edges a little darker."""
+    lm = landmarks[:, :2]
+    face_h = float(np.linalg.norm(lm[8] - lm[27]))
+    anchor = lm[[8, 57, 62, 3, 13, 4, 12]][rng.integers(7)] + rng.normal(0, 0.08 * face_h, 2)
+    angle = rng.uniform(-0.9, 0.9) + (np.pi if rng.uniform() < 0.15 else 0.0)  # fingers point up (image -y)
+    up = np.array([np.sin(angle), -np.cos(angle)])
+    across = np.array([-up[1], up[0]])
+    palm_w, palm_h = face_h * rng.uniform(0.33, 0.45), face_h * rng.uniform(0.38, 0.5)
+    wrist = anchor - up * palm_h * rng.uniform(0.3, 1.0)
+    palm_c = wrist + up * palm_h / 2
+    tone = skin * np.float32(rng.uniform(0.85, 1.1))
+    edge = _tuple(tone * 0.72)
+    fill = _tuple(np.minimum(tone, 1))
+    finger_w = max(2, int(round(palm_w / 4.2)))
+    bends = rng.uniform(0.0, 0.6)
+    fingers = []
+    for k, length in enumerate(rng.uniform(0.75, 1.0, 4) * np.array([0.8, 0.95, 1.0, 0.9])):
+        base = wrist + up * palm_h + across * palm_w * (k - 1.5) / 4.0
+        tip = base + (up * np.cos(bends) + across * np.sin(bends) * 0.3) * palm_h * length * 0.85
+        fingers.append((base, tip))
+    thumb_base = wrist + up * palm_h * 0.35 - across * palm_w * 0.5
+    fingers.append((thumb_base, thumb_base + (up * 0.6 - across * 0.8) * palm_h * 0.55))
+    box = cv2.boxPoints((tuple(palm_c), (palm_w, palm_h), np.degrees(angle)))
+    forearm = np.array([wrist - across * palm_w * 0.42, wrist + across * palm_w * 0.42,
+                        wrist + across * palm_w * 0.5 - up * face_h * 2, wrist - across * palm_w * 0.5 - up * face_h * 2])
+    for colour, grow in ((edge, 1.15), (fill, 1.0)):  # palm and forearm: an outline, then the fill
+        for poly in (forearm, box):
+            centre = poly.mean(axis=0)
+            cv2.fillConvexPoly(image, np.rint((centre + (poly - centre) * grow) * 16).astype(np.int32), colour,
+                               cv2.LINE_AA, 4)
+    for base, tip in fingers:  # each finger outlined over the last, so the gaps between them show
+        ends = tuple(np.rint(base * 16).astype(int)), tuple(np.rint(tip * 16).astype(int))
+        cv2.line(image, *ends, edge, finger_w + 2, cv2.LINE_AA, 4)
+        cv2.line(image, *ends, fill, finger_w, cv2.LINE_AA, 4)
+    sleeve = _tuple(CLOTH[rng.integers(len(CLOTH))])
+    cuff = wrist - up * face_h * rng.uniform(0.25, 0.6)
+    sleeve_poly = np.array([cuff - across * palm_w * 0.7, cuff + across * palm_w * 0.7,
+                            cuff + across * palm_w - up * face_h * 3, cuff - across * palm_w - up * face_h * 3])
+    cv2.fillConvexPoly(image, np.rint(sleeve_poly * 16).astype(np.int32), sleeve, cv2.LINE_AA, 4)
+
+
+CLOTH = np.array([[0.10, 0.10, 0.12], [0.85, 0.85, 0.82], [0.20, 0.25, 0.45], [0.55, 0.15, 0.15],
+                  [0.45, 0.45, 0.45], [0.25, 0.40, 0.30], [0.70, 0.60, 0.45], [0.30, 0.45, 0.65],
+                  [0.60, 0.35, 0.50], [0.90, 0.75, 0.30]], np.float32)
+
+
+def draw_microphone(image: np.ndarray, landmarks: np.ndarray, skin: np.ndarray, rng: np.random.Generator) -> None:
+    """A handheld microphone (mesh ball on a dark handle, often in a hand) before the mouth, or a
+    headset boom from the ear to the corner of the mouth."""
+    lm = landmarks[:, :2]
+    face_h = float(np.linalg.norm(lm[8] - lm[27]))
+    if rng.uniform() < 0.3:  # headset: a thin boom from the ear to the mouth corner
+        ear, mouth = (lm[0], lm[48]) if rng.uniform() < 0.5 else (lm[16], lm[54])
+        mid = (ear + mouth) / 2 + rng.normal(0, 0.05 * face_h, 2)
+        curve = np.array([ear, mid, mouth + (mouth - ear) * 0.08])
+        cv2.polylines(image, [np.rint(curve * 16).astype(np.int32)], False, (0.08, 0.08, 0.08),
+                      max(1, int(face_h * 0.03)), cv2.LINE_AA, 4)
+        cv2.circle(image, tuple(np.rint(curve[-1] * 16).astype(int)), int(face_h * 0.06 * 16), (0.1, 0.1, 0.1), -1,
+                   cv2.LINE_AA, 4)
+        return
+    head = lm[62] + np.array([rng.uniform(-0.25, 0.25), rng.uniform(0.15, 0.6)]) * face_h
+    r = face_h * rng.uniform(0.13, 0.22)
+    angle = rng.uniform(-0.7, 0.7)
+    down = np.array([np.sin(angle), np.cos(angle)])
+    end = head + down * face_h * 3
+    handle = _tuple(np.full(3, rng.uniform(0.03, 0.25)))
+    cv2.line(image, tuple(np.rint(head * 16).astype(int)), tuple(np.rint(end * 16).astype(int)), handle,
+             max(2, int(r * 1.1)), cv2.LINE_AA, 4)
+    grey = rng.uniform(0.25, 0.6)
+    cv2.circle(image, tuple(np.rint(head * 16).astype(int)), int(r * 16), (grey, grey, grey), -1, cv2.LINE_AA, 4)
+    _mesh_texture(image, head, r, grey)
+    if rng.uniform() < 0.6:  # the hand holding it
+        grip = head + down * r * rng.uniform(1.8, 2.6)
+        tone = _tuple(np.minimum(skin * np.float32(rng.uniform(0.85, 1.1)), 1))
+        across = np.array([-down[1], down[0]])
+        for k in range(4):
+            p = grip + down * r * 0.55 * k
+            cv2.line(image, tuple(np.rint((p - across * r * 0.9) * 16).astype(int)),
+                     tuple(np.rint((p + across * r * 0.9) * 16).astype(int)), tone, max(2, int(r * 0.5)), cv2.LINE_AA, 4)
+
+
+def _mesh_texture(image: np.ndarray, centre: np.ndarray, r: float, grey: float) -> None:
+    """Darker grid lines and a highlight inside a microphone's ball."""
+    size = image.shape[0]
+    x0, y0 = int(max(centre[0] - r, 0)), int(max(centre[1] - r, 0))
+    x1, y1 = int(min(centre[0] + r + 1, size)), int(min(centre[1] + r + 1, size))
+    if x1 <= x0 or y1 <= y0:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dx, dy = (xx - centre[0]) / r, (yy - centre[1]) / r
+    inside = (dx * dx + dy * dy < 0.9).astype(np.float32)
+    grid = ((np.sin(xx * 2.2) > 0.6) | (np.sin(yy * 2.2) > 0.6)).astype(np.float32) * inside
+    light = np.clip(1 - ((dx + 0.35) ** 2 + (dy + 0.35) ** 2) * 2, 0, 1) * inside * np.float32(0.35)
+    region = image[y0:y1, x0:x1]
+    region *= (1 - grid * np.float32(0.5))[..., None]
+    region += light[..., None]
+
+
+MASK_COLOURS = np.array([[0.55, 0.75, 0.88], [0.92, 0.93, 0.93], [0.10, 0.10, 0.12], [0.35, 0.50, 0.75],
+                         [0.85, 0.75, 0.80], [0.30, 0.30, 0.32]], np.float32)
+
+
+def draw_face_mask(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> None:
+    """A surgical or cloth mask over nose, mouth and chin: the hull of the lower face's landmarks
+    (pushed out under the chin), shaded across, with pleats and ear loops."""
+    lm = landmarks[:, :2]
+    face_h = float(np.linalg.norm(lm[8] - lm[27]))
+    centre = lm[[30, 51, 57]].mean(axis=0)
+    jaw = lm[1:16] + (lm[1:16] - centre) * np.float32(0.06)
+    under = lm[6:11] + (lm[6:11] - lm[30]) * np.float32(0.12)
+    top = lm[[1, 28, 29, 15]] if rng.uniform() < 0.8 else lm[[2, 29, 30, 14]]  # over the nose, or slipped
+    pts = np.concatenate([jaw, under, top, lm[30:36]])
+    hull = cv2.convexHull(np.rint(pts * 16).astype(np.int32))
+    colour = MASK_COLOURS[rng.integers(len(MASK_COLOURS))] * np.float32(rng.uniform(0.85, 1.05))
+    size = image.shape[0]
+    mask = np.zeros((size, size), np.float32)
+    cv2.fillConvexPoly(mask, hull, 1.0, cv2.LINE_AA, 4)
+    xs = np.arange(size, dtype=np.float32)
+    across = np.clip((xs - lm[30, 0]) / max(face_h, 1), -1, 1)
+    shade = np.float32(0.9) - np.float32(rng.uniform(0.0, 0.25)) * across * np.sign(rng.uniform(-1, 1))
+    layer = (colour[None, None, :] * shade[None, :, None]).astype(np.float32)
+    if rng.uniform() < 0.6:  # pleats: darker horizontal folds
+        for k in (0.3, 0.5, 0.7):
+            y = lm[29, 1] + (lm[8, 1] - lm[29, 1]) * k
+            cv2.line(layer, (0, int(y * 16)), (size * 16, int((y + rng.uniform(-2, 2)) * 16)),
+                     _tuple(colour * 0.75), 1, cv2.LINE_AA, 4)
+    image += mask[..., None] * (layer - image)
+    loop = _tuple(np.minimum(colour * 1.05, 1))
+    for a, b in ((lm[2], lm[0]), (lm[14], lm[16])):
+        ear = b + (b - lm[30]) * 0.08
+        cv2.line(image, tuple(np.rint(a * 16).astype(int)), tuple(np.rint(ear * 16).astype(int)), loop, 1, cv2.LINE_AA, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Another person at the edge of the crop
+
+NEIGHBOUR_SKIN = np.array([[0.92, 0.76, 0.65], [0.80, 0.60, 0.46], [0.62, 0.43, 0.30], [0.42, 0.28, 0.19],
+                           [0.28, 0.18, 0.12]], np.float32)
+NEIGHBOUR_HAIR = np.array([[0.05, 0.04, 0.03], [0.20, 0.12, 0.07], [0.45, 0.30, 0.15], [0.70, 0.55, 0.30],
+                           [0.55, 0.55, 0.55]], np.float32)
+
+
+def draw_edge_face(image: np.ndarray, rng: np.random.Generator) -> None:
+    """Part of someone else's head and shoulders at the left or right edge of the crop, out of
+    focus (drawn before the subject, who hides what overlaps)."""
+    size = image.shape[0]
+    side = -1 if rng.uniform() < 0.5 else 1
+    r = size * rng.uniform(0.22, 0.4)
+    cx = (size / 2) + side * (size / 2 + r * rng.uniform(-0.3, 0.5))
+    cy = size * rng.uniform(0.1, 0.7)
+    skin = NEIGHBOUR_SKIN[rng.integers(len(NEIGHBOUR_SKIN))] * np.float32(rng.uniform(0.6, 1.0))
+    hair = NEIGHBOUR_HAIR[rng.integers(len(NEIGHBOUR_HAIR))]
+    shirt = CLOTH[rng.integers(len(CLOTH))] * np.float32(rng.uniform(0.6, 1.0))
+    turn = rng.uniform(-0.4, 0.4) * r  # the features shift as the neighbour turns
+    patch, cover = image.copy(), np.zeros(image.shape[:2], np.float32)
+
+    def ellipse(centre, axes, colour, arc=(0, 360)):
+        args = ((int(centre[0] * 16), int(centre[1] * 16)), (int(axes[0] * 16), int(axes[1] * 16)), 0, *arc)
+        cv2.ellipse(patch, *args, _tuple(colour), -1, cv2.LINE_AA, 4)
+        cv2.ellipse(cover, *args, 1.0, -1, cv2.LINE_AA, 4)
+
+    ellipse((cx, cy + r * 2.2), (r * 2.2, r * 1.2), shirt)
+    ellipse((cx, cy + r * 0.9), (r * 0.45, r * 0.6), skin * 0.85)
+    ellipse((cx, cy), (r * 0.78, r), skin)
+    ellipse((cx, cy - r * 0.15), (r * 0.85, r * 0.95), hair, (180, 360))
+    for ex in (-0.33, 0.33):
+        ellipse((cx + turn + ex * r, cy + 0.05 * r), (r * 0.12, r * 0.06), skin * 0.35)
+    ellipse((cx + turn, cy + 0.55 * r), (r * 0.22, r * 0.04), skin * 0.5)
+    sigma = rng.uniform(0.8, 2.5)
+    blurred, alpha = cv2.GaussianBlur(patch, (0, 0), sigma), cv2.GaussianBlur(cover, (0, 0), sigma)
+    image += alpha[..., None] * (blurred - image)
