@@ -279,3 +279,13 @@ def test_model_bundle_refines_each_crop_as_the_reconstructor_does(people_dir, fa
         refined = crop_from_box(landmark_box(first.to_image(decoder.image_landmarks(params, layout))), SIZE)
         assert refined.side < 0.8 * first.side  # the refine pass moved the crop
         np.testing.assert_allclose(crop, crop_image(image, refined), atol=1)
+
+
+def test_preview_of_an_identity_only_dataset_draws_faces_without_landmarks(imported, tmp_path):
+    from training.data.dataset import Dataset
+    from training.data.preview import write_preview
+
+    out = tmp_path / "preview.png"
+    assert write_preview(Dataset.open(imported), out, n=4, columns=2) == 4
+    grid = cv2.imread(str(out))
+    assert grid.shape[0] > 100 and grid.std() > 5

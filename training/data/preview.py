@@ -15,9 +15,9 @@ GROUPS = ((range(0, 17), (255, 255, 0)), (range(17, 27), (0, 200, 255)), (range(
 
 
 def draw_sample(image_rgb: np.ndarray, landmarks: np.ndarray, caption: str, zoom: int = 2) -> np.ndarray:
-    """Upscaled BGR tile with landmarks and a caption."""
+    """Upscaled BGR tile with landmarks (none for identity-only samples: NaN) and a caption."""
     tile = cv2.resize(image_rgb[..., ::-1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
-    for idx, colour in GROUPS:
+    for idx, colour in GROUPS if np.isfinite(landmarks).all() else ():
         for i in idx:
             x, y = (landmarks[i] + 0.5) * zoom - 0.5
             cv2.circle(tile, (int(round(x)), int(round(y))), max(1, zoom // 2 + 1), colour, -1, cv2.LINE_AA)
@@ -33,7 +33,8 @@ def write_preview(dataset: Dataset, out_png: str | os.PathLike, split: str = "tr
     idx = np.sort(np.random.default_rng(seed).choice(len(data), size=n, replace=False))
     images, lms = data.images(idx), data.landmarks2d[idx]
     ids, poses = data.identity[idx], data.pose_deg[idx]
-    tiles = [draw_sample(images[k], lms[k], f"id {ids[k]} yaw {poses[k, 0]:+.0f}") for k in range(n)]
+    captions = [f"id {ids[k]}" + (f" yaw {poses[k, 0]:+.0f}" if np.isfinite(poses[k, 0]) else "") for k in range(n)]
+    tiles = [draw_sample(images[k], lms[k], captions[k]) for k in range(n)]
     tiles += [np.zeros_like(tiles[0])] * (-n % columns)
     rows = [np.concatenate(tiles[r:r + columns], axis=1) for r in range(0, len(tiles), columns)]
     ok, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
