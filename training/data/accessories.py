@@ -344,17 +344,20 @@ def draw_glasses(image: np.ndarray, frame: HeadFrame, zbuf: np.ndarray, rng: np.
     bridge[:, 1] += np.sin(np.linspace(0, np.pi, 6)) * iod * 0.05
     bridge[:, 2] = np.maximum(bridge[:, 2], lm[27, 2] + iod * 0.03)
     segments += _visible_segments(frame, bridge, zbuf, bias)
-    tinted = rng.uniform() < tinted_p
-    reflect = rng.uniform() < reflection_p
+    tint = np.float32(rng.uniform(0.05, 0.35)) * rng.uniform(0.7, 1.1, 3).astype(np.float32)
+    tint_alpha = rng.uniform(0.6, 0.92) if rng.uniform() < tinted_p else 0.0
+    sheen = (rng.uniform(-1, 1), rng.uniform(2, 5), rng.uniform(0, 6), rng.uniform(0.15, 0.5)) \
+        if rng.uniform() < reflection_p else None
     for lens in lenses:
-        _fill_lens(image, frame, lens, zbuf, bias, rng, tinted, reflect)
+        _fill_lens(image, frame, lens, zbuf, bias, tint, tint_alpha, sheen)
     if segments:
         cv2.polylines(image, segments, False, colour, thick, cv2.LINE_AA, 4)
 
 
 def _fill_lens(image: np.ndarray, frame: HeadFrame, lens_u: np.ndarray, zbuf: np.ndarray, bias: float,
-               rng: np.random.Generator, tinted: bool, reflect: bool) -> None:
-    """Tints or brightens the visible part of one lens (where the lens is nearer than zbuf)."""
+               tint: np.ndarray, tint_alpha: float, sheen: tuple[float, float, float, float] | None) -> None:
+    """Tints (sunglasses), brightens with a diagonal sheen (a window or screen reflected) or
+    faintly greys (clear glass) the visible part of one lens: where it is nearer than zbuf."""
     pts = frame.to_image(lens_u)
     size = image.shape[0]
     x0, y0 = np.floor(pts[:, :2].min(axis=0)).astype(int)
@@ -366,17 +369,14 @@ def _fill_lens(image: np.ndarray, frame: HeadFrame, lens_u: np.ndarray, zbuf: np
     cv2.fillPoly(mask, [np.rint((pts[:, :2] - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
     mask *= zbuf[y0:y1, x0:x1] > pts[:, 2].mean() - bias
     region = image[y0:y1, x0:x1]
-    if tinted:
-        tint = np.float32(rng.uniform(0.05, 0.35)) * rng.uniform(0.7, 1.1, 3).astype(np.float32)
-        alpha = mask[..., None] * np.float32(rng.uniform(0.6, 0.92))
-        region += alpha * (tint - region)
-    if reflect:  # a bright diagonal sheen from a window or screen
+    if tint_alpha:
+        region += (mask * np.float32(tint_alpha))[..., None] * (tint - region)
+    if sheen is not None:
+        slope, freq, phase, strength = sheen
         yy, xx = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
-        a = rng.uniform(-1, 1)
-        band = np.cos((xx * a + yy) / max(y1 - y0, 1) * np.float32(rng.uniform(2, 5)) + np.float32(rng.uniform(0, 6)))
-        sheen = np.clip(band, 0, 1) * mask * np.float32(rng.uniform(0.15, 0.5))
-        region += sheen[..., None] * (rng.uniform(0.85, 1.0, 3).astype(np.float32) - region)
-    elif not tinted:  # clear glass: a faint grey-blue cast
+        band = np.cos((xx * np.float32(slope) + yy) / np.float32(max(y1 - y0, 1)) * np.float32(freq) + np.float32(phase))
+        region += (np.clip(band, 0, 1) * mask * np.float32(strength))[..., None] * (np.float32(0.95) - region)
+    elif not tint_alpha:
         region += mask[..., None] * np.float32(0.06) * (np.float32([0.8, 0.85, 0.9]) - region)
 
 
