@@ -171,7 +171,8 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 class Gallery:
     """Enrolled people's templates in one SQLite file, for the model with ``model_hash``.
 
-    ``threshold`` is the cosine-similarity decision threshold (the bundle's calibrated one).
+    ``threshold`` is the cosine-similarity decision threshold (the bundle's, or any in [-1, 1]:
+    ``cosine_threshold`` is the one rule).
     Opening creates the file if missing and checks an existing one: SQLite, siamface schema
     version, same model hash. Each operation opens and closes its own connection, so a
     Gallery can be shared across threads and processes.

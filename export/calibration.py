@@ -17,9 +17,11 @@ from tqdm import tqdm
 
 from edge_runtime.atomic import atomic_folder
 from edge_runtime.bundle import DIGEST, META, Bundle, load_bundle, metadata_digest, write_meta
+from edge_runtime.cli import native_stderr_silenced
 from edge_runtime.detector import DEFAULT_DETECTOR
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.provenance import utc_now
+from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
 from evaluation import metrics
 
 _CHUNK = 1 << 16  # pairs scored at once: bounded memory for the ~N^2/2 pairs of a big folder
@@ -124,7 +126,7 @@ def open_pairs(data: str | os.PathLike, images: str | os.PathLike | None = None)
                         f"(LFW pairs.txt, CSV file_a,file_b,same)")
 
 
-def embed_photos(rec, photos: Sequence[Path], box: Sequence[float] | None = None, progress: bool = True
+def embed_photos(rec: Reconstructor, photos: Sequence[Path], box: Sequence[float] | None = None, progress: bool = True
                  ) -> tuple[np.ndarray, list[tuple[Path, str]]]:
     """Each photo's identity embedding as `siamface verify` computes it (the largest face, or the face
     in ``box``); rows of unusable photos are NaN and listed in skipped as (path, reason)."""
@@ -163,10 +165,8 @@ def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, fa
                      progress: bool = True) -> Calibration:
     """Set the bundle's threshold at ``far_target`` on the pairs in ``data`` and record where it came
     from; bundle.json is rewritten atomically (or the bundle copied to ``out``) with a new digest."""
-    from edge_runtime.cli import native_stderr_silenced
-    from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
-
     bundle = load_bundle(bundle_path, check_metadata=False)  # file hashes checked; a hand edit is replaced below
+    target = _target(bundle, out)
     pairs = open_pairs(data, images)
     check_measurable(far_target, int((~pairs.same).sum()))  # before the photos: skipped ones only lower n
     with native_stderr_silenced():
@@ -184,23 +184,27 @@ def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, fa
              "photos": int(usable.sum()), "skipped_photos": len(skipped),
              "faces": f"box {','.join(f'{v:g}' for v in box)}" if box is not None else f"{detector}, refined, largest",
              "previous": {k: old[k] for k in ("source", "data", "threshold", "far_target") if k in old}}
-    written = write_calibrated(bundle, {**bundle.meta, "verification": block}, out)
-    return Calibration(written, block, skipped, bundle.meta.get(DIGEST) != metadata_digest(bundle.meta))
+    write_calibrated(bundle, {**bundle.meta, "verification": block}, target)
+    return Calibration(target, block, skipped, bundle.meta.get(DIGEST) != metadata_digest(bundle.meta))
 
 
-def write_calibrated(bundle: Bundle, meta: dict, out: str | os.PathLike | None = None) -> Path:
-    """Rewrite the bundle's bundle.json in place, or copy the bundle to a new folder ``out`` with
-    ``meta``; either appears whole or not at all, and is re-read with every check."""
+def _target(bundle: Bundle, out: str | os.PathLike | None) -> Path:
+    """Where the calibrated bundle goes: the bundle itself, or a new folder (checked before any work)."""
     if out is None or Path(out).resolve() == bundle.root.resolve():
+        return bundle.root
+    if Path(out).exists():
+        raise SiamfaceError(f"--out {out} exists: pass a new folder, or leave out --out to update "
+                            f"{bundle.root} in place")
+    return Path(out)
+
+
+def write_calibrated(bundle: Bundle, meta: dict, target: Path) -> None:
+    """Rewrite the bundle's bundle.json in place (``target`` is its folder), or copy the bundle to the
+    new folder ``target`` with ``meta``; either appears whole or not at all, and is re-read with every check."""
+    if target == bundle.root:
         write_meta(bundle.root, meta)
-        target = bundle.root
     else:
-        target = Path(out)
-        if target.exists():
-            raise SiamfaceError(f"--out {target} exists: pass a new folder, or leave out --out to update "
-                                f"{bundle.root} in place")
         with atomic_folder(target) as tmp:
             shutil.copytree(bundle.root, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(META, ".*"))
             write_meta(tmp, meta)
     load_bundle(target)
-    return target

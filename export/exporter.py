@@ -49,8 +49,8 @@ def calibrate(embeddings: np.ndarray, identities: np.ndarray, far_target: float)
     i, j, same = every_pair(identities)
     point = operating_point(pair_scores(embeddings, i, j), same, far_target, clamp_far=True)
     if "far_target_used" in point:
-        tqdm.write(f"warning: {point['n_pairs']['different']} different-person pairs cannot measure FAR {far_target:g}: "
-                   f"threshold set at FAR {point['far_target_used']:.2g}; raise calibration_images for a lower one",
+        tqdm.write(f"warning: {point['n_pairs']['different']} different-person pairs cannot measure FAR "
+                   f"{far_target:g}: threshold set at FAR {point['far_target_used']:.2g}; raise calibration_images for a lower one",
                    file=sys.stderr)
     if shortfall(point):
         tqdm.write(f"warning: {shortfall(point)}", file=sys.stderr)

@@ -22,7 +22,7 @@ from edge_runtime.identity import Gallery, cosine_threshold
 from edge_runtime.image_io import read_image
 from edge_runtime.reconstructor import Reconstructor
 from evaluation import metrics
-from export.calibration import calibrate_bundle, every_pair, operating_point, shortfall
+from export.calibration import calibrate_bundle, every_pair, open_pairs, operating_point, shortfall
 from test_edge_cli import FACE_REGION, colour_bundle, run, synthetic, user_error  # noqa: F401 (fixtures)
 
 SIAMFACE = [str(Path(sys.executable).with_name("siamface"))]
@@ -110,6 +110,26 @@ def test_weak_model_threshold_is_clamped_into_the_cosine_range(tmp_path):
 def test_every_pair_counts_all_different_pairs():
     i, j, same = every_pair(np.array(["a", "a", "b", "c", "c", "c"]))
     assert len(i) == 15 and same.sum() == 1 + 3 and np.all(i < j)
+
+
+def test_open_pairs_reads_folders_csv_and_lfw_pairs(tmp_path):
+    """A people folder gives every pair; a CSV or LFW pairs.txt gives exactly its listed pairs, each photo once."""
+    for name, count in (("ann", 2), ("bo", 1), ("cy", 2)):
+        (tmp_path / "lfw" / name).mkdir(parents=True)
+        for k in range(1, count + 1):
+            (tmp_path / "lfw" / name / f"{name}_{k:04d}.jpg").write_bytes(b"")
+    folder = open_pairs(tmp_path / "lfw")
+    assert [p.name for p in folder.photos] == ["ann_0001.jpg", "ann_0002.jpg", "bo_0001.jpg", "cy_0001.jpg",
+                                               "cy_0002.jpg"]
+    assert len(folder.i) == 10 and folder.same.sum() == 2
+    (tmp_path / "lfw" / "pairs.txt").write_text("1 2\nann 1 2\ncy 1 2\nann 1 bo 1\nbo 1 cy 2\n")
+    listed = open_pairs(tmp_path / "lfw" / "pairs.txt")
+    assert [p.name for p in listed.photos] == ["ann_0001.jpg", "ann_0002.jpg", "cy_0001.jpg", "cy_0002.jpg",
+                                               "bo_0001.jpg"]
+    assert listed.i.tolist() == [0, 2, 0, 4] and listed.j.tolist() == [1, 3, 4, 3]
+    assert listed.same.tolist() == [True, True, False, False]
+    with pytest.raises(SiamfaceError, match="--data .*nowhere does not exist"):
+        open_pairs(tmp_path / "nowhere")
 
 
 # -- photos of people built here ----------------------------------------------------------------------
@@ -249,5 +269,6 @@ def test_hand_edited_threshold_fails_check_and_load_until_calibrated(tiny_bundle
     assert v["source"] == "calibrated" and v["faces"] == "box 8,8,56,56" and v["previous"]["threshold"] == -1.0
     assert v["n_pairs"] == {"same": 24, "different": 96} and -1.0 < v["threshold"] <= 1.0
     # The tiny int8 model's embeddings are nearly all alike: if no threshold reaches the FAR, it says so.
-    assert v["far"] <= 0.05 or (v["threshold"] == 1.0 and "warning: no cosine threshold reaches FAR 0.05" in result.stderr)
+    warned = "warning: no cosine threshold reaches FAR 0.05" in result.stderr
+    assert v["far"] <= 0.05 or (v["threshold"] == 1.0 and warned)
     assert "hashes ok" in ok(run("check", "--model", bundle))

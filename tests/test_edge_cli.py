@@ -357,9 +357,9 @@ def test_enroll_verify_identify_list_remove(colour_bundle, synthetic, tmp_path):
     for i, j in ((a[2], a[2]), (a[2], b[2])):
         verdict = json.loads(ok(run("verify", paths[i], paths[j], "--box", box, "--model", model)))
         score = float(embedding(i, (10, 8, 54, 52)) @ embedding(j, (10, 8, 54, 52)))
-        assert verdict == {"score": pytest.approx(score, abs=2e-4), "score_kind": "cosine", "threshold": COLOUR_THRESHOLD,
-                           "threshold_source": "bundle: source not recorded", "same_person": score >= COLOUR_THRESHOLD,
-                           "far_at_threshold": 0.05}
+        assert verdict == {"score": pytest.approx(score, abs=2e-4), "score_kind": "cosine",
+                           "threshold": COLOUR_THRESHOLD, "threshold_source": "bundle: source not recorded",
+                           "same_person": score >= COLOUR_THRESHOLD, "far_at_threshold": 0.05}
         assert i != j or verdict["same_person"]
 
     listing = ok(run("gallery", "list", "--model", model, "--gallery", gallery)).strip().splitlines()
