@@ -47,6 +47,20 @@ _CELLS = {"gums_tongue": (0.0, 0.5, 0.5), "teeth": (0.5, 0.5, 0.5), "sclera": (0
           "iris": (0.5, 0.25, 0.25), "eyelashes": (0.75, 0.25, 0.25)}
 _CELL_MARGIN = 0.03  # of the cell's size, on each side
 DILATE_TEXELS = 4    # texels outside the triangles painted like their nearest neighbour
+def sample_atlas(atlas: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear lookup (n, 4) of uv points (n, 2), exactly as ATLAS_SPEC says; a numpy reference
+    for renderers and for checks (a renderer does this per pixel in its own loop)."""
+    n_tiles, res = atlas.shape[0], atlas.shape[1]
+    tile, texel = _texel_coords(np.asarray(uv, np.float64), res)
+    tile = np.clip(tile, 0, n_tiles - 1)
+    col, row = np.clip(texel[:, 0], 0, res - 1), np.clip(texel[:, 1], 0, res - 1)
+    c0, r0 = np.minimum(col.astype(np.int64), res - 2), np.minimum(row.astype(np.int64), res - 2)
+    fc, fr = (col - c0)[:, None], (row - r0)[:, None]
+    top = atlas[tile, r0, c0] * (1 - fc) + atlas[tile, r0, c0 + 1] * fc
+    bottom = atlas[tile, r0 + 1, c0] * (1 - fc) + atlas[tile, r0 + 1, c0 + 1] * fc
+    return (top * (1 - fr) + bottom * fr).astype(np.float32)
+
+
 _V2_KEYS = ("mean", "triangles", "uv", "uv_triangles", "vertex_region", "region_names", "landmarks68")
 
 
@@ -439,7 +453,7 @@ def _fields(a: dict[str, np.ndarray], part: np.ndarray, pos: np.ndarray, interpo
     # Beard zone: height above the line from the nose base over the mouth corners and cheeks to the
     # sideburns, and above the jaw line (negative under the chin and on the neck).
     knots = azimuth(L[[33, 48, 3, 1]])
-    knot_y = [L[33, 1] - 0.1, L[48, 1] + 1.0, L[2, 1] + 0.4, L[1, 1]]
+    knot_y = [L[33, 1] + 0.15, L[48, 1] + 1.0, L[2, 1] + 0.4, L[1, 1]]
     fields[F_BEARD_H] = np.where(skin, y - np.interp(fields[F_AZIMUTH], knots, knot_y), 0)
     fields[F_JAW_H] = np.where(skin, y - np.interp(fields[F_AZIMUTH], azimuth(L[8:17]), L[8:17, 1]), 0)
 
@@ -466,10 +480,21 @@ def _fields(a: dict[str, np.ndarray], part: np.ndarray, pos: np.ndarray, interpo
     fields[F_EYE_THETA] = np.where(eye, np.degrees(np.arctan2(np.hypot(ex, ey), ez)), 0)
     fields[F_EYE_PSI] = np.where(eye, np.degrees(np.arctan2(ey, ex)), 0)
 
+    # Eyelashes: distance from their root on the lid, and whether that root is nearer the upper
+    # lid's landmarks than the lower lid's.
     lashes = np.isin(region, [names.index("eyelashes_left"), names.index("eyelashes_right")])
-    root = np.zeros(len(mean))
-    root[lashes] = cKDTree(mean[skin_v]).query(mean[lashes])[0]
-    fields[F_LASH_TIP] = np.where(part == LASHES, interpolate(root[:, None] / root.max())[..., 0], 0)
+    tip, upper = np.zeros(len(mean)), np.zeros(len(mean))
+    tip[lashes], nearest = cKDTree(mean[skin_v]).query(mean[lashes])
+    root = mean[skin_v][nearest]
+
+    def lid_distance(ids: list[int]) -> np.ndarray:
+        return np.min([_segment_distance(root, L[p], L[q]) for p, q in zip(ids[:-1], ids[1:])], axis=0)
+
+    upper[lashes] = np.where(np.minimum(lid_distance([36, 37, 38, 39]), lid_distance([42, 43, 44, 45]))
+                             < np.minimum(lid_distance([39, 40, 41, 36]), lid_distance([45, 46, 47, 42])), 1.0, -1.0)
+    is_lash = part == LASHES
+    fields[F_LASH_TIP] = np.where(is_lash, interpolate(tip[:, None] / tip.max())[..., 0], 0)
+    fields[F_EYE_UP] = np.where(is_lash, interpolate(upper[:, None])[..., 0], fields[F_EYE_UP])
 
     gaps = _tooth_gaps(mean, a["triangles"][a["vertex_region"][a["triangles"][:, 0]] == names.index("teeth")])
     gap = interpolate(np.where(np.isfinite(gaps), gaps, 0)[:, None])[..., 0]
@@ -580,7 +605,8 @@ def _base(out, part, f, noise, offsets, col, s, shift, step):
             out[i, 3] = np.float32(0.8)
             continue
         elif p == LASHES:  # lash strands from the root, the lids' skin between them and towards the tips
-            a = _clip01(_F1 - f[F_LASH_TIP, i] / s[S_LASH_LENGTH]) * _clip01(np.float32(0.6) + np.float32(0.5) * _nz(noise, offsets, N_STRANDS_V, nr, nc))
+            length = s[S_LASH_LENGTH] * (_F1 if f[F_EYE_UP, i] > 0 else np.float32(0.4))  # lower lashes are short
+            a = _clip01(_F1 - f[F_LASH_TIP, i] / length) * _clip01(np.float32(0.6) + np.float32(0.5) * _nz(noise, offsets, N_STRANDS_V, nr, nc))
             for j in range(3):
                 lid = col[C_SKIN, j] + np.float32(0.5) * s[S_EYE_SHADE] * (col[C_EYE_SHADE, j] - col[C_SKIN, j])
                 out[i, j] = lid + a * (col[C_LASHES, j] - lid)
@@ -634,7 +660,7 @@ def _lips(out, sites, f, noise, offsets, col, s, shift, step):
     for i in sites:
         nr, nc = _at(i, shift, step)
         lip_d = f[F_LIP_D, i]
-        a = _clip01((lip_d + s[S_LIP_SHIFT]) / np.float32(0.025) + np.float32(0.5))
+        a = _clip01((lip_d + s[S_LIP_SHIFT]) / np.float32(0.05) + np.float32(0.5))
         wet = _clip01(lip_d * np.float32(6.0))
         lift = (np.float32(0.06) if f[F_LIP_UP, i] < 0 else _F0) + np.float32(0.04) * _nz(noise, offsets, N_FINE, nr, nc)
         for j in range(3):
@@ -652,11 +678,16 @@ def _brows(out, cover, sites, f, noise, offsets, col, s, shift, step):
         span = _clip01(t)
         at = s[S_BROW_ARCH_AT]
         bend = (span - at) / (at if span < at else _F1 - at)
-        centre = s[S_BROW_OFFSET] + s[S_BROW_ARCH] * (_F1 - bend * bend) - np.float32(0.25) * _clip01(t - _F1)
         half = np.float32(0.5) * (s[S_BROW_INNER] + span * (s[S_BROW_OUTER] - s[S_BROW_INNER]))
-        strands = _clip01(_F1 + s[S_BROW_STRANDS] * np.float32(0.5) * (_nz(noise, offsets, N_STRANDS_U, nr, nc) - _F1))
-        a = (_clip01((half - abs(d - centre)) / np.float32(0.03)) * _clip01((t - s[S_BROW_START]) / np.float32(0.15))
-             * _clip01((s[S_BROW_END] - t) / np.float32(0.08)) * s[S_BROW_DENSITY] * strands)
+        # The landmarks run along the brow's upper part; the arch varies around theirs.
+        centre = (s[S_BROW_OFFSET] - np.float32(0.5) * half + s[S_BROW_ARCH] * (_F1 - bend * bend)
+                  - np.float32(0.25) * _clip01(t - _F1))
+        hairs = _nz(noise, offsets, N_STRANDS_U, nr, nc)
+        edge = half - abs(d - centre) + np.float32(0.01) * hairs  # hairs stray over the outline
+        body = np.float32(0.75) + np.float32(0.25) * _clip01(t * 5) * _clip01((s[S_BROW_END] - t) * 3)  # sparser ends
+        a = (body * _clip01(edge / np.float32(0.06) + np.float32(0.5)) * _clip01((t - s[S_BROW_START]) / np.float32(0.15))
+             * _clip01((s[S_BROW_END] - t) / np.float32(0.08)) * s[S_BROW_DENSITY]
+             * _clip01(_F1 - s[S_BROW_STRANDS] * np.float32(0.12) * (_F1 - hairs)))
         _mix(out, i, col, C_BROW, a)
         out[i, 3] += a * (np.float32(0.15) - out[i, 3])
         cover[i] = max(cover[i], a)
@@ -671,13 +702,13 @@ def _hair(out, cover, sites, f, noise, offsets, col, s, hairline, crown, shift, 
         line = _knots(hairline, az) - s[S_WIDOWS_PEAK] * _clip01(_F1 - az / np.float32(7.0))
         if h < line - 1:
             continue
-        jitter = np.float32(0.25) * _nz(noise, offsets, N_MEDIUM, nr, nc)
+        jitter = np.float32(0.25) * _nz(noise, offsets, N_MEDIUM, nr, nc) + np.float32(0.1) * _nz(noise, offsets, N_FINE, nr, nc)
         a = (_clip01((h - line + jitter) / s[S_HAIR_SOFT]) * _clip01((_knots(crown, az) - h + jitter) / s[S_HAIR_SOFT])
              * (_F1 - f[F_EAR, i]) * s[S_HAIR_DENSITY])
         if a <= 0:
             continue
         strand = _nz(noise, offsets, N_STRANDS_V, nr, nc)
-        grey = s[S_GREY] * _clip01(np.float32(0.5) + _nz(noise, offsets, N_FINE, nr, nc))
+        grey = s[S_GREY] * _clip01(np.float32(0.7) + np.float32(0.3) * _nz(noise, offsets, N_STRANDS_V, nr + 101, nc + 57))
         for j in range(3):
             hair = (col[C_HAIR, j] + grey * (col[C_GREY, j] - col[C_HAIR, j])) * (np.float32(0.88) + np.float32(0.15) * strand)
             out[i, j] += a * (hair - out[i, j])
@@ -689,25 +720,27 @@ def _hair(out, cover, sites, f, noise, offsets, col, s, hairline, crown, shift, 
 def _beard(out, cover, sites, f, noise, offsets, col, s, shift, step):
     """Facial hair in its zone (below the cheek line, above the neck limit, off the lips and ears):
     moustache above the mouth, chin below it, cheeks and jaw beside; stubble or longer."""
-    mouth, long = s[S_MOUTH_DEGREES], s[S_BEARD_LENGTH] >= 0.3
+    mouth = s[S_MOUTH_DEGREES]
+    soft = np.float32(2.0) - s[S_BEARD_LENGTH] * np.float32(1.5)  # stubble fades out, a beard ends
     for i in sites:
         nr, nc = _at(i, shift, step)
-        zone = (_clip01((s[S_BEARD_TOP] - f[F_BEARD_H, i]) / np.float32(0.6))
-                * _clip01((f[F_JAW_H, i] + s[S_BEARD_NECK]) / np.float32(0.8))
+        az = f[F_AZIMUTH, i]
+        jitter = np.float32(0.3) * _nz(noise, offsets, N_MEDIUM, nr, nc)
+        cheeks = _clip01((az - mouth) / np.float32(10.0))  # 0 over the mouth: the moustache keeps to the upper lip
+        top = s[S_BEARD_TOP] * cheeks - f[F_BEARD_H, i] + jitter
+        zone = (_clip01(top / (np.float32(0.3) + cheeks * (soft - np.float32(0.3))))
+                * _clip01((f[F_JAW_H, i] + s[S_BEARD_NECK] + jitter) / soft) * _clip01((82 - az) / np.float32(6.0))
                 * (_F1 - f[F_EAR, i]) * _clip01(-(f[F_LIP_D, i] + np.float32(0.03)) / np.float32(0.03)))
         if zone <= 0:
             continue
-        az, lip_up = f[F_AZIMUTH, i], f[F_LIP_UP, i]
+        lip_up = f[F_LIP_UP, i]
         above = _clip01(lip_up * 12) * _clip01((mouth + 3 - az) / np.float32(4.0))
         chin = _clip01(-lip_up * 12) * _clip01((mouth + 6 - az) / np.float32(4.0))
-        style = max(s[S_MOUSTACHE] * above, s[S_CHIN] * chin, s[S_CHEEKS] * (_F1 - max(above, chin)))
-        fine = _nz(noise, offsets, N_FINE, nr, nc)
-        if long:
-            grain = _clip01(np.float32(0.8) + np.float32(0.2) * _nz(noise, offsets, N_STRANDS_V, nr, nc) + np.float32(0.1) * fine)
-            edge = _clip01(np.float32(0.75) + np.float32(0.4) * _nz(noise, offsets, N_MEDIUM, nr, nc))
-        else:
-            grain, edge = _clip01(np.float32(0.8) + np.float32(0.25) * fine), _F1
-        a = zone * style * s[S_BEARD_DENSITY] * grain * edge
+        style = s[S_MOUSTACHE] * above + s[S_CHIN] * chin + s[S_CHEEKS] * (_F1 - above - chin)
+        if s[S_BEARD_LENGTH] < 0.3:  # stubble is thickest around the mouth
+            style *= np.float32(0.7) + np.float32(0.3) * (above + chin)
+        hairs = s[S_BEARD_LENGTH] * _nz(noise, offsets, N_STRANDS_V, nr, nc) + (_F1 - s[S_BEARD_LENGTH]) * _nz(noise, offsets, N_FINE, nr, nc)
+        a = zone * style * s[S_BEARD_DENSITY] * _clip01(np.float32(0.85) + np.float32(0.15) * hairs)
         _mix(out, i, col, C_BEARD, a)
         out[i, 3] += a * (np.float32(0.12) - out[i, 3])
         cover[i] = max(cover[i], a)
@@ -770,9 +803,9 @@ def _paint(out, cover, part, f, noise, offsets, col, s, hairline, crown, sites, 
 # Skin albedo from very light to very dark (sRGB-like, as the shading multiplies it); undertones
 # and brightness vary around each.
 SKIN_TONES = np.array([[0.96, 0.80, 0.71], [0.91, 0.73, 0.61], [0.84, 0.64, 0.50], [0.76, 0.56, 0.41],
-                       [0.65, 0.46, 0.32], [0.52, 0.35, 0.24], [0.40, 0.26, 0.18], [0.29, 0.19, 0.13],
+                       [0.66, 0.46, 0.33], [0.53, 0.35, 0.25], [0.40, 0.26, 0.18], [0.29, 0.19, 0.13],
                        [0.20, 0.13, 0.10]], np.float32)
-UNDERTONE = np.array([-0.03, 0.015, -0.05], np.float32)  # log-RGB direction: + golden/olive, - pink
+UNDERTONE = np.array([-0.02, 0.0, -0.04], np.float32)  # log-RGB direction: + golden/olive, - pink
 # Hair colours with their shares among the lightest and the darkest skins (interpolated by tone).
 HAIR_COLOURS = np.array([[0.035, 0.030, 0.028], [0.10, 0.07, 0.05], [0.22, 0.14, 0.08], [0.38, 0.27, 0.16],
                          [0.52, 0.40, 0.24], [0.72, 0.60, 0.40], [0.45, 0.18, 0.08], [0.28, 0.11, 0.06]], np.float32)
@@ -861,10 +894,10 @@ def _facial_hair(rng: np.random.Generator, cfg: TextureConfig, s: np.ndarray) ->
         return "none"
     style = str(rng.choice(FACIAL_HAIR[1:], p=[0.4, 0.1, 0.15, 0.35]))
     long = style != "stubble"
-    s[S_BEARD_DENSITY] = rng.uniform(0.6, 0.95) if long else rng.uniform(0.25, 0.55)
+    s[S_BEARD_DENSITY] = rng.uniform(0.6, 0.95) if long else rng.uniform(0.15, 0.45)
     s[S_BEARD_LENGTH] = rng.uniform(0.4, 1.0) if long else rng.uniform(0.0, 0.25)
     s[S_BEARD_TOP] = rng.uniform(-1.0, 0.8)
-    s[S_BEARD_NECK] = rng.uniform(1.0, 4.0)
+    s[S_BEARD_NECK] = rng.uniform(1.0, 4.0) if style in ("stubble", "beard") else rng.uniform(0.0, 1.2)
     s[S_MOUSTACHE] = 1.0 if style != "goatee" else float(rng.uniform() < 0.7)
     s[S_CHIN] = float(style != "moustache")
     s[S_CHEEKS] = float(style in ("stubble", "beard"))
@@ -887,7 +920,7 @@ def paint_identity(layout: TextureLayout, rng: np.random.Generator, cfg: Texture
     col[C_FLUSH] = skin * [1.08, 0.78, 0.78]
     col[C_EYE_SHADE] = skin * [0.72, 0.62, 0.64]
     col[C_FRECKLE] = skin * [0.78, 0.62, 0.52]
-    col[C_LIP] = skin * ((1 - tone) * np.array([0.90, 0.56, 0.58]) + tone * np.array([0.82, 0.64, 0.68])) * rng.uniform(0.85, 1.05)
+    col[C_LIP] = skin * ((1 - tone) * np.array([0.88, 0.62, 0.63]) + tone * np.array([0.82, 0.66, 0.70])) * rng.uniform(0.85, 1.05)
     col[C_HAIR] = hair
     col[C_GREY] = np.array([0.72, 0.71, 0.69]) * rng.uniform(0.8, 1.15)
     col[C_BROW] = (hair + 0.5 * grey * (col[C_GREY] - hair)) * rng.uniform(0.6, 0.95)
@@ -895,15 +928,15 @@ def paint_identity(layout: TextureLayout, rng: np.random.Generator, cfg: Texture
     col[C_LASHES] = np.minimum(hair * 0.5, 0.08)
     col[C_IRIS] = iris
     col[C_IRIS_INNER] = iris * rng.uniform(0.9, 1.4, size=3) + [0.05, 0.03, 0.0]
-    col[C_SCLERA] = np.array([0.88, 0.84, 0.79]) * rng.uniform(0.88, 1.03)
+    col[C_SCLERA] = np.array([0.82, 0.78, 0.74]) * rng.uniform(0.85, 1.05)
     col[C_TEETH] = np.array([0.93, 0.91, 0.85]) + rng.uniform() ** 1.5 * np.array([-0.15, -0.21, -0.33])
     col[C_GUMS] = np.array([0.80, 0.45, 0.47]) + tone * rng.uniform(0.2, 0.8) * np.array([-0.35, -0.21, -0.22])
-    col[C_TONGUE] = np.array([0.78, 0.42, 0.44]) * rng.uniform(0.85, 1.1)
+    col[C_TONGUE] = np.array([0.70, 0.38, 0.40]) * rng.uniform(0.8, 1.05)
     col[C_SOCKET] = np.array([0.30, 0.10, 0.10]) * rng.uniform(0.6, 1.2)
     col[C_MOLE] = [0.45, 0.33, 0.28]
 
     s = np.zeros(len(SCALAR_NAMES), np.float32)
-    s[S_MOTTLE], s[S_BLOTCH], s[S_PORES] = rng.uniform(0.02, 0.07), rng.uniform(0.01, 0.04), rng.uniform(0.015, 0.04)
+    s[S_MOTTLE], s[S_BLOTCH], s[S_PORES] = rng.uniform(0.01, 0.04), rng.uniform(0.005, 0.025), rng.uniform(0.01, 0.03)
     s[S_REDNESS] = rng.uniform(0.05, 0.35) * (1 - 0.6 * tone)
     s[S_EYE_SHADE] = rng.uniform(0.1, 0.5)
     if rng.uniform() < cfg.freckles * (1 - tone) ** 2:
@@ -911,9 +944,9 @@ def paint_identity(layout: TextureLayout, rng: np.random.Generator, cfg: Texture
     s[S_SHINE], s[S_TZONE_SHINE] = rng.uniform(0.15, 0.45), rng.uniform(0.2, 1.0)
     s[S_LIP_SHIFT], s[S_LIP_SHINE] = rng.uniform(-0.03, 0.03), rng.uniform(0.4, 0.7)
     s[S_BROW_INNER], s[S_BROW_OUTER] = rng.uniform(0.12, 0.26), rng.uniform(0.05, 0.12)
-    s[S_BROW_OFFSET], s[S_BROW_ARCH], s[S_BROW_ARCH_AT] = rng.uniform(-0.08, 0.02), rng.uniform(0, 0.08), rng.uniform(0.5, 0.75)
+    s[S_BROW_OFFSET], s[S_BROW_ARCH], s[S_BROW_ARCH_AT] = rng.uniform(-0.04, 0.03), rng.uniform(-0.03, 0.05), rng.uniform(0.4, 0.75)
     s[S_BROW_START], s[S_BROW_END] = rng.uniform(-0.12, 0.05), rng.uniform(0.85, 1.12)
-    s[S_BROW_DENSITY], s[S_BROW_STRANDS] = rng.uniform(0.55, 1.0), rng.uniform(0.4, 1.0)
+    s[S_BROW_DENSITY], s[S_BROW_STRANDS] = rng.uniform(0.5, 0.9), rng.uniform(0.4, 1.0)
     hairline, line, crown, s[S_WIDOWS_PEAK], s[S_HAIR_DENSITY] = _hairline(rng, cfg)
     s[S_HAIR_SOFT], s[S_HAIR_SHINE], s[S_GREY] = rng.uniform(0.3, 0.9), rng.uniform(0.2, 0.45), grey
     beard = _facial_hair(rng, cfg, s)
