@@ -1,21 +1,23 @@
 """Procedural UV textures for synthetic faces: per identity what belongs to the person (skin, brows,
-eyes, lips, scalp hair, beard, teeth), per photo what belongs to the moment (flush, make-up, sweat).
+eyes, lips, scalp hair, beard, teeth), per photo what belongs to the moment (flush, make-up, shine).
 
 The face model's UV layout (ict_face_model_v2.npz) is repacked into three square tiles (ATLAS_SPEC).
 Everything that depends only on the layout (which part each texel shows, where it sits on the mean
-face, distances to brows, lips and eyes, noise banks) is computed once in TextureLayout.from_npz, so
-painting an identity is one numba pass over the texels driven by a few dozen numbers drawn per person.
+face, distances to the brows, lips and eyes, noise banks, lists of the texels each feature can touch)
+is computed once in TextureLayout.from_npz, so painting an identity is a numba pass over the texels
+driven by a few dozen numbers drawn per person, and a photo's variation rewrites only the face.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numba
 import numpy as np
 import scipy.sparse as sparse
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
@@ -47,6 +49,94 @@ _CELLS = {"gums_tongue": (0.0, 0.5, 0.5), "teeth": (0.5, 0.5, 0.5), "sclera": (0
           "iris": (0.5, 0.25, 0.25), "eyelashes": (0.75, 0.25, 0.25)}
 _CELL_MARGIN = 0.03  # of the cell's size, on each side
 DILATE_TEXELS = 4    # texels outside the triangles painted like their nearest neighbour
+
+NOISE_NAMES = ("smooth", "medium", "fine", "spots", "strands_u", "strands_v", "veins")
+(N_SMOOTH, N_MEDIUM, N_FINE, N_SPOTS, N_STRANDS_U, N_STRANDS_V, N_VEINS) = range(len(NOISE_NAMES))
+# Per-texel fields (zero where they do not apply): cm above the brows and degrees of azimuth from
+# the front (0) to the back (180) of the head; soft masks in [0, 1] (cheeks, T-zone, nose, ears,
+# redness and freckle zones); signed distances to the eye openings and the lip outline and brow
+# coordinates, in units of the eye's, the mouth's and the brow's length; beard-zone heights (cm);
+# mouth depth; eyeball angles (degrees); distance between teeth (cm); eyelash root-to-tip.
+FIELD_NAMES = ("height", "azimuth", "cheek", "tzone", "nose", "ear", "red", "freckle", "eye_d", "eye_up", "lip_d",
+               "lip_up", "brow_t", "brow_d", "beard_h", "jaw_h", "depth", "eye_theta", "eye_psi", "tooth_gap",
+               "lash_tip")
+(F_HEIGHT, F_AZIMUTH, F_CHEEK, F_TZONE, F_NOSE, F_EAR, F_RED, F_FRECKLE, F_EYE_D, F_EYE_UP, F_LIP_D, F_LIP_UP,
+ F_BROW_T, F_BROW_D, F_BEARD_H, F_JAW_H, F_DEPTH, F_EYE_THETA, F_EYE_PSI, F_TOOTH_GAP, F_LASH_TIP) = range(len(FIELD_NAMES))
+# Texel lists the feature painters visit (TextureLayout.sites), in this order.
+SITE_NAMES = ("lids", "freckles", "lips", "brows", "hair", "beard", "irises")
+(SITE_LIDS, SITE_FRECKLES, SITE_LIPS, SITE_BROWS, SITE_HAIR, SITE_BEARD, SITE_IRISES) = range(len(SITE_NAMES))
+FAR = np.float32(9.0)  # brow, lip and eye coordinates of texels far from them
+
+
+@dataclass(frozen=True, eq=False)
+class TextureLayout:
+    """The repacked UV layout of a face model and everything per texel that painting needs.
+
+    uv (U, 2) float32 and uv_triangles (T, 3) int32 (one row per face-model triangle, asset order)
+    are what a renderer samples the atlas with; the rest is for the painters.
+    """
+
+    uv: np.ndarray              # (U, 2) float32, tile = floor(u)
+    uv_triangles: np.ndarray    # (T, 3) int32 into uv
+    resolution: int             # R: texels per tile side
+    landmarks_uv: np.ndarray    # (68, 2) float32, uv of the 68 landmark vertices (tile 0)
+    vertex_uv_index: np.ndarray  # (V,) int32: one uv entry per mesh vertex
+    part: np.ndarray            # (n_tiles, R, R) uint8, index into PART_NAMES
+    fields: np.ndarray          # (len(FIELD_NAMES), n_tiles, R, R) float32
+    noise: np.ndarray           # (len(NOISE_NAMES), N, N) float32, tileable, N = max(R, 256)
+    sites: tuple[np.ndarray, ...]  # per SITE_NAMES: int32 flat indices into (n_tiles, R, R)
+    iris_degrees: float         # angle from the eye's axis at the iris rim
+    mouth_degrees: float        # azimuth of the mouth corners (hairline and beard azimuths are in degrees)
+    face_box: tuple[int, int, int, int]  # rows r0:r1, cols c0:c1 of tile 0 that per-photo changes touch
+    mole_sites: np.ndarray      # (M,) int32 flat texel indices of tile 0 where moles may sit
+    photo_sites: np.ndarray     # int32 flat texel indices of tile 0 that flush and make-up touch
+    shine_box: np.ndarray       # (h, w) float32 over the face box: where sweat shows (0.5 + T-zone)
+
+    @property
+    def n_tiles(self) -> int:
+        return self.part.shape[0]
+
+    def vertex_uv(self, vertices: np.ndarray) -> np.ndarray:
+        """uv (n, 2) of mesh vertices (one of their corners where seams give several)."""
+        return self.uv[self.vertex_uv_index[np.asarray(vertices)]]
+
+    def texel(self, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tile index (...,) and (col, row) texel coordinates (..., 2) of uv points (ATLAS_SPEC)."""
+        return _texel_coords(np.asarray(uv, np.float64), self.resolution)
+
+    def part_mask(self, *names: str) -> np.ndarray:
+        """(n_tiles, R, R) bool: texels that show any of the named parts (PART_NAMES)."""
+        return np.isin(self.part, [PART_NAMES.index(n) for n in names])
+
+    @classmethod
+    def from_npz(cls, path: str | Path, resolution: int = 128) -> "TextureLayout":
+        """Build from a version-2 face model (ict_face_model_v2.npz); about a second."""
+        if resolution < 32 or resolution & (resolution - 1):
+            raise SiamfaceError(f"texture resolution {resolution}: use a power of two >= 32 (128 is the default)")
+        a = _load_v2(path)
+        uv, uv_tris = _repack_uv(a)
+        tri, weights, painted = _barycentric(uv, uv_tris, _rasterize_ids(uv, uv_tris, len(TILE_NAMES), resolution))
+        verts = a["triangles"][tri]                                   # (n_tiles, R, R, 3) mesh vertices
+
+        def interpolate(attr: np.ndarray) -> np.ndarray:
+            """Per-vertex attributes (V, k) at every texel (n_tiles, R, R, k)."""
+            return np.einsum("...k,...kc->...c", weights, attr[verts])
+
+        part = np.where(painted, _triangle_parts(a, uv_tris)[tri], NONE).astype(np.uint8)
+        vertex_uv_index = np.zeros(len(a["mean"]), np.int32)
+        vertex_uv_index[a["triangles"][::-1].ravel()] = uv_tris[::-1].ravel()  # the first corner wins
+        landmarks_uv = uv[vertex_uv_index[a["landmarks68"]]]
+        fields, iris_degrees, mouth_degrees = _fields(a, part, interpolate, landmarks_uv, resolution)
+        box = _face_box(landmarks_uv, resolution)
+        r0, r1, c0, c1 = box
+        return cls(uv=uv, uv_triangles=uv_tris, resolution=resolution, landmarks_uv=landmarks_uv,
+                   vertex_uv_index=vertex_uv_index, part=part, fields=fields,
+                   noise=_noise_bank(max(resolution, 256)), sites=_sites(part, fields, iris_degrees),
+                   iris_degrees=iris_degrees, mouth_degrees=mouth_degrees, face_box=box,
+                   mole_sites=_mole_sites(part, fields), photo_sites=_photo_sites(part, fields, box),
+                   shine_box=(0.5 + fields[F_TZONE, 0, r0:r1, c0:c1]).astype(np.float32))
+
+
 def sample_atlas(atlas: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear lookup (n, 4) of uv points (n, 2), exactly as ATLAS_SPEC says; a numpy reference
     for renderers and for checks (a renderer does this per pixel in its own loop)."""
@@ -59,6 +149,8 @@ def sample_atlas(atlas: np.ndarray, uv: np.ndarray) -> np.ndarray:
     top = atlas[tile, r0, c0] * (1 - fc) + atlas[tile, r0, c0 + 1] * fc
     bottom = atlas[tile, r0 + 1, c0] * (1 - fc) + atlas[tile, r0 + 1, c0 + 1] * fc
     return (top * (1 - fr) + bottom * fr).astype(np.float32)
+
+
 
 
 _V2_KEYS = ("mean", "triangles", "uv", "uv_triangles", "vertex_region", "region_names", "landmarks68")
@@ -115,17 +207,21 @@ def _repack_uv(a: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(parts)[used], inverse.reshape(-1, 3).astype(np.int32)
 
 
-def _tooth_gaps(mean: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Per vertex of the teeth ``triangles``: distance (cm) to the nearest vertex of another tooth
-    (inf elsewhere); small where teeth touch, which is where the dark gaps between them show."""
-    label = np.zeros(len(mean), np.int64)
-    label[triangles] = _components(triangles)[:, None]
-    verts = np.unique(triangles)
-    gap = np.full(len(mean), np.inf, np.float32)
-    for k in np.unique(label[verts]):
-        own, other = verts[label[verts] == k], verts[label[verts] != k]
-        gap[own] = cKDTree(mean[other]).query(mean[own])[0]
-    return gap
+def _triangle_parts(a: dict[str, np.ndarray], uv_tris: np.ndarray) -> np.ndarray:
+    """Part per triangle: from its majority region; the tongue's uv islands (narrower than the
+    teeth's arch, below the upper teeth) become TONGUE."""
+    _, region = _triangle_groups(a)
+    parts = np.array([_REGION_PART[r] for r in region], np.uint8)
+    mean = a["mean"]
+    teeth = np.unique(a["triangles"][parts == TEETH])
+    upper_teeth_y = mean[teeth, 1][mean[teeth, 1] > mean[teeth, 1].mean()].mean()
+    gums = np.flatnonzero(parts == GUMS)
+    island = _components(uv_tris[gums])
+    for k in np.unique(island):
+        p = mean[np.unique(a["triangles"][gums[island == k]])]
+        if np.abs(p[:, 0]).max() < 0.7 * np.abs(mean[teeth, 0]).max() and p[:, 1].max() < upper_teeth_y:
+            parts[gums[island == k]] = TONGUE
+    return parts
 
 
 def _components(tris: np.ndarray) -> np.ndarray:
@@ -181,40 +277,194 @@ def _barycentric(uv: np.ndarray, uv_tris: np.ndarray, ids: np.ndarray) -> tuple[
     return tri, w.astype(np.float32), painted
 
 
-def _noise_bank(size: int, seed: int = 0) -> np.ndarray:
-    """Tileable noise planes (NOISE_NAMES), each zero-mean with unit standard deviation; identities
-    read them at their own offsets, so every person gets a different pattern at no cost. Feature
-    sizes are in texels of a 256-texel tile, whatever the size."""
-    rng = np.random.default_rng(seed)
-    white = rng.standard_normal((len(NOISE_NAMES), size, size))
-    sigmas = {"smooth": (8, 8), "medium": (2.5, 2.5), "fine": (0.6, 0.6), "spots": (1.2, 1.2),
-              "strands_u": (0.5, 3.0), "strands_v": (3.0, 0.5), "veins": (2.0, 2.0)}
-    scale = size / 256
-    bank = np.stack([gaussian_filter(white[k], np.multiply(sigmas[name], scale), mode="wrap")
-                     for k, name in enumerate(NOISE_NAMES)])
-    bank -= bank.mean(axis=(1, 2), keepdims=True)
-    bank /= bank.std(axis=(1, 2), keepdims=True)
-    veins = NOISE_NAMES.index("veins")
-    bank[veins] = np.clip(1.0 - np.abs(bank[veins]) / 0.25, 0.0, 1.0)  # thin lines where the field crosses 0
-    return bank.astype(np.float32)
+def _face_box(landmarks_uv: np.ndarray, resolution: int) -> tuple[int, int, int, int]:
+    """Rows r0:r1 and columns c0:c1 of tile 0 around the brows, eyes, nose, mouth and jaw, with a
+    margin: everything a photo's variation touches."""
+    _, texels = _texel_coords(landmarks_uv.astype(np.float64), resolution)
+    lo, hi = texels[17:].min(0), texels.max(0)
+    pad = 0.25 * (hi - lo)
+    c0, r0 = np.maximum(np.floor(lo - pad), 0).astype(int)
+    c1, r1 = np.minimum(np.ceil(hi + pad) + 1, resolution).astype(int)
+    return int(r0), int(r1), int(c0), int(c1)
 
 
-NOISE_NAMES = ("smooth", "medium", "fine", "spots", "strands_u", "strands_v", "veins")
-(N_SMOOTH, N_MEDIUM, N_FINE, N_SPOTS, N_STRANDS_U, N_STRANDS_V, N_VEINS) = range(len(NOISE_NAMES))
-# Per-texel fields (zero where they do not apply): cm above the brows and degrees of azimuth from
-# the front (0) to the back (180) of the head; soft masks in [0, 1] (cheeks, T-zone, nose, ears,
-# redness and freckle zones); signed distances to the eye openings and the lip outline and brow
-# coordinates, in units of the eye's, the mouth's and the brow's length; beard-zone heights (cm);
-# mouth depth; eyeball angles (degrees); distance between teeth (cm); eyelash root-to-tip.
-FIELD_NAMES = ("height", "azimuth", "cheek", "tzone", "nose", "ear", "red", "freckle", "eye_d", "eye_up", "lip_d",
-               "lip_up", "brow_t", "brow_d", "beard_h", "jaw_h", "depth", "eye_theta", "eye_psi", "tooth_gap",
-               "lash_tip")
-(F_HEIGHT, F_AZIMUTH, F_CHEEK, F_TZONE, F_NOSE, F_EAR, F_RED, F_FRECKLE, F_EYE_D, F_EYE_UP, F_LIP_D, F_LIP_UP,
- F_BROW_T, F_BROW_D, F_BEARD_H, F_JAW_H, F_DEPTH, F_EYE_THETA, F_EYE_PSI, F_TOOTH_GAP, F_LASH_TIP) = range(len(FIELD_NAMES))
-# Texel lists the feature painters visit (TextureLayout.sites), in this order.
-SITE_NAMES = ("lids", "freckles", "lips", "brows", "hair", "beard", "irises")
-(SITE_LIDS, SITE_FRECKLES, SITE_LIPS, SITE_BROWS, SITE_HAIR, SITE_BEARD, SITE_IRISES) = range(len(SITE_NAMES))
-FAR = np.float32(9.0)  # brow, lip and eye coordinates of texels far from them
+def _mole_sites(part: np.ndarray, fields: np.ndarray) -> np.ndarray:
+    """Tile-0 texels where a mole may sit: face skin off the ears, lips, eyes and brows."""
+    f = fields[:, 0]
+    return np.flatnonzero((part[0] == SKIN) & (f[F_EAR] < 0.5) & (f[F_LIP_D] < -0.05) & (f[F_EYE_D] > 0.3)
+                          & (np.abs(f[F_BROW_D]) > 0.25) & (f[F_HEIGHT] < 4.0) & (f[F_AZIMUTH] < 80)
+                          & (f[F_JAW_H] > -2)).astype(np.int32)
+
+
+def _photo_sites(part: np.ndarray, fields: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Tile-0 texels of the face box that per-photo flush and make-up can touch."""
+    f, (r0, r1, c0, c1) = fields[:, 0], box
+    inside = np.zeros(part.shape[1:], bool)
+    inside[r0:r1, c0:c1] = True
+    touch = (f[F_RED] > 0.02) | (f[F_LIP_D] > -0.06) | (f[F_EYE_D] < 0.6)
+    return np.flatnonzero(inside & (part[0] == SKIN) & touch).astype(np.int32)
+
+
+def _sites(part: np.ndarray, fields: np.ndarray, iris_degrees: float) -> tuple[np.ndarray, ...]:
+    """The texels each feature painter can touch whatever an identity draws (SITE_NAMES)."""
+    f, skin = fields, part == SKIN
+    masks = {"lids": skin & (f[F_EYE_D] < 1.0),
+             "freckles": f[F_FRECKLE] > 0.03,
+             "lips": skin & (f[F_LIP_D] > -0.06),
+             "brows": skin & (np.abs(f[F_BROW_D]) < 0.35) & (f[F_BROW_T] > -0.3) & (f[F_BROW_T] < 1.3),
+             "hair": skin & (f[F_HEIGHT] > -10.0),
+             "beard": skin & (f[F_BEARD_H] < 1.5) & (f[F_JAW_H] > -5.0) & (f[F_AZIMUTH] < 82),
+             "irises": np.isin(part, [SCLERA, IRIS]) & (f[F_EYE_THETA] < 1.1 * iris_degrees + 2)}
+    return tuple(np.flatnonzero(masks[name]).astype(np.int32) for name in SITE_NAMES)
+
+
+@dataclass(frozen=True)
+class _MeanFace:
+    """The mean shape's landmarks and head frame that the fields are measured in (cm)."""
+
+    mean: np.ndarray            # (V, 3) float64
+    lm: np.ndarray              # (68, 3) landmark positions
+    region: np.ndarray          # (V,) region index per vertex
+    names: list[str]            # region names
+    brow_y: float               # mean height of the brow landmarks
+    z0: float                   # depth of the head's vertical axis (midway between forehead and back)
+
+    @classmethod
+    def of(cls, a: dict[str, np.ndarray]) -> "_MeanFace":
+        mean, names, region = a["mean"].astype(np.float64), [str(n) for n in a["region_names"]], a["vertex_region"]
+        lm = mean[a["landmarks68"]]
+        brow_y = float(lm[17:27, 1].mean())
+        level = np.abs(mean[:, 1] - brow_y) < 1.0
+        front = mean[level & (region == names.index("face")), 2].max()
+        back = mean[level & np.isin(region, [names.index("face"), names.index("head_neck")]), 2].min()
+        return cls(mean, lm, region, names, brow_y, float(0.5 * (front + back)))
+
+    def mask(self, *names: str) -> np.ndarray:
+        return np.isin(self.region, [self.names.index(n) for n in names])
+
+    def azimuth(self, p: np.ndarray) -> np.ndarray:
+        """Degrees around the head's vertical axis: 0 at the front, 180 at the back, both sides alike."""
+        return np.degrees(np.arctan2(np.abs(p[..., 0]), p[..., 2] - self.z0))
+
+
+def _fields(a: dict[str, np.ndarray], part: np.ndarray, interpolate: Callable[[np.ndarray], np.ndarray],
+            landmarks_uv: np.ndarray, resolution: int) -> tuple[np.ndarray, float, float]:
+    """The per-texel fields (FIELD_NAMES), the iris's angular radius and the mouth corners'
+    azimuth (degrees), from the mean shape and the landmarks."""
+    face = _MeanFace.of(a)
+    pos = interpolate(face.mean)
+    fields = np.zeros((len(FIELD_NAMES),) + part.shape, np.float32)
+    fields[[F_EYE_D, F_BROW_D]], fields[[F_LIP_D, F_BROW_T]] = FAR, -FAR  # far from eyes, brows, lips
+    _head_fields(fields, face, part == SKIN, pos)
+    _face_tile_fields(fields, face, part[0] == SKIN, pos[0], landmarks_uv, resolution)
+    inside = np.isin(part, [MOUTH_SOCKET, GUMS, TONGUE, TEETH])  # 0 at the lips, 1 deep in the mouth
+    fields[F_DEPTH] = np.where(inside, np.clip((face.lm[62, 2] - pos[..., 2]) / 7.0, 0.0, 1.0), 0)
+    radius = _eye_fields(fields, face, np.isin(part, [SCLERA, IRIS]), interpolate)
+    _lash_fields(fields, face, part == LASHES, interpolate)
+    gaps = _tooth_gaps(face.mean, a["triangles"][face.mask("teeth")[a["triangles"][:, 0]]])
+    fields[F_TOOTH_GAP] = np.where(part == TEETH, interpolate(np.where(np.isfinite(gaps), gaps, 0)[:, None])[..., 0], 0)
+    # The iris is about 0.42 of the eye opening wide (11.7 of 28-30 mm in adults).
+    eye_width = 0.5 * (np.linalg.norm(face.lm[39] - face.lm[36]) + np.linalg.norm(face.lm[45] - face.lm[42]))
+    iris_degrees = float(np.degrees(np.arcsin(0.21 * eye_width / radius)))
+    return fields, iris_degrees, float(face.azimuth(face.lm[[48, 54]]).mean())
+
+
+def _head_fields(fields: np.ndarray, face: _MeanFace, skin: np.ndarray, pos: np.ndarray) -> None:
+    """Skin of both head tiles: height above the brows and azimuth (hairline), soft masks from 3D
+    distances to points of the mean face (cheeks, T-zone, nose), the beard zone's heights."""
+    lm, y = face.lm, pos[..., 1]
+    skin_v = face.mask("face")
+    fields[F_HEIGHT] = np.where(skin, y - face.brow_y, 0)
+    fields[F_AZIMUTH] = np.where(skin, face.azimuth(pos), 0)
+    cheeks = [_surface_point(face.mean, skin_v, e[:, 0].mean(), 0.5 * (e[4:, 1].mean() + lm[33, 1]))
+              for e in (lm[36:42], lm[42:48])]
+    forehead = _surface_point(face.mean, skin_v, 0.0, face.brow_y + 3.5)
+    glabella = 0.5 * (lm[21] + lm[22])
+    front = skin & (pos[..., 2] > face.z0)
+    fields[F_CHEEK] = front * np.maximum(*[_gauss(np.linalg.norm(pos - c, axis=-1), 1.7) for c in cheeks])
+    fields[F_TZONE] = front * np.maximum.reduce([_gauss(_segment_distance(pos, forehead, glabella), 1.6),
+                                                 _gauss(_segment_distance(pos, glabella, lm[30]), 0.8),
+                                                 0.6 * _gauss(np.linalg.norm(pos - lm[8], axis=-1), 1.2)])
+    fields[F_NOSE] = front * np.maximum(_gauss(np.linalg.norm(pos - lm[30], axis=-1), 1.0),
+                                        0.8 * np.maximum(*[_gauss(np.linalg.norm(pos - lm[j], axis=-1), 0.6) for j in (31, 35)]))
+    fields[F_FRECKLE] = front * np.minimum(1.3 * fields[F_CHEEK] + fields[F_NOSE] + 0.5 * fields[F_TZONE], 1.0)
+    # Beard zone: height above the line from the nose base over the mouth corners and cheeks to the
+    # sideburns, and above the jaw line (negative under the chin and on the neck).
+    knot_y = [lm[33, 1] + 0.15, lm[48, 1] + 1.0, lm[2, 1] + 0.4, lm[1, 1]]
+    fields[F_BEARD_H] = np.where(skin, y - np.interp(fields[F_AZIMUTH], face.azimuth(lm[[33, 48, 3, 1]]), knot_y), 0)
+    fields[F_JAW_H] = np.where(skin, y - np.interp(fields[F_AZIMUTH], face.azimuth(lm[8:17]), lm[8:17, 1]), 0)
+
+
+def _face_tile_fields(fields: np.ndarray, face: _MeanFace, skin: np.ndarray, pos: np.ndarray,
+                      landmarks_uv: np.ndarray, resolution: int) -> None:
+    """Tile 0 in texel space, from the landmarks' uv: eye openings, lip outline and brows (in units
+    of the eye's width, the mouth's width and the brow's length), the ears, then redness."""
+    _, lmt = _texel_coords(landmarks_uv.astype(np.float64), resolution)
+    row, col = np.meshgrid(np.arange(resolution), np.arange(resolution), indexing="ij")
+    eye_d = np.full(skin.shape, FAR, np.float32)
+    eye_up = np.zeros(skin.shape, np.float32)
+    for ring in (lmt[36:42], lmt[42:48]):
+        width = np.linalg.norm(ring[3] - ring[0])
+        d = -_signed_polygon_distance(ring, resolution) / width
+        closer = d < eye_d
+        eye_d = np.where(closer, d, eye_d)
+        eye_up = np.where(closer, (ring[:, 1].mean() - row) / width, eye_up)
+    mouth_width = np.linalg.norm(lmt[54] - lmt[48])
+    fields[F_EYE_D, 0] = np.where(skin, eye_d, FAR)
+    fields[F_EYE_UP, 0] = np.where(skin, eye_up, 0)
+    fields[F_LIP_D, 0] = np.where(skin, _signed_polygon_distance(lmt[48:60], resolution) / mouth_width, -FAR)
+    fields[F_LIP_UP, 0] = np.where(skin, (lmt[60:68, 1].mean() - row) / mouth_width, 0)
+    texels = np.stack([col, row], axis=-1).astype(np.float64)
+    for line in (lmt[21:16:-1], lmt[22:27]):  # each brow from its inner end outwards
+        side = (col < lmt[27, 0]) == (line[-1, 0] < lmt[27, 0])
+        t, d = _polyline_coords(texels, line)
+        near = side & skin & (np.abs(d) < 1.0) & (t > -0.5) & (t < 1.5)
+        fields[F_BROW_T, 0] = np.where(near, t, fields[F_BROW_T, 0])
+        fields[F_BROW_D, 0] = np.where(near, d, fields[F_BROW_D, 0])
+    fields[F_EAR, 0] = _ear_mask(pos, skin, face.brow_y, face.mean[face.mask("face")])
+    fields[F_RED] = np.minimum(fields[F_CHEEK] + 0.8 * fields[F_NOSE] + 0.7 * fields[F_EAR], 1.0)
+
+
+def _eye_fields(fields: np.ndarray, face: _MeanFace, eye: np.ndarray,
+                interpolate: Callable[[np.ndarray], np.ndarray]) -> float:
+    """Eyeballs: angle from each eye's axis and azimuth around it (degrees, in the eye's own frame);
+    returns the eyeball's radius (cm)."""
+    local = np.zeros_like(face.mean)
+    radius = []
+    for side in ("left", "right"):
+        ball = face.mask(f"sclera_{side}", f"iris_{side}")
+        centre = face.mean[face.mask(f"sclera_{side}")].mean(axis=0)
+        axis = face.mean[ball][np.argmax(face.mean[ball, 2])] - centre
+        radius.append(np.linalg.norm(axis))
+        axis /= radius[-1]
+        up = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
+        up /= np.linalg.norm(up)
+        d = face.mean[ball] - centre
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        local[ball] = np.column_stack([d @ np.cross(up, axis), d @ up, d @ axis])
+    ex, ey, ez = np.moveaxis(interpolate(local), -1, 0)
+    fields[F_EYE_THETA] = np.where(eye, np.degrees(np.arctan2(np.hypot(ex, ey), ez)), 0)
+    fields[F_EYE_PSI] = np.where(eye, np.degrees(np.arctan2(ey, ex)), 0)
+    return float(np.mean(radius))
+
+
+def _lash_fields(fields: np.ndarray, face: _MeanFace, lashes: np.ndarray,
+                 interpolate: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Eyelashes: distance from their root on the lid (0 to 1 at the longest), and +1 where that
+    root is nearer the upper lid's landmarks than the lower lid's (-1)."""
+    lm, strips = face.lm, face.mask("eyelashes_left", "eyelashes_right")
+    skin_v = face.mask("face")
+    tip, upper = np.zeros(len(face.mean)), np.zeros(len(face.mean))
+    tip[strips], nearest = cKDTree(face.mean[skin_v]).query(face.mean[strips])
+    root = face.mean[skin_v][nearest]
+
+    def lid_distance(ids: list[int]) -> np.ndarray:
+        return np.min([_segment_distance(root, lm[p], lm[q]) for p, q in zip(ids[:-1], ids[1:])], axis=0)
+
+    upper[strips] = np.where(np.minimum(lid_distance([36, 37, 38, 39]), lid_distance([42, 43, 44, 45]))
+                             < np.minimum(lid_distance([39, 40, 41, 36]), lid_distance([45, 46, 47, 42])), 1.0, -1.0)
+    fields[F_LASH_TIP] = np.where(lashes, interpolate(tip[:, None] / tip.max())[..., 0], 0)
+    fields[F_EYE_UP] = np.where(lashes, interpolate(upper[:, None])[..., 0], fields[F_EYE_UP])
 
 
 def _gauss(dist: np.ndarray, sigma: float) -> np.ndarray:
@@ -268,243 +518,6 @@ def _surface_point(mean: np.ndarray, skin: np.ndarray, x: float, y: float) -> np
     return mean[near][np.argmax(mean[near, 2])]
 
 
-@dataclass(frozen=True, eq=False)
-class TextureLayout:
-    """The repacked UV layout of a face model and everything per texel that painting needs.
-
-    uv (U, 2) float32 and uv_triangles (T, 3) int32 (one row per face-model triangle, asset order)
-    are what a renderer samples the atlas with; the rest is for the painters.
-    """
-
-    uv: np.ndarray              # (U, 2) float32, tile = floor(u)
-    uv_triangles: np.ndarray    # (T, 3) int32 into uv
-    resolution: int             # R: texels per tile side
-    landmarks_uv: np.ndarray    # (68, 2) float32, uv of the 68 landmark vertices (tile 0)
-    part: np.ndarray            # (n_tiles, R, R) uint8, index into PART_NAMES
-    fields: np.ndarray          # (len(FIELD_NAMES), n_tiles, R, R) float32
-    noise: np.ndarray           # (len(NOISE_NAMES), N, N) float32, tileable, N = max(R, 256)
-    sites: tuple[np.ndarray, ...]  # per SITE_NAMES: int32 flat indices into (n_tiles, R, R)
-    iris_degrees: float         # angle from the eye's axis at the iris rim
-    mouth_degrees: float        # azimuth of the mouth corners (hairline and beard azimuths are in degrees)
-    face_box: tuple[int, int, int, int]  # rows r0:r1, cols c0:c1 of tile 0 that per-photo changes touch
-    mole_sites: np.ndarray      # (M,) int32 flat texel indices of tile 0 where moles may sit
-    photo_sites: np.ndarray     # int32 flat texel indices of tile 0 that flush and make-up touch
-    shine_box: np.ndarray       # (h, w) float32 over the face box: where sweat shows (0.5 + T-zone)
-    vertex_uv_index: np.ndarray  # (V,) int32: one uv entry per mesh vertex
-
-    @property
-    def n_tiles(self) -> int:
-        return self.part.shape[0]
-
-    def vertex_uv(self, vertices: np.ndarray) -> np.ndarray:
-        """uv (n, 2) of mesh vertices (one of their corners where seams give several)."""
-        return self.uv[self.vertex_uv_index[np.asarray(vertices)]]
-
-    def texel(self, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Tile index (...,) and (col, row) texel coordinates (..., 2) of uv points (ATLAS_SPEC)."""
-        return _texel_coords(np.asarray(uv, np.float64), self.resolution)
-
-    def part_mask(self, *names: str) -> np.ndarray:
-        """(n_tiles, R, R) bool: texels that show any of the named parts (PART_NAMES)."""
-        return np.isin(self.part, [PART_NAMES.index(n) for n in names])
-
-    @classmethod
-    def from_npz(cls, path: str | Path, resolution: int = 128) -> "TextureLayout":
-        """Build from a version-2 face model (ict_face_model_v2.npz); about a second."""
-        if resolution < 32 or resolution & (resolution - 1):
-            raise SiamfaceError(f"texture resolution {resolution}: use a power of two >= 32 (128 is the default)")
-        a = _load_v2(path)
-        uv, uv_tris = _repack_uv(a)
-        tri, weights, painted = _barycentric(uv, uv_tris, _rasterize_ids(uv, uv_tris, len(TILE_NAMES), resolution))
-        verts = a["triangles"][tri]                                   # (n_tiles, R, R, 3)
-
-        def interpolate(attr: np.ndarray) -> np.ndarray:
-            return np.einsum("...k,...kc->...c", weights, attr[verts])
-
-        part = np.where(painted, _triangle_parts(a, uv_tris)[tri], NONE).astype(np.uint8)
-        pos = interpolate(a["mean"].astype(np.float64))
-        vertex_uv_index = np.zeros(len(a["mean"]), np.int32)
-        vertex_uv_index[a["triangles"][::-1].ravel()] = uv_tris[::-1].ravel()  # the first corner wins
-        landmarks_uv = uv[vertex_uv_index[a["landmarks68"]]]
-        fields, iris_degrees, mouth_degrees = _fields(a, part, pos, interpolate, landmarks_uv, resolution)
-        _, lm_texels = _texel_coords(landmarks_uv.astype(np.float64), resolution)
-        lo, hi = lm_texels[17:].min(0), lm_texels.max(0)
-        pad = 0.25 * (hi - lo)
-        c0, r0 = np.maximum(np.floor(lo - pad), 0).astype(int)
-        c1, r1 = np.minimum(np.ceil(hi + pad) + 1, resolution).astype(int)
-        f = fields[:, 0]
-        moles = ((part[0] == SKIN) & (f[F_EAR] < 0.5) & (f[F_LIP_D] < -0.05) & (f[F_EYE_D] > 0.3)
-                 & (np.abs(f[F_BROW_D]) > 0.25) & (f[F_HEIGHT] < 4.0) & (f[F_AZIMUTH] < 80) & (f[F_JAW_H] > -2))
-        return cls(uv=uv, uv_triangles=uv_tris, resolution=resolution, landmarks_uv=landmarks_uv, part=part,
-                   fields=fields, noise=_noise_bank(max(resolution, 256)), sites=_sites(part, fields, iris_degrees),
-                   iris_degrees=iris_degrees, mouth_degrees=mouth_degrees, face_box=(r0, r1, c0, c1),
-                   mole_sites=np.flatnonzero(moles).astype(np.int32), vertex_uv_index=vertex_uv_index,
-                   photo_sites=_photo_sites(part, fields, (r0, r1, c0, c1)),
-                   shine_box=(0.5 + fields[F_TZONE, 0, r0:r1, c0:c1]).astype(np.float32))
-
-
-def _photo_sites(part: np.ndarray, fields: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """Tile-0 texels of the face box that per-photo flush and make-up can touch."""
-    f, (r0, r1, c0, c1) = fields[:, 0], box
-    inside = np.zeros(part.shape[1:], bool)
-    inside[r0:r1, c0:c1] = True
-    touch = (f[F_RED] > 0.02) | (f[F_LIP_D] > -0.06) | (f[F_EYE_D] < 0.6)
-    return np.flatnonzero(inside & (part[0] == SKIN) & touch).astype(np.int32)
-
-
-def _sites(part: np.ndarray, fields: np.ndarray, iris_degrees: float) -> tuple[np.ndarray, ...]:
-    """The texels each feature painter can touch whatever an identity draws (SITE_NAMES)."""
-    f, skin = fields, part == SKIN
-    masks = {"lids": skin & (f[F_EYE_D] < 1.0),
-             "freckles": f[F_FRECKLE] > 0.03,
-             "lips": skin & (f[F_LIP_D] > -0.06),
-             "brows": skin & (np.abs(f[F_BROW_D]) < 0.35) & (f[F_BROW_T] > -0.3) & (f[F_BROW_T] < 1.3),
-             "hair": skin & (f[F_HEIGHT] > -10.0),
-             "beard": skin & (f[F_BEARD_H] < 1.5) & (f[F_JAW_H] > -5.0) & (f[F_AZIMUTH] < 82),
-             "irises": np.isin(part, [SCLERA, IRIS]) & (f[F_EYE_THETA] < 1.1 * iris_degrees + 2)}
-    return tuple(np.flatnonzero(masks[name]).astype(np.int32) for name in SITE_NAMES)
-
-
-def _triangle_parts(a: dict[str, np.ndarray], uv_tris: np.ndarray) -> np.ndarray:
-    """Part per triangle: from its majority region; the tongue's uv islands (narrower than the
-    teeth's arch, below the upper teeth) become TONGUE."""
-    _, region = _triangle_groups(a)
-    parts = np.array([_REGION_PART[r] for r in region], np.uint8)
-    mean = a["mean"]
-    teeth = np.unique(a["triangles"][parts == TEETH])
-    upper_teeth_y = mean[teeth, 1][mean[teeth, 1] > mean[teeth, 1].mean()].mean()
-    gums = np.flatnonzero(parts == GUMS)
-    island = _components(uv_tris[gums])
-    for k in np.unique(island):
-        p = mean[np.unique(a["triangles"][gums[island == k]])]
-        if np.abs(p[:, 0]).max() < 0.7 * np.abs(mean[teeth, 0]).max() and p[:, 1].max() < upper_teeth_y:
-            parts[gums[island == k]] = TONGUE
-    return parts
-
-
-def _fields(a: dict[str, np.ndarray], part: np.ndarray, pos: np.ndarray, interpolate,
-            landmarks_uv: np.ndarray, resolution: int) -> tuple[np.ndarray, float, float]:
-    """The per-texel fields (FIELD_NAMES) from the mean shape and the landmarks."""
-    mean, lm = a["mean"].astype(np.float64), a["landmarks68"]
-    L = mean[lm]
-    names = [str(n) for n in a["region_names"]]
-    region = a["vertex_region"]
-    skin_v = region == names.index("face")
-    fields = np.zeros((len(FIELD_NAMES),) + part.shape, np.float32)
-    fields[[F_EYE_D, F_BROW_D]], fields[[F_LIP_D, F_BROW_T]] = FAR, -FAR  # far from eyes, brows, lips
-    skin = part == SKIN
-    x, y, z = pos[..., 0], pos[..., 1], pos[..., 2]
-
-    # Head-centred coordinates for the hairline: height above the brows, azimuth from the front.
-    brow_y = L[17:27, 1].mean()
-    level = skin_v & (np.abs(mean[:, 1] - brow_y) < 1.0)
-    head_v = np.isin(region, [names.index("face"), names.index("head_neck")])
-    z0 = 0.5 * (mean[level, 2].max() + mean[head_v & (np.abs(mean[:, 1] - brow_y) < 1.0), 2].min())
-
-    def azimuth(p: np.ndarray) -> np.ndarray:
-        return np.degrees(np.arctan2(np.abs(p[..., 0]), p[..., 2] - z0))
-
-    fields[F_HEIGHT] = np.where(skin, y - brow_y, 0)
-    fields[F_AZIMUTH] = np.where(skin, azimuth(pos), 0)
-
-    # Soft masks on the face, from 3D distances to points of the mean face.
-    eye_l, eye_r = L[36:42], L[42:48]
-    cheeks = [_surface_point(mean, skin_v, e[:, 0].mean(), 0.5 * (e[4:, 1].mean() + L[33, 1])) for e in (eye_l, eye_r)]
-    forehead = _surface_point(mean, skin_v, 0.0, brow_y + 3.5)
-    glabella = 0.5 * (L[21] + L[22])
-    fields[F_CHEEK] = np.maximum(*[_gauss(np.linalg.norm(pos - c, axis=-1), 1.7) for c in cheeks])
-    fields[F_TZONE] = np.maximum.reduce([_gauss(_segment_distance(pos, forehead, glabella), 1.6),
-                                         _gauss(_segment_distance(pos, glabella, L[30]), 0.8),
-                                         0.6 * _gauss(np.linalg.norm(pos - L[8], axis=-1), 1.2)])
-    fields[F_NOSE] = np.maximum(_gauss(np.linalg.norm(pos - L[30], axis=-1), 1.0),
-                                0.8 * np.maximum(*[_gauss(np.linalg.norm(pos - L[j], axis=-1), 0.6) for j in (31, 35)]))
-    for f in (F_CHEEK, F_TZONE, F_NOSE):
-        fields[f] *= skin & (z > z0)  # the front of the head only
-
-    # Texel-space coordinates on the face tile: eyes, lips, brows (units of their own size).
-    _, lmt = _texel_coords(landmarks_uv.astype(np.float64), resolution)
-    row, col = np.meshgrid(np.arange(resolution), np.arange(resolution), indexing="ij")
-    texels = np.stack([col, row], axis=-1).astype(np.float64)
-    face = skin[0]
-    eye_d = np.full(face.shape, FAR, np.float32)
-    eye_up = np.zeros(face.shape, np.float32)
-    for ring in (lmt[36:42], lmt[42:48]):
-        width = np.linalg.norm(ring[3] - ring[0])
-        d = -_signed_polygon_distance(ring, resolution) / width
-        closer = d < eye_d
-        eye_d = np.where(closer, d, eye_d)
-        eye_up = np.where(closer, (ring[:, 1].mean() - row) / width, eye_up)
-    mouth_width = np.linalg.norm(lmt[54] - lmt[48])
-    fields[F_EYE_D, 0] = np.where(face, eye_d, FAR)
-    fields[F_EYE_UP, 0] = np.where(face, eye_up, 0)
-    fields[F_LIP_D, 0] = np.where(face, _signed_polygon_distance(lmt[48:60], resolution) / mouth_width, -FAR)
-    fields[F_LIP_UP, 0] = np.where(face, (lmt[60:68, 1].mean() - row) / mouth_width, 0)
-    brow_t, brow_d = np.full(face.shape, -FAR), np.full(face.shape, FAR)
-    for line in (lmt[21:16:-1], lmt[22:27]):  # each brow from its inner end outwards
-        side = (col < lmt[27, 0]) == (line[-1, 0] < lmt[27, 0])
-        t, d = _polyline_coords(texels, line)
-        near = side & face & (np.abs(d) < 1.0) & (t > -0.5) & (t < 1.5)
-        brow_t, brow_d = np.where(near, t, brow_t), np.where(near, d, brow_d)
-    fields[F_BROW_T, 0], fields[F_BROW_D, 0] = brow_t, brow_d
-    fields[F_EAR, 0] = _ear_mask(pos[0], face, brow_y, mean[skin_v])
-    fields[F_RED] = np.minimum(fields[F_CHEEK] + 0.8 * fields[F_NOSE] + 0.7 * fields[F_EAR], 1.0)
-    fields[F_FRECKLE] = np.minimum(1.3 * fields[F_CHEEK] + fields[F_NOSE] + 0.5 * fields[F_TZONE], 1.0) * skin * (z > z0)
-
-    # Beard zone: height above the line from the nose base over the mouth corners and cheeks to the
-    # sideburns, and above the jaw line (negative under the chin and on the neck).
-    knots = azimuth(L[[33, 48, 3, 1]])
-    knot_y = [L[33, 1] + 0.15, L[48, 1] + 1.0, L[2, 1] + 0.4, L[1, 1]]
-    fields[F_BEARD_H] = np.where(skin, y - np.interp(fields[F_AZIMUTH], knots, knot_y), 0)
-    fields[F_JAW_H] = np.where(skin, y - np.interp(fields[F_AZIMUTH], azimuth(L[8:17]), L[8:17, 1]), 0)
-
-    # Mouth interior: 0 at the lips, 1 deep inside.
-    inside = np.isin(part, [MOUTH_SOCKET, GUMS, TONGUE, TEETH])
-    fields[F_DEPTH] = np.where(inside, np.clip((L[62, 2] - z) / 7.0, 0.0, 1.0), 0)
-
-    # Eyeballs: angle from the eye's axis and azimuth around it, in each eye's own frame.
-    local = np.zeros_like(mean)
-    radius = []
-    for side in ("left", "right"):
-        ball = (region == names.index(f"sclera_{side}")) | (region == names.index(f"iris_{side}"))
-        centre = mean[region == names.index(f"sclera_{side}")].mean(axis=0)
-        axis = mean[ball][np.argmax(mean[ball, 2])] - centre
-        axis /= np.linalg.norm(axis)
-        up = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
-        up /= np.linalg.norm(up)
-        d = mean[ball] - centre
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
-        local[ball] = np.column_stack([d @ np.cross(up, axis), d @ up, d @ axis])
-        radius.append(np.linalg.norm(mean[ball][np.argmax(mean[ball, 2])] - centre))
-    eye = np.isin(part, [SCLERA, IRIS])
-    ex, ey, ez = np.moveaxis(interpolate(local), -1, 0)
-    fields[F_EYE_THETA] = np.where(eye, np.degrees(np.arctan2(np.hypot(ex, ey), ez)), 0)
-    fields[F_EYE_PSI] = np.where(eye, np.degrees(np.arctan2(ey, ex)), 0)
-
-    # Eyelashes: distance from their root on the lid, and whether that root is nearer the upper
-    # lid's landmarks than the lower lid's.
-    lashes = np.isin(region, [names.index("eyelashes_left"), names.index("eyelashes_right")])
-    tip, upper = np.zeros(len(mean)), np.zeros(len(mean))
-    tip[lashes], nearest = cKDTree(mean[skin_v]).query(mean[lashes])
-    root = mean[skin_v][nearest]
-
-    def lid_distance(ids: list[int]) -> np.ndarray:
-        return np.min([_segment_distance(root, L[p], L[q]) for p, q in zip(ids[:-1], ids[1:])], axis=0)
-
-    upper[lashes] = np.where(np.minimum(lid_distance([36, 37, 38, 39]), lid_distance([42, 43, 44, 45]))
-                             < np.minimum(lid_distance([39, 40, 41, 36]), lid_distance([45, 46, 47, 42])), 1.0, -1.0)
-    is_lash = part == LASHES
-    fields[F_LASH_TIP] = np.where(is_lash, interpolate(tip[:, None] / tip.max())[..., 0], 0)
-    fields[F_EYE_UP] = np.where(is_lash, interpolate(upper[:, None])[..., 0], fields[F_EYE_UP])
-
-    gaps = _tooth_gaps(mean, a["triangles"][a["vertex_region"][a["triangles"][:, 0]] == names.index("teeth")])
-    gap = interpolate(np.where(np.isfinite(gaps), gaps, 0)[:, None])[..., 0]
-    fields[F_TOOTH_GAP] = np.where(part == TEETH, gap, 0)
-    # The iris is about 0.42 of the eye opening wide (11.7 of 28-30 mm in adults).
-    eye_width = 0.5 * (np.linalg.norm(L[39] - L[36]) + np.linalg.norm(L[45] - L[42]))
-    iris_degrees = float(np.degrees(np.arcsin(0.21 * eye_width / np.mean(radius))))
-    return fields, iris_degrees, float(azimuth(L[[48, 54]]).mean())
-
-
 def _ear_mask(pos: np.ndarray, face: np.ndarray, brow_y: float, skin_points: np.ndarray) -> np.ndarray:
     """Soft ear mask on the face tile: the convex hull (in uv) of the texels that stick out
     furthest sideways below the brows, per side, softened over a few texels."""
@@ -517,6 +530,37 @@ def _ear_mask(pos: np.ndarray, face: np.ndarray, brow_y: float, skin_points: np.
             cv2.fillConvexPoly(mask, hull, 1.0)
     soft = cv2.GaussianBlur(mask, (0, 0), 1.5)
     return np.clip(2.0 * soft, 0.0, 1.0) * face
+
+
+def _tooth_gaps(mean: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Per vertex of the teeth ``triangles``: distance (cm) to the nearest vertex of another tooth
+    (inf elsewhere); small where teeth touch, which is where the dark gaps between them show."""
+    label = np.zeros(len(mean), np.int64)
+    label[triangles] = _components(triangles)[:, None]
+    verts = np.unique(triangles)
+    gap = np.full(len(mean), np.inf, np.float32)
+    for k in np.unique(label[verts]):
+        own, other = verts[label[verts] == k], verts[label[verts] != k]
+        gap[own] = cKDTree(mean[other]).query(mean[own])[0]
+    return gap
+
+
+def _noise_bank(size: int, seed: int = 0) -> np.ndarray:
+    """Tileable noise planes (NOISE_NAMES), each zero-mean with unit standard deviation; identities
+    read them at their own offsets, so every person gets a different pattern at no cost. Feature
+    sizes are in texels of a 256-texel tile, whatever the size."""
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal((len(NOISE_NAMES), size, size))
+    sigmas = {"smooth": (8, 8), "medium": (2.5, 2.5), "fine": (0.6, 0.6), "spots": (1.2, 1.2),
+              "strands_u": (0.5, 3.0), "strands_v": (3.0, 0.5), "veins": (2.0, 2.0)}
+    scale = size / 256
+    bank = np.stack([gaussian_filter(white[k], np.multiply(sigmas[name], scale), mode="wrap")
+                     for k, name in enumerate(NOISE_NAMES)])
+    bank -= bank.mean(axis=(1, 2), keepdims=True)
+    bank /= bank.std(axis=(1, 2), keepdims=True)
+    veins = NOISE_NAMES.index("veins")
+    bank[veins] = np.clip(1.0 - np.abs(bank[veins]) / 0.25, 0.0, 1.0)  # thin lines where the field crosses 0
+    return bank.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -817,6 +861,7 @@ LIPSTICKS = np.array([[0.62, 0.08, 0.12], [0.78, 0.30, 0.38], [0.66, 0.40, 0.36]
                       [0.85, 0.35, 0.30]], np.float32)
 EYESHADOWS = np.array([[0.35, 0.25, 0.20], [0.30, 0.30, 0.33], [0.50, 0.35, 0.45], [0.55, 0.42, 0.30]], np.float32)
 FACIAL_HAIR = ("none", "stubble", "moustache", "goatee", "beard")
+FACIAL_HAIR_SHARES = np.array([0.4, 0.1, 0.15, 0.35])  # of the styles, among identities with facial hair
 HAIRLINES = ("full", "receding", "widows_peak", "bald", "shaved")
 
 
@@ -857,16 +902,21 @@ class Look:
     bare: np.ndarray = field(repr=False)        # 1 - hair cover (brows, scalp, beard) over the face box
 
 
+def _choose(rng: np.random.Generator, weights: np.ndarray) -> int:
+    """An index drawn with probabilities proportional to weights (one uniform draw)."""
+    cumulative = np.cumsum(weights)
+    return int(np.searchsorted(cumulative, rng.uniform() * cumulative[-1], side="right"))
+
+
 def _pick(rng: np.random.Generator, colours: np.ndarray, shares: np.ndarray, tone: float) -> np.ndarray:
     """A colour drawn with shares interpolated between the lightest and the darkest skin."""
-    w = (1 - tone) * shares[0] + tone * shares[1]
-    return colours[rng.choice(len(colours), p=w / w.sum())] * rng.uniform(0.85, 1.15)
+    return colours[_choose(rng, (1 - tone) * shares[0] + tone * shares[1])] * rng.uniform(0.85, 1.15)
 
 
 def _hairline(rng: np.random.Generator, cfg: TextureConfig) -> tuple[str, np.ndarray, np.ndarray, float, float]:
     """Kind, hairline and crown knots (cm above the brows every HAIRLINE_STEP degrees from the
     front), widow's peak depth (cm) and hair density."""
-    kind = rng.choice(HAIRLINES, p=_shares(cfg))
+    kind = HAIRLINES[_choose(rng, _shares(cfg))]
     front = rng.uniform(3.8, 6.3)
     recede = rng.uniform(1.0, 4.0) if kind in ("receding", "bald") else rng.uniform(0.0, 0.6)
     sideburn = rng.uniform(-6.5, -2.8)
@@ -878,7 +928,7 @@ def _hairline(rng: np.random.Generator, cfg: TextureConfig) -> tuple[str, np.nda
         crown[:] = np.array([-20, -20, -20, 1.5, 2.5, 3.5, 4.0, 4.5, 4.5]) + rng.uniform(-1.5, 1.0)
     peak = rng.uniform(0.6, 1.6) if kind == "widows_peak" else 0.0
     density = rng.uniform(0.25, 0.45) if kind == "shaved" else rng.uniform(0.8, 1.0)
-    return str(kind), line, crown, peak, density
+    return kind, line, crown, peak, density
 
 
 def _shares(cfg: TextureConfig) -> np.ndarray:
@@ -892,7 +942,7 @@ def _facial_hair(rng: np.random.Generator, cfg: TextureConfig, s: np.ndarray) ->
     """Style and its scalars: density, zone limits, which parts grow, stubble or longer."""
     if rng.uniform() >= cfg.facial_hair:
         return "none"
-    style = str(rng.choice(FACIAL_HAIR[1:], p=[0.4, 0.1, 0.15, 0.35]))
+    style = FACIAL_HAIR[1 + _choose(rng, FACIAL_HAIR_SHARES)]
     long = style != "stubble"
     s[S_BEARD_DENSITY] = rng.uniform(0.6, 0.95) if long else rng.uniform(0.15, 0.45)
     s[S_BEARD_LENGTH] = rng.uniform(0.4, 1.0) if long else rng.uniform(0.0, 0.25)
