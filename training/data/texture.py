@@ -1046,7 +1046,7 @@ def _vary(box, base, bare, shine_box, tone, shine, sites, f, r0, c0, res, col, a
         cheek, eye_d = f[F_CHEEK, i], f[F_EYE_D, i]
         flush = amount[A_FLUSH] * bare[r, c] * f[F_RED, i]
         blush = amount[A_BLUSH] * bare[r, c] * cheek
-        lip = amount[A_LIPSTICK] * _clip01((f[F_LIP_D, i] + amount[A_LIP_SHIFT]) / np.float32(0.02) + np.float32(0.5))
+        lip = amount[A_LIPSTICK] * _clip01((f[F_LIP_D, i] + amount[A_LIP_SHIFT]) / np.float32(0.04) + np.float32(0.5))
         liner, shadow = _F0, _F0
         if _F0 < eye_d < np.float32(0.6):
             up = f[F_EYE_UP, i] > 0
