@@ -53,26 +53,18 @@ class HeadFrame:
             pinhole = (float(camera.focal), float(camera.centre[0]), float(camera.centre[1]),
                        float(camera.distance), float(camera.scale))
         frame = cls(rot, np.zeros((68, 3), np.float32), np.zeros(3, np.float32), np.ones(3, np.float32), 1.0, pinhole)
-        pts = frame.from_image(verts[skull])
         lm = frame.from_image(landmarks)
-        brow = lm[17:27, 1].mean()
-        top = pts[:, 1].max()
-        cranium = pts[pts[:, 1] > brow + 0.15 * (top - brow)]
-        lo, hi = cranium.min(axis=0), cranium.max(axis=0)
-        centre = np.array([(lo[0] + hi[0]) / 2, brow, (lo[2] + hi[2]) / 2], np.float32)
-        radii = np.array([(hi[0] - lo[0]) / 2, top - brow, (hi[2] - lo[2]) / 2], np.float32)
-        radii *= np.sqrt((((cranium - centre) / radii) ** 2).sum(axis=1).max())  # a skull is boxier: enclose it
+        centre, radii = np.empty(3, np.float32), np.empty(3, np.float32)
+        _fit_cranium(np.ascontiguousarray(verts, np.float32), np.ascontiguousarray(skull, np.int64), rot, frame.lens,
+                     np.float32(lm[17:27, 1].mean()), centre, radii)
         return cls(rot, lm, centre, radii, float(radii[0]), pinhole)
 
     def from_image(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) image-space points -> U (float32)."""
-        pts = np.asarray(points, np.float32)
-        if self.pinhole is None:
-            return pts @ self.rot
-        f, cx, cy, d, s = self.pinhole
-        zc = d + pts[:, 2] / s
-        cam = np.stack([(pts[:, 0] - cx) * zc / f, (pts[:, 1] - cy) * zc / f, zc - d], -1)
-        return (cam * np.float32(s)) @ self.rot
+        pts = np.ascontiguousarray(points, np.float32)
+        out = np.empty_like(pts)
+        _unproject(pts, np.arange(len(pts)), self.rot, self.lens, out)
+        return out
 
     @property
     def lens(self) -> np.ndarray:
@@ -125,6 +117,47 @@ def _project(points, rot, lens, bias, out):
         out[n + i, 0], out[n + i, 1], out[n + i, 2] = ix, iy, iz - bias
 
 
+@numba.njit(cache=True, fastmath=True)
+def _unproject(points, rows, rot, lens, out):
+    """HeadFrame.from_image of points[rows] into out (the inverse of _project without bias)."""
+    f, cx, cy, d, s = lens[0], lens[1], lens[2], lens[3], lens[4]
+    for k in range(rows.shape[0]):
+        x, y, z = points[rows[k], 0], points[rows[k], 1], points[rows[k], 2]
+        if f > 0.0:  # back through the pinhole to camera space (cm), relative to the pivot, in pixels
+            zc = d + z / s
+            x, y, z = (x - cx) * zc / f * s, (y - cy) * zc / f * s, (zc - d) * s
+        for j in range(3):  # U = image @ rot
+            out[k, j] = x * rot[0, j] + y * rot[1, j] + z * rot[2, j]
+
+
+@numba.njit(cache=True, fastmath=True)
+def _fit_cranium(verts, skull, rot, lens, brow, centre, radii):
+    """The axis-aligned ellipsoid through the cranium (skull vertices above 15 % of the way from
+    the brow line to the crown), centred at the brow line, then grown to enclose all of them."""
+    pts = np.empty((skull.shape[0], 3), np.float32)
+    _unproject(verts, skull, rot, lens, pts)
+    top = pts[:, 1].max()
+    floor = brow + 0.15 * (top - brow)
+    lo = np.full(3, np.inf, np.float32)
+    hi = np.full(3, -np.inf, np.float32)
+    for k in range(pts.shape[0]):
+        if pts[k, 1] > floor:
+            for j in range(3):
+                lo[j], hi[j] = min(lo[j], pts[k, j]), max(hi[j], pts[k, j])
+    centre[0], centre[1], centre[2] = (lo[0] + hi[0]) / 2, brow, (lo[2] + hi[2]) / 2
+    radii[0], radii[1], radii[2] = (hi[0] - lo[0]) / 2, top - brow, (hi[2] - lo[2]) / 2
+    worst = 0.0
+    for k in range(pts.shape[0]):
+        if pts[k, 1] > floor:
+            r = 0.0
+            for j in range(3):
+                q = (pts[k, j] - centre[j]) / radii[j]
+                r += q * q
+            worst = max(worst, r)
+    for j in range(3):
+        radii[j] *= np.sqrt(worst)  # a skull is boxier than an ellipsoid: enclose it
+
+
 @lru_cache(maxsize=32)
 def grid_triangles(rows: int, cols: int, closed: bool, inner_rows: int) -> np.ndarray:
     """Triangles of a rows x cols point grid: outward faces when rows run down and columns to the
@@ -172,10 +205,11 @@ class ShellCanvas:
         return m
 
     def shell(self, points_u: np.ndarray, frame: HeadFrame, uv: np.ndarray, material: int, closed: bool,
-              inner: float = 0.45, inner_rows: int | None = None, depth_bias: float = 0.0) -> None:
+              inner: float = 0.45, inner_rows: int | None = None, depth_bias: float = 0.0) -> np.ndarray:
         """Rasterizes a (rows, cols, 3) grid of U points with (rows, cols, 2) texture coordinates.
         The inside of the first ``inner_rows`` rows (all by default) is drawn too, ``inner`` times
-        darker; ``depth_bias`` pixels pull the shell towards the viewer."""
+        darker; ``depth_bias`` pixels pull the shell towards the viewer. Returns the points in
+        image space, (rows * cols, 3)."""
         rows, cols = points_u.shape[:2]
         n = rows * cols
         inner_rows = rows - 1 if inner_rows is None else inner_rows
@@ -185,18 +219,19 @@ class ShellCanvas:
         tris = grid_triangles(rows, cols, closed, inner_rows)
         visible, boxes, _, normals = visible_triangles(pts, tris, size, size)
         if not len(visible):
-            return
+            return pts[:n]
         attrs = np.empty((2 * n, 3), np.float32)
         attrs[:n, :2] = uv.reshape(-1, 2)
         attrs[n:, :2] = attrs[:n, :2]
         lit = normals @ self.light
-        np.clip(lit, 0, 0.999, out=lit)
+        np.minimum(np.maximum(lit, 0, out=lit), 0.999, out=lit)
         lit[n:] *= np.float32(inner)
         attrs[:, 2] = lit + np.float32(material)
         rasterize(pts, attrs, tris, visible, boxes, self.buf, self.zbuf)
         lo, hi = boxes.min(axis=0), boxes.max(axis=0)
         b = self.box
         b[0], b[1], b[2], b[3] = min(b[0], int(lo[0])), max(b[1], int(hi[1])), min(b[2], int(lo[2])), max(b[3], int(hi[3]))
+        return pts[:n]
 
     def composite(self, image: np.ndarray) -> None:
         """Colours the rasterized pixels and blends them into ``image`` with a one-pixel soft edge."""
@@ -295,16 +330,23 @@ def _lens_outline(w: float, h: float, squareness: float, drop: float, n: int = 2
     return np.stack([x, y], -1)
 
 
-def _visible_segments(frame: HeadFrame, polyline_u: np.ndarray, zbuf: np.ndarray, bias: float) -> list[np.ndarray]:
-    """Image-space sub-segments (int32, 1/16 pixel) of a U polyline that are in front of zbuf."""
-    pts = frame.to_image(polyline_u)
-    mid = (pts[1:] + pts[:-1]) / 2
+def _visible_segments(frame: HeadFrame, polylines_u: list[np.ndarray], zbuf: np.ndarray, bias: float) -> list[np.ndarray]:
+    """Image-space segments (int32, 1/16 pixel) of U polylines whose midpoints are in front of zbuf."""
+    pts = frame.to_image(np.concatenate(polylines_u))
+    starts = np.concatenate([np.arange(len(p) - 1) for p in polylines_u]) + \
+        np.repeat(np.cumsum([0] + [len(p) for p in polylines_u[:-1]]), [len(p) - 1 for p in polylines_u])
+    mid = (pts[starts] + pts[starts + 1]) / 2
     size = zbuf.shape[0]
-    col = np.clip(np.rint(mid[:, 0]).astype(np.int64), 0, size - 1)
-    row = np.clip(np.rint(mid[:, 1]).astype(np.int64), 0, size - 1)
-    ok = mid[:, 2] < zbuf[row, col] + bias
+    col = np.minimum(np.maximum(np.rint(mid[:, 0]).astype(np.int64), 0), size - 1)
+    row = np.minimum(np.maximum(np.rint(mid[:, 1]).astype(np.int64), 0), size - 1)
     fixed = np.rint(pts[:, :2] * 16).astype(np.int32)
-    return [fixed[i:i + 2] for i in np.flatnonzero(ok)]
+    return [fixed[i:i + 2] for i in starts[mid[:, 2] < zbuf[row, col] + bias]]
+
+
+_ARM = np.linspace(0, 1, 8, dtype=np.float32)[:, None]            # along a temple arm
+_BOW = np.sin(np.linspace(0, np.pi, 8, dtype=np.float32))          # its outward bow round the temple
+_BRIDGE = np.linspace(0, 1, 6, dtype=np.float32)[:, None]
+_ARCH = np.sin(np.linspace(0, np.pi, 6, dtype=np.float32))
 
 
 def draw_glasses(image: np.ndarray, frame: HeadFrame, zbuf: np.ndarray, rng: np.random.Generator,
@@ -322,7 +364,7 @@ def draw_glasses(image: np.ndarray, frame: HeadFrame, zbuf: np.ndarray, rng: np.
     colour = tuple(float(c) for c in FRAME_COLOURS[rng.integers(len(FRAME_COLOURS))] * rng.uniform(0.8, 1.2))
     thick = int(max(1, round(unit * rng.uniform(0.03, 0.07))))
     bias = unit * 0.08
-    lenses, segments = [], []
+    lenses, lines = [], []
     for side, eye in zip((-1.0, 1.0), eyes):
         cx = float(eye[0]) + side * iod * rng.uniform(0.0, 0.04)
         rim = np.empty((len(outline) + 1, 3), np.float32)
@@ -331,19 +373,18 @@ def draw_glasses(image: np.ndarray, frame: HeadFrame, zbuf: np.ndarray, rng: np.
         rim[:-1, 2] = plane_z - wrap * (rim[:-1, 0] - frame.centre[0]) ** 2 * 0.25
         rim[-1] = rim[0]
         lenses.append(rim[:-1])
-        segments += _visible_segments(frame, rim, zbuf, bias)
         outer = rim[np.argmax(side * rim[:-1, 0])]                   # the rim's outermost point
         ear = np.array([frame.centre[0] + side * frame.radii[0] * 1.02, outer[1] - 0.05 * unit,
                         frame.centre[2] - 0.05 * frame.radii[2]], np.float32)
-        arm = outer + np.linspace(0, 1, 8, dtype=np.float32)[:, None] * (ear - outer)
-        arm[:, 0] += side * np.sin(np.linspace(0, np.pi, 8)) * unit * 0.08  # bowed out round the temple
-        segments += _visible_segments(frame, arm, zbuf, bias)
+        arm = outer + _ARM * (ear - outer)
+        arm[:, 0] += side * _BOW * np.float32(unit * 0.08)
+        lines += [rim, arm]
     inner_tops = [lens[np.argmin(np.abs(lens[:, 0] - (lens[:, 0].min() if k else lens[:, 0].max())) +
                                  np.abs(lens[:, 1] - lens[:, 1].max()))] for k, lens in enumerate(lenses)]
-    bridge = np.linspace(inner_tops[0], inner_tops[1], 6).astype(np.float32)
-    bridge[:, 1] += np.sin(np.linspace(0, np.pi, 6)) * iod * 0.05
+    bridge = inner_tops[0] + _BRIDGE * (inner_tops[1] - inner_tops[0])
+    bridge[:, 1] += _ARCH * np.float32(iod * 0.05)
     bridge[:, 2] = np.maximum(bridge[:, 2], lm[27, 2] + iod * 0.03)
-    segments += _visible_segments(frame, bridge, zbuf, bias)
+    segments = _visible_segments(frame, lines + [bridge], zbuf, bias)
     tint = np.float32(rng.uniform(0.05, 0.35)) * rng.uniform(0.7, 1.1, 3).astype(np.float32)
     tint_alpha = rng.uniform(0.6, 0.92) if rng.uniform() < tinted_p else 0.0
     sheen = (rng.uniform(-1, 1), rng.uniform(2, 5), rng.uniform(0, 6), rng.uniform(0.15, 0.5)) \
@@ -540,6 +581,7 @@ def _mesh_texture(image: np.ndarray, centre: np.ndarray, r: float, grey: float) 
     region = image[y0:y1, x0:x1]
     region *= (1 - grid * np.float32(0.5))[..., None]
     region += light[..., None]
+    np.minimum(region, 1, out=region)
 
 
 MASK_COLOURS = np.array([[0.55, 0.75, 0.88], [0.92, 0.93, 0.93], [0.10, 0.10, 0.12], [0.35, 0.50, 0.75],

@@ -10,6 +10,7 @@ the generator passed in. Nothing here moves a label: the vertices and landmarks 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -149,14 +150,14 @@ def draw_front(image: np.ndarray, ctx: SceneContext, cfg: SceneConfig, rng: np.r
     if hat:
         volume = min(volume, 0.1)
     tied = hair.kind in ("medium", "long") and rng.uniform() < cfg.tied_p
-    drawn_hair = _draw_hair(canvas, frame, torso, hair, volume, tied, rng)
+    hair_grid = _draw_hair(canvas, frame, torso, hair, volume, tied, rng)
     if hat:
         draw_hat(canvas, frame, rng, 1.0 + volume + 0.05)
     if rng.uniform() < cfg.mask_p:
         draw_face_mask(image, ctx.landmarks, rng)
     canvas.composite(image)
-    if drawn_hair and rng.uniform() < cfg.flyaway_p:
-        _flyaways(image, canvas, frame, hair, rng)
+    if hair_grid is not None and rng.uniform() < cfg.flyaway_p:
+        _flyaways(image, canvas.zbuf, canvas.head, frame, hair, hair_grid, rng)
     if rng.uniform() < cfg.glasses_p:
         draw_glasses(image, frame, canvas.zbuf, rng, cfg.tinted_p, cfg.reflection_p)
     occluders = rng.uniform(size=2) < (cfg.hand_p, cfg.microphone_p)
@@ -166,7 +167,6 @@ def draw_front(image: np.ndarray, ctx: SceneContext, cfg: SceneConfig, rng: np.r
             draw_microphone(image, ctx.landmarks, skin, rng)
         if occluders[0]:
             draw_hand(image, ctx.landmarks, skin, rng)
-    np.clip(image, 0, 1, out=image)
 
 
 def _frame(ctx: SceneContext) -> HeadFrame:
@@ -188,11 +188,6 @@ def _light(ctx: SceneContext, rng: np.random.Generator) -> np.ndarray:
 def _azimuths(cols: int) -> np.ndarray:
     """Column azimuths round the head, half a step off the nose (shared: never write to it)."""
     return (np.arange(cols, dtype=np.float32) + np.float32(0.5)) * np.float32(2 * np.pi / cols) - np.float32(np.pi)
-
-
-def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3 - 2 * t)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,30 +277,59 @@ SIDE_AZIMUTHS = (0.95, 1.25, 1.4, 1.5, 1.58, 1.85, 2.05, 2.5)
 SIDE_ENDS = (0.05, 1.0, 1.45, 1.45, 1.22, 1.22, 1.5, 1.7)
 
 
-def _hair_bounds(style: HairStyle, frame: HeadFrame, az: np.ndarray, inflate: float,
-                 tied: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _hair_bounds(style: HairStyle, frame: HeadFrame, az: np.ndarray, inflate: float, hanging: bool, tied: bool,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Where hair starts and ends down each column, as ``s`` of HeadFrame.ellipsoid."""
-    ry = frame.radii[1] * inflate
-    a = np.abs(az)
+    ry = frame.radii[1] * inflate / frame.unit  # brows to crown in head units
 
     def s_at(height: float) -> float:  # s on the front meridian at ``height`` head units above the brows
-        return float(np.arccos(np.clip(height * frame.unit / ry, 0.0, 1.0)) / (np.pi / 2))
+        return math.acos(min(max(height / ry, 0.0), 1.0)) / (math.pi / 2)
 
     hairline = s_at(style.hairline)
     front = s_at(style.hairline * (1 - style.fringe)) if style.fringe else hairline
-    front = front + 0.15 * style.sweep * np.sin(az) * (style.fringe > 0)  # swept fringe: lower on one side
-    if style.kind in ("medium", "long") and not tied:
-        hang = 1.0 + style.length
-        end = front + (hang - front) * _smoothstep(a, style.opening - 0.2, style.opening + 0.2)
-    else:
-        back = 1.0 + (0.8 if tied else style.length)
-        sides = np.array(SIDE_ENDS) + np.r_[hairline, rng.uniform(-0.08, 0.08, len(SIDE_ENDS) - 1)]
-        end = np.interp(a, (0.0, 0.6) + SIDE_AZIMUTHS + (np.pi,), np.r_[0.0, 0.0, sides, back])
-        end = np.where(a <= 0.6, front, np.maximum(end, np.where(a < 1.0, front, 0.0)))
-    start = np.zeros_like(az)
-    if style.crown:  # bald on top: what is left is a ring above the ears and round the back
-        start = style.crown * (1.3 - 0.6 * _smoothstep(a, 1.3, 2.2))
-    return start, np.where(end - start < 0.08, start, end)  # no slivers: an empty column is culled
+    knots = np.r_[hairline + SIDE_ENDS[0], np.float32(SIDE_ENDS[1:]) + rng.uniform(-0.08, 0.08, len(SIDE_ENDS) - 1),
+                  1.0 + (0.8 if tied else style.length)]
+    start, end = np.empty(len(az), np.float32), np.empty(len(az), np.float32)
+    _hair_ends(az, front, style.sweep if style.fringe else 0.0, hanging, 1.0 + style.length, style.opening,
+               style.crown, SIDE_KNOTS, knots.astype(np.float32), rng.uniform(0.0, 0.075, len(az)).astype(np.float32),
+               start, end)
+    return start, end
+
+
+SIDE_KNOTS = np.array((0.6,) + SIDE_AZIMUTHS + (np.pi,), np.float32)  # a hairline value at 0.6 rad is 0
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _ramp(x, lo, hi):
+    t = min(max((x - lo) / (hi - lo), 0.0), 1.0)
+    return t * t * (3 - 2 * t)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _hair_ends(azimuths, front, sweep, hanging, hang, opening, crown, knots, values, ragged, start, end):
+    """Per column: the fringe or hairline at the front (swept to one side), then either the long
+    hair's fall beyond the face opening or the short cut's path round the ear (linear between
+    ``values`` at ``knots``); ragged long ends; a bald crown; no sliver columns."""
+    for c in range(azimuths.shape[0]):
+        a = abs(azimuths[c])
+        f = front + 0.15 * sweep * np.sin(azimuths[c])
+        if hanging:
+            e = f + (hang - f) * _ramp(a, opening - 0.2, opening + 0.2)
+        elif a <= knots[0]:
+            e = f
+        else:
+            k = 1
+            while k < knots.shape[0] - 1 and knots[k] < a:
+                k += 1
+            lo = 0.0 if k == 1 else values[k - 2]
+            e = lo + (values[k - 1] - lo) * (a - knots[k - 1]) / (knots[k] - knots[k - 1])
+            if a < 1.0:
+                e = max(e, f)
+        if e > 1.2:
+            e += ragged[c] * (e - 1.0)
+        s0 = crown * (1.3 - 0.6 * _ramp(a, 0.9, 1.6)) if crown > 0 else 0.0  # bald: a ring above the ears
+        start[c] = s0
+        end[c] = s0 if e - s0 < 0.08 else e  # an empty column is culled
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -344,20 +368,18 @@ def _hair_grid(frame_centre, frame_radii, unit, azimuths, start, end, inflate, c
 
 
 def _draw_hair(canvas: ShellCanvas, frame: HeadFrame, torso: Torso, style: HairStyle, volume: float, tied: bool,
-               rng: np.random.Generator) -> bool:
+               rng: np.random.Generator) -> np.ndarray | None:
     """The hair as a shell over the cranium (and, for long hair, down over the shoulders):
     columns by azimuth from the crown to each column's end, inflated by the volume, bumpy when
-    curly, its ends uneven. Returns whether any was drawn."""
+    curly, its ends uneven. Returns its grid points in image space (None if bald)."""
     if style.kind == "bald" and style.crown >= 1.0:
-        return False
+        return None
     hanging = style.kind in ("medium", "long") and not tied
     cols, rows = 40, (14 if hanging else 9)
     az = _azimuths(cols)
-    start, end = _hair_bounds(style, frame, az, 1.0 + volume, tied, rng)
-    end = end + (end > 1.2) * rng.uniform(0.0, 0.075, cols) * (end - 1.0)  # uneven ends
+    start, end = _hair_bounds(style, frame, az, 1.0 + volume, hanging, tied, rng)
     pts, uv = np.empty((rows, cols, 3), np.float32), np.empty((rows, cols, 2), np.float32)
-    _hair_grid(frame.centre, frame.radii, np.float32(frame.unit), az, start.astype(np.float32),
-               end.astype(np.float32), np.float32(1.0 + volume), np.float32(style.curl if style.curl > 0.2 else 0.0),
+    _hair_grid(frame.centre, frame.radii, np.float32(frame.unit), az, start, end, np.float32(1.0 + volume), np.float32(style.curl if style.curl > 0.2 else 0.0),
                rng.uniform(0, 2 * np.pi, 2).astype(np.float32), np.float32(0.06 if hanging else -0.25),
                np.float32(style.sweep * 0.5), torso.params, np.float32(1.08 if hanging else 0.0), pts, uv)
     colour = np.asarray(style.colour, np.float32)
@@ -365,11 +387,11 @@ def _draw_hair(canvas: ShellCanvas, frame: HeadFrame, torso: Torso, style: HairS
     m = canvas.material(HAIR, colour, sheen, freq=rng.uniform(25, 60), phase=rng.uniform(0, 6),
                         wave=(style.curl * 1.5, 10.0 + 10 * style.curl), param=rng.uniform(0.1, 0.3) * (1 - 0.5 * style.curl),
                         spec=rng.uniform(0.1, 0.45) * (1 - style.curl), opacity=style.opacity, ambient=0.25)
-    canvas.shell(pts, frame, uv, m, closed=True, inner=0.4, inner_rows=None if hanging else 0,  # inside shows behind the neck
-                 depth_bias=0.05 * frame.unit)
+    projected = canvas.shell(pts, frame, uv, m, closed=True, inner=0.4, inner_rows=None if hanging else 0,
+                             depth_bias=0.05 * frame.unit)  # (the inside of hanging hair shows behind the neck)
     if tied and rng.uniform() < 0.6:  # a bun or ponytail at the back
         _bun(canvas, frame, 1.0 + volume, m, rng)
-    return True
+    return projected
 
 
 def _bun(canvas: ShellCanvas, frame: HeadFrame, inflate: float, material: int, rng: np.random.Generator) -> None:
@@ -386,32 +408,26 @@ def _bun(canvas: ShellCanvas, frame: HeadFrame, inflate: float, material: int, r
     canvas.shell(pts, frame, uv, material, closed=True, inner_rows=0)
 
 
-def _flyaways(image: np.ndarray, canvas: ShellCanvas, frame: HeadFrame, style: HairStyle,
-              rng: np.random.Generator) -> None:
-    """Loose strands leaving the hair's outline outwards: thin, faint, slightly bent curves."""
-    code = canvas.buf[..., 2]
-    hair = (code >= 1) & (canvas.table[code.astype(np.int32), 0] == HAIR)
-    ys, xs = np.nonzero(hair)
-    if len(xs) < 20:
+def _flyaways(image: np.ndarray, zbuf: np.ndarray, head: np.ndarray, frame: HeadFrame, style: HairStyle,
+              grid: np.ndarray, rng: np.random.Generator) -> None:
+    """Loose strands leaving the hair's outline outwards: thin slightly bent curves from visible
+    points of the hair's grid (image space) among those farthest from its middle."""
+    size = image.shape[0]
+    ij = np.clip(np.rint(grid[:, :2]).astype(np.int64), 0, size - 1)
+    pts = grid[zbuf[ij[:, 1], ij[:, 0]] >= grid[:, 2] - 0.1 * frame.unit]  # not hidden by the head or clothes
+    if len(pts) < 10:
         return
-    centre = frame.to_image(frame.centre)[:2]
+    out = pts[:, :2] - pts[:, :2].mean(axis=0)
+    dist = np.sqrt((out * out).sum(axis=1)) + 1e-6
     n = int(rng.integers(6, 20))
-    picks = rng.integers(0, len(xs), n * 4)
-    start = np.stack([xs[picks], ys[picks]], -1).astype(np.float32)
-    out = start - centre
-    dist = np.linalg.norm(out, axis=1)
-    outer = np.argsort(-dist)[:n]                  # the picks farthest out lie on the outline
-    start, out = start[outer], out[outer] / (dist[outer, None] + 1e-6)
+    picks = np.argsort(dist)[rng.integers(len(pts) - max(n, len(pts) // 4), len(pts), n)]  # the outer quarter
+    out = out[picks] / dist[picks, None]
     length = frame.unit * rng.uniform(0.04, 0.14, (n, 1))
-    bend = np.stack([-out[:, 1], out[:, 0]], -1) * rng.uniform(-0.6, 0.6, (n, 1))
-    curves = np.stack([start, start + (out + bend * 0.5) * length * 0.5, start + (out + bend) * length], 1)
-    lo = np.maximum(np.floor(curves.reshape(-1, 2).min(axis=0)).astype(int) - 1, 0)
-    hi = np.minimum(np.ceil(curves.reshape(-1, 2).max(axis=0)).astype(int) + 2, image.shape[0])
-    if (hi <= lo).any():
-        return
-    region = image[lo[1]:hi[1], lo[0]:hi[0]]
-    strands = region.copy()
-    colour = np.minimum(np.asarray(style.colour, np.float32) * np.float32(rng.uniform(0.9, 1.4)), 1)
-    cv2.polylines(strands, list(np.rint((curves - lo) * 16).astype(np.int32)), False,
-                  tuple(float(c) for c in colour), 1, cv2.LINE_AA, 4)
-    cv2.addWeighted(region, 0.55, strands, 0.45, 0, dst=region)
+    bend = out[:, ::-1] * np.float32([-1, 1]) * rng.uniform(-0.6, 0.6, (n, 1))
+    start = pts[picks, :2]
+    tip = start + (out + bend) * length
+    tip_ij = np.clip(np.rint(tip).astype(np.int64), 0, size - 1)
+    keep = ~np.isfinite(head[tip_ij[:, 1], tip_ij[:, 0]])  # strands end off the face, over the background
+    curves = np.stack([start, start + (out + 0.5 * bend) * (0.5 * length), tip], 1)[keep]
+    colour = np.minimum(np.asarray(style.colour) * rng.uniform(0.8, 1.15), 1)
+    cv2.polylines(image, list(np.rint(curves * 16).astype(np.int32)), False, tuple(colour.tolist()), 1, cv2.LINE_AA, 4)
