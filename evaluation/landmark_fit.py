@@ -44,6 +44,7 @@ class LandmarkFitConfig:
     radius_cm: float = 1.5
     rounds: int = 1
     max_yaw_deg: float = 30.0
+    jawline: bool = False   # start from the asset's alternative jaw vertices (jawline_right/left) instead
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ class FaceFit:
 def with_landmarks(model: MorphableModel, landmarks68: np.ndarray) -> MorphableModel:
     """The same face model with another 68-vertex landmark definition (nothing else changes)."""
     return dataclasses.replace(model, landmarks68=np.asarray(landmarks68, np.int32))
+
+
+def jawline_definition(model: MorphableModel) -> np.ndarray:
+    """landmarks68 with the asset's alternative jaw: ``jawline_right`` for 0-7, ``jawline_left`` for 9-16."""
+    if "jawline_right" not in model.extras or "jawline_left" not in model.extras:
+        raise SiamfaceError(f"face model {model.name} has no jawline_right/jawline_left vertices: drop jawline=true")
+    definition = model.landmarks68.copy()
+    definition[:8], definition[9:17] = model.extras["jawline_right"], model.extras["jawline_left"]
+    return definition
 
 
 def fit_faces(model: MorphableModel, faces: dict[str, np.ndarray], config: FitConfig) -> list[FaceFit]:
@@ -190,7 +200,10 @@ def fit_report(model: MorphableModel, faces: dict[str, np.ndarray], config: Land
     """Everything `evaluate-fit` reports, as plain data: per-group residuals of the model's own
     definition (all faces, and per face with its fitted pose), per-landmark offsets, and with
     ``search`` the proposal from all faces, its in-sample and leave-one-out residuals, and how often
-    the leave-one-out folds chose the same vertex."""
+    the leave-one-out folds chose the same vertex. ``config.jawline`` makes the asset's alternative
+    jaw the definition that is fitted and searched from."""
+    if config.jawline:
+        model = with_landmarks(model, jawline_definition(model))
     current = fit_faces(model, faces, config.fit)
     out = {"faces": len(faces), "config": dataclasses.asdict(config),
            "current": {"landmarks68": model.landmarks68.tolist(), "groups": residuals(current),
@@ -221,12 +234,12 @@ def markdown(report: dict) -> str:
              f"Residual of the fit (fitted minus annotated) per iBUG group, % of the annotation's box size "
              f"sqrt(w*h), mean signed offset dx, dy (+y down); {report['config']['fit']['n_id']} identity modes. "
              f"Annotated faces are for measuring only: never train or tune on them.", "", _group_header("definition"),
-             _group_row("model's landmarks68", n, report["current"]["groups"])]
+             _group_row("jawline" if report["config"]["jawline"] else "landmarks68", n, report["current"]["groups"])]
     proposal = report.get("proposal")
     if proposal:
         lines += [_group_row("proposal, in sample", n, proposal["groups_in_sample"]),
                   _group_row("proposal, leave one out", n, proposal["groups_leave_one_out"])]
-    lines += ["", "## Per face (model's landmarks68)", "", _group_header("face (yaw, pitch, roll)")]
+    lines += ["", "## Per face (current definition)", "", _group_header("face (yaw, pitch, roll)")]
     lines += [_group_row(f"{f['name']} ({', '.join(f'{a:+.0f}' for a in f['yaw_pitch_roll'])})", 1, f["groups"])
               for f in report["current"]["per_face"]]
     if proposal:

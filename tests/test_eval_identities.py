@@ -94,6 +94,7 @@ def test_folder_of_people_scores_identity_only(people, truth_predictor, tmp_path
     assert len(eval_set.crops) == PEOPLE * PER_PERSON
     assert eval_set.skipped == [(people["broken"], "unreadable image")]
     assert eval_set.truth.landmarks2d is None and eval_set.truth.pose_deg is None
+    assert eval_set.refine is None and eval_set.real  # a fixed box is used as it is: no refine pass
     assert list(eval_set.truth.identity) == [p.parent.name for p in photos]
     # The fixed box crops the whole (already cropped) image.
     assert max(np.abs(c.astype(int) - read_image(p)).max() for c, p in zip(eval_set.crops, photos)) <= 1
@@ -173,10 +174,11 @@ def test_detection_crops_the_largest_face_and_skips_photos_without_one(tmp_path)
     assert list(eval_set.truth.identity) == ["alice"] * 3 + ["bob"] * 3
     detector = make_detector()
     used = ["alice/a.jpg", "alice/b.jpg", "alice/c.jpg", "bob/face.jpg", "bob/flipped.jpg", "bob/two.jpg"]
-    for crop, name in zip(eval_set.crops, used):
+    assert eval_set.refine.paths == [tmp_path / name for name in used]  # each model refines these, as the device
+    for crop, first, name in zip(eval_set.crops, eval_set.refine.crops, used):
         image = read_image(tmp_path / name)
         faces = detector.detect(image)
-        assert np.array_equal(crop, crop_image(image, crop_from_box(faces[0].box, SIZE)))
+        assert first == crop_from_box(faces[0].box, SIZE) and np.array_equal(crop, crop_image(image, first))
     assert len(detector.detect(read_image(tmp_path / "bob" / "two.jpg"))) == 2
 
 

@@ -251,3 +251,78 @@ def test_cli_evaluates_a_bundle_on_a_pts_folder_both_ways(tiny_bundles, astronau
             assert result["n_images"] == n and result["refined"] == bool(extra)
             assert set(result["landmark_groups"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
         assert "NME jaw" in (out / "report.md").read_text()
+
+
+# ----------------------------------------------------------------------------- landmark convention fit
+
+def raised_brows(face_model) -> np.ndarray:
+    """A definition whose brow points sit on the highest face vertex within 8 mm of the model's
+    (brows annotated on their upper edge), mirrored so it stays symmetric."""
+    from evaluation.landmark_fit import MIRROR, candidates, mirror_vertices
+
+    mirror, definition = mirror_vertices(face_model), face_model.landmarks68.copy()
+    for i in range(17, 22):
+        pool = candidates(face_model, int(definition[i]), 0.8)
+        best = pool[mirror[pool] >= 0][np.argmax(face_model.mean[pool[mirror[pool] >= 0], 1])]
+        definition[i], definition[MIRROR[i]] = best, mirror[best]
+    return definition
+
+
+def annotations(face_model, definition: np.ndarray, n: int = 4) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """({name: (68, 2) landmarks of ``definition``}, true parameters) of ``n`` random near-frontal people."""
+    from evaluation.landmark_fit import with_landmarks
+
+    model, layout, rng = with_landmarks(face_model, definition), face_model.layout(N_ID), np.random.default_rng(0)
+    params = [face_params(face_model, rng, 6.0, 120.0, 130.0) for _ in range(n)]
+    return {f"face{k}": model.image_landmarks(p, layout)[:, :2].astype(np.float64) for k, p in enumerate(params)}, params
+
+
+def test_the_models_own_landmarks_fit_with_no_residual(face_model):
+    from evaluation.landmark_fit import fit_faces, residuals
+    from training.data.fitting import FitConfig
+
+    faces, _ = annotations(face_model, face_model.landmarks68)
+    fits = fit_faces(face_model, faces, FitConfig(n_id=N_ID))
+    assert [f.name for f in fits] == list(faces) and all(abs(f.pose_deg[0]) < 26 for f in fits)
+    for group in residuals(fits).values():
+        assert group["nme"] < 0.1 and abs(group["dx"]) < 0.05 and abs(group["dy"]) < 0.05
+
+
+def test_search_finds_the_vertices_annotations_were_drawn_on(face_model):
+    """Given each face's true parameters, the search moves exactly the brows, onto the vertices the
+    annotations came from (mirrored pairs together); groups not searched keep their vertices."""
+    from evaluation.landmark_fit import FaceFit, LandmarkFitConfig, search_vertices
+    from training.data.fitting import FitConfig
+
+    truth = raised_brows(face_model)
+    assert (truth != face_model.landmarks68).sum() == 10
+    faces, params = annotations(face_model, truth)
+    fits = [FaceFit(name, p, target, target, (0.0, 0.0, 0.0)) for (name, target), p in zip(faces.items(), params)]
+    config = LandmarkFitConfig(fit=FitConfig(n_id=N_ID), search_groups=("jaw", "brows"), radius_cm=1.0)
+    np.testing.assert_array_equal(search_vertices(face_model, fits, config), truth)
+    only_jaw = LandmarkFitConfig(fit=FitConfig(n_id=N_ID), search_groups=("jaw",), radius_cm=1.0)
+    np.testing.assert_array_equal(search_vertices(face_model, fits, only_jaw), face_model.landmarks68)
+
+
+def test_evaluate_fit_reports_residuals_and_a_leave_one_out_proposal(face_model, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.evaluate import evaluate_fit
+
+    faces, _ = annotations(face_model, raised_brows(face_model))
+    for name, landmarks in faces.items():
+        write_rgb(tmp_path / "faces" / f"{name}.png", np.zeros((8, 8, 3), np.uint8))  # the fit reads only the .pts
+        write_pts((tmp_path / "faces" / f"{name}.png").with_suffix(".pts"), landmarks)
+    r = CliRunner().invoke(evaluate_fit, ["--data", str(tmp_path / "faces"), "--out", str(tmp_path / "fit"),
+                                          f"fit.n_id={N_ID}", "search_groups=[brows]", "radius_cm=1.0"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "fit" / "landmark_fit.json").read_text())
+    assert report["faces"] == 4 and len(report["current"]["per_face"]) == 4 and report["skipped"] == []
+    current, proposal = report["current"]["groups"], report["proposal"]
+    assert current["brows"]["nme"] > 0.5 and current["eyes"]["nme"] < 0.5   # the brows are off, the rest fits
+    assert set(proposal["changed"]) <= {str(i) for i in range(17, 27)}
+    # Vertices chosen on the other faces only still fit the held-out face's brows better.
+    assert proposal["groups_leave_one_out"]["brows"]["nme"] < 0.8 * current["brows"]["nme"]
+    text = (tmp_path / "fit" / "landmark_fit.md").read_text()
+    assert "(4 faces)" in text and "never train or tune" in text and "| proposal, leave one out | 4 |" in text
+    assert text in r.output
