@@ -78,7 +78,8 @@ class Face:
                 "embedding": np.round(self.embedding, 5).tolist()}
 
 
-def refined_crop(crop: CropTransform, params: np.ndarray, decoder: MorphableModel, layout: ParamLayout) -> CropTransform:
+def refined_crop(crop: CropTransform, params: np.ndarray, decoder: MorphableModel,
+                 layout: ParamLayout) -> CropTransform:
     """The refine pass's crop: the 3DDFA crop of the box of the 68 landmarks that ``params``
     (predicted in ``crop``) place in the image. Public so evaluation crops photos exactly as the
     device does, whichever model (bundle or checkpoint) made the first prediction."""

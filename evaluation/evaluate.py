@@ -92,8 +92,8 @@ MEASURE_ONLY = ("real photos for measuring only: never train or tune on them (a 
 def describe_data(result: dict) -> str:
     """One line on what was scored: the set, its image count, how photos were cropped, and for real
     photos the measure-only note, so every real-photo figure travels with its count."""
-    n, kind = result["n_images"], "faces" if "nme" in result else "photos"
-    line = f"{result['data']}: {n} {kind}"
+    n, kind = result["n_images"], "face" if "nme" in result else "photo"
+    line = f"{result['data']}: {n} {kind}{'' if n == 1 else 's'}"
     if result.get("skipped"):
         line += f" ({result['skipped']} skipped, listed in report.json)"
     if result.get("real_photos"):

@@ -216,10 +216,11 @@ def fit_report(model: MorphableModel, faces: dict[str, np.ndarray], config: Land
     in_sample = fit_faces(with_landmarks(model, proposal), faces, config.fit)
     loo, definitions = leave_one_out(model, faces, config)
     changed = np.flatnonzero(proposal != model.landmarks68)
+    moved = np.linalg.norm(model.mean[proposal] - model.mean[model.landmarks68], axis=1)
     out["proposal"] = {
         "landmarks68": proposal.tolist(),
         "changed": {int(i): {"from": int(model.landmarks68[i]), "to": int(proposal[i]),
-                             "moved_cm": round(float(np.linalg.norm(model.mean[proposal[i]] - model.mean[model.landmarks68[i]])), 2),
+                             "moved_cm": round(float(moved[i]), 2),
                              "fold_agreement": round(float(np.mean([d[i] == proposal[i] for d in definitions])), 2)}
                     for i in changed},
         "groups_in_sample": residuals(in_sample), "groups_leave_one_out": residuals(loo),
@@ -244,7 +245,8 @@ def markdown(report: dict) -> str:
               for f in report["current"]["per_face"]]
     if proposal:
         lines += ["", "## Proposed vertices (search groups: " + ", ".join(report["config"]["search_groups"]) + ")", "",
-                  "| landmark | vertex now | proposed | moved cm | leave-one-out folds choosing it |", "|---|---|---|---|---|"]
+                  "| landmark | vertex now | proposed | moved cm | leave-one-out folds choosing it |",
+                  "|---|---|---|---|---|"]
         lines += [f"| {i} | {c['from']} | {c['to']} | {c['moved_cm']:.2f} | {c['fold_agreement']:.2f} |"
                   for i, c in proposal["changed"].items()]
     return "\n".join(lines) + "\n"

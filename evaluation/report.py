@@ -19,7 +19,8 @@ def row(result: dict, ref: dict | None) -> dict:
     nme, ver = result.get("nme", {}), result.get("verification_embedding", {})
     nan = float("nan")
     size, invoke = result.get("size_bytes"), result.get("invoke_ms")  # None for checkpoints / no timing
-    r = {"images": result.get("n_images", nan), "size MB": nan if size is None else size / 1e6, "invoke ms": nan if invoke is None else invoke,
+    r = {"images": result.get("n_images", nan), "size MB": nan if size is None else size / 1e6,
+         "invoke ms": nan if invoke is None else invoke,
          "NME 0-30": nme.get("0-30", nan), "NME 30-60": nme.get("30-60", nan), "NME 60-90": nme.get("60-90", nan),
          "NME mean": nme.get("mean", nan), "pose MAE": result.get("pose_mae", {}).get("mean", nan),
          "shape mm": result.get("shape_error_mm", nan),
@@ -42,9 +43,13 @@ def _table(first: str, columns: tuple[str, ...], rows: dict[str, dict]) -> str:
 
 
 def markdown_table(results: dict[str, dict], reference: str | None) -> str:
-    """Variants as rows; NME and EER in percent, deltas against the reference variant."""
+    """Variants as rows; NME and EER in percent, deltas against the reference variant. Columns no
+    result has (pose and identity for .pts photos, landmarks for photos of people) are left out."""
     ref = results.get(reference) if reference else None
-    return _table("variant", COLUMNS, {name: row(result, ref) for name, result in results.items()})
+    rows = {name: row(result, ref) for name, result in results.items()}
+    has = {c for c in COLUMNS if any(np.isfinite(r[c]) for r in rows.values())}
+    shown = tuple(c for c in COLUMNS if c in has and {"ΔNME": "NME mean", "ΔEER": "EER emb"}.get(c, c) in has)
+    return _table("variant", shown, rows)
 
 
 IDENTITY_COLUMNS = ("NME mean", "shape mm", "EER shape", "TAR@1e-3 shape", "EER emb", "TAR@1e-3 emb",

@@ -35,8 +35,8 @@ SIAMFACE = str(Path(sys.executable).with_name("siamface"))
 def write_pts(path: Path, landmarks: np.ndarray) -> None:
     """300-W's text format, 1-based."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("version: 1\nn_points:  68\n{\n" + "\n".join(f"{x + 1:.6f} {y + 1:.6f}" for x, y in landmarks[:, :2])
-                    + "\n}\n")
+    points = "\n".join(f"{x + 1:.6f} {y + 1:.6f}" for x, y in landmarks[:, :2])
+    path.write_text(f"version: 1\nn_points:  68\n{{\n{points}\n}}\n")
 
 
 def write_rgb(path: Path, rgb: np.ndarray) -> Path:
@@ -180,8 +180,9 @@ def astronaut_set(face_model, tmp_path_factory) -> dict:
         return layout.join(camera, np.zeros(N_ID), neutral[layout.expression])
 
     on_face, elsewhere = params_at(box[0], box[1]), params_at(350.0, 300.0)
+    noise = np.random.default_rng(1).integers(0, 256, photo.shape, np.uint8)
     for name, params, pixels in (("face.png", on_face, photo), ("background.png", elsewhere, photo),
-                                 ("noise.png", on_face, np.random.default_rng(1).integers(0, 256, photo.shape, np.uint8))):
+                                 ("noise.png", on_face, noise)):
         write_rgb(root / name, pixels)
         write_pts(root / name.replace(".png", ".pts"), face_model.image_landmarks(params, layout))
     return {"root": root, "layout": layout, "on_face": on_face, "box": box}
@@ -274,7 +275,8 @@ def annotations(face_model, definition: np.ndarray, n: int = 4) -> tuple[dict[st
 
     model, layout, rng = with_landmarks(face_model, definition), face_model.layout(N_ID), np.random.default_rng(0)
     params = [face_params(face_model, rng, 6.0, 120.0, 130.0) for _ in range(n)]
-    return {f"face{k}": model.image_landmarks(p, layout)[:, :2].astype(np.float64) for k, p in enumerate(params)}, params
+    faces = {f"face{k}": model.image_landmarks(p, layout)[:, :2].astype(np.float64) for k, p in enumerate(params)}
+    return faces, params
 
 
 def test_the_models_own_landmarks_fit_with_no_residual(face_model):
