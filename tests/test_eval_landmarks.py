@@ -150,6 +150,30 @@ def test_report_gives_the_count_the_groups_and_the_measure_only_note(annotated, 
     assert not (tmp_path / "roc.png").exists()                 # no pairs, no ROC
 
 
+def test_aflw2000_results_carry_yaw_bins_pose_and_landmark_groups(annotated, face_model, tmp_path):
+    """The same faces as an AFLW2000-3D folder (pt3d_68 + Pose_Para): cropped from the landmark box,
+    scored per yaw bin and per landmark group."""
+    import scipy.io
+
+    layout = annotated["layout"]
+    moved = {}
+    for k, (path, params) in enumerate(sorted(annotated["truth"].items())):
+        name = tmp_path / f"image{k:05d}.png"
+        name.write_bytes(path.read_bytes()) if path.suffix == ".png" else write_rgb(name, read_image(path))
+        lm = face_model.image_landmarks(params, layout).astype(np.float64)
+        scipy.io.savemat(str(name.with_suffix(".mat")), {"pt3d_68": (lm * [1, 1, -1]).T,
+                                                         "Pose_Para": np.array([[0.0, 0.0, 0.0, 0, 0, 0, 1.0]])})
+        moved[path] = name
+    truth = {moved[p]: v for p, v in annotated["truth"].items()}
+    eval_set = open_eval_set(tmp_path, SIZE)
+    assert eval_set.name == f"AFLW2000-3D ({tmp_path.name})" and eval_set.real and eval_set.truth.pose_deg.shape == (3, 3)
+    result, _ = evaluate(truth_predictor({**annotated, "truth": truth}, face_model), eval_set, progress=False)
+    assert result["nme"]["n_0-30"] == 3 and result["nme"]["mean"] == pytest.approx(0.0, abs=1e-4)
+    assert "pose_mae" in result
+    for group in result["landmark_groups"].values():
+        assert group == pytest.approx({"nme": 0.0, "dx": 0.0, "dy": 0.0}, abs=1e-4)
+
+
 def test_reframe_moves_landmarks_between_crops_of_one_image(face_model):
     layout = face_model.layout(N_ID)
     params = face_params(face_model, np.random.default_rng(0), 0.8, 30.0, 35.0)  # in crop ``src``
