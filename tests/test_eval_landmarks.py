@@ -166,7 +166,8 @@ def test_aflw2000_results_carry_yaw_bins_pose_and_landmark_groups(annotated, fac
         moved[path] = name
     truth = {moved[p]: v for p, v in annotated["truth"].items()}
     eval_set = open_eval_set(tmp_path, SIZE)
-    assert eval_set.name == f"AFLW2000-3D ({tmp_path.name})" and eval_set.real and eval_set.truth.pose_deg.shape == (3, 3)
+    assert eval_set.name == f"AFLW2000-3D ({tmp_path.name})" and eval_set.real
+    assert eval_set.truth.pose_deg.shape == (3, 3)
     result, _ = evaluate(truth_predictor({**annotated, "truth": truth}, face_model), eval_set, progress=False)
     assert result["nme"]["n_0-30"] == 3 and result["nme"]["mean"] == pytest.approx(0.0, abs=1e-4)
     assert "pose_mae" in result
