@@ -158,7 +158,8 @@ def test_config_shares_drive_facial_hair_and_hairlines(layout):
         for seed in range(12):
             look = T.paint_identity(layout, np.random.default_rng(seed), T.TextureConfig(**share))
             assert look.hairline == kind
-            top, hair, skin = _luminance(np.stack([look.atlas[1][crown][:3], look.colours[T.C_HAIR], look.colours[T.C_SKIN]]))
+            top, hair, skin = _luminance(np.stack([look.atlas[1][crown][:3], look.colours[T.C_HAIR],
+                                                   look.colours[T.C_SKIN]]))
             if abs(hair - skin) > 0.15:  # tell hair from skin by brightness
                 assert (abs(top - hair) < abs(top - skin)) == (kind == "full"), (kind, seed)
                 checked += 1
@@ -180,7 +181,8 @@ def test_vary_photo_changes_only_the_face_box_and_never_accumulates(layout):
     np.testing.assert_array_equal(first[outside], base[outside])
     assert 0 < np.abs(first - base).max() and first.min() >= 0 and first.max() <= 1
     lips = (layout.fields[T.F_LIP_D, 0] > 0.1)[r0:r1, c0:c1]
-    changes = [np.abs(T.vary_photo(look, np.random.default_rng(s))[0, r0:r1, c0:c1][lips] - base[0, r0:r1, c0:c1][lips]).mean()
+    base_lips = base[0, r0:r1, c0:c1][lips]
+    changes = [np.abs(T.vary_photo(look, np.random.default_rng(s))[0, r0:r1, c0:c1][lips] - base_lips).mean()
                for s in range(20)]
     assert max(changes) > 0.05  # lipstick on some photos
 
@@ -206,4 +208,5 @@ def test_speed_is_printed(layout):
     for seed in range(5 * n):
         T.vary_photo(look, np.random.default_rng(seed))
     vary_ms = (time.process_time() - start) / (5 * n) * 1e3
-    print(f"\ntexture R={layout.resolution}: paint_identity {paint_ms:.2f} ms, vary_photo {vary_ms:.3f} ms (CPU time, one core)")
+    print(f"\ntexture R={layout.resolution}: paint_identity {paint_ms:.2f} ms, vary_photo {vary_ms:.3f} ms "
+          "(CPU time, one core)")

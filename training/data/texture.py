@@ -61,7 +61,8 @@ FIELD_NAMES = ("height", "azimuth", "cheek", "tzone", "nose", "ear", "red", "fre
                "lip_up", "brow_t", "brow_d", "beard_h", "jaw_h", "depth", "eye_theta", "eye_psi", "tooth_gap",
                "lash_tip")
 (F_HEIGHT, F_AZIMUTH, F_CHEEK, F_TZONE, F_NOSE, F_EAR, F_RED, F_FRECKLE, F_EYE_D, F_EYE_UP, F_LIP_D, F_LIP_UP,
- F_BROW_T, F_BROW_D, F_BEARD_H, F_JAW_H, F_DEPTH, F_EYE_THETA, F_EYE_PSI, F_TOOTH_GAP, F_LASH_TIP) = range(len(FIELD_NAMES))
+ F_BROW_T, F_BROW_D, F_BEARD_H, F_JAW_H, F_DEPTH, F_EYE_THETA, F_EYE_PSI, F_TOOTH_GAP,
+ F_LASH_TIP) = range(len(FIELD_NAMES))
 # Texel lists the feature painters visit (TextureLayout.sites), in this order.
 SITE_NAMES = ("lids", "freckles", "lips", "brows", "hair", "beard", "irises")
 (SITE_LIDS, SITE_FRECKLES, SITE_LIPS, SITE_BROWS, SITE_HAIR, SITE_BEARD, SITE_IRISES) = range(len(SITE_NAMES))
@@ -385,8 +386,8 @@ def _head_fields(fields: np.ndarray, face: _MeanFace, skin: np.ndarray, pos: np.
     fields[F_TZONE] = front * np.maximum.reduce([_gauss(_segment_distance(pos, forehead, glabella), 1.6),
                                                  _gauss(_segment_distance(pos, glabella, lm[30]), 0.8),
                                                  0.6 * _gauss(np.linalg.norm(pos - lm[8], axis=-1), 1.2)])
-    fields[F_NOSE] = front * np.maximum(_gauss(np.linalg.norm(pos - lm[30], axis=-1), 1.0),
-                                        0.8 * np.maximum(*[_gauss(np.linalg.norm(pos - lm[j], axis=-1), 0.6) for j in (31, 35)]))
+    nostrils = np.maximum(*[_gauss(np.linalg.norm(pos - lm[j], axis=-1), 0.6) for j in (31, 35)])
+    fields[F_NOSE] = front * np.maximum(_gauss(np.linalg.norm(pos - lm[30], axis=-1), 1.0), 0.8 * nostrils)
     fields[F_FRECKLE] = front * np.minimum(1.3 * fields[F_CHEEK] + fields[F_NOSE] + 0.5 * fields[F_TZONE], 1.0)
     # Beard zone: height above the line from the nose base over the mouth corners and cheeks to the
     # sideburns, and above the jaw line (negative under the chin and on the neck).
@@ -585,7 +586,8 @@ SCALAR_NAMES = ("mottle", "blotch", "pores", "redness", "eye_shade", "freckles",
  S_BEARD_DENSITY, S_BEARD_TOP, S_BEARD_NECK, S_MOUSTACHE, S_CHIN, S_CHEEKS, S_BEARD_LENGTH, S_MOUTH_DEGREES,
  S_IRIS_DEGREES, S_PUPIL_DEGREES, S_LIMBUS, S_VEINS, S_TEETH_GAPS, S_LASH_LENGTH) = range(len(SCALAR_NAMES))
 HAIRLINE_STEP = 22.5  # degrees of azimuth between the hairline's knots (0 = front ... 180 = back)
-_F0, _F1 = np.float32(0.0), np.float32(1.0)
+_f = np.float32  # kernels keep to float32 arithmetic
+_F0, _F1 = _f(0.0), _f(1.0)
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
@@ -617,62 +619,63 @@ def _nz(noise, offsets, plane, r, c):
 @numba.njit(cache=True, fastmath=True, inline="always")
 def _knots(knots, x):
     """Piecewise-linear function with knots every HAIRLINE_STEP degrees, at x degrees."""
-    q = x / np.float32(HAIRLINE_STEP)
+    q = x / _f(HAIRLINE_STEP)
     i = min(int(q), knots.shape[0] - 2)
     return knots[i] + (q - i) * (knots[i + 1] - knots[i])
 
 
 @numba.njit(cache=True, fastmath=True)
 def _base(out, part, f, noise, offsets, col, s, shift, step):
-    """Every texel: its part's colour and shine; skin with its tone variation and redness."""
+    """Every texel: its part's colour and shine (skin before its features, the sclera before the
+    iris). One loop without calls: each texel is a few dozen operations."""
     for i in range(part.shape[0]):
         p = part[i]
         nr, nc = _at(i, shift, step)
-        if p == SKIN:
+        if p == SKIN:  # tone with mottling, blotches and pores, redness; shine, most on the T-zone
             shade = (_F1 + s[S_MOTTLE] * _nz(noise, offsets, N_SMOOTH, nr, nc)
-                     + s[S_BLOTCH] * _nz(noise, offsets, N_MEDIUM, nr, nc) + s[S_PORES] * _nz(noise, offsets, N_FINE, nr, nc))
+                     + s[S_BLOTCH] * _nz(noise, offsets, N_MEDIUM, nr, nc)
+                     + s[S_PORES] * _nz(noise, offsets, N_FINE, nr, nc))
             red = s[S_REDNESS] * f[F_RED, i]
             for j in range(3):
                 v = col[C_SKIN, j] * shade
                 out[i, j] = v + red * (col[C_FLUSH, j] - v)
             out[i, 3] = s[S_SHINE] * (_F1 + s[S_TZONE_SHINE] * f[F_TZONE, i])
-            continue
-        if p == NONE:
-            colour, shade, spec = C_SKIN, _F0, _F0
-        elif p == SCLERA or p == IRIS:  # the iris itself comes with the features
+        elif p == SCLERA or p == IRIS:  # white, veined towards the corners, darker towards the lids
             theta = f[F_EYE_THETA, i]
-            vein = _nz(noise, offsets, N_VEINS, nr, nc) * s[S_VEINS] * _clip01((theta - s[S_IRIS_DEGREES] - 8) / np.float32(40))
-            shade = _F1 - np.float32(0.25) * _clip01((theta - 60) / np.float32(40))  # towards the lids' shadow
+            vein = _nz(noise, offsets, N_VEINS, nr, nc) * s[S_VEINS] * _clip01((theta - s[S_IRIS_DEGREES] - 8) / _f(40))
+            shade = _F1 - _f(0.25) * _clip01((theta - 60) / _f(40))
             for j in range(3):
                 v = col[C_SCLERA, j]
-                out[i, j] = shade * (v + vein * ((np.float32(0.75) if j == 0 else np.float32(0.15)) - v))
-            out[i, 3] = np.float32(0.8)
-            continue
-        elif p == LASHES:  # lash strands from the root, the lids' skin between them and towards the tips
-            length = s[S_LASH_LENGTH] * (_F1 if f[F_EYE_UP, i] > 0 else np.float32(0.4))  # lower lashes are short
-            a = _clip01(_F1 - f[F_LASH_TIP, i] / length) * _clip01(np.float32(0.6) + np.float32(0.5) * _nz(noise, offsets, N_STRANDS_V, nr, nc))
+                out[i, j] = shade * (v + vein * ((_f(0.75) if j == 0 else _f(0.15)) - v))
+            out[i, 3] = _f(0.6)
+        elif p == LASHES:  # strands from the root; the lid's skin between them and towards the tips
+            length = s[S_LASH_LENGTH] * (_F1 if f[F_EYE_UP, i] > 0 else _f(0.4))  # lower lashes are short
+            strands = _clip01(_f(0.6) + _f(0.5) * _nz(noise, offsets, N_STRANDS_V, nr, nc))
+            a = _clip01(_F1 - f[F_LASH_TIP, i] / length) * strands
             for j in range(3):
-                lid = col[C_SKIN, j] + np.float32(0.5) * s[S_EYE_SHADE] * (col[C_EYE_SHADE, j] - col[C_SKIN, j])
+                lid = col[C_SKIN, j] + _f(0.5) * s[S_EYE_SHADE] * (col[C_EYE_SHADE, j] - col[C_SKIN, j])
                 out[i, j] = lid + a * (col[C_LASHES, j] - lid)
-            out[i, 3] = np.float32(0.15)
-            continue
-        else:
-            depth = f[F_DEPTH, i]
-            grain = _nz(noise, offsets, N_FINE, nr, nc)
+            out[i, 3] = _f(0.15)
+        elif p == NONE:
+            for j in range(4):
+                out[i, j] = _F0
+        else:  # the mouth and eye sockets: teeth dark where they meet, all darker deeper inside
+            depth, grain = f[F_DEPTH, i], _nz(noise, offsets, N_FINE, nr, nc)
             if p == TEETH:
-                gap = s[S_TEETH_GAPS] * _clip01(_F1 - f[F_TOOTH_GAP, i] / np.float32(0.1))
-                colour, shade, spec = C_TEETH, (_F1 - np.float32(0.75) * depth) * (_F1 - gap) * (_F1 + np.float32(0.03) * grain), np.float32(0.5)
+                gap = s[S_TEETH_GAPS] * _clip01(_F1 - f[F_TOOTH_GAP, i] / _f(0.1))
+                shade = (_F1 - _f(0.75) * depth) * (_F1 - gap) * (_F1 + _f(0.03) * grain)
+                colour, spec = C_TEETH, _f(0.5)
             elif p == GUMS:
-                colour, shade, spec = C_GUMS, (_F1 - np.float32(0.85) * depth) * (_F1 + np.float32(0.05) * grain), np.float32(0.4)
+                colour, shade, spec = C_GUMS, (_F1 - _f(0.85) * depth) * (_F1 + _f(0.05) * grain), _f(0.4)
             elif p == TONGUE:
-                colour, shade, spec = C_TONGUE, (_F1 - np.float32(0.85) * depth) * (_F1 + np.float32(0.12) * grain), np.float32(0.5)
+                colour, shade, spec = C_TONGUE, (_F1 - _f(0.85) * depth) * (_F1 + _f(0.12) * grain), _f(0.5)
             elif p == MOUTH_SOCKET:
-                colour, shade, spec = C_SOCKET, _F1 - np.float32(0.9) * depth, np.float32(0.3)
-            else:  # eye sockets
-                colour, shade, spec = C_SOCKET, np.float32(0.4), np.float32(0.2)
-        for j in range(3):
-            out[i, j] = col[colour, j] * shade
-        out[i, 3] = spec
+                colour, shade, spec = C_SOCKET, _F1 - _f(0.9) * depth, _f(0.3)
+            else:
+                colour, shade, spec = C_SOCKET, _f(0.4), _f(0.2)
+            for j in range(3):
+                out[i, j] = col[colour, j] * shade
+            out[i, 3] = spec
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -682,12 +685,12 @@ def _lids(out, sites, f, col, s):
     for i in sites:
         eye_d, up = f[F_EYE_D, i], f[F_EYE_UP, i] > 0
         if eye_d < 0:
-            _mix(out, i, col, C_LIP, np.float32(0.5) * _clip01(-eye_d * 12))
-            out[i, 3] = max(out[i, 3], np.float32(0.7))
+            _mix(out, i, col, C_LIP, _f(0.5) * _clip01(-eye_d * 12))
+            out[i, 3] = max(out[i, 3], _f(0.7))
             continue
-        around = _clip01(_F1 - eye_d / np.float32(0.7)) * (np.float32(0.6) if up else _F1)
+        around = _clip01(_F1 - eye_d / _f(0.7)) * (_f(0.6) if up else _F1)
         _mix(out, i, col, C_EYE_SHADE, s[S_EYE_SHADE] * around)
-        _mix(out, i, col, C_LASHES, _clip01(_F1 - eye_d / np.float32(0.06)) * (np.float32(0.9) if up else np.float32(0.3)))
+        _mix(out, i, col, C_LASHES, _clip01(_F1 - eye_d / _f(0.06)) * (_f(0.9) if up else _f(0.3)))
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -695,7 +698,8 @@ def _freckles(out, sites, f, noise, offsets, col, s, shift, step):
     for i in sites:
         nr, nc = _at(i, shift, step)
         spot = _nz(noise, offsets, N_SPOTS, nr, nc)
-        _mix(out, i, col, C_FRECKLE, _clip01((spot - s[S_FRECKLE_THRESHOLD]) * np.float32(1.5)) * s[S_FRECKLES] * f[F_FRECKLE, i])
+        a = _clip01((spot - s[S_FRECKLE_THRESHOLD]) * _f(1.5)) * s[S_FRECKLES] * f[F_FRECKLE, i]
+        _mix(out, i, col, C_FRECKLE, a)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -704,13 +708,13 @@ def _lips(out, sites, f, noise, offsets, col, s, shift, step):
     for i in sites:
         nr, nc = _at(i, shift, step)
         lip_d = f[F_LIP_D, i]
-        a = _clip01((lip_d + s[S_LIP_SHIFT]) / np.float32(0.05) + np.float32(0.5))
-        wet = _clip01(lip_d * np.float32(6.0))
-        lift = (np.float32(0.06) if f[F_LIP_UP, i] < 0 else _F0) + np.float32(0.04) * _nz(noise, offsets, N_FINE, nr, nc)
+        a = _clip01((lip_d + s[S_LIP_SHIFT]) / _f(0.05) + _f(0.5))
+        wet = _clip01(lip_d * _f(6.0))
+        lift = (_f(0.06) if f[F_LIP_UP, i] < 0 else _F0) + _f(0.04) * _nz(noise, offsets, N_FINE, nr, nc)
         for j in range(3):
-            lip = col[C_LIP, j] * (_F1 + lift - np.float32(0.1) * wet)
+            lip = col[C_LIP, j] * (_F1 + lift - _f(0.1) * wet)
             out[i, j] += a * (lip - out[i, j])
-        out[i, 3] += a * (s[S_LIP_SHINE] * (np.float32(0.7) + np.float32(0.3) * wet) - out[i, 3])
+        out[i, 3] += a * (s[S_LIP_SHINE] * (_f(0.7) + _f(0.3) * wet) - out[i, 3])
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -722,18 +726,18 @@ def _brows(out, cover, sites, f, noise, offsets, col, s, shift, step):
         span = _clip01(t)
         at = s[S_BROW_ARCH_AT]
         bend = (span - at) / (at if span < at else _F1 - at)
-        half = np.float32(0.5) * (s[S_BROW_INNER] + span * (s[S_BROW_OUTER] - s[S_BROW_INNER]))
+        half = _f(0.5) * (s[S_BROW_INNER] + span * (s[S_BROW_OUTER] - s[S_BROW_INNER]))
         # The landmarks run along the brow's upper part; the arch varies around theirs.
-        centre = (s[S_BROW_OFFSET] - np.float32(0.5) * half + s[S_BROW_ARCH] * (_F1 - bend * bend)
-                  - np.float32(0.25) * _clip01(t - _F1))
+        centre = (s[S_BROW_OFFSET] - _f(0.5) * half + s[S_BROW_ARCH] * (_F1 - bend * bend)
+                  - _f(0.25) * _clip01(t - _F1))
         hairs = _nz(noise, offsets, N_STRANDS_U, nr, nc)
-        edge = half - abs(d - centre) + np.float32(0.01) * hairs  # hairs stray over the outline
-        body = np.float32(0.75) + np.float32(0.25) * _clip01(t * 5) * _clip01((s[S_BROW_END] - t) * 3)  # sparser ends
-        a = (body * _clip01(edge / np.float32(0.06) + np.float32(0.5)) * _clip01((t - s[S_BROW_START]) / np.float32(0.15))
-             * _clip01((s[S_BROW_END] - t) / np.float32(0.08)) * s[S_BROW_DENSITY]
-             * _clip01(_F1 - s[S_BROW_STRANDS] * np.float32(0.12) * (_F1 - hairs)))
+        edge = half - abs(d - centre) + _f(0.01) * hairs  # hairs stray over the outline
+        body = _f(0.75) + _f(0.25) * _clip01(t * 5) * _clip01((s[S_BROW_END] - t) * 3)  # sparser ends
+        a = (body * _clip01(edge / _f(0.06) + _f(0.5)) * _clip01((t - s[S_BROW_START]) / _f(0.15))
+             * _clip01((s[S_BROW_END] - t) / _f(0.08)) * s[S_BROW_DENSITY]
+             * _clip01(_F1 - s[S_BROW_STRANDS] * _f(0.12) * (_F1 - hairs)))
         _mix(out, i, col, C_BROW, a)
-        out[i, 3] += a * (np.float32(0.15) - out[i, 3])
+        out[i, 3] += a * (_f(0.15) - out[i, 3])
         cover[i] = max(cover[i], a)
 
 
@@ -743,20 +747,20 @@ def _hair(out, cover, sites, f, noise, offsets, col, s, hairline, crown, shift, 
     for i in sites:
         nr, nc = _at(i, shift, step)
         h, az = f[F_HEIGHT, i], f[F_AZIMUTH, i]
-        line = _knots(hairline, az) - s[S_WIDOWS_PEAK] * _clip01(_F1 - az / np.float32(7.0))
+        line = _knots(hairline, az) - s[S_WIDOWS_PEAK] * _clip01(_F1 - az / _f(7.0))
         if h < line - 1:
             continue
-        jitter = np.float32(0.25) * _nz(noise, offsets, N_MEDIUM, nr, nc) + np.float32(0.1) * _nz(noise, offsets, N_FINE, nr, nc)
+        jitter = _f(0.25) * _nz(noise, offsets, N_MEDIUM, nr, nc) + _f(0.1) * _nz(noise, offsets, N_FINE, nr, nc)
         a = (_clip01((h - line + jitter) / s[S_HAIR_SOFT]) * _clip01((_knots(crown, az) - h + jitter) / s[S_HAIR_SOFT])
              * (_F1 - f[F_EAR, i]) * s[S_HAIR_DENSITY])
         if a <= 0:
             continue
         strand = _nz(noise, offsets, N_STRANDS_V, nr, nc)
-        grey = s[S_GREY] * _clip01(np.float32(0.7) + np.float32(0.3) * _nz(noise, offsets, N_STRANDS_V, nr + 101, nc + 57))
+        grey = s[S_GREY] * _clip01(_f(0.7) + _f(0.3) * _nz(noise, offsets, N_STRANDS_V, nr + 101, nc + 57))
         for j in range(3):
-            hair = (col[C_HAIR, j] + grey * (col[C_GREY, j] - col[C_HAIR, j])) * (np.float32(0.88) + np.float32(0.15) * strand)
+            hair = (col[C_HAIR, j] + grey * (col[C_GREY, j] - col[C_HAIR, j])) * (_f(0.88) + _f(0.15) * strand)
             out[i, j] += a * (hair - out[i, j])
-        out[i, 3] += a * (s[S_HAIR_SHINE] * (np.float32(0.7) + np.float32(0.3) * strand) - out[i, 3])
+        out[i, 3] += a * (s[S_HAIR_SHINE] * (_f(0.7) + _f(0.3) * strand) - out[i, 3])
         cover[i] = max(cover[i], a)
 
 
@@ -765,28 +769,29 @@ def _beard(out, cover, sites, f, noise, offsets, col, s, shift, step):
     """Facial hair in its zone (below the cheek line, above the neck limit, off the lips and ears):
     moustache above the mouth, chin below it, cheeks and jaw beside; stubble or longer."""
     mouth = s[S_MOUTH_DEGREES]
-    soft = np.float32(2.0) - s[S_BEARD_LENGTH] * np.float32(1.5)  # stubble fades out, a beard ends
+    soft = _f(2.0) - s[S_BEARD_LENGTH] * _f(1.5)  # stubble fades out, a beard ends
     for i in sites:
         nr, nc = _at(i, shift, step)
         az = f[F_AZIMUTH, i]
-        jitter = np.float32(0.3) * _nz(noise, offsets, N_MEDIUM, nr, nc)
-        cheeks = _clip01((az - mouth) / np.float32(10.0))  # 0 over the mouth: the moustache keeps to the upper lip
+        jitter = _f(0.3) * _nz(noise, offsets, N_MEDIUM, nr, nc)
+        cheeks = _clip01((az - mouth) / _f(10.0))  # 0 over the mouth: the moustache keeps to the upper lip
         top = s[S_BEARD_TOP] * cheeks - f[F_BEARD_H, i] + jitter
-        zone = (_clip01(top / (np.float32(0.3) + cheeks * (soft - np.float32(0.3))))
-                * _clip01((f[F_JAW_H, i] + s[S_BEARD_NECK] + jitter) / soft) * _clip01((82 - az) / np.float32(6.0))
-                * (_F1 - f[F_EAR, i]) * _clip01(-(f[F_LIP_D, i] + np.float32(0.03)) / np.float32(0.03)))
+        zone = (_clip01(top / (_f(0.3) + cheeks * (soft - _f(0.3))))
+                * _clip01((f[F_JAW_H, i] + s[S_BEARD_NECK] + jitter) / soft) * _clip01((82 - az) / _f(6.0))
+                * (_F1 - f[F_EAR, i]) * _clip01(-(f[F_LIP_D, i] + _f(0.03)) / _f(0.03)))
         if zone <= 0:
             continue
         lip_up = f[F_LIP_UP, i]
-        above = _clip01(lip_up * 12) * _clip01((mouth + 3 - az) / np.float32(4.0))
-        chin = _clip01(-lip_up * 12) * _clip01((mouth + 6 - az) / np.float32(4.0))
+        above = _clip01(lip_up * 12) * _clip01((mouth + 3 - az) / _f(4.0))
+        chin = _clip01(-lip_up * 12) * _clip01((mouth + 6 - az) / _f(4.0))
         style = s[S_MOUSTACHE] * above + s[S_CHIN] * chin + s[S_CHEEKS] * (_F1 - above - chin)
         if s[S_BEARD_LENGTH] < 0.3:  # stubble is thickest around the mouth
-            style *= np.float32(0.7) + np.float32(0.3) * (above + chin)
-        hairs = s[S_BEARD_LENGTH] * _nz(noise, offsets, N_STRANDS_V, nr, nc) + (_F1 - s[S_BEARD_LENGTH]) * _nz(noise, offsets, N_FINE, nr, nc)
-        a = zone * style * s[S_BEARD_DENSITY] * _clip01(np.float32(0.85) + np.float32(0.15) * hairs)
+            style *= _f(0.7) + _f(0.3) * (above + chin)
+        length = s[S_BEARD_LENGTH]  # strands when long, grain when short
+        hairs = length * _nz(noise, offsets, N_STRANDS_V, nr, nc) + (_F1 - length) * _nz(noise, offsets, N_FINE, nr, nc)
+        a = zone * style * s[S_BEARD_DENSITY] * _clip01(_f(0.85) + _f(0.15) * hairs)
         _mix(out, i, col, C_BEARD, a)
-        out[i, 3] += a * (np.float32(0.12) - out[i, 3])
+        out[i, 3] += a * (_f(0.12) - out[i, 3])
         cover[i] = max(cover[i], a)
 
 
@@ -797,18 +802,18 @@ def _irises(out, sites, f, noise, col, s):
     iris_deg, pupil_deg = s[S_IRIS_DEGREES], s[S_PUPIL_DEGREES]
     for i in sites:
         theta, psi = f[F_EYE_THETA, i], f[F_EYE_PSI, i]
-        a = _clip01((iris_deg - theta) / np.float32(1.5) + np.float32(0.5))
+        a = _clip01((iris_deg - theta) / _f(1.5) + _f(0.5))
         if a <= 0:
             continue
-        fibre = noise[N_STRANDS_V, int(theta * 4) & m, int((psi + 180) * np.float32(0.7)) & m]
+        fibre = noise[N_STRANDS_V, int(theta * 4) & m, int((psi + 180) * _f(0.7)) & m]
         rr = _clip01((theta - pupil_deg) / (iris_deg - pupil_deg))
-        ring = (_F1 - s[S_LIMBUS] * _clip01((rr - np.float32(0.75)) * 4)) * (np.float32(0.85) + np.float32(0.2) * fibre)
-        pupil = _clip01((pupil_deg - theta) / np.float32(1.0) + np.float32(0.5))
+        ring = (_F1 - s[S_LIMBUS] * _clip01((rr - _f(0.75)) * 4)) * (_f(0.85) + _f(0.2) * fibre)
+        pupil = _clip01((pupil_deg - theta) / _f(1.0) + _f(0.5))
         for j in range(3):
-            iris = col[C_IRIS_INNER, j] + _clip01(rr * np.float32(2.5) - np.float32(0.3)) * (col[C_IRIS, j] - col[C_IRIS_INNER, j])
-            iris = iris * ring + pupil * (np.float32(0.02) - iris * ring)
+            iris = col[C_IRIS_INNER, j] + _clip01(rr * _f(2.5) - _f(0.3)) * (col[C_IRIS, j] - col[C_IRIS_INNER, j])
+            iris = iris * ring + pupil * (_f(0.02) - iris * ring)
             out[i, j] += a * (iris - out[i, j])
-        out[i, 3] += a * (np.float32(0.9) - out[i, 3])
+        out[i, 3] += a * (_f(0.9) - out[i, 3])
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -819,7 +824,7 @@ def _moles(out, sites, radii, darkness, colour, res):
         reach = int(radii[m]) + 2
         for r in range(max(r0 - reach, 0), min(r0 + reach + 1, res)):
             for c in range(max(c0 - reach, 0), min(c0 + reach + 1, res)):
-                a = darkness[m] * _clip01(radii[m] + np.float32(0.5) - np.sqrt(np.float32((r - r0) ** 2 + (c - c0) ** 2)))
+                a = darkness[m] * _clip01(radii[m] + _f(0.5) - np.sqrt(_f((r - r0) ** 2 + (c - c0) ** 2)))
                 for j in range(3):
                     out[r * res + c, j] *= _F1 - a * (_F1 - colour[j])
 
@@ -970,7 +975,8 @@ def paint_identity(layout: TextureLayout, rng: np.random.Generator, cfg: Texture
     col[C_FLUSH] = skin * [1.08, 0.78, 0.78]
     col[C_EYE_SHADE] = skin * [0.72, 0.62, 0.64]
     col[C_FRECKLE] = skin * [0.78, 0.62, 0.52]
-    col[C_LIP] = skin * ((1 - tone) * np.array([0.88, 0.62, 0.63]) + tone * np.array([0.82, 0.66, 0.70])) * rng.uniform(0.85, 1.05)
+    lip_tint = (1 - tone) * np.array([0.88, 0.62, 0.63]) + tone * np.array([0.82, 0.66, 0.70])  # pink to brown
+    col[C_LIP] = skin * lip_tint * rng.uniform(0.85, 1.05)
     col[C_HAIR] = hair
     col[C_GREY] = np.array([0.72, 0.71, 0.69]) * rng.uniform(0.8, 1.15)
     col[C_BROW] = (hair + 0.5 * grey * (col[C_GREY] - hair)) * rng.uniform(0.6, 0.95)
@@ -978,7 +984,7 @@ def paint_identity(layout: TextureLayout, rng: np.random.Generator, cfg: Texture
     col[C_LASHES] = np.minimum(hair * 0.5, 0.08)
     col[C_IRIS] = iris
     col[C_IRIS_INNER] = iris * rng.uniform(0.9, 1.4, size=3) + [0.05, 0.03, 0.0]
-    col[C_SCLERA] = np.array([0.82, 0.78, 0.74]) * rng.uniform(0.85, 1.05)
+    col[C_SCLERA] = np.array([0.78, 0.74, 0.70]) * rng.uniform(0.85, 1.05)  # lids and lashes shade it in photos
     col[C_TEETH] = np.array([0.93, 0.91, 0.85]) + rng.uniform() ** 1.5 * np.array([-0.15, -0.21, -0.33])
     col[C_GUMS] = np.array([0.80, 0.45, 0.47]) + tone * rng.uniform(0.2, 0.8) * np.array([-0.35, -0.21, -0.22])
     col[C_TONGUE] = np.array([0.70, 0.38, 0.40]) * rng.uniform(0.8, 1.05)
@@ -994,7 +1000,8 @@ def paint_identity(layout: TextureLayout, rng: np.random.Generator, cfg: Texture
     s[S_SHINE], s[S_TZONE_SHINE] = rng.uniform(0.15, 0.45), rng.uniform(0.2, 1.0)
     s[S_LIP_SHIFT], s[S_LIP_SHINE] = rng.uniform(-0.03, 0.03), rng.uniform(0.4, 0.7)
     s[S_BROW_INNER], s[S_BROW_OUTER] = rng.uniform(0.12, 0.26), rng.uniform(0.05, 0.12)
-    s[S_BROW_OFFSET], s[S_BROW_ARCH], s[S_BROW_ARCH_AT] = rng.uniform(-0.04, 0.03), rng.uniform(-0.03, 0.05), rng.uniform(0.4, 0.75)
+    s[S_BROW_OFFSET], s[S_BROW_ARCH] = rng.uniform(-0.04, 0.03), rng.uniform(-0.03, 0.05)
+    s[S_BROW_ARCH_AT] = rng.uniform(0.4, 0.75)
     s[S_BROW_START], s[S_BROW_END] = rng.uniform(-0.12, 0.05), rng.uniform(0.85, 1.12)
     s[S_BROW_DENSITY], s[S_BROW_STRANDS] = rng.uniform(0.5, 0.9), rng.uniform(0.4, 1.0)
     hairline, line, crown, s[S_WIDOWS_PEAK], s[S_HAIR_DENSITY] = _hairline(rng, cfg)
@@ -1046,17 +1053,17 @@ def _vary(box, base, bare, shine_box, tone, shine, sites, f, r0, c0, res, col, a
         cheek, eye_d = f[F_CHEEK, i], f[F_EYE_D, i]
         flush = amount[A_FLUSH] * bare[r, c] * f[F_RED, i]
         blush = amount[A_BLUSH] * bare[r, c] * cheek
-        lip = amount[A_LIPSTICK] * _clip01((f[F_LIP_D, i] + amount[A_LIP_SHIFT]) / np.float32(0.04) + np.float32(0.5))
+        lip = amount[A_LIPSTICK] * _clip01((f[F_LIP_D, i] + amount[A_LIP_SHIFT]) / _f(0.04) + _f(0.5))
         liner, shadow = _F0, _F0
-        if _F0 < eye_d < np.float32(0.6):
+        if _F0 < eye_d < _f(0.6):
             up = f[F_EYE_UP, i] > 0
-            liner = amount[A_LINER] * _clip01(_F1 - eye_d / (np.float32(0.1) if up else np.float32(0.05)))
-            shadow = amount[A_SHADOW] * bare[r, c] * _clip01((np.float32(0.6) - eye_d) * 4) * (_F1 if up else _F0)
+            liner = amount[A_LINER] * _clip01(_F1 - eye_d / (_f(0.1) if up else _f(0.05)))
+            shadow = amount[A_SHADOW] * bare[r, c] * _clip01((_f(0.6) - eye_d) * 4) * (_F1 if up else _F0)
         for j in range(3):
             v = px[j] + flush * (col[V_FLUSH, j] - px[j]) + blush * (col[V_BLUSH, j] - px[j])
             v += shadow * (col[V_SHADOW, j] - v)
             v += lip * (col[V_LIPSTICK, j] - v)
-            px[j] = _clip01(v + liner * (np.float32(0.03) - v))
+            px[j] = _clip01(v + liner * (_f(0.03) - v))
         px[3] += lip * (amount[A_GLOSS] - px[3])
 
 
@@ -1067,14 +1074,15 @@ def vary_photo(look: Look, rng: np.random.Generator) -> np.ndarray:
     col = np.zeros((4, 3), np.float32)
     amount = np.zeros(7, np.float32)
     tone = np.exp(rng.normal(0.0, 0.03) + rng.normal(0.0, 0.01, 3)).astype(np.float32)
-    shine = np.float32(rng.uniform(-0.3, 0.8))
+    shine = _f(rng.uniform(-0.3, 0.8))
     col[V_FLUSH] = look.colours[C_FLUSH]
     if rng.uniform() < 0.5:
         amount[A_FLUSH] = rng.uniform(0.0, 0.5) ** 2 * (1 - 0.6 * look.tone)
     if look.facial_hair == "none" and rng.uniform() < look.config.makeup:
         if rng.uniform() < 0.7:
             col[V_LIPSTICK] = LIPSTICKS[rng.integers(len(LIPSTICKS))] * rng.uniform(0.7, 1.1)
-            amount[[A_LIPSTICK, A_LIP_SHIFT, A_GLOSS]] = rng.uniform(0.4, 0.9), rng.uniform(-0.02, 0.03), rng.uniform(0.4, 0.9)
+            amount[A_LIPSTICK], amount[A_LIP_SHIFT] = rng.uniform(0.4, 0.9), rng.uniform(-0.02, 0.03)
+            amount[A_GLOSS] = rng.uniform(0.4, 0.9)
         if rng.uniform() < 0.5:
             amount[A_LINER] = rng.uniform(0.4, 0.9)
         if rng.uniform() < 0.4:
