@@ -70,7 +70,8 @@ def _textured(uv: np.ndarray, atlas: np.ndarray, w=(1.0, 1.0, 1.0), diffuse: flo
     verts = np.column_stack([BIG, np.asarray(w, np.float32)])       # depth z = w, as a camera would give
     light = np.full((3, 3), diffuse, np.float32), np.full((3, 3), specular, np.float32)
     image = np.zeros((44, 44, 3), np.float32)
-    zbuf = render_textured(verts, np.asarray(w, np.float32), FRONT, uv, FRONT, atlas, *light, image)
+    visible, boxes, _, _ = visible_triangles(verts, FRONT, 44, 44)
+    zbuf = render_textured(verts, np.asarray(w, np.float32), FRONT, visible, boxes, uv, FRONT, atlas, *light, image)
     return image, zbuf
 
 

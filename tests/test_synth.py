@@ -1,7 +1,10 @@
-"""Synthetic dataset engine: labels agree with the model, determinism, splits, manifest, resume."""
+"""Synthetic dataset engine: labels agree with the model and the perspective render, determinism,
+splits, manifest, resume; scenes never move labels; the whole head and the mouth's interior are
+drawn; light, occlusion and the pose and expression draws."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -24,13 +27,24 @@ def test_labels_agree_with_the_face_model(small_dataset, face_model):
     split = small_dataset.split("train")
     layout = small_dataset.layout
     assert layout.n_id == 40 and layout.size == 12 + 40 + 53
+    # The render is perspective and the label camera its weak-perspective fit: 2D landmarks are
+    # the true projections, the params' landmarks lie close to them; depth is the label camera's.
     lm = face_model.image_landmarks(split.params, layout)
-    np.testing.assert_allclose(lm[..., :2], split.landmarks2d, atol=1e-3)
-    np.testing.assert_allclose(lm, split.landmarks3d, atol=1e-3)
+    residual = np.linalg.norm(lm[..., :2] - split.landmarks2d, axis=-1).mean(axis=1)
+    assert residual.mean() < 2.0 and residual.max() < 5.0
+    np.testing.assert_allclose(lm[..., 2], split.landmarks3d[..., 2], atol=1e-3)
+    np.testing.assert_array_equal(split.landmarks3d[..., :2], split.landmarks2d)
     # Faces are placed in the crop by the crop convention: landmarks inside, face box from them.
     assert split.landmarks2d.min() > 0 and split.landmarks2d.max() < 120
     box = split.face_box
+    np.testing.assert_allclose(box[:, :2], split.landmarks2d.min(axis=1), atol=1e-3)
+    np.testing.assert_allclose(box[:, 2:], split.landmarks2d.max(axis=1), atol=1e-3)
     assert np.all(box[:, 2] - box[:, 0] > 25)
+    # The pose label is the label camera's rotation.
+    from edge_runtime.camera import decompose_camera
+
+    poses = np.array([decompose_camera(c).degrees for c in layout.split(split.params)[0]])
+    np.testing.assert_allclose(poses, split.pose_deg, atol=1e-2)
     # Images are real renders: the face differs from the background.
     imgs = split.images(np.arange(len(split)))
     assert imgs.shape == (12, 120, 120, 3) and imgs.dtype == np.uint8 and imgs.std() > 10
@@ -45,8 +59,9 @@ def test_splits_are_disjoint_and_counted(small_dataset):
 
 def test_manifest_records_how_it_was_made(small_dataset, face_model):
     m = json.loads((small_dataset.root / "manifest.json").read_text())
-    assert m["generator"]["name"] == "siamface.synth" and m["seed"] == 0
+    assert m["generator"] == {"name": "siamface.synth", "version": 4} and m["seed"] == 0
     assert m["config"]["images_per_identity"] == 3 and m["config"]["pose"]["yaw_max_deg"] == 90
+    assert m["config"]["scene"]["glasses_p"] > 0 and m["config"]["lighting"]["backlight_p"] > 0
     assert m["face_model"]["sha256"] == face_model.sha256
     assert m["param_layout"] == {"n_id": 40, "n_exp": 53, "n_pose": 12}
     assert len(m["whitening"]["mean"]) == 105 and "numpy" in m["versions"]
@@ -104,33 +119,198 @@ def test_open_rejects_missing_dataset(tmp_path):
         Dataset.open(tmp_path)
 
 
-def test_posed_vertices_are_the_model_shape_through_the_camera(face_model):
-    from edge_runtime.camera import CameraPose, compose_camera, project
-    from training.data.synth import posed_vertices
-
-    rng = np.random.default_rng(1)
-    id_coeffs = rng.standard_normal(40).astype(np.float32)
-    exp = np.zeros(len(face_model.exp_names), np.float32)
-    exp[[2, 7, 30]] = [0.6, 0.3, 0.9]                    # sparse, as synthetic faces are
-    camera = compose_camera(CameraPose(4.0, 0.3, -0.2, 0.1, 60.0, 55.0)).astype(np.float32)
-    expected = project(face_model.shape(id_coeffs, exp), camera)
-    got = posed_vertices(face_model.shape(id_coeffs), face_model.exp_basis, exp, camera)
-    assert got.shape == (face_model.n_vertices, 3) and got.dtype == np.float32
-    np.testing.assert_allclose(got, expected, atol=1e-3)
+def test_seeds_give_other_photos(small_dataset, tmp_path):
+    other = synthesize(tmp_path / "seed1", SynthConfig(**{**SMALL, "seed": 1, "val_identities": 0, "test_identities": 0,
+                                                          "train_identities": 1}), workers=1, progress=False)
+    a, b = small_dataset.split("train"), other.split("train")
+    assert not np.allclose(a.params[:3], b.params)
+    assert np.abs(a.images(np.arange(3)).astype(int) - b.images(np.arange(3))).mean() > 10
 
 
-def test_shading_a_vertex_subset_matches_shading_all():
-    from training.data.appearance import sample_lighting, shade
+@pytest.fixture(scope="module")
+def synth(face_model):
+    from training.data.synth import FaceSynthesizer
+
+    return FaceSynthesizer(face_model, SynthConfig(n_id=40, images_per_identity=4))
+
+
+def test_scenes_never_move_labels(face_model, synth):
+    """The same identities with every accessory, and with none: other pixels, the same labels."""
+    from training.data.scene import SceneConfig
+    from training.data.synth import FaceSynthesizer
+
+    every = dict(glasses_p=1.0, hat_p=1.0, mask_p=1.0, hand_p=1.0, microphone_p=1.0, edge_face_p=1.0)
+    loaded = FaceSynthesizer(face_model, SynthConfig(n_id=40, images_per_identity=4, scene=SceneConfig(**every)),
+                             synth.render)
+    bare = FaceSynthesizer(face_model, SynthConfig(n_id=40, images_per_identity=4,
+                                                   scene=SceneConfig(**{k: 0.0 for k in every})), synth.render)
+    for identity in (0, 1):
+        images_a, labels_a = loaded.render_identity("train", identity)
+        images_b, labels_b = bare.render_identity("train", identity)
+        np.testing.assert_array_equal(labels_a, labels_b)
+        assert np.abs(images_a.astype(int) - images_b).mean() > 5
+
+
+def _gbuffer(synth, exp: np.ndarray, angles: tuple[float, float, float], distance: float = 100.0, zoom: float = 1.0):
+    """Triangle id per pixel (-1: none) of the mean face, each drawn triangle's region name and the
+    z-buffer; ``zoom`` < 1 shows more around the face."""
+    from training.data.rasterizer import rasterize_ids
+    from training.data.sampling import PoseConfig, sample_camera
+    from training.data.synth import posed_shape
+
+    mesh, size = synth.render.mesh, synth.cfg.image_size
+    shape = posed_shape(mesh.mean, mesh.exp_basis, exp)
+    pose = PoseConfig(distance_cm=(distance, distance), scale_jitter=0.0, shift_jitter=0.0)
+    camera, _ = sample_camera(shape[synth.model.landmarks68], angles, size, pose, np.random.default_rng(0))
+    centre = np.asarray(camera.centre) * zoom + size / 2 * (1 - zoom)
+    camera = replace(camera, focal=camera.focal * zoom, centre=tuple(centre))
+    verts, cam = camera.project(shape)
+    visible, boxes, _, _ = synth.visible_surface(verts, cam)
+    zbuf = np.full((size, size), np.inf, np.float32)
+    tri_id = np.full((size, size), -1, np.int32)
+    rasterize_ids(verts, 1 / cam[:, 2], synth.triangles, visible, boxes, zbuf, tri_id, np.empty((size, size, 2), np.float32))
+    region = np.asarray(mesh.region_names)[mesh.vertex_region[synth.triangles[:, 0]]]
+    return tri_id, region, zbuf
+
+
+def test_open_mouth_shows_teeth_and_tongue(synth):
+    exp = np.zeros(len(synth.model.exp_names), np.float32)
+    closed, region, _ = _gbuffer(synth, exp, (0.0, 0.2, 0.0))
+    exp[synth.model.exp_names.index("jawOpen")] = 1.0
+    open_, _, _ = _gbuffer(synth, exp, (0.0, 0.2, 0.0))
+
+    def pixels(tri_id, *names):
+        return int(np.isin(region[tri_id[tri_id >= 0]], names).sum())
+
+    assert pixels(closed, "teeth", "gums_tongue", "mouth_socket") < 5
+    assert pixels(open_, "teeth") > 10 and pixels(open_, "gums_tongue") > 50
+    assert pixels(open_, "teeth", "gums_tongue", "mouth_socket") > 150
+
+
+def test_mouth_interior_window_keeps_every_pixel(synth):
+    """visible_surface's restriction of the mouth's interior draws exactly what the full mesh does."""
+    from training.data.rasterizer import rasterize_ids, visible_triangles
+    from training.data.sampling import PoseConfig, sample_camera
+    from training.data.synth import posed_shape
+
+    mesh, size = synth.render.mesh, synth.cfg.image_size
+    rng = np.random.default_rng(3)
+    for k in range(4):
+        exp = np.zeros(len(synth.model.exp_names), np.float32)
+        exp[synth.model.exp_names.index("jawOpen")] = (0.0, 0.3, 0.7, 1.0)[k]
+        shape = posed_shape(mesh.shape(rng.standard_normal(40)), mesh.exp_basis, exp)
+        camera, _ = sample_camera(shape[synth.model.landmarks68], (rng.uniform(-1.4, 1.4), rng.uniform(-0.6, 0.6), 0.0),
+                                  size, PoseConfig(), rng)
+        verts, cam = camera.project(shape)
+        ids = []
+        for visible, boxes, _, _ in (synth.visible_surface(verts, cam), visible_triangles(verts, synth.triangles, size, size)):
+            tri_id = np.full((size, size), -1, np.int32)
+            rasterize_ids(verts, 1 / cam[:, 2], synth.triangles, visible, boxes, np.full((size, size), np.inf, np.float32),
+                          tri_id, np.empty((size, size, 2), np.float32))
+            ids.append(tri_id)
+        np.testing.assert_array_equal(ids[0], ids[1])
+
+
+def test_back_of_the_head_is_drawn_in_profile(synth):
+    exp = np.zeros(len(synth.model.exp_names), np.float32)
+    for yaw in (np.pi / 2, -np.pi / 2):
+        tri_id, region, zbuf = _gbuffer(synth, exp, (yaw, 0.0, 0.0), zoom=0.5)
+        back = np.isin(region[tri_id], ["head_neck"]) & (tri_id >= 0)
+        assert back.sum() > 300                        # the back of the head and the neck
+        # No cut where the version-1 mesh ended: every row through the head is one run of pixels.
+        rows = np.flatnonzero(np.isfinite(zbuf).any(axis=1))
+        for row in np.isfinite(zbuf)[rows[0] + 2: rows[-1] - 10]:
+            assert len(np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))) == 2
+
+
+def test_perspective_labels_fit_the_render(synth):
+    """The label camera is the least-squares weak-perspective fit with the true rotation: nearly
+    exact far away, a few pixels at selfie distance, and no other scale or shift fits better."""
+    from training.data.sampling import PoseConfig, sample_camera
+
+    model = synth.model
+    shape = model.shape(np.random.default_rng(0).standard_normal(40))
+    lm, face = model.landmarks68, model.face_vertices
+    errors = {}
+    for distance in (25.0, 60.0, 10_000.0):
+        pose = PoseConfig(distance_cm=(distance, distance))
+        camera, box = sample_camera(shape[lm], (0.5, 0.2, -0.1), 120, pose, np.random.default_rng(1))
+        verts, cam = camera.project(shape)
+        np.testing.assert_allclose(cam[:, 2].mean(), distance, rtol=0.1)
+        label = camera.weak_perspective(shape, verts, face)
+        fit = shape @ label[:, :3].T + label[:, 3]
+        errors[distance] = np.linalg.norm(fit[lm, :2] - verts[lm, :2], axis=1).mean()
+        sq = ((fit[face, :2] - verts[face, :2]) ** 2).sum()
+        for ds, dx in ((1.001, 0.0), (0.999, 0.0), (1.0, 0.05)):
+            moved = (label[:2, :3] * ds) @ shape[face].T + label[:2, 3:] + [[dx], [0]]
+            assert ((moved.T - verts[face, :2]) ** 2).sum() > sq
+        np.testing.assert_allclose(box[:2], verts[lm, :2].min(axis=0), atol=1e-3)
+    assert errors[10_000.0] < 0.02 and errors[60.0] < 2.0 and errors[25.0] < 5.0
+    assert errors[25.0] > errors[60.0] > errors[10_000.0]
+
+
+def test_occlusion_shadows_and_ambient(synth):
+    occ, mesh = synth.occlusion, synth.render.mesh
+    nose = synth.model.landmarks68[30]
+    dirs = occ.directions
+    front, back = np.argmax(dirs[:, 2]), np.argmin(dirs[:, 2])          # towards +z (the face) and behind
+    assert occ.visibility[nose, front, 0] == 1 and occ.visibility[nose, back, 0] == 0
+    ambient = occ.ambient[0]
+    cavity = ambient[synth.render.region_vertices["mouth_socket"]].mean()
+    assert cavity < 0.2 < 0.8 < ambient[nose]
+    teeth = synth.render.region_vertices["teeth"]
+    assert occ.ambient[1, teeth].mean() > occ.ambient[0, teeth].mean()   # an open mouth lets light in
+
+
+def test_shading_a_vertex_subset_matches_shading_all(synth):
+    from training.data.appearance import LightingConfig, sample_lighting, shade
 
     rng = np.random.default_rng(2)
-    normals = rng.normal(size=(500, 3)).astype(np.float32)
+    n = synth.render.mesh.n_vertices
+    normals = rng.normal(size=(n, 3)).astype(np.float32)
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    albedo = rng.uniform(0, 1, (500, 3)).astype(np.float32)
-    light = sample_lighting(rng)
-    used = rng.uniform(size=500) < 0.5
-    full, part = shade(albedo, normals, light), shade(albedo, normals, light, used)
-    np.testing.assert_array_equal(part[used], full[used])
-    assert not part[~used].any()
-    # Blinn-Phong: a normal facing the light gets at least ambient + that light's colour.
-    lit = shade(np.ones((1, 3), np.float32), light.directions[:1], light)[0]
-    assert np.all(lit >= light.ambient + light.colours[0] - 1e-5)
+    positions = (rng.normal(size=(n, 3)) * 5 + [0, 0, 60]).astype(np.float32)
+    light = sample_lighting(np.random.default_rng(5), LightingConfig(lights_p=(0.0, 0.0, 1.0), metering=0.0))
+    every = np.ones(n, bool)
+    used = rng.uniform(size=n) < 0.5
+    full = shade(normals, positions, every, light, synth.occlusion, np.eye(3), 0.0, every)
+    part = shade(normals, positions, used, light, synth.occlusion, np.eye(3), 0.0, every)
+    for a, b in zip(full, part):
+        np.testing.assert_array_equal(b[used], a[used])
+        assert not b[~used].any()
+    # Auto-exposure: the metered vertices' mean diffuse light goes to the target.
+    metered = shade(normals, positions, every, replace(light, metering=1.0), synth.occlusion, np.eye(3), 0.0, used)[0]
+    np.testing.assert_allclose(metered[used].mean(), light.exposure, rtol=1e-3)
+
+
+def test_light_kinds_come_from_where_they_say():
+    from training.data.appearance import LightingConfig, sample_lighting
+
+    rng = np.random.default_rng(0)
+    side = [sample_lighting(rng, LightingConfig(lights_p=(0, 1, 0), hard_side_p=1.0)) for _ in range(50)]
+    back = [sample_lighting(rng, LightingConfig(lights_p=(0, 1, 0), hard_side_p=0.0, backlight_p=1.0))
+            for _ in range(50)]
+    key = [sample_lighting(rng, LightingConfig(lights_p=(0, 1, 0), hard_side_p=0.0, backlight_p=0.0))
+           for _ in range(50)]
+    assert all(abs(light.directions[0, 2]) < 0.35 * np.hypot(*light.directions[0, :2]) + 0.01 for light in side)
+    assert all(light.directions[0, 2] > 0 for light in back)           # behind the head (z away from the lens)
+    assert all(light.directions[0, 2] < 0 for light in key)
+    assert len({tuple(light.colours[0].round(3)) for light in key}) == 50
+    none = sample_lighting(rng, LightingConfig(lights_p=(1, 0, 0)))
+    assert none.directions.shape == (0, 3) and none.sh.shape == (9, 3) and none.sh[0].min() > 0
+
+
+def test_poses_and_expressions_cover_what_photos_show(face_model):
+    from training.data.sampling import PoseConfig, sample_angles, sample_expression
+
+    rng = np.random.default_rng(0)
+    angles = np.degrees([sample_angles(rng, PoseConfig()) for _ in range(3000)])
+    assert np.all(np.abs(angles).max(axis=0) <= [90, 40, 30])
+    assert np.abs(angles).max(axis=0).min() > 28 and np.percentile(np.abs(angles[:, 0]), 90) > 75
+    names = face_model.exp_names
+    exps = np.stack([sample_expression(rng, names) for _ in range(2000)])
+    jaw, smile = exps[:, names.index("jawOpen")], exps[:, [names.index("mouthSmile_L"), names.index("mouthSmile_R")]]
+    blink = exps[:, [names.index("eyeBlink_L"), names.index("eyeBlink_R")]]
+    assert (jaw > 0.5).mean() > 0.1 and (smile.max(axis=1) > 0.3).mean() > 0.25 and (blink.max(axis=1) > 0.5).mean() > 0.05
+    one_sided = (smile.max(axis=1) > 0.3) & (smile.min(axis=1) < 0.3 * smile.max(axis=1))
+    assert one_sided.mean() > 0.03                                     # winks and half smiles

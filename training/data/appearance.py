@@ -1,186 +1,293 @@
-"""Per-identity appearance (albedo per vertex) and per-image lighting for synthetic faces.
+"""Light on synthetic faces: a coloured spherical-harmonics environment, 0-2 directional lights
+with soft self-shadows, and specular highlights, evaluated per vertex for the textured rasterizer.
 
-Regions come from the face-model asset (mouth socket, eye sockets, sclera, iris) and from
-its 68 landmarks on the mean shape (lips, brows, hairline), computed once per model.
+Self-shadowing is precomputed once per mesh (``Occlusion``): whether each vertex of the mean head
+sees the sky in each of N_DIRECTIONS directions, with the mouth closed and open. Ambient occlusion
+is the cosine-weighted share of visible directions; a directional light is shadowed by the
+visibility of the directions nearest to it, blended, so shadows are soft (a nose shadow under a
+hard side light, a dark mouth cavity, the eye sockets under the brows).
+
+Spaces: lights and normals are in camera space (x right, y down, z away from the lens, cm);
+``Occlusion`` is in model space (+y up, +z out of the face), and a light reaches it through the
+camera's rotation.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from functools import cached_property
 
 import numba
 import numpy as np
-from matplotlib.path import Path as PolygonPath
 
 from edge_runtime.morphable_model import MorphableModel
+from training.data.rasterizer import rasterize_ids, vertex_normals, visible_triangles
 
-# Skin anchors from light to dark (RGB, 0..1); a tone t in [0, 1] interpolates along them.
-SKIN_TONES = np.array([[0.96, 0.82, 0.72], [0.89, 0.70, 0.57], [0.78, 0.56, 0.42], [0.62, 0.43, 0.30],
-                       [0.45, 0.30, 0.20], [0.30, 0.19, 0.13], [0.20, 0.13, 0.09]], np.float32)
-IRIS_COLOURS = np.array([[0.30, 0.18, 0.08], [0.18, 0.10, 0.05], [0.25, 0.40, 0.60], [0.30, 0.45, 0.30],
-                         [0.45, 0.35, 0.20], [0.40, 0.45, 0.50]], np.float32)
-HAIR_COLOURS = np.array([[0.05, 0.04, 0.03], [0.18, 0.11, 0.06], [0.35, 0.22, 0.12], [0.65, 0.50, 0.28],
-                         [0.55, 0.25, 0.10], [0.60, 0.60, 0.60], [0.85, 0.85, 0.82]], np.float32)
-BROW_WIDTH = (0.25, 0.55)  # range of the distance (cm) from the brow landmarks over which brows fade out
+N_DIRECTIONS = 64          # sky directions of the visibility precomputation
+OCCLUSION_GRID = 128       # depth-map pixels across the head, per direction (about 3 mm each)
+SHADOW_BIAS_CM = 0.3       # a vertex is lit when at most this much behind the nearest surface,
+SHADOW_OFFSET_CM = 0.5     # looked up this far out along its normal (no self-shadowing "acne")
+SHADOW_NEIGHBOURS = 3      # directions blended for one light's shadow
+AO_EXPONENT = 0.5          # ambient occlusion is applied as ao ** this: light bounces into creases and mouths
+SH_BAND_GAIN = (np.pi, 2 * np.pi / 3, np.pi / 4)  # clamped-cosine convolution per SH band (Ramamoorthi 2001)
 
 
 @dataclass(frozen=True)
-class FaceRegions:
-    """Vertex masks and coordinates that appearance needs, from the mean shape."""
+class LightingConfig:
+    """Light per photo (probabilities and ranges); YAML-friendly."""
 
-    skin: np.ndarray          # bool (V,)
-    lips: np.ndarray          # bool (V,)
-    brow_dist: np.ndarray     # float (V,), cm to the nearest brow landmark segment
-    height_above_brows: np.ndarray  # float (V,), cm
-    depth: np.ndarray         # float (V,), model z (cm)
-    dark: np.ndarray          # bool (V,), mouth interior and eye sockets
-    eyeball: np.ndarray       # bool (V,), sclera and iris
-    eye_radius: np.ndarray    # float (V,), 0 at the pupil centre, 1 at the iris rim, inf elsewhere
-    smooth: np.ndarray        # (V, 6) low-frequency functions for skin variation
-
-    @classmethod
-    def from_model(cls, model: MorphableModel) -> "FaceRegions":
-        v = model.mean
-        lm = v[model.landmarks68]
-        skin = model.region_mask("face")
-        outer_lip = PolygonPath(lm[48:60, :2])
-        lips = skin & outer_lip.contains_points(v[:, :2]) & (v[:, 2] > lm[48:60, 2].min() - 1.0)
-        brow_dist = np.minimum(_polyline_distance(v[:, :2], lm[17:22, :2]),
-                               _polyline_distance(v[:, :2], lm[22:27, :2]))
-        brow_dist[v[:, 2] < lm[17:27, 2].min() - 1.0] = np.inf
-        # The sclera mesh includes the cornea in front of the iris, so the iris and pupil are
-        # painted on whichever eyeball vertices face forward within the iris disc.
-        eye_radius = np.full(len(v), np.inf, np.float32)
-        for side in ("left", "right"):
-            iris = model.region_mask(f"iris_{side}")
-            ball = iris | model.region_mask(f"sclera_{side}")
-            front = iris & (v[:, 2] >= np.percentile(v[iris, 2], 70))
-            centre = v[front, :2].mean(axis=0)
-            r = np.linalg.norm(v[:, :2] - centre, axis=1) / np.linalg.norm(v[front, :2] - centre, axis=1).max()
-            facing = ball & (v[:, 2] >= v[front, 2].min())
-            eye_radius[facing] = r[facing]
-        phases = np.random.default_rng(0).uniform(0, 2 * np.pi, size=(6, 3))
-        freqs = np.array([0.35, 0.5, 0.7, 0.9, 1.2, 1.5])[:, None]
-        smooth = np.sin(v[:, None, :] * freqs[None] + phases[None]).mean(axis=2)
-        return cls(skin=skin, lips=lips, brow_dist=brow_dist.astype(np.float32),
-                   height_above_brows=(v[:, 1] - lm[17:27, 1].mean()).astype(np.float32),
-                   depth=v[:, 2].astype(np.float32), dark=model.region_mask("mouth_socket", "eye_socket_left", "eye_socket_right"),
-                   eyeball=model.region_mask("sclera_left", "sclera_right", "iris_left", "iris_right"),
-                   eye_radius=eye_radius, smooth=smooth.astype(np.float32))
-
-    @cached_property
-    def indices(self) -> dict[str, np.ndarray]:
-        """Vertex indices of the regions sample_albedo paints (indexing beats masks there)."""
-        masks = {"lips": self.lips, "near_brows": self.brow_dist < BROW_WIDTH[1], "eyeball": self.eyeball,
-                 "iris": self.eye_radius < 1.0, "pupil": self.eye_radius < 0.4, "dark": self.dark}
-        return {name: np.flatnonzero(mask) for name, mask in masks.items()}
-
-
-def _polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
-    """Distance of each 2D point to a polyline."""
-    best = np.full(len(points), np.inf)
-    for a, b in zip(line[:-1], line[1:]):
-        ab = b - a
-        t = np.clip(((points - a) @ ab) / (ab @ ab), 0.0, 1.0)
-        best = np.minimum(best, np.linalg.norm(points - (a + t[:, None] * ab), axis=1))
-    return best
-
-
-def sample_albedo(regions: FaceRegions, rng: np.random.Generator) -> np.ndarray:
-    """Per-vertex RGB albedo of one identity: skin tone, lips, brows, hair, eyes, dark mouth."""
-    tone = rng.uniform(0.0, 1.0) * (len(SKIN_TONES) - 1)
-    lo = int(np.floor(tone))
-    hi = min(lo + 1, len(SKIN_TONES) - 1)
-    skin = SKIN_TONES[lo] + (tone - lo) * (SKIN_TONES[hi] - SKIN_TONES[lo])
-    skin = skin * rng.uniform(0.95, 1.05, size=3)
-    variation = 1.0 + regions.smooth @ rng.normal(0.0, 0.12, size=regions.smooth.shape[1])
-    albedo = np.clip(skin[None] * variation[:, None], 0.0, 1.0).astype(np.float32)
-
-    lip_colour = skin * np.array([0.85, 0.55, 0.55]) * rng.uniform(0.8, 1.0)
-    albedo[regions.indices["lips"]] = lip_colour
-
-    brow_width = rng.uniform(*BROW_WIDTH)
-    brow_colour = HAIR_COLOURS[rng.integers(0, 3)] * rng.uniform(0.8, 1.2)
-    near = regions.indices["near_brows"]  # the brow weight is 0 elsewhere
-    brow = np.clip(1.0 - regions.brow_dist[near] / brow_width, 0.0, 1.0)[:, None] * rng.uniform(0.5, 0.9)
-    albedo[near] = albedo[near] * (1 - brow) + brow_colour[None] * brow
-
-    if rng.uniform() > 0.15:  # not bald: a hairline that drops towards the back of the head
-        front, back = rng.uniform(3.0, 5.5), rng.uniform(-2.5, 0.5)
-        w = np.clip((regions.depth - 2.0) / 7.0, 0.0, 1.0)
-        hairline = back + w * (front - back)
-        hair = regions.skin & (regions.height_above_brows > hairline)
-        albedo[hair] = HAIR_COLOURS[rng.integers(0, len(HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
-
-    albedo[regions.indices["eyeball"]] = rng.uniform(0.7, 0.88) * np.array([1.0, 0.96, 0.93])
-    albedo[regions.indices["iris"]] = IRIS_COLOURS[rng.integers(0, len(IRIS_COLOURS))]
-    albedo[regions.indices["pupil"]] = 0.03
-    albedo[regions.indices["dark"]] = np.array([0.12, 0.04, 0.04]) * rng.uniform(0.5, 1.2)
-    return np.clip(albedo, 0.0, 1.0, out=albedo)
+    lights_p: tuple[float, float, float] = (0.2, 0.55, 0.25)  # chance of 0, 1 or 2 directional lights
+    hard_side_p: float = 0.15       # a light is a hard side light (from 70-110 deg off the lens axis, dim room)
+    backlight_p: float = 0.12       # a light is behind the head (rim light, face in its own shadow)
+    ambient: tuple[float, float] = (0.25, 0.75)   # uniform part of the environment
+    sky: tuple[float, float] = (0.0, 0.5)         # extra from above, times the ambient
+    bounce: tuple[float, float] = (0.0, 0.3)      # extra from below (floor, table), times the ambient
+    coloured_lobes: int = 2                       # up to this many coloured environment lobes (screens, signs)
+    key: tuple[float, float] = (0.35, 0.9)        # directional light intensity
+    specular: tuple[float, float] = (0.2, 1.0)    # highlight gain
+    shininess: tuple[float, float] = (8.0, 60.0)  # Blinn-Phong exponent, log-uniform
+    env_specular: tuple[float, float] = (0.0, 0.25)  # sheen reflected from the environment
+    exposure: tuple[float, float] = (0.55, 1.0)   # mean diffuse light on the visible face after metering
+    metering: float = 0.8                          # 0: raw light; 1: every face exposed to exactly its target
 
 
 @dataclass(frozen=True)
 class Lighting:
-    """Ambient plus directional lights (image-space directions towards the light), coloured."""
+    """One photo's light, camera space."""
 
-    ambient: np.ndarray      # (3,)
-    directions: np.ndarray   # (L, 3) unit
-    colours: np.ndarray      # (L, 3)
+    sh: np.ndarray          # (9, 3) float32: irradiance per channel in real SH, diffuse(n) = sum_k sh[k] * Y_k(n)
+    directions: np.ndarray  # (L, 3) float32 unit vectors towards each light
+    colours: np.ndarray     # (L, 3) float32
     specular: float
     shininess: float
+    env_specular: float
+    exposure: float         # target mean diffuse light on the visible face
+    metering: float         # how far auto-exposure goes towards it (0-1)
 
 
-def sample_lighting(rng: np.random.Generator) -> Lighting:
-    n = int(rng.integers(1, 3))
-    # Mostly from the front (the viewer is at -z in image space), from any side.
-    dirs = np.column_stack([rng.uniform(-1, 1, n), rng.uniform(-1, 0.6, n), -rng.uniform(0.2, 1.2, n)])
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    tint = rng.uniform(0.85, 1.15, size=(n, 3))
-    colours = tint * rng.uniform(0.4, 0.9, size=(n, 1))
-    ambient = rng.uniform(0.25, 0.6) * rng.uniform(0.9, 1.1, size=3)
-    f32 = np.float32
-    return Lighting(ambient.astype(f32), dirs.astype(f32), colours.astype(f32),
-                    float(rng.uniform(0.0, 0.25)), float(rng.uniform(8, 32)))
+_BAND = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2])  # the band of each SH coefficient
 
 
-def shade(albedo: np.ndarray, normals: np.ndarray, light: Lighting, used: np.ndarray | None = None) -> np.ndarray:
-    """Blinn-Phong per vertex; normals in image space (outward, -z faces the viewer).
-
-    With a vertex mask ``used`` (e.g. from ``visible_triangles``) only those vertices are shaded
-    and the others are left black.
-    """
-    f32 = np.float32
-    used = np.ones(len(albedo), np.bool_) if used is None else used
-    return _blinn_phong(albedo, normals.astype(f32, copy=False), used, light.ambient.astype(f32, copy=False),
-                        light.directions.astype(f32, copy=False), light.colours.astype(f32, copy=False),
-                        f32(light.specular), f32(light.shininess))
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _sh_terms(x, y, z, out):
+    """Real spherical harmonics of order 2 at the unit vector (x, y, z), into out (9,)."""
+    out[0] = np.float32(0.282095)
+    out[1], out[2], out[3] = np.float32(0.488603) * y, np.float32(0.488603) * z, np.float32(0.488603) * x
+    out[4], out[5] = np.float32(1.092548) * x * y, np.float32(1.092548) * y * z
+    out[6] = np.float32(0.315392) * (np.float32(3.0) * z * z - np.float32(1.0))
+    out[7], out[8] = np.float32(1.092548) * x * z, np.float32(0.546274) * (x * x - y * y)
 
 
-SPECULAR_CUTOFF = 0.5  # h**shininess < 0.5**8 = 1/256 below it (shininess >= 8): skip the pow
+def environment_sh(ambient: np.ndarray, lobe_dirs: np.ndarray, lobe_colours: np.ndarray) -> np.ndarray:
+    """Irradiance SH (9, 3) of a uniform ambient plus distant lights: a lobe of colour c from d
+    lights a surface facing it by about c (its clamped cosine, band-limited to order 2)."""
+    basis = np.empty((len(lobe_dirs), 9), np.float32)
+    for d, out in zip(np.asarray(lobe_dirs, np.float32), basis):
+        _sh_terms(d[0], d[1], d[2], out)
+    sh = (basis * np.asarray(SH_BAND_GAIN, np.float32)[_BAND]).T @ np.asarray(lobe_colours, np.float32)
+    sh[0] += np.asarray(ambient, np.float32) / np.float32(0.282095)
+    return sh.astype(np.float32)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _between(lo_hi: tuple[float, float], u: float) -> float:
+    return lo_hi[0] + (lo_hi[1] - lo_hi[0]) * u
+
+
+def sample_lighting(rng: np.random.Generator, cfg: LightingConfig) -> Lighting:
+    """One photo's light (scalar draws in one batch: this runs once per image)."""
+    u = rng.random(20).tolist()
+    n_lights = int(np.searchsorted(np.cumsum(cfg.lights_p), u[0] * sum(cfg.lights_p), side="right"))
+    n_lobes = int(u[1] * (cfg.coloured_lobes + 1))
+    # Colour temperatures (warm-cool axis plus a little of any hue): one per light, one for the room.
+    tints = np.clip(1.0 + np.outer(np.clip(rng.standard_normal(n_lights + 1) * 0.5, -1, 1), [0.12, 0.0, -0.15])
+                    + 0.03 * rng.standard_normal((n_lights + 1, 3)), 0.3, 1.5)
+    directions, colours, harsh = np.empty((n_lights, 3)), np.empty((n_lights, 3)), False
+    for k in range(n_lights):
+        kind, side, az, el, strength = u[2 + 5 * k: 7 + 5 * k]
+        # Azimuth from the lens axis (+ to the image's right): key lights 0-70 deg, hard side lights
+        # 70-110, backlights 115-170; elevation -15 to 60 deg (+ up).
+        if kind < cfg.hard_side_p:
+            az, gain = 70 + 40 * az, 1.3
+        elif kind < cfg.hard_side_p + cfg.backlight_p:
+            az, gain = 115 + 55 * az, 1.3
+        else:
+            az, gain = 70 * az, 1.0
+        harsh |= gain > 1.0
+        az, el = math.radians(az if side < 0.5 else -az), math.radians(-15 + 75 * el)
+        directions[k] = math.sin(az) * math.cos(el), -math.sin(el), -math.cos(az) * math.cos(el)
+        colours[k] = tints[k] * _between(cfg.key, strength) * gain
+    # Environment: uniform ambient, sky above, bounce below and a few coloured lobes; a darker
+    # room around a hard light or a backlight.
+    level = _between(cfg.ambient, u[12]) * (0.5 if harsh else 1.0)
+    ambient = level * tints[-1]
+    lobe_dirs = np.concatenate([[[0.0, -1.0, 0.0], [0.0, 1.0, 0.0]],
+                                _unit(rng.normal(size=(n_lobes, 3)) * [1, 1, 0.6] - [0, 0, 0.5])])
+    lobe_colours = np.concatenate([[ambient * _between(cfg.sky, u[13]) * [0.9, 0.95, 1.1],
+                                    ambient * _between(cfg.bounce, u[14]) * [1.05, 1.0, 0.9]],
+                                   rng.dirichlet([2, 2, 2], n_lobes) * 3 * level * rng.uniform(0.0, 0.3, (n_lobes, 1))])
+    shininess = math.exp(_between((math.log(cfg.shininess[0]), math.log(cfg.shininess[1])), u[16]))
+    return Lighting(environment_sh(ambient, lobe_dirs, lobe_colours), directions.astype(np.float32),
+                    colours.astype(np.float32), _between(cfg.specular, u[15]), shininess,
+                    _between(cfg.env_specular, u[17]), _between(cfg.exposure, u[18]), cfg.metering)
+
+
+def fibonacci_sphere(n: int) -> np.ndarray:
+    """n nearly evenly spread unit vectors (n, 3)."""
+    k = np.arange(n) + 0.5
+    z = 1 - 2 * k / n
+    r = np.sqrt(1 - z * z)
+    phi = np.pi * (1 + 5 ** 0.5) * k
+    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
 
 
 @numba.njit(cache=True, fastmath=True)
-def _blinn_phong(albedo, normals, used, ambient, dirs, colours, specular, shininess):
-    half = dirs.copy()  # halfway vectors between each light and the viewer (-z)
-    for k in range(dirs.shape[0]):
-        half[k, 2] -= 1.0
-        half[k] /= np.sqrt(half[k, 0] ** 2 + half[k, 1] ** 2 + half[k, 2] ** 2)
-    out = np.zeros_like(albedo)
-    for v in range(albedo.shape[0]):
+def _light_view(rel, e1, e2, d, px_per_cm, half, view):
+    """Vertices (V, 3) seen from direction d: pixels of an orthographic grid, depth -rel . d."""
+    for v in range(rel.shape[0]):
+        x, y, z = rel[v, 0], rel[v, 1], rel[v, 2]
+        view[v, 0] = (x * e1[0] + y * e1[1] + z * e1[2]) * px_per_cm + half
+        view[v, 1] = (x * e2[0] + y * e2[1] + z * e2[2]) * px_per_cm + half
+        view[v, 2] = -(x * d[0] + y * d[1] + z * d[2])
+
+
+@numba.njit(cache=True, fastmath=True)
+def _lit_from(view, zbuf, bias, out):
+    """1 where a vertex is at most ``bias`` behind the depth map at its nearest pixel."""
+    top = zbuf.shape[0] - 1
+    for v in range(view.shape[0]):
+        col = min(max(int(np.rint(view[v, 0])), 0), top)
+        row = min(max(int(np.rint(view[v, 1])), 0), top)
+        out[v] = view[v, 2] <= zbuf[row, col] + bias
+
+
+def _visibility(verts: np.ndarray, normals: np.ndarray, tris: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """(V, D) uint8: 1 where vertex v is not hidden from direction d by the mesh (shadow maps)."""
+    rel = (verts - (verts.max(0) + verts.min(0)) / 2).astype(np.float32)
+    probe = rel + np.float32(SHADOW_OFFSET_CM) * normals
+    grid = OCCLUSION_GRID
+    px_per_cm = np.float32((grid - 1) / (2 * np.linalg.norm(rel, axis=1).max()))
+    out = np.zeros((len(directions), len(verts)), np.uint8)
+    view, probe_view = np.empty_like(rel), np.empty_like(rel)
+    zbuf = np.empty((grid, grid), np.float32)
+    tri_id = np.empty((grid, grid), np.int32)
+    bary = np.empty((grid, grid, 2), np.float32)
+    ones = np.ones(len(verts), np.float32)
+    for j, d in enumerate(directions):
+        # Looking from the light: (e1, e2, -d) is a proper rotation, as the model -> image flip is.
+        e1 = _unit(np.cross(d, [0.0, 1.0, 0.0] if abs(d[1]) < 0.9 else [1.0, 0.0, 0.0]))
+        e2 = np.cross(-d, e1)
+        axes = tuple(a.astype(np.float32) for a in (e1, e2, d))
+        _light_view(rel, *axes, px_per_cm, np.float32(grid / 2), view)
+        _light_view(probe, *axes, px_per_cm, np.float32(grid / 2), probe_view)
+        visible, boxes, _, _ = visible_triangles(view, tris, grid, grid)
+        zbuf.fill(np.inf)
+        rasterize_ids(view, ones, tris, visible, boxes, zbuf, tri_id, bary)
+        _lit_from(probe_view, zbuf, np.float32(SHADOW_BIAS_CM), out[j])
+    return np.ascontiguousarray(out.T)
+
+
+@dataclass(frozen=True)
+class Occlusion:
+    """Per-vertex visibility of the mean head from N_DIRECTIONS model-space directions, with the
+    mouth closed (state 0) and open (state 1), and the ambient occlusion that follows from it."""
+
+    directions: np.ndarray  # (D, 3) float32, model space
+    visibility: np.ndarray  # (V, D, 2) uint8, 0 or 1 (both states of a direction side by side: one load)
+    ambient: np.ndarray     # (2, V) float32 in [0, 1]
+
+    @classmethod
+    def of_mesh(cls, mesh: MorphableModel) -> "Occlusion":
+        """Shadow maps of the mean shape, neutral and with jawOpen at 1; about a quarter second."""
+        directions = fibonacci_sphere(N_DIRECTIONS)
+        tris = np.ascontiguousarray(mesh.triangles, np.uint32)
+        jaw = np.zeros(len(mesh.exp_names), np.float32)
+        jaw[mesh.exp_names.index("jawOpen")] = 1.0
+        vis, ambient = [], []
+        for verts in (mesh.mean, mesh.mean + mesh.expression_offsets(jaw)):
+            normals = vertex_normals(np.ascontiguousarray(verts, np.float32), tris)
+            v = _visibility(np.asarray(verts, np.float64), normals, tris, directions)
+            cosine = np.maximum(normals @ directions.T.astype(np.float32), 0)
+            vis.append(v)
+            ambient.append(((v * cosine).sum(1) / np.maximum(cosine.sum(1), 1e-6)) ** AO_EXPONENT)
+        return cls(directions.astype(np.float32), np.stack(vis, axis=-1), np.stack(ambient).astype(np.float32))
+
+    def neighbours(self, model_dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For light directions (L, 3) in model space: the SHADOW_NEIGHBOURS nearest sample
+        directions (L, K) int32 and their blend weights (L, K) float32 (nearer weighs more)."""
+        cos = model_dirs @ self.directions.T
+        order = np.argsort(-cos, axis=1)[:, : SHADOW_NEIGHBOURS + 1]
+        near = np.take_along_axis(cos, order, axis=1)
+        w = np.maximum(near[:, :-1] - near[:, -1:], 1e-6)
+        return order[:, :-1].astype(np.int32), (w / w.sum(1, keepdims=True)).astype(np.float32)
+
+
+def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: Lighting, occlusion: Occlusion,
+          rotation: np.ndarray, mouth_open: float, metered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-vertex (diffuse (V, 3), specular (V, 3)) light of camera-space unit ``normals`` and
+    ``positions`` (cm), for the vertices in ``used`` (others stay 0): ambient-occluded environment
+    plus shadowed directional lights; Blinn-Phong highlights plus a sheen of the environment. ``rotation``
+    maps model to camera space; ``mouth_open`` (jawOpen, 0-1) blends the two occlusion states.
+
+    Then auto-exposure, as a camera meters a face: both terms are scaled towards making the mean
+    diffuse light of the ``metered`` vertices (V,) bool (the visible skin) ``light.exposure``."""
+    f32 = np.float32
+    idx, weights = occlusion.neighbours(light.directions.astype(np.float64) @ np.asarray(rotation))
+    diffuse = np.zeros_like(normals)
+    specular = np.zeros_like(normals)
+    total, count = _shade(normals, positions, used, metered, light.sh, light.directions, light.colours, idx, weights,
+                          occlusion.visibility, occlusion.ambient, f32(min(max(mouth_open, 0.0), 1.0)),
+                          f32(light.specular), f32(light.shininess), f32(light.env_specular), diffuse, specular)
+    if count and light.metering:  # metered on the mean over channels (brightness, not colour)
+        gain = f32(np.clip((light.exposure / max(total / count, 1e-3)) ** light.metering, 0.2, 5.0))
+        diffuse *= gain
+        specular *= gain
+    return diffuse, specular
+
+
+@numba.njit(cache=True, fastmath=True)
+def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, visibility, ambient, mouth, gain,
+           shininess, env_gain, diffuse, specular):
+    """Fills diffuse and specular of the used vertices; returns the sum of the metered vertices'
+    diffuse (over channels) and their count."""
+    closed = np.float32(1.0) - mouth
+    zero = np.float32(0.0)
+    basis = np.empty(9, np.float32)
+    total, count = 0.0, 0
+    for v in range(normals.shape[0]):
         if not used[v]:
             continue
         nx, ny, nz = normals[v, 0], normals[v, 1], normals[v, 2]
-        r, g, b = ambient[0], ambient[1], ambient[2]
-        spec = np.float32(0.0)
+        px, py, pz = positions[v, 0], positions[v, 1], positions[v, 2]
+        inv = np.float32(1.0) / np.sqrt(px * px + py * py + pz * pz)
+        vx, vy, vz = -px * inv, -py * inv, -pz * inv          # towards the lens
+        ao = closed * ambient[0, v] + mouth * ambient[1, v]
+        _sh_terms(nx, ny, nz, basis)
+        for ch in range(3):
+            d = zero
+            for k in range(9):
+                d += sh[k, ch] * basis[k]
+            d = ao * max(d, zero)
+            diffuse[v, ch] = d
+            specular[v, ch] = env_gain * d                     # the environment's sheen
         for k in range(dirs.shape[0]):
-            d = max(nx * dirs[k, 0] + ny * dirs[k, 1] + nz * dirs[k, 2], np.float32(0.0))
-            r += d * colours[k, 0]
-            g += d * colours[k, 1]
-            b += d * colours[k, 2]
-            h = nx * half[k, 0] + ny * half[k, 1] + nz * half[k, 2]
-            if h > SPECULAR_CUTOFF:
-                spec += np.exp2(shininess * np.log2(h))  # h ** shininess, cheaper than pow
-        out[v, 0] = albedo[v, 0] * r + specular * spec
-        out[v, 1] = albedo[v, 1] * g + specular * spec
-        out[v, 2] = albedo[v, 2] * b + specular * spec
-    return out
+            lx, ly, lz = dirs[k, 0], dirs[k, 1], dirs[k, 2]
+            d = nx * lx + ny * ly + nz * lz
+            if d <= zero:
+                continue
+            lit = zero
+            for j in range(idx.shape[1]):
+                seen = visibility[v, idx[k, j]]
+                lit += weights[k, j] * (closed * np.float32(seen[0]) + mouth * np.float32(seen[1]))
+            hx, hy, hz = lx + vx, ly + vy, lz + vz
+            h = max((nx * hx + ny * hy + nz * hz) / np.sqrt(hx * hx + hy * hy + hz * hz), zero)
+            spec = gain * h / (shininess - shininess * h + h)  # Schlick's h ** shininess
+            for ch in range(3):
+                diffuse[v, ch] += lit * d * colours[k, ch]
+                specular[v, ch] += lit * spec * colours[k, ch]
+        if metered[v]:
+            total += diffuse[v, 0] + diffuse[v, 1] + diffuse[v, 2]
+            count += 3
+    return total, count

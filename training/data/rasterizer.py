@@ -102,6 +102,31 @@ def visible_triangles(verts: np.ndarray, tris: np.ndarray, height: int, width: i
     return visible[:n], boxes[:n], used, normals
 
 
+@numba.njit(cache=True)
+def restrict_to_window(tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray, flagged: np.ndarray,
+                       window: np.ndarray, used: np.ndarray, flagged_vertices: np.ndarray) -> int:
+    """Clip the pixel boxes of the visible triangles that are ``flagged`` (per mesh triangle) to
+    ``window`` (x0, x1, y0, y1) and drop those left empty, compacting ``visible`` and ``boxes`` in
+    place; ``used`` is rebuilt for ``flagged_vertices`` (the vertices only flagged triangles use).
+    For surfaces seen only through an opening: same pixels, less work. Returns the new count."""
+    used[flagged_vertices] = False
+    n = 0
+    for k in range(visible.shape[0]):
+        t = visible[k]
+        x0, x1, y0, y1 = boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]
+        if flagged[t]:
+            x0, x1 = max(x0, window[0]), min(x1, window[1])
+            y0, y1 = max(y0, window[2]), min(y1, window[3])
+            if x0 > x1 or y0 > y1:
+                continue
+            for j in range(3):
+                used[tris[t, j]] = True
+        visible[n] = t
+        boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = x0, x1, y0, y1
+        n += 1
+    return n
+
+
 # Fast math except the no-infinity and no-NaN assumptions: the z-buffer starts at +inf.
 _FASTMATH_KEEP_INF = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -168,6 +193,9 @@ def render(verts: np.ndarray, colours: np.ndarray, tris: np.ndarray, background:
     return image, np.isfinite(zbuf)
 
 
+EDGE_TOLERANCE = np.float32(1e-4)  # barycentric units: a pixel centre this far outside a triangle still counts
+
+
 @numba.njit(cache=True, fastmath=_FASTMATH_KEEP_INF)
 def rasterize_ids(verts: np.ndarray, inv_w: np.ndarray, tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray,
                   zbuf: np.ndarray, tri_id: np.ndarray, bary: np.ndarray) -> int:
@@ -194,15 +222,17 @@ def rasterize_ids(verts: np.ndarray, inv_w: np.ndarray, tris: np.ndarray, visibl
         x2, y2, z2 = verts[i2, 0], verts[i2, 1], verts[i2, 2]
         q0, q1, q2 = inv_w[i0], inv_w[i1], inv_w[i2]
         inv = one / ((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))
-        a0, b0, c0 = (y1 - y2) * inv, (x2 - x1) * inv, (x1 * y2 - x2 * y1) * inv
-        a1, b1, c1 = (y2 - y0) * inv, (x0 - x2) * inv, (x2 * y0 - x0 * y2) * inv
+        # Barycentric planes in coordinates relative to corner 2 (w0 = w1 = 0 there): small
+        # numbers, so that rounding does not open cracks between neighbours.
+        a0, b0 = (y1 - y2) * inv, (x2 - x1) * inv
+        a1, b1 = (y2 - y0) * inv, (x0 - x2) * inv
         dq0, dq1, dz0, dz1 = q0 - q2, q1 - q2, z0 - z2, z1 - z2
         x_lo, x_hi = boxes[k, 0], boxes[k, 1] + 1
         for py in range(boxes[k, 2], boxes[k, 3] + 1):
-            fy = np.float32(py)
-            r0, r1 = b0 * fy + c0, b1 * fy + c1
+            fy = np.float32(py) - y2
+            r0, r1 = b0 * fy, b1 * fy
             for px in range(x_lo, x_hi):
-                fx = np.float32(px)
+                fx = np.float32(px) - x2
                 w0 = a0 * fx + r0
                 w1 = a1 * fx + r1
                 w2 = one - w0 - w1
@@ -211,7 +241,9 @@ def rasterize_ids(verts: np.ndarray, inv_w: np.ndarray, tris: np.ndarray, visibl
                 z = z2 + p0 * dz0 + p1 * dz1
                 p = py * width + px
                 old = depth[p]
-                hit = (min(w0, min(w1, w2)) >= 0.0) & (z < old)  # branch-free, as in rasterize
+                # Branch-free, as in rasterize; the tolerance closes the cracks rounding opens along
+                # edges that run exactly through pixel centres (both neighbours would miss them).
+                hit = (min(w0, min(w1, w2)) >= -EDGE_TOLERANCE) & (z < old)
                 depth[p] = z if hit else old
                 ids[p] = t if hit else ids[p]
                 weights[2 * p] = p0 if hit else weights[2 * p]
@@ -264,22 +296,20 @@ def shade_textured(tri_id: np.ndarray, bary: np.ndarray, tris: np.ndarray, uv: n
             pixels[3 * p + ch] = texel[ch] * light + texel[3] * shine
 
 
-def render_textured(verts: np.ndarray, w: np.ndarray, tris: np.ndarray, uv: np.ndarray, uv_tris: np.ndarray,
-                    atlas: np.ndarray, diffuse: np.ndarray, specular: np.ndarray,
-                    image: np.ndarray) -> np.ndarray:
-    """Draw a textured, lit mesh into ``image`` (H, W, 3) float32 in place; returns the z-buffer
-    (H, W) float32, +inf where nothing was drawn. ``w`` (V,) is each vertex's camera-space depth
-    (ones for an affine render); the other arguments are as ``rasterize_ids`` and ``shade_textured``
-    take them."""
+def render_textured(verts: np.ndarray, w: np.ndarray, tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray,
+                    uv: np.ndarray, uv_tris: np.ndarray, atlas: np.ndarray, diffuse: np.ndarray,
+                    specular: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Draw the textured, lit triangles ``tris[visible]`` (pixel boxes from ``visible_triangles``)
+    into ``image`` (H, W, 3) float32 in place; returns the z-buffer (H, W) float32, +inf where
+    nothing was drawn. ``w`` (V,) is each vertex's camera-space depth (ones for an affine render);
+    the other arguments are as ``rasterize_ids`` and ``shade_textured`` take them."""
     height, width = image.shape[:2]
-    verts = np.ascontiguousarray(verts, np.float32)
-    tris = np.ascontiguousarray(tris, np.uint32)
-    visible, boxes, _, _ = visible_triangles(verts, tris, height, width)
     zbuf = np.full((height, width), np.inf, np.float32)
     tri_id = np.full((height, width), -1, np.int32)
     bary = np.empty((height, width, 2), np.float32)
-    inv_w = np.float32(1.0) / np.asarray(w, np.float32)
-    rasterize_ids(verts, inv_w, tris, visible, boxes, zbuf, tri_id, bary)
+    tris = np.ascontiguousarray(tris, np.uint32)
+    rasterize_ids(np.ascontiguousarray(verts, np.float32), np.float32(1.0) / np.asarray(w, np.float32), tris,
+                  visible, boxes, zbuf, tri_id, bary)
     shade_textured(tri_id, bary, tris, np.ascontiguousarray(uv, np.float32), np.ascontiguousarray(uv_tris, np.uint32),
                    np.ascontiguousarray(atlas, np.float32), np.ascontiguousarray(diffuse, np.float32),
                    np.ascontiguousarray(specular, np.float32), image)

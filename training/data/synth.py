@@ -12,11 +12,10 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numba
 import numpy as np
 from tqdm import tqdm
@@ -26,20 +25,28 @@ from edge_runtime.morphable_model import MorphableModel, load_face_model, resolv
 from edge_runtime.params import ParamLayout, Whitening
 from edge_runtime.provenance import package_versions, utc_now
 from training.config_io import config_to_dict
-from training.data.appearance import FaceRegions, sample_albedo, sample_lighting, shade
+from training.data.appearance import LightingConfig, Occlusion, sample_lighting, shade
 from edge_runtime.atomic import atomic_write_json
 from training.data.dataset import (FORMAT_VERSION, MANIFEST, SPLITS, Dataset,
                                    column_slices, label_columns, shard_is_complete, write_shard)
-from training.data.rasterizer import rasterize, visible_triangles
-from training.data.sampling import (PoseConfig, place_in_crop, sample_angles, sample_expression,
+from training.data.rasterizer import render_textured, restrict_to_window, visible_triangles
+from training.data.render_model import RenderModel, load_render_model
+from training.data.sampling import (PoseConfig, sample_angles, sample_camera, sample_expression,
                                     sample_identity)
-from training.data.scene import DegradationConfig, degrade, sample_background
+from training.data.scene import (SceneConfig, SceneContext, degrade, draw_behind, draw_front,
+                                 sample_background, sample_hair_style)
+from training.data.texture import Look, TextureConfig, TextureLayout, paint_identity, vary_photo
 
 GENERATOR = "siamface.synth"
 # 2: gamma applied to 8-bit levels after noise (faster degrade); 3: same scenes, faster synthesis
 # (culling pass, plane-form barycentrics, octaves summed before one resize, OpenCV noise and
-# colour transforms, batched clutter draws): other pixels and random streams for a seed
-GENERATOR_VERSION = 3
+# colour transforms, batched clutter draws): other pixels and random streams for a seed;
+# 4: photo-like faces: the whole version-2 head (back of the head, neck, mouth interior, eyelashes)
+# textured per identity and lit by a coloured SH environment and directional lights with soft
+# self-shadows, seen by perspective cameras from selfie distance to near-orthographic (the label
+# camera is the weak-perspective fit), with hair, clothes, accessories and camera effects around
+# it, and more open mouths, smiles, blinks and one-sided expressions
+GENERATOR_VERSION = 4
 CONFIG_FILE = "synth_config.json"
 
 
@@ -59,7 +66,9 @@ class SynthConfig:
     seed: int = 0
     shard_size: int = 1000
     pose: PoseConfig = field(default_factory=PoseConfig)
-    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+    lighting: LightingConfig = field(default_factory=LightingConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
 
     def identities(self, split: str) -> int:
         return {"train": self.train_identities, "val": self.val_identities, "test": self.test_identities}[split]
@@ -94,46 +103,71 @@ def _add_expressions(neutral, exp_basis, exp_weights):
     return shape
 
 
-def posed_vertices(neutral: np.ndarray, exp_basis: np.ndarray, exp_weights: np.ndarray,
-                   camera: np.ndarray) -> np.ndarray:
-    """Image-space vertices (V, 3) float32 of ``neutral + exp_weights @ exp_basis`` (E, V, 3)
-    through a 3x4 camera; reads only the active expressions' bases (a synthetic face has a few)."""
-    shape = _add_expressions(neutral, exp_basis, np.asarray(exp_weights, np.float32))
-    return cv2.transform(shape.reshape(-1, 1, 3), np.asarray(camera, np.float32)).reshape(-1, 3)
+def posed_shape(neutral: np.ndarray, exp_basis: np.ndarray, exp_weights: np.ndarray) -> np.ndarray:
+    """Model-space vertices (V, 3) float32 of ``neutral + exp_weights @ exp_basis`` (E, V, 3);
+    reads only the active expressions' bases (a synthetic face has a few)."""
+    return _add_expressions(neutral, exp_basis, np.asarray(exp_weights, np.float32))
 
 
 class FaceSynthesizer:
-    """Renders the images and labels of one identity at a time."""
+    """Renders the images and labels of one identity at a time.
 
-    def __init__(self, model: MorphableModel, cfg: SynthConfig):
+    Images are rendered from the version-2 mesh (``render``, loaded beside the face model when not
+    given); labels come from ``model``, whose vertices are that mesh's first ones.
+    """
+
+    def __init__(self, model: MorphableModel, cfg: SynthConfig, render: RenderModel | None = None):
         self.model, self.cfg = model, cfg
+        self.render = render or load_render_model(model)
         self.layout: ParamLayout = model.layout(cfg.n_id)
-        self.regions = FaceRegions.from_model(model)
         self.columns = column_slices(label_columns(self.layout))
-        self.triangles = np.ascontiguousarray(model.triangles, np.uint32)  # as visible_triangles wants them
+        mesh = self.render.mesh
+        drawn = self.render.drawn_triangles
+        self.triangles = np.ascontiguousarray(mesh.triangles[drawn], np.uint32)  # as visible_triangles wants them
+        self.texture = TextureLayout.from_npz(self.render.path)
+        self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
+        self.occlusion = Occlusion.of_mesh(mesh)
+        self.jaw_open = mesh.exp_names.index("jawOpen")
+        self.skin = mesh.region_mask("face", "head_neck")  # what auto-exposure meters
+        interior = mesh.region_mask("mouth_socket", "gums_tongue", "teeth")
+        self.interior = interior[self.triangles].any(axis=1)        # per drawn triangle
+        self.interior_vertices = np.flatnonzero(interior)
+        rim = np.unique(mesh.triangles[mesh.region_mask("mouth_socket")[mesh.triangles].any(axis=1)])
+        self.lip_rim = rim[~interior[rim]]                          # face vertices around the mouth's opening
 
     def render_identity(self, split: str, identity: int) -> tuple[np.ndarray, np.ndarray]:
-        """Images (n, S, S, 3) uint8 and label records (n, D) of one identity of a split."""
-        cfg, model, n = self.cfg, self.model, self.cfg.images(split)
+        """Images (n, S, S, 3) uint8 and label records (n, D) of one identity of a split.
+
+        Per identity (one generator): shape, texture and hair style. Per photo (one generator
+        each): expression, pose, camera, then light, scene and camera effects, so that everything a
+        label depends on is drawn before anything that only changes pixels.
+        """
+        cfg, model, mesh, n = self.cfg, self.model, self.render.mesh, self.cfg.images(split)
         split_code = SPLITS.index(split)
         id_rng = np.random.default_rng([cfg.seed, split_code, identity, 0])
         id_coeffs = sample_identity(id_rng, cfg.n_id, cfg.id_truncation)
-        albedo = sample_albedo(self.regions, id_rng)
+        look = paint_identity(self.texture, id_rng, cfg.texture)
+        hair = sample_hair_style(id_rng, look.hair_colour, cfg.scene)
         rngs = [np.random.default_rng([cfg.seed, split_code, identity, 1 + k]) for k in range(n)]
         exps = np.stack([sample_expression(r, model.exp_names) for r in rngs])
-        neutral = model.shape(id_coeffs)  # identity computed once, expressions added per image
+        neutral = mesh.shape(id_coeffs)  # identity computed once, expressions added per image
         landmarks = model.landmarks3d(id_coeffs, exps)
-        size = cfg.image_size
+        size, face = cfg.image_size, model.face_vertices
         images = np.empty((n, size, size, 3), np.uint8)
         cameras = np.empty((n, 3, 4), np.float32)
         lms = np.empty((n, 68, 3), np.float32)
         angles, boxes = np.empty((n, 3)), np.empty((n, 4))
         for k, rng in enumerate(rngs):
             angles[k] = sample_angles(rng, cfg.pose)
-            cameras[k], boxes[k] = place_in_crop(landmarks[k], tuple(angles[k]), size, cfg.pose, rng)
-            verts = posed_vertices(neutral, model.exp_basis, exps[k], cameras[k])
-            images[k] = self._render(verts, albedo, rng)
-            lms[k] = verts[model.landmarks68]
+            camera, boxes[k] = sample_camera(landmarks[k], tuple(angles[k]), size, cfg.pose, rng)
+            shape = posed_shape(neutral, mesh.exp_basis, exps[k])
+            verts, cam = camera.project(shape)
+            cameras[k] = camera.weak_perspective(shape, verts, face)
+            lms[k, :, :2] = verts[model.landmarks68, :2]
+            lms[k, :, 2] = shape[model.landmarks68] @ cameras[k, 2, :3]  # depth: the label camera's
+            ctx = SceneContext(size, verts, verts[model.landmarks68], tuple(angles[k]), None,
+                               self.render.region_vertices, hair, camera=camera)
+            images[k] = self._photo(ctx, cam, look, float(exps[k, self.jaw_open]), rng)
         labels = np.empty((n, max(s.stop for s in self.columns.values())), np.float32)
         cols = self.columns
         labels[:, cols["identity"]] = cfg.first_identity(split) + identity
@@ -144,14 +178,36 @@ class FaceSynthesizer:
         labels[:, cols["face_box"]] = boxes
         return images, labels
 
-    def _render(self, verts: np.ndarray, albedo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One image: lit face over a background, degraded (uint8 RGB)."""
-        size, tris = self.cfg.image_size, self.triangles
-        visible, boxes, used, normals = visible_triangles(verts, tris, size, size)
-        colours = shade(albedo, normals, sample_lighting(rng), used)
-        image = sample_background(rng, size)  # drawn over in place
-        rasterize(verts, colours, tris, visible, boxes, image, np.full((size, size), np.inf, np.float32))
-        return degrade(image, self.cfg.degradation, rng)
+    def _photo(self, ctx: SceneContext, cam: np.ndarray, look: Look, mouth_open: float,
+               rng: np.random.Generator) -> np.ndarray:
+        """One image: the lit, textured head in its scene, degraded (uint8 RGB). ``ctx`` holds the
+        image-space vertices and the camera; ``cam`` the camera-space ones."""
+        size, verts, scene = self.cfg.image_size, ctx.verts, self.cfg.scene
+        light = sample_lighting(rng, self.cfg.lighting)
+        image = sample_background(rng, size, scene)  # drawn over in place
+        draw_behind(image, ctx, scene, rng)
+        visible, boxes, used, normals = self.visible_surface(verts, cam)
+        diffuse, specular = shade(normals, cam, used, light, self.occlusion, ctx.camera.rotation, mouth_open,
+                                  used & self.skin)
+        atlas = vary_photo(look, rng)
+        zbuf = render_textured(verts, cam[:, 2], self.triangles, visible, boxes, self.texture.uv, self.uv_triangles,
+                               atlas, diffuse, specular, image)
+        key = light.directions[np.argmax(light.colours.sum(axis=1))] if len(light.colours) else None
+        draw_front(image, replace(ctx, zbuf=zbuf, light=key), scene, rng)
+        return degrade(image, scene.degradation, rng)
+
+    def visible_surface(self, verts: np.ndarray, cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                             np.ndarray]:
+        """``visible_triangles`` of the drawn mesh (image-space ``verts``, camera-space ``cam`` for
+        the normals), where the mouth's interior (socket, gums, tongue, teeth: a quarter of the
+        front-facing triangles) is kept only within the box of the projected lip rim: it shows
+        only through the lips' opening, and a closed mouth leaves a sliver. Same pixels, less work."""
+        size = self.cfg.image_size
+        visible, boxes, used, normals = visible_triangles(verts, self.triangles, size, size, cam)
+        rim = verts[self.lip_rim, :2]
+        window = np.concatenate([np.floor(rim.min(axis=0)), np.ceil(rim.max(axis=0))])[[0, 2, 1, 3]].astype(np.int32)
+        n = restrict_to_window(self.triangles, visible, boxes, self.interior, window, used, self.interior_vertices)
+        return visible[:n], boxes[:n], used, normals
 
     def render_shard(self, task: ShardTask) -> tuple[np.ndarray, np.ndarray]:
         parts = [self.render_identity(task.split, i) for i in range(task.first, task.stop)]
@@ -163,7 +219,8 @@ _WORKER: FaceSynthesizer | None = None
 
 def _init_worker(model_path: str, cfg: SynthConfig) -> None:
     global _WORKER
-    _WORKER = FaceSynthesizer(load_face_model(model_path), cfg)
+    model = load_face_model(model_path)
+    _WORKER = FaceSynthesizer(model, cfg, load_render_model(model, model_path))
 
 
 def _run_task(args: tuple[ShardTask, str]) -> tuple[ShardTask, int]:

@@ -1,0 +1,39 @@
+"""The render mesh: version 2 of the asset extends the label model, or loading says what is wrong."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.morphable_model import resolve_face_model_path
+from training.data.render_model import V2_NAME, load_render_model
+
+
+def test_render_mesh_extends_the_label_model(face_model):
+    render = load_render_model(face_model)
+    mesh = render.mesh
+    assert render.path.name == V2_NAME and render.path.parent == resolve_face_model_path().parent
+    assert mesh.n_vertices == 25959 and len(mesh.triangles) == 50995 and render.n_label_vertices == 15363
+    n = face_model.n_vertices
+    np.testing.assert_array_equal(mesh.shape(np.ones(5))[:n], face_model.shape(np.ones(5)))
+    regions = render.region_vertices
+    assert set(regions) >= {"face", "head_neck", "gums_tongue", "teeth", "eyelashes_left", "eyelashes_right"}
+    assert sum(len(v) for v in regions.values()) == mesh.n_vertices
+    assert regions["head_neck"].min() >= n                     # appended after the label vertices
+    assert mesh.extras["uv_triangles"].shape == (50995, 3)
+
+
+def test_missing_or_foreign_render_mesh_is_a_one_line_error(face_model, tmp_path):
+    v1 = tmp_path / "ict_face_model.npz"
+    shutil.copy(resolve_face_model_path(), v1)
+    with pytest.raises(SiamfaceError, match=f"render mesh not found at {tmp_path / V2_NAME}"):
+        load_render_model(face_model, v1)
+    with np.load(resolve_face_model_path().with_name(V2_NAME)) as data:
+        arrays = dict(data)
+    arrays["mean"] = arrays["mean"] + np.float32(0.5)           # another face
+    np.savez(tmp_path / V2_NAME, **arrays)
+    with pytest.raises(SiamfaceError, match="does not extend the face model") as err:
+        load_render_model(face_model, v1)
+    assert "\n" not in str(err.value)

@@ -1,0 +1,78 @@
+"""The render mesh: version 2 of the face-model asset (whole head, mouth interior, eyelashes, uv).
+
+Images are rendered from it; labels still come from the version-1 MorphableModel, whose vertices,
+triangles, bases and index sets are the first ones of version 2. Loading checks that they are,
+so a label can never describe another mesh than the one drawn.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.morphable_model import MorphableModel, load_face_model, resolve_face_model_path
+
+V2_NAME = "ict_face_model_v2.npz"
+
+
+@dataclass(frozen=True, eq=False)
+class RenderModel:
+    """The version-2 mesh (a MorphableModel of all its vertices) and where it came from."""
+
+    mesh: MorphableModel
+    path: Path
+    n_label_vertices: int      # the first vertices, shared with the label model
+
+    @cached_property
+    def region_vertices(self) -> dict[str, np.ndarray]:
+        """Vertex indices of each region of the asset (face, head_neck, teeth, eyelashes_left, ...)."""
+        return {name: np.flatnonzero(self.mesh.vertex_region == i) for i, name in enumerate(self.mesh.region_names)}
+
+    @cached_property
+    def drawn_triangles(self) -> np.ndarray:
+        """Indices of the triangles to render: all but the lower eyelashes, whose strips (down to
+        6 mm below the lid) drawn opaque read as a thick dark line under the eye; real lower lashes
+        are short and sparse."""
+        mesh, regions = self.mesh, self.region_vertices
+        tris = mesh.triangles
+        n = mesh.n_vertices
+        edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]]])
+        _, component = connected_components(coo_matrix((np.ones(len(edges)), edges.T), (n, n)), directed=False)
+        lower = np.zeros(n, bool)
+        for side in ("left", "right"):
+            lashes = regions[f"eyelashes_{side}"]
+            eye_y = mesh.mean[np.concatenate([regions[f"sclera_{side}"], regions[f"iris_{side}"]]), 1].mean()
+            for c in np.unique(component[lashes]):
+                strip = lashes[component[lashes] == c]
+                lower[strip] = mesh.mean[strip, 1].mean() < eye_y
+        return np.flatnonzero(~lower[tris].any(axis=1))
+
+
+def render_model_path(face_model: str | os.PathLike | None = None) -> Path:
+    """The version-2 asset beside the (resolved) version-1 file."""
+    return resolve_face_model_path(face_model).with_name(V2_NAME)
+
+
+def load_render_model(labels: MorphableModel, face_model: str | os.PathLike | None = None) -> RenderModel:
+    """Load the render mesh beside ``face_model`` and check that it extends ``labels``."""
+    path = render_model_path(face_model)
+    if not path.is_file():
+        raise SiamfaceError(f"render mesh not found at {path}: put {V2_NAME} beside the face model "
+                            f"(see shared/assets/ict-face-model/README.md)")
+    mesh = load_face_model(path)
+    n, t = labels.n_vertices, len(labels.triangles)
+    same = (mesh.n_vertices > n and mesh.exp_names == labels.exp_names and mesh.n_id_total == labels.n_id_total
+            and np.array_equal(mesh.mean[:n], labels.mean) and np.array_equal(mesh.triangles[:t], labels.triangles)
+            and np.array_equal(mesh.landmarks68, labels.landmarks68)
+            and np.array_equal(mesh.id_basis[:, :n], labels.id_basis)
+            and np.array_equal(mesh.exp_basis[:, :n], labels.exp_basis))
+    if not same:
+        raise SiamfaceError(f"render mesh {path} does not extend the face model {labels.name} (its first "
+                            f"{n} vertices, triangles or bases differ): use the {V2_NAME} of the same asset")
+    return RenderModel(mesh=mesh, path=path, n_label_vertices=n)
