@@ -13,9 +13,11 @@ from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import MorphableModel
 from edge_runtime.params import ParamLayout
 from evaluation.scoring import shape_errors_mm
-from training.losses import (ArcMarginHead, aligned_shape_loss, arcface_logits, arcface_loss, contrastive_loss,
-                             embedding_contrastive_loss, geometry_loss, point_sensitivity,
-                             similarity_free_basis, wpdc_loss, wpdc_weights)
+from training.losses import (MarginHead, aligned_shape_loss, arcface_logits, batch_contrastive_loss,
+                             batch_embedding_contrastive_loss, batch_hard_triplet_loss, contrastive_loss,
+                             cosface_logits, embedding_contrastive_loss, geometry_loss, margin_loss, masked_mean,
+                             point_sensitivity, similarity_free_basis, supervised_contrastive_loss, wpdc_loss,
+                             wpdc_weights)
 from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
 
 TINY_LAYOUT = ParamLayout(n_id=1, n_exp=1)  # 12 pose + 1 + 1 = 14 values; tx = 3, tz = 11, id = 12
@@ -182,7 +184,7 @@ def test_arcface_hand_values():
     np.testing.assert_allclose(logits[1], 30 * np.array([math.cos(0.8), math.cos(1.7),
                                                          math.cos(3.0) - 0.5 * math.sin(0.5)]), rtol=1e-6)
     expected = np.mean([-logits[i, labels[i]] + np.log(np.exp(logits[i]).sum()) for i in range(2)])
-    assert arcface_loss(embedding, labels, weights, 30.0, 0.5).numpy() == pytest.approx(expected, rel=1e-6)
+    assert margin_loss(embedding, labels, weights, "arcface", 30.0, 0.5).numpy() == pytest.approx(expected, rel=1e-6)
 
 
 def test_arcface_without_margin_is_softmax_cross_entropy():
@@ -191,22 +193,127 @@ def test_arcface_without_margin_is_softmax_cross_entropy():
     labels = rng.integers(0, 5, 6)
     cos = (embedding / np.linalg.norm(embedding, axis=1, keepdims=True)) @ (weights / np.linalg.norm(weights, axis=0))
     expected = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, 30.0 * cos).numpy().mean()
-    assert arcface_loss(embedding, labels, weights, 30.0, 0.0).numpy() == pytest.approx(expected, rel=1e-9)
-    assert arcface_loss(embedding, labels, weights, 30.0, 0.5).numpy() > expected  # the margin makes it harder
+    assert margin_loss(embedding, labels, weights, "arcface", 30.0, 0.0).numpy() == pytest.approx(expected, rel=1e-9)
+    assert margin_loss(embedding, labels, weights, "arcface", 30.0, 0.5).numpy() > expected  # the margin makes it harder
 
 
-def test_arc_margin_head_trains_its_class_vectors():
-    head = ArcMarginHead(n_classes=4, scale=16.0, margin=0.3)
+def test_cosface_hand_values():
+    weights = np.array([unit(0.3), unit(1.2)]).T
+    embedding = np.array([unit(0.0), unit(1.0)])
+    logits = cosface_logits(embedding, [0, 1], weights, scale=10.0, margin=0.35).numpy()
+    np.testing.assert_allclose(logits, 10 * np.array([[math.cos(0.3) - 0.35, math.cos(1.2)],
+                                                      [math.cos(0.7), math.cos(0.2) - 0.35]]), rtol=1e-6)
+    expected = np.mean([-logits[i, i] + np.log(np.exp(logits[i]).sum()) for i in range(2)])
+    assert margin_loss(embedding, [0, 1], weights, "cosface", 10.0, 0.35).numpy() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["arcface", "cosface"])
+def test_margin_head_trains_its_class_vectors(kind):
+    head = MarginHead(n_classes=4, kind=kind, scale=16.0, margin=0.3)
     embedding = tf.Variable(np.random.default_rng(1).normal(size=(3, 8)).astype(np.float32))
     labels = tf.constant([0, 3, 1])
     with tf.GradientTape() as tape:
         loss = head(embedding, labels)
     assert head.kernel.shape == (8, 4)
-    assert loss.numpy() == pytest.approx(arcface_loss(embedding, labels, head.kernel, 16.0, 0.3).numpy())
+    assert loss.numpy() == pytest.approx(margin_loss(embedding, labels, head.kernel, kind, 16.0, 0.3).numpy())
     g_emb, g_kernel = tape.gradient(loss, [embedding, head.kernel])
     assert np.abs(g_emb.numpy()).max() > 0 and np.abs(g_kernel.numpy()).max() > 0
     assert head.logits(embedding, labels).shape == (3, 4)
-    assert ArcMarginHead.from_config(head.get_config()).get_config() == head.get_config()
+    assert MarginHead.from_config(head.get_config()).get_config() == head.get_config()
+    with pytest.raises(SiamfaceError, match="unknown margin head"):
+        MarginHead(4, kind="sphereface")
+
+
+# --- batch identity losses (P x K) ------------------------------------------------------------
+
+def _all_pairs(n):
+    return [(i, j) for i in range(n) for j in range(n) if i != j]
+
+
+def test_batch_contrastive_losses_are_balanced_means_of_the_pair_losses():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 3))
+    labels = np.array([0, 0, 1, 1, 1, 2, 3])
+    pairs = _all_pairs(7)
+    pos = [(i, j) for i, j in pairs if labels[i] == labels[j]]
+    neg = [(i, j) for i, j in pairs if labels[i] != labels[j]]
+
+    def pair_mean(fn, chosen, same):
+        i, j = np.array(chosen).T
+        return fn(x[i], x[j], np.full(len(i), same)).numpy()
+
+    for batch_fn, pair_fn in [(lambda e, y: batch_contrastive_loss(e, y, 2.0), lambda a, b, s: contrastive_loss(a, b, s, 2.0)),
+                              *[(lambda e, y, d=d: batch_embedding_contrastive_loss(e, y, 5.0, d),
+                                 lambda a, b, s, d=d: embedding_contrastive_loss(a, b, s, 5.0, d))
+                                for d in ("l1", "cosine")]]:
+        expected = 0.5 * pair_mean(pair_fn, pos, 1.0) + 0.5 * pair_mean(pair_fn, neg, 0.0)
+        assert batch_fn(x, labels).numpy() == pytest.approx(expected, rel=1e-9)
+        _, grad = gradient(lambda e: batch_fn(e, labels), x)
+        assert np.isfinite(grad).all() and np.abs(grad).max() > 1e-3
+    # one person only: no negatives, the loss is the positives' half
+    same_only = batch_contrastive_loss(x[:2], [5, 5], 2.0).numpy()
+    assert same_only == pytest.approx(0.5 * contrastive_loss(x[:1], x[1:2], [1.0], 2.0).numpy())
+
+
+def test_batch_hard_triplet_hand_values():
+    # 2-D unit vectors at angles: person 0 at 0 and 0.4 rad, person 1 at 0.5 and 2.0 rad.
+    e = np.array([unit(0.0), unit(0.4), unit(0.5), unit(2.0)])
+    d = 1 - np.cos(np.subtract.outer([0.0, 0.4, 0.5, 2.0], [0.0, 0.4, 0.5, 2.0]))
+    labels = [0, 0, 1, 1]
+    hardest = [(d[0, 1], d[0, 2]), (d[1, 0], d[1, 2]), (d[2, 3], d[2, 1]), (d[3, 2], d[3, 1])]
+    expected = np.mean([max(0.0, p - n + 0.2) for p, n in hardest])
+    assert batch_hard_triplet_loss(e, labels, 0.2).numpy() == pytest.approx(expected, rel=1e-9)
+    assert batch_hard_triplet_loss(e * 3.0, labels, 0.2).numpy() == pytest.approx(expected, rel=1e-9)
+    # an anchor without a positive (person 2 alone at 3.0 rad) is left out, not counted as zero;
+    # it is the nearest negative of the photo at 2.0 rad (distance 1 - cos 1.0)
+    hardest[3] = (d[3, 2], 1 - math.cos(1.0))
+    expected = np.mean([max(0.0, p - n + 0.2) for p, n in hardest])
+    with_single = batch_hard_triplet_loss(np.vstack([e, [unit(3.0)]]), labels + [2], 0.2).numpy()
+    assert with_single == pytest.approx(expected, rel=1e-9)
+
+
+def test_supervised_contrastive_brute_force():
+    rng = np.random.default_rng(2)
+    e = rng.normal(size=(6, 4))
+    labels = np.array([0, 0, 0, 1, 1, 2])                            # person 2 has no positive
+    u = e / np.linalg.norm(e, axis=1, keepdims=True)
+    s = u @ u.T / 0.1
+    per_anchor = []
+    for i in range(5):
+        denominator = np.log(sum(np.exp(s[i, a]) for a in range(6) if a != i))
+        positives = [p for p in range(6) if p != i and labels[p] == labels[i]]
+        per_anchor.append(-np.mean([s[i, p] - denominator for p in positives]))
+    assert supervised_contrastive_loss(e, labels, 0.1).numpy() == pytest.approx(np.mean(per_anchor), rel=1e-9)
+    loss, grad = gradient(lambda x: supervised_contrastive_loss(x, labels, 0.1), e)
+    assert np.isfinite(grad).all() and np.abs(grad).max() > 1e-3
+    # pulling person 0's photos together lowers it
+    tighter = e.copy()
+    tighter[:3] = e[0] + 0.01 * rng.normal(size=(3, 4))
+    assert supervised_contrastive_loss(tighter, labels, 0.1).numpy() < loss
+
+
+# --- masking samples without 3D labels --------------------------------------------------------
+
+def test_masked_mean_ignores_masked_samples():
+    values = np.array([[1.0, 3.0], [10.0, 30.0], [5.0, 7.0]])
+    assert masked_mean(values).numpy() == pytest.approx(values.mean())
+    assert masked_mean(values, [1.0, 0.0, 1.0]).numpy() == pytest.approx((2.0 + 6.0) / 2)
+    assert masked_mean(values, [0.0, 0.0, 0.0]).numpy() == 0.0
+
+
+def test_masked_per_image_losses_equal_the_losses_without_the_sample():
+    tfm = tiny_model()
+    true = np.vstack([tiny_params(), tiny_params(scale=2.0), tiny_params(id=1.0)])
+    pred = true + np.random.default_rng(3).normal(0, 0.3, true.shape)
+    mask = np.array([True, False, True])
+    keep = np.flatnonzero(mask)
+    basis = tfm.id_basis
+    for fn in (lambda t, p, m=None: geometry_loss(t, p, tfm, m),
+               lambda t, p, m=None: aligned_shape_loss(t[:, 12:13], p[:, 12:13], basis, m),
+               lambda t, p, m=None: wpdc_loss(t, p, wpdc_weights(t, p, tfm), m)):
+        masked, grad = gradient(lambda p: fn(true, p, mask), pred)
+        assert masked == pytest.approx(fn(true[keep], pred[keep]).numpy(), rel=1e-12)
+        assert np.all(grad[1] == 0) and np.abs(grad[keep]).max() > 0
 
 
 def test_aligned_shape_loss_hand_value():

@@ -1,4 +1,5 @@
-"""The encoder and Siamese model: shapes, size budget, shared weights, QAT wrapping, save/load."""
+"""The encoder, its embedding branch, the Siamese and batch models: shapes, size budget, shared weights,
+QAT wrapping, int8 conversion, save/load."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,10 +11,12 @@ import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
 from edge_runtime.params import ParamLayout
-from training.model import (MOBILENET_V2_STAGES, EncoderConfig, build_encoder, build_siamese, make_divisible,
-                            multiply_adds)
+from edge_runtime.errors import SiamfaceError
+from training.model import (MOBILENET_V2_STAGES, EncoderConfig, build_batch_model, build_encoder, build_siamese,
+                            make_divisible, multiply_adds)
 
 CFG = EncoderConfig()
+BRANCH = EncoderConfig(embedding_from_stage=4)
 NO_DROPOUT = EncoderConfig(dropout=0.0)  # dropout would make two identical branches differ in training mode
 
 
@@ -161,3 +164,70 @@ def test_outputs_stay_float32_under_mixed_precision(images):
     assert encoder.get_layer("stem_conv").compute_dtype == "float16"
     assert {v.dtype for v in out.values()} == {tf.float32}
     np.testing.assert_allclose(np.linalg.norm(out["embedding_a"], axis=1), 1.0, atol=1e-5)
+
+
+# --- embedding branch ---------------------------------------------------------------------------
+
+ALLOWED = (keras.layers.InputLayer, keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization,
+           keras.layers.ReLU, keras.layers.Add, keras.layers.GlobalAveragePooling2D, keras.layers.Dropout,
+           keras.layers.Dense)
+
+
+def test_embedding_branch_keeps_the_signature_and_the_budget(encoder, images):
+    branched = build_encoder(BRANCH)
+    assert branched.output_names == ["params", "embedding"] and branched.input_shape == (None, 120, 120, 3)
+    params, embedding = branched(images[0], training=False)
+    assert params.shape == (2, 165) and embedding.shape == (2, 128)
+    assert all(type(layer) in ALLOWED for layer in branched.layers)
+    # 4x4 map after the fourth stage, two inverted residuals at 48 channels, 512-channel 1x1, pooled
+    assert branched.get_layer("emb0_0_expand_conv").input_shape == (None, 4, 4, 32)
+    assert branched.get_layer("emb_head_conv").output_shape == (None, 4, 4, 512)
+    assert branched.get_layer("embedding").input_shape == (None, 512)
+    added = multiply_adds(branched) / multiply_adds(encoder) - 1
+    assert 0.05 < added < 0.15                                     # 1.05 M MACs on 14.3 M
+    assert branched.count_params() < 1_500_000
+    with pytest.raises(SiamfaceError, match="embedding_from_stage=8 is not a stage"):
+        EncoderConfig(embedding_from_stage=8)
+
+
+def test_embedding_branch_does_not_read_the_later_stages(images):
+    """Geometry keeps stages 5-7 and the head: changing them moves the parameters, not the embedding."""
+    branched = build_encoder(EncoderConfig(embedding_from_stage=4, dropout=0.0))
+    before = branched(images[0], training=True)
+    for name in ("block4_0_expand_conv", "head_conv"):
+        kernel = branched.get_layer(name).kernel
+        kernel.assign(kernel * 2.0 + 0.05)
+    after = branched(images[0], training=True)
+    assert np.abs(after[0] - before[0]).max() > 1e-3
+    np.testing.assert_allclose(after[1], before[1], atol=1e-6)
+
+
+def test_batch_model_normalises_and_shares_the_encoder(images):
+    encoder = build_encoder(EncoderConfig(embedding_from_stage=4, dropout=0.0))
+    model = build_batch_model(encoder)
+    out = model({"image": images[0]}, training=True)
+    params, raw = encoder(images[0], training=True)
+    np.testing.assert_allclose(out["params"], params, atol=1e-5)
+    np.testing.assert_allclose(out["embedding"], raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-5)
+    assert {id(v) for v in model.weights} == {id(v) for v in encoder.weights}
+
+
+def test_embedding_branch_quantizes_and_converts_to_int8():
+    """QAT wraps the branch as it is, and full-integer conversion keeps every op int8 (small model: fast)."""
+    from export.tflite import convert
+    from edge_runtime.interpreter import interpreter_class
+
+    small = EncoderConfig(input_size=64, width=0.35, last_channels=128, embedding_dim=16, n_params=40,
+                          embedding_from_stage=4, embedding_channels=64)
+    encoder = build_encoder(small)
+    qencoder = tfmot.quantization.keras.quantize_model(encoder)
+    assert qencoder.output_names == ["quant_params", "quant_embedding"]
+    rng = np.random.default_rng(0)
+    tflite = convert(encoder, "int8-ptq", lambda: (rng.uniform(0, 255, (64, 64, 3)) for _ in range(4)))
+    interpreter = interpreter_class()[0](model_content=tflite)
+    interpreter.allocate_tensors()
+    tensors = interpreter.get_tensor_details()
+    assert any("/emb0_1_project_conv/" in d["name"] for d in tensors)
+    assert {d["dtype"] for d in tensors} <= {np.int8, np.int32}    # weights, activations, biases
+    outputs = sorted(tuple(d["shape"]) for d in interpreter.get_output_details())
+    assert outputs == [(1, 16), (1, 40)]

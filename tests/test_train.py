@@ -1,7 +1,10 @@
-"""Siamese training end to end on a tiny synthetic set: the loss falls, runs resume, bad input stops early."""
+"""Training end to end on a tiny synthetic set, on pairs and on P x K batches: the loss falls, samples
+without 3D labels add no geometry gradient, the staged schedule holds identity back, runs resume, bad input
+stops early."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,10 +15,11 @@ from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import load_face_model
 from training.checkpoint import load_checkpoint
 from training.data.synth import SynthConfig, synthesize
-from training.model import EncoderConfig, build_encoder, build_siamese
-from training.pairs import PairSampler
-from training.pipeline import PairBatches
-from training.train import LossConfig, SiameseLosses, TrainConfig, make_train_step, train
+from training.data.dataset import Dataset
+from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
+from training.pairs import PairSampler, PKSampler
+from training.pipeline import PairBatches, PKBatches
+from training.train import LossConfig, TrainConfig, TrainingLosses, make_train_step, train
 
 TINY = EncoderConfig(width=0.35, last_channels=256, embedding_dim=32, dropout=0.0)
 
@@ -36,8 +40,6 @@ def _cfg(data, **kw) -> TrainConfig:
 
 
 def test_a_few_steps_on_a_batch_lower_the_loss(tiny_data):
-    from training.data.dataset import Dataset
-
     ds = Dataset.open(tiny_data)
     split = ds.split("train")
     batches = PairBatches(split, ds.whitening, PairSampler(split.identity, split.pose_deg[:, 0], seed=5), 8)
@@ -46,10 +48,11 @@ def test_a_few_steps_on_a_batch_lower_the_loss(tiny_data):
     tf.keras.utils.set_random_seed(0)
     encoder = build_encoder(EncoderConfig(**{**TINY.__dict__, "n_params": ds.layout.size, "input_size": 64}))
     siamese = build_siamese(encoder)
-    losses = SiameseLosses(cfg.loss, load_face_model(), ds.layout, ds.whitening, batches.n_classes,
-                           TINY.embedding_dim)
-    trainables = siamese.trainable_variables + losses.arc_head.trainable_variables
-    step = make_train_step(siamese, losses, tf_keras.optimizers.Adam(1e-3), trainables, tf.distribute.get_strategy(), cfg)
+    losses = TrainingLosses(cfg.loss, load_face_model(), ds.layout, ds.whitening, batches.n_classes,
+                            TINY.embedding_dim)
+    trainables = siamese.trainable_variables + losses.margin_head.trainable_variables
+    step = make_train_step(siamese, losses.pairs, tf_keras.optimizers.Adam(1e-3), trainables,
+                           tf.distribute.get_strategy(), cfg)
     terms = [step(batch, tf.constant(1.0)) for _ in range(6)]
     first, last = terms[0], terms[-1]
     assert float(last["total"]) < 0.85 * float(first["total"])
@@ -62,18 +65,16 @@ def test_a_few_steps_on_a_batch_lower_the_loss(tiny_data):
 def test_geometry_gradient_reaches_the_identity_code_only_when_asked(tiny_data, shapes_identity):
     """By default only the parameter, aligned-shape and contrastive losses train the identity code: the geometry loss
     would otherwise bend it to absorb pose and expression residuals (see README, ablation)."""
-    from training.data.dataset import Dataset
-
     ds = Dataset.open(tiny_data)
     lay = ds.layout
     cfg = LossConfig(n_sample_vertices=50, param=0.0, shape=0.0, shape_contrastive=0.0, identity="none",
                      geometry_shapes_identity=shapes_identity)
-    loss_fn = SiameseLosses(cfg, load_face_model(), lay, ds.whitening, 1, 8)
+    loss_fn = TrainingLosses(cfg, load_face_model(), lay, ds.whitening, 1, 8)
     z_true = tf.constant(ds.whitening.whiten(ds.split("train").params[:2]), tf.float32)
     z_pred = tf.Variable(z_true + 0.3)
     with tf.GradientTape() as tape:
-        total = loss_fn({"params_a": z_true, "params_b": z_true}, {"params_a": z_pred, "params_b": z_pred},
-                        tf.constant(1.0))["total"]
+        total = loss_fn.pairs({"params_a": z_true, "params_b": z_true}, {"params_a": z_pred, "params_b": z_pred},
+                              tf.constant(1.0))["total"]
     grad = tape.gradient(total, z_pred).numpy()
     assert np.abs(grad[:, lay.pose]).max() > 0 and np.abs(grad[:, lay.expression]).max() > 0
     assert (np.abs(grad[:, lay.identity]).max() > 0) == shapes_identity
@@ -94,6 +95,11 @@ def test_training_writes_checkpoint_history_and_report(tiny_data, tmp_path):
 def test_resume_continues_from_the_last_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "run"
     train(_cfg(tiny_data, steps=6), out, progress=False)
+    saved = json.loads((out / "train_config.json").read_text())   # a run saved before the P x K keys existed
+    for key in ("sampler", "pk_images", "pk_identities"):
+        del saved[key]
+    del saved["loss"]["classifier"], saved["encoder"]["embedding_from_stage"]
+    (out / "train_config.json").write_text(json.dumps(saved))
     train(_cfg(tiny_data, steps=12), out, progress=False)
     history = [json.loads(line)["step"] for line in (out / "history.jsonl").read_text().splitlines()]
     assert history == [6, 12]           # the second call did steps 7-12 only
@@ -116,5 +122,121 @@ def test_bad_data_stops_before_training(tiny_data, tmp_path):
     with pytest.raises(SiamfaceError, match="made with face model"):
         train(_cfg(foreign), tmp_path / "run2", progress=False)
     assert not (tmp_path / "run2" / "ckpt").exists()
-    with pytest.raises(SiamfaceError, match="loss.identity must be"):
-        train(_cfg(tiny_data, loss=LossConfig(identity="triplet")), tmp_path / "run3", progress=False)
+    with pytest.raises(SiamfaceError, match="loss.identity must be one of"):
+        train(_cfg(tiny_data, loss=LossConfig(identity="magic")), tmp_path / "run3", progress=False)
+    with pytest.raises(SiamfaceError, match="already a margin head"):
+        train(_cfg(tiny_data, loss=LossConfig(identity="arcface", classifier="cosface")), tmp_path / "run4",
+              progress=False)
+    with pytest.raises(SiamfaceError, match="pk_images=3 does not divide the 8 images"):
+        train(_cfg(tiny_data, sampler="pk", pk_images=3), tmp_path / "run5", progress=False)
+    with pytest.raises(SiamfaceError, match="P = 8 identities"):
+        train(_cfg(tiny_data, sampler="pk", pk_images=2, pk_identities=8), tmp_path / "run6", progress=False)
+
+
+# --- P x K batches, masking, staged schedule ---------------------------------------------------
+
+BRANCH = EncoderConfig(**{**TINY.__dict__, "embedding_from_stage": 4, "embedding_channels": 64})
+PK_LOSS = LossConfig(n_sample_vertices=50, identity="supcon", classifier="cosface", classifier_weight=0.5)
+
+
+def _pk_setup(data, loss_cfg: LossConfig = PK_LOSS, seed: int = 0):
+    """A P x K batch (4 people x 2 photos) of the tiny set, the batch model with the branch, the losses."""
+    ds = Dataset.open(data)
+    split = ds.split("train")
+    batches = PKBatches(split, ds.whitening, PKSampler(split.identity, split.pose_deg[:, 0], 4, 2, seed=seed))
+    batch = next(iter(batches.dataset(augment_images=False)))
+    tf.keras.utils.set_random_seed(seed)
+    encoder = build_encoder(EncoderConfig(**{**BRANCH.__dict__, "n_params": ds.layout.size, "input_size": 64}))
+    loss_fn = TrainingLosses(loss_cfg, load_face_model(), ds.layout, ds.whitening, batches.n_classes,
+                             BRANCH.embedding_dim)
+    return batch, encoder, build_batch_model(encoder), loss_fn
+
+
+def test_pk_steps_lower_the_loss(tiny_data):
+    batch, _, model, loss_fn = _pk_setup(tiny_data)
+    assert batch["image"].shape == (8, 64, 64, 3) and batch["params"].shape == (8, 85)
+    classes = batch["class"].numpy()
+    assert np.all(classes[::2] == classes[1::2]) and len(set(classes)) == 4    # 4 people x 2 photos
+    trainables = model.trainable_variables + loss_fn.margin_head.trainable_variables
+    step = make_train_step(model, loss_fn.batch, tf_keras.optimizers.Adam(1e-3), trainables,
+                           tf.distribute.get_strategy(), _cfg(tiny_data, sampler="pk"))
+    terms = [step(batch, tf.constant(1.0)) for _ in range(6)]
+    first, last = terms[0], terms[-1]
+    assert set(first) == {"geometry", "param", "shape", "shape_contrastive", "identity", "classifier", "total"}
+    assert float(last["total"]) < 0.85 * float(first["total"])
+    assert float(last["identity"]) < float(first["identity"])
+    assert float(last["classifier"]) < float(first["classifier"])
+
+
+def test_sample_without_3d_labels_adds_no_geometry_gradient(tiny_data):
+    """A photo with NaN labels (identity only) changes the encoder only through the identity losses:
+    the gradient equals that of the identity losses over the whole batch plus the geometry losses
+    over the other photos, and stays finite."""
+    batch, encoder, model, loss_fn = _pk_setup(tiny_data)
+    identity_only = TrainingLosses(replace(PK_LOSS, geometry=0.0, param=0.0, shape=0.0), load_face_model(),
+                                   Dataset.open(tiny_data).layout, Dataset.open(tiny_data).whitening, 1, 1)
+    identity_only.margin_head = loss_fn.margin_head                 # the same class vectors
+    params = batch["params"].numpy()
+    params[0] = np.nan
+    masked = {**batch, "params": tf.constant(params)}
+    on = tf.constant(1.0)
+    weights = encoder.trainable_variables
+
+    with tf.GradientTape(persistent=True) as tape:
+        out = model({"image": batch["image"]}, training=True)
+        got = loss_fn.batch(masked, out, on)
+        expected = (identity_only.batch(batch, out, on)["total"]
+                    + tf.add_n(list(loss_fn.image_terms(batch["params"][1:], out["params"][1:]).values())))
+        unmasked = loss_fn.batch(batch, out, on)["total"]
+    assert np.isfinite(float(got["total"]))
+    assert float(got["total"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(got["total"]) != pytest.approx(float(unmasked), rel=1e-3)  # the sample did carry geometry
+    flat = [np.concatenate([g.numpy().ravel() for g in tape.gradient(t, weights)]) for t in (got["total"], expected)]
+    assert np.isfinite(flat[0]).all()
+    np.testing.assert_allclose(flat[0], flat[1], rtol=1e-3, atol=1e-5 * np.abs(flat[1]).max())  # float32 sums
+    # and its prediction gets no geometry gradient at all
+    g_params = tape.gradient({k: v for k, v in got.items() if k in ("geometry", "param", "shape")}, out["params"])
+    assert np.all(g_params.numpy()[0] == 0) and np.abs(g_params.numpy()[1:]).max() > 0
+
+
+def test_staged_schedule_holds_identity_back(tiny_data):
+    """Before identity_start_step the identity and classifier terms are zero and the branch gets no gradient."""
+    batch, encoder, model, loss_fn = _pk_setup(tiny_data)
+    branch = [v for v in encoder.trainable_variables if v.name.startswith(("emb", "embedding"))]
+    assert len(branch) > 10
+    for on, moves in ((0.0, False), (1.0, True)):
+        with tf.GradientTape() as tape:
+            terms = loss_fn.batch(batch, model({"image": batch["image"]}, training=True), tf.constant(on))
+        grads = tape.gradient(terms["total"], branch + loss_fn.margin_head.trainable_variables)
+        moved = max(float(tf.reduce_max(tf.abs(g))) for g in grads if g is not None)
+        assert (moved > 0) == moves
+        assert (float(terms["identity"]) > 0) == moves and (float(terms["classifier"]) > 0) == moves
+
+
+@pytest.fixture(scope="module")
+def identity_only_data(tiny_data, tmp_path_factory):
+    """The tiny set's images relabelled as another dataset without 3D labels (NaN geometry columns)."""
+    out = tmp_path_factory.mktemp("data") / "identity-only"
+    columns = Dataset.open(tiny_data).split("train").columns
+    for split in ("train", "val", "test"):
+        (out / split).mkdir(parents=True)
+        for shard in sorted((tiny_data / split).glob("*.images.npy")):
+            (out / split / shard.name).symlink_to(shard)
+            labels = np.load(shard.with_name(shard.name.replace(".images.", ".labels.")))
+            for name in ("params", "landmarks2d", "landmarks3d", "pose_deg"):
+                labels[:, columns[name]] = np.nan
+            np.save(out / split / shard.name.replace(".images.", ".labels."), labels)
+    (out / "manifest.json").write_text((tiny_data / "manifest.json").read_text())
+    return out
+
+
+def test_pk_training_with_a_branch_on_mixed_datasets(tiny_data, identity_only_data, tmp_path):
+    """P x K training on synthetic + identity-only data: finite losses, the signature export needs."""
+    cfg = replace(_cfg(tiny_data, sampler="pk", pk_images=2, encoder=BRANCH, loss=PK_LOSS, steps=6, eval_every=6),
+                  data=[str(tiny_data), str(identity_only_data)])
+    report = train(cfg, tmp_path / "run", progress=False)
+    assert np.isfinite(report["nme"]["mean"])
+    encoder, meta = load_checkpoint(tmp_path / "run" / "best")
+    assert encoder.output_names == ["params", "embedding"] and encoder.output_shape == [(None, 85), (None, 32)]
+    assert meta["config"]["sampler"] == "pk" and meta["training_data"]["identities"] == 12
+    assert meta["config"]["encoder"]["embedding_from_stage"] == 4

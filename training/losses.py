@@ -1,8 +1,12 @@
-"""The losses of the Siamese method: geometry (and WPDC) per image, contrastive per pair, ArcFace.
+"""The losses of the Siamese method: geometry (and WPDC) per image, contrastive per pair, and
+the identity losses over a whole batch (every pair, batch-hard triplet, supervised contrastive,
+ArcFace/CosFace margin heads).
 
 Parameter losses take UNwhitened parameter vectors where they decode geometry (the caller
 unwhitens the network's output); WPDC itself compares whitened vectors. The camera's depth
 offset tz is ignored everywhere, as in 3DDFA: a weak-perspective image does not show it.
+Per-image losses take an optional (B,) ``mask``: a sample with mask 0 (no 3D labels) adds
+nothing, and the mean runs over the others; its labels must still be finite (zeros will do).
 """
 from __future__ import annotations
 
@@ -25,12 +29,23 @@ def safe_norm(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
     return tf.where(nonzero, tf.sqrt(tf.where(nonzero, sq, tf.ones_like(sq))), tf.zeros_like(sq))
 
 
+def masked_mean(per_sample: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean over all entries of the samples whose mask is 1 (0 when none is): (B, ...) -> ()."""
+    per_sample = tf.convert_to_tensor(per_sample)
+    if mask is None:
+        return tf.reduce_mean(per_sample)
+    per_row = tf.reshape(per_sample, [tf.shape(per_sample)[0], -1])
+    mask = tf.cast(tf.reshape(mask, [-1]), per_sample.dtype)
+    return tf.reduce_sum(mask * tf.reduce_mean(per_row, 1)) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
 def _depth_offset_mask(tf_model: TFMorphableModel) -> tf.Tensor:
     """(P,) bool, True at tz."""
     return tf.one_hot(TZ_INDEX, tf_model.layout.size, dtype=tf.int32) > 0
 
 
-def geometry_loss(params_true: tf.Tensor, params_pred: tf.Tensor, tf_model: TFMorphableModel) -> tf.Tensor:
+def geometry_loss(params_true: tf.Tensor, params_pred: tf.Tensor, tf_model: TFMorphableModel,
+                  mask: tf.Tensor | None = None) -> tf.Tensor:
     """mean_{b,v} || x_v(p_pred) - x_v(p_true) ||_2 over the model's vertices, in image pixels.
 
     x_v(p) is the image-space point (x, y, depth) of vertex v. The prediction's tz is replaced
@@ -40,7 +55,7 @@ def geometry_loss(params_true: tf.Tensor, params_pred: tf.Tensor, tf_model: TFMo
     params_pred = tf.where(_depth_offset_mask(tf_model), params_true,
                            tf.convert_to_tensor(params_pred, tf_model.dtype))
     diff = tf_model.image_points(params_pred) - tf_model.image_points(params_true)
-    return tf.reduce_mean(safe_norm(diff))
+    return masked_mean(safe_norm(diff), mask)
 
 
 def similarity_free_basis(mean: np.ndarray, id_basis: np.ndarray) -> np.ndarray:
@@ -57,12 +72,13 @@ def similarity_free_basis(mean: np.ndarray, id_basis: np.ndarray) -> np.ndarray:
     return (flat - (flat @ q) @ q.T).reshape(id_basis.shape)
 
 
-def aligned_shape_loss(id_true: tf.Tensor, id_pred: tf.Tensor, basis: tf.Tensor) -> tf.Tensor:
+def aligned_shape_loss(id_true: tf.Tensor, id_pred: tf.Tensor, basis: tf.Tensor,
+                       mask: tf.Tensor | None = None) -> tf.Tensor:
     """mean_{b,v} || sum_k (id_pred - id_true)_bk basis_kv ||_2: the neutral shapes' vertex
     distance with ``similarity_free_basis`` (so, to first order, after similarity alignment)."""
     id_pred = tf.convert_to_tensor(id_pred)
     diff = tf.einsum("bk,kvc->bvc", id_pred - tf.cast(id_true, id_pred.dtype), tf.cast(basis, id_pred.dtype))
-    return tf.reduce_mean(safe_norm(diff))
+    return masked_mean(safe_norm(diff), mask)
 
 
 def point_sensitivity(params: tf.Tensor, tf_model: TFMorphableModel) -> tf.Tensor:
@@ -99,10 +115,15 @@ def wpdc_weights(params_true: tf.Tensor, params_pred: tf.Tensor, tf_model: TFMor
     return tf.stop_gradient(w)
 
 
-def wpdc_loss(z_true: tf.Tensor, z_pred: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+def wpdc_loss(z_true: tf.Tensor, z_pred: tf.Tensor, weights: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
     """mean_{b,i} w_bi (z_pred_bi - z_true_bi)^2 on whitened parameters (3DDFA's WPDC)."""
     z_pred = tf.convert_to_tensor(z_pred)
-    return tf.reduce_mean(tf.cast(weights, z_pred.dtype) * tf.square(z_pred - tf.cast(z_true, z_pred.dtype)))
+    return masked_mean(tf.cast(weights, z_pred.dtype) * tf.square(z_pred - tf.cast(z_true, z_pred.dtype)), mask)
+
+
+def _contrastive_terms(d: tf.Tensor, margin: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Hadsell's per-pair terms at distance d: (same person 0.5 d^2, different 0.5 max(0, m - d)^2)."""
+    return 0.5 * tf.square(d), 0.5 * tf.square(tf.nn.relu(margin - d))
 
 
 def contrastive_loss(a: tf.Tensor, b: tf.Tensor, same: tf.Tensor, margin: float) -> tf.Tensor:
@@ -112,10 +133,22 @@ def contrastive_loss(a: tf.Tensor, b: tf.Tensor, same: tf.Tensor, margin: float)
     """
     a = tf.convert_to_tensor(a)
     y = tf.cast(tf.reshape(same, [-1]), a.dtype)
-    diff = a - tf.cast(b, a.dtype)
-    d = safe_norm(diff)
-    per_pair = 0.5 * y * tf.reduce_sum(tf.square(diff), -1) + 0.5 * (1.0 - y) * tf.square(tf.nn.relu(margin - d))
-    return tf.reduce_mean(per_pair)
+    pos, neg = _contrastive_terms(safe_norm(a - tf.cast(b, a.dtype)), margin)
+    return tf.reduce_mean(y * pos + (1.0 - y) * neg)
+
+
+def _embedding_distance(ea: tf.Tensor, eb: tf.Tensor, distance: str) -> tf.Tensor:
+    """E between embeddings (broadcasting): L1 distance, or 1 - cosine similarity."""
+    if distance == "l1":
+        return tf.reduce_sum(tf.abs(ea - eb), -1)
+    if distance == "cosine":
+        return 1.0 - tf.reduce_sum(tf.math.l2_normalize(ea, -1) * tf.math.l2_normalize(eb, -1), -1)
+    raise SiamfaceError(f"unknown embedding distance {distance!r}: use 'l1' or 'cosine'")
+
+
+def _embedding_terms(e: tf.Tensor, margin: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Chopra's per-pair terms at distance E, Q = margin: (same (2/Q) E^2, different 2Q exp(-2.77 E / Q))."""
+    return (2.0 / margin) * tf.square(e), 2.0 * margin * tf.exp(-2.77 * e / margin)
 
 
 def embedding_contrastive_loss(ea: tf.Tensor, eb: tf.Tensor, same: tf.Tensor, margin: float,
@@ -126,16 +159,90 @@ def embedding_contrastive_loss(ea: tf.Tensor, eb: tf.Tensor, same: tf.Tensor, ma
     E = ||ea - eb||_1 as in their code, or E = 1 - cos(ea, eb) with distance="cosine".
     """
     ea = tf.convert_to_tensor(ea)
-    eb = tf.cast(eb, ea.dtype)
-    if distance == "l1":
-        e = tf.reduce_sum(tf.abs(ea - eb), -1)
-    elif distance == "cosine":
-        e = 1.0 - tf.reduce_sum(tf.math.l2_normalize(ea, -1) * tf.math.l2_normalize(eb, -1), -1)
-    else:
-        raise SiamfaceError(f"unknown embedding distance {distance!r}: use 'l1' or 'cosine'")
     y = tf.cast(tf.reshape(same, [-1]), ea.dtype)
-    per_pair = y * (2.0 / margin) * tf.square(e) + (1.0 - y) * 2.0 * margin * tf.exp(-2.77 * e / margin)
-    return tf.reduce_mean(per_pair)
+    pos, neg = _embedding_terms(_embedding_distance(ea, tf.cast(eb, ea.dtype), distance), margin)
+    return tf.reduce_mean(y * pos + (1.0 - y) * neg)
+
+
+def pair_masks(labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(B, B) bool masks of the batch's positive pairs (same label, i != j) and negative pairs."""
+    labels = tf.reshape(labels, [-1])
+    same = tf.equal(labels[:, None], labels[None, :])
+    return tf.logical_and(same, ~tf.eye(tf.shape(labels)[0], dtype=tf.bool)), ~same
+
+
+def balanced_pair_mean(pos_term: tf.Tensor, neg_term: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """0.5 mean of pos_term over positive pairs + 0.5 mean of neg_term over negative pairs.
+
+    A P x K batch has far more negative pairs than positive ones (16 x 4: per image 3 vs 60);
+    weighting both kinds alike keeps the scale of the per-pair loss at p_same 0.5. A kind
+    absent from the batch adds 0.
+    """
+    pos, neg = pair_masks(labels)
+
+    def mean(term, mask):
+        mask = tf.cast(mask, term.dtype)
+        return tf.reduce_sum(mask * term) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+    return 0.5 * mean(pos_term, pos) + 0.5 * mean(neg_term, neg)
+
+
+def batch_contrastive_loss(x: tf.Tensor, labels: tf.Tensor, margin: float) -> tf.Tensor:
+    """``contrastive_loss`` over every pair of the batch (positives and negatives weighted alike)."""
+    x = tf.convert_to_tensor(x)
+    pos, neg = _contrastive_terms(safe_norm(x[:, None] - x[None]), margin)
+    return balanced_pair_mean(pos, neg, labels)
+
+
+def batch_embedding_contrastive_loss(embedding: tf.Tensor, labels: tf.Tensor, margin: float,
+                                     distance: str = "l1") -> tf.Tensor:
+    """``embedding_contrastive_loss`` over every pair of the batch (positives and negatives alike)."""
+    e = tf.convert_to_tensor(embedding)
+    pos, neg = _embedding_terms(_embedding_distance(e[:, None], e[None], distance), margin)
+    return balanced_pair_mean(pos, neg, labels)
+
+
+def _cosine_matrix(embedding: tf.Tensor) -> tf.Tensor:
+    e = tf.math.l2_normalize(tf.convert_to_tensor(embedding), -1)
+    return tf.matmul(e, e, transpose_b=True)
+
+
+def batch_hard_triplet_loss(embedding: tf.Tensor, labels: tf.Tensor, margin: float) -> tf.Tensor:
+    """Batch-hard triplet loss (Hermans et al. 2017) on cosine distance 1 - cos.
+
+    Each anchor takes its farthest positive and its nearest negative in the batch:
+    max(0, d_ap - d_an + margin), averaged over the anchors that have both.
+    """
+    d = 1.0 - _cosine_matrix(embedding)
+    pos, neg = pair_masks(labels)
+    hardest_pos = tf.reduce_max(tf.where(pos, d, -1.0), axis=1)
+    hardest_neg = tf.reduce_min(tf.where(neg, d, 3.0), axis=1)
+    valid = tf.cast(tf.logical_and(tf.reduce_any(pos, 1), tf.reduce_any(neg, 1)), d.dtype)
+    per_anchor = tf.nn.relu(hardest_pos - hardest_neg + margin)
+    return tf.reduce_sum(valid * per_anchor) / tf.maximum(tf.reduce_sum(valid), 1.0)
+
+
+def supervised_contrastive_loss(embedding: tf.Tensor, labels: tf.Tensor, temperature: float) -> tf.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, L_out) on cosine similarity / temperature.
+
+    For anchor i with positives P(i): -mean_{p in P(i)} log(exp(s_ip) / sum_{a != i} exp(s_ia)),
+    averaged over the anchors with a positive. With K = 2 it is SimCLR's NT-Xent with labels.
+    """
+    s = _cosine_matrix(embedding) / temperature
+    pos, _ = pair_masks(labels)
+    others = ~tf.eye(tf.shape(s)[0], dtype=tf.bool)
+    log_prob = s - tf.reduce_logsumexp(tf.where(others, s, -1e4), axis=1, keepdims=True)
+    pos = tf.cast(pos, s.dtype)
+    n_pos = tf.reduce_sum(pos, 1)
+    per_anchor = -tf.reduce_sum(pos * log_prob, 1) / tf.maximum(n_pos, 1.0)
+    has_pos = tf.cast(n_pos > 0, s.dtype)
+    return tf.reduce_sum(has_pos * per_anchor) / tf.maximum(tf.reduce_sum(has_pos), 1.0)
+
+
+def _class_cosines(embedding: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """(B, C) cosines between embeddings (B, D) and class vectors (D, C)."""
+    embedding = tf.convert_to_tensor(embedding)
+    return tf.matmul(tf.math.l2_normalize(embedding, 1), tf.math.l2_normalize(tf.cast(weights, embedding.dtype), 0))
 
 
 def arcface_logits(embedding: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, scale: float = 30.0,
@@ -146,9 +253,7 @@ def arcface_logits(embedding: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, 
     theta_y > pi - m, cos(theta_y + m) would rise again, so s (cos theta_y - m sin(pi - m))
     is used there instead (insightface's fallback), keeping the logit decreasing in theta_y.
     """
-    embedding = tf.convert_to_tensor(embedding)
-    cos = tf.matmul(tf.math.l2_normalize(embedding, 1), tf.math.l2_normalize(tf.cast(weights, embedding.dtype), 0))
-    cos = tf.clip_by_value(cos, -1.0, 1.0)
+    cos = tf.clip_by_value(_class_cosines(embedding, weights), -1.0, 1.0)
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     target = tf.gather(cos, labels, axis=1, batch_dims=1)
     sin = tf.sqrt(tf.maximum(1.0 - tf.square(target), 1e-12))
@@ -159,23 +264,38 @@ def arcface_logits(embedding: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, 
     return scale * (cos + one_hot * (widened - target)[:, None])
 
 
-def arcface_loss(embedding: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, scale: float = 30.0,
-                 margin: float = 0.5) -> tf.Tensor:
-    """Mean softmax cross-entropy of ``arcface_logits`` (additive angular margin, Deng et al. 2019)."""
-    logits = arcface_logits(embedding, labels, weights, scale, margin)
+def cosface_logits(embedding: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, scale: float = 30.0,
+                   margin: float = 0.35) -> tf.Tensor:
+    """(B, C) logits s cos(theta_j), the true class's lowered by the margin: s (cos theta_y - m)
+    (CosFace / large-margin cosine loss, Wang et al. 2018)."""
+    cos = _class_cosines(embedding, weights)
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    return scale * (cos - margin * tf.one_hot(labels, tf.shape(cos)[1], dtype=cos.dtype))
+
+
+MARGIN_LOGITS = {"arcface": arcface_logits, "cosface": cosface_logits}
+
+
+def margin_loss(embedding: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor, kind: str = "arcface",
+                scale: float = 30.0, margin: float = 0.5) -> tf.Tensor:
+    """Mean softmax cross-entropy of the margin logits: ``kind`` arcface (additive angular margin,
+    Deng et al. 2019) or cosface."""
+    logits = MARGIN_LOGITS[kind](embedding, labels, weights, scale, margin)
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
 
 
-class ArcMarginHead(keras.layers.Layer):
+class MarginHead(keras.layers.Layer):
     """Training-only classifier over training identities: holds the (D, C) class vectors.
 
-    ``head(embedding, labels)`` returns the ArcFace loss; it is never part of the encoder.
+    ``head(embedding, labels)`` returns the ArcFace or CosFace loss; it is never part of the encoder.
     """
 
-    def __init__(self, n_classes: int, scale: float = 30.0, margin: float = 0.5, **kwargs):
+    def __init__(self, n_classes: int, kind: str = "arcface", scale: float = 30.0, margin: float = 0.5, **kwargs):
         super().__init__(**kwargs)
-        self.n_classes, self.scale, self.margin = int(n_classes), float(scale), float(margin)
+        if kind not in MARGIN_LOGITS:
+            raise SiamfaceError(f"unknown margin head {kind!r}: use {' or '.join(MARGIN_LOGITS)}")
+        self.n_classes, self.kind, self.scale, self.margin = int(n_classes), kind, float(scale), float(margin)
 
     def build(self, input_shape):
         self.kernel = self.add_weight(name="class_vectors", shape=(int(input_shape[-1]), self.n_classes),
@@ -183,10 +303,11 @@ class ArcMarginHead(keras.layers.Layer):
         super().build(input_shape)
 
     def logits(self, embedding: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        return arcface_logits(embedding, labels, self.kernel, self.scale, self.margin)
+        return MARGIN_LOGITS[self.kind](embedding, labels, self.kernel, self.scale, self.margin)
 
     def call(self, embedding: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        return arcface_loss(embedding, labels, self.kernel, self.scale, self.margin)
+        return margin_loss(embedding, labels, self.kernel, self.kind, self.scale, self.margin)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "n_classes": self.n_classes, "scale": self.scale, "margin": self.margin}
+        return {**super().get_config(), "n_classes": self.n_classes, "kind": self.kind, "scale": self.scale,
+                "margin": self.margin}

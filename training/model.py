@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import tf_keras as keras
 
+from edge_runtime.errors import SiamfaceError
+
 Stage = tuple[int, int, int, int]  # inverted-residual stage: (expansion t, channels c, repeats n, first stride s)
 
 # MobileNetV2's stages: at 120 px the feature maps go 60 -> 60 -> 30 -> 15 -> 8 -> 8 -> 4 -> 4.
@@ -43,9 +45,19 @@ class EncoderConfig:
     embedding_dim: int = 128
     n_params: int = 165         # ParamLayout().size: 12 pose + 100 identity + 53 expression
     dropout: float = 0.2        # before both heads, training only
+    # 0: the embedding reads the pooled features the parameters read (the paper's layout). s >= 1:
+    # the embedding has its own branch from the output of stage s (1-based: 4 is the 4x4 map after
+    # the fourth stage), so identity does not compete with geometry for the later stages.
+    embedding_from_stage: int = 0
+    embedding_stages: tuple[Stage, ...] = ((6, 96, 2, 1),)  # the branch's inverted residuals
+    embedding_channels: int = 512                            # the branch's 1x1 conv before pooling
 
     def __post_init__(self):  # YAML gives lists; keep the config hashable and comparable
-        object.__setattr__(self, "stages", tuple(tuple(int(v) for v in stage) for stage in self.stages))
+        for name in ("stages", "embedding_stages"):
+            object.__setattr__(self, name, tuple(tuple(int(v) for v in stage) for stage in getattr(self, name)))
+        if not 0 <= self.embedding_from_stage <= len(self.stages):
+            raise SiamfaceError(f"encoder.embedding_from_stage={self.embedding_from_stage} is not a stage: "
+                                f"use 0 (shared features) or 1..{len(self.stages)}")
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -73,20 +85,37 @@ def inverted_residual(x, expansion: int, filters: int, stride: int, name: str):
     return y
 
 
+def _stages(x, stages: tuple[Stage, ...], width: float, prefix: str, branch_after: int = 0):
+    """Inverted-residual stages; also returns the output of stage ``branch_after`` (1-based; 0: none)."""
+    branch = None
+    for stage, (t, c, n, s) in enumerate(stages):
+        for i in range(n):
+            x = inverted_residual(x, t, make_divisible(c * width), s if i == 0 else 1, f"{prefix}{stage}_{i}")
+        if stage + 1 == branch_after:
+            branch = x
+    return x, branch
+
+
+def _pooled(x, channels: int, dropout: float, prefix: str):
+    """1x1 conv, global average pooling and (training-only) dropout: the features a dense head reads."""
+    x = conv_bn(x, channels, 1, 1, f"{prefix}head")
+    x = keras.layers.GlobalAveragePooling2D(name=f"{prefix}pool")(x)
+    return keras.layers.Dropout(dropout, name=f"{prefix}dropout")(x) if dropout > 0 else x
+
+
 def build_encoder(cfg: EncoderConfig = EncoderConfig()) -> keras.Model:
     """Image (B, S, S, 3), already scaled (x - 127.5) / 128 -> [params (B, P) whitened, embedding (B, D)]."""
     image = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
     x = conv_bn(image, make_divisible(32 * cfg.width), cfg.stem_kernel, 2, "stem")
-    for stage, (t, c, n, s) in enumerate(cfg.stages):
-        for i in range(n):
-            x = inverted_residual(x, t, make_divisible(c * cfg.width), s if i == 0 else 1, f"block{stage}_{i}")
-    x = conv_bn(x, cfg.last_channels, 1, 1, "head")
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    if cfg.dropout > 0:
-        x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+    x, branch = _stages(x, cfg.stages, cfg.width, "block", cfg.embedding_from_stage)
+    x = _pooled(x, cfg.last_channels, cfg.dropout, "")
+    if branch is not None:
+        branch, _ = _stages(branch, cfg.embedding_stages, cfg.width, "emb")
+        branch = _pooled(branch, cfg.embedding_channels, cfg.dropout, "emb_")
     # float32 heads: under a mixed_float16 policy the outputs and the losses stay in float32.
     params = keras.layers.Dense(cfg.n_params, dtype="float32", name="params")(x)
-    embedding = keras.layers.Dense(cfg.embedding_dim, dtype="float32", name="embedding")(x)
+    embedding = keras.layers.Dense(cfg.embedding_dim, dtype="float32", name="embedding")(
+        x if branch is None else branch)
     return keras.Model(image, [params, embedding], name="encoder")
 
 
@@ -103,6 +132,17 @@ def multiply_adds(model: keras.Model) -> int:
         elif isinstance(layer, keras.layers.Dense):
             total += layer.input_shape[-1] * layer.units
     return total
+
+
+def build_batch_model(encoder: keras.Model) -> keras.Model:
+    """One batch of images through the encoder, for P x K training.
+
+    Outputs a dict: params (whitened) and embedding (L2-normalised).
+    """
+    image = keras.Input(tuple(encoder.input_shape[1:]), name="image")
+    params, raw = encoder(image)
+    embedding = keras.layers.UnitNormalization(axis=-1, dtype="float32", name="embedding_l2")(raw)
+    return keras.Model({"image": image}, {"params": params, "embedding": embedding}, name="batch_model")
 
 
 def build_siamese(encoder: keras.Model) -> keras.Model:

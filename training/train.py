@@ -1,4 +1,5 @@
-"""Siamese training: two crops through one encoder, geometry + shape-contrastive + identity losses.
+"""Training: geometry + shape-contrastive + identity losses, on Siamese pairs (the paper's
+baseline, ``sampler: pairs``) or on batches of P identities x K photos (``sampler: pk``).
 
 Reads top to bottom: config, data, model, losses, the step, the loop (checkpoints, resume,
 validation on held-out identities, best-model selection, TensorBoard, progress).
@@ -24,12 +25,12 @@ from edge_runtime.provenance import package_versions, utc_now
 from evaluation.scoring import GroundTruth, score
 from training import losses
 from training.checkpoint import save_checkpoint
-from training.config_io import config_to_dict
+from training.config_io import build_config, config_to_dict
 from training.data.dataset import Dataset, SplitData, merge_splits
-from training.model import EncoderConfig, build_encoder, build_siamese
+from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
 from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
-from training.pairs import PairSampler
-from training.pipeline import PairBatches, image_batches
+from training.pairs import PairSampler, PKSampler
+from training.pipeline import PairBatches, PKBatches, image_batches
 
 VERSIONS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy")
 
@@ -44,15 +45,24 @@ class LossConfig:
     param: float = 2.0                # L2 on whitened parameters: keeps the shape code near its posterior mean
     shape: float = 3.0                # mm between neutral identity shapes, similarity part removed
     wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
-    shape_contrastive: float = 0.05   # contrastive on identity coefficients of the pair
+    shape_contrastive: float = 0.05   # contrastive on identity coefficients (the pair; pk: every pair)
     shape_margin: float = 4.0
-    identity: str = "contrastive"     # "contrastive" (paper), "arcface" or "none"
+    # On the embedding: "contrastive" (the paper's; pk: over every pair of the batch), "triplet"
+    # (batch-hard), "supcon" (supervised contrastive), "arcface" / "cosface" (margin head over
+    # the training identities) or "none". Batch losses on pairs see the 2B images of the batch.
+    identity: str = "contrastive"
     identity_weight: float = 0.5
     identity_q: float = 10.0          # contrastive: Q, the bound of the embedding distance
     identity_distance: str = "l1"     # contrastive: "l1" (authors' code) or "cosine"
+    triplet_margin: float = 0.2       # on cosine distance
+    supcon_temperature: float = 0.1
+    classifier: str = "none"          # a margin head next to the identity loss: "arcface", "cosface" or "none"
+    classifier_weight: float = 0.1
     arcface_scale: float = 30.0
     arcface_margin: float = 0.5       # additive angular margin (radians)
-    identity_start_step: int = 0      # staged schedule: identity loss joins at this step
+    cosface_scale: float = 30.0
+    cosface_margin: float = 0.35      # additive cosine margin
+    identity_start_step: int = 0      # staged schedule: identity and classifier losses join at this step
 
 
 @dataclass
@@ -62,7 +72,10 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: ["runs/data"])
     val_data: str = ""                # default: the val split of the first dataset
     steps: int = 3000
-    batch_size: int = 32
+    batch_size: int = 32              # pairs per step (2 x batch_size images)
+    sampler: str = "pairs"            # "pairs" (the paper's Siamese pairs) or "pk" (P identities x K photos)
+    pk_images: int = 4                # K
+    pk_identities: int = 0            # P; 0: 2 * batch_size / K, the pair sampler's images per step
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
@@ -119,8 +132,17 @@ class _Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "steps": self.steps}
 
 
-class SiameseLosses:
-    """The configured losses on a batch and the Siamese outputs; returns named scalars."""
+IDENTITY_LOSSES = ("none", "contrastive", "triplet", "supcon", "arcface", "cosface")
+CLASSIFIERS = ("none", "arcface", "cosface")
+
+
+class TrainingLosses:
+    """The configured losses on a batch and the model's outputs; returns named scalars.
+
+    ``pairs`` scores a Siamese pair batch, ``batch`` a P x K batch. A sample whose whitened
+    labels hold NaN (no 3D labels, e.g. an identity-only photo dataset) adds nothing to the
+    geometry, parameter, shape and WPDC terms; the identity terms still use it.
+    """
 
     def __init__(self, cfg: LossConfig, model: MorphableModel, layout: ParamLayout, whitening: Whitening,
                  n_classes: int, embedding_dim: int):
@@ -131,46 +153,95 @@ class SiameseLosses:
         self.shape_basis = tf.constant(10.0 * free, tf.float32)  # cm -> mm
         self.mean = tf.constant(whitening.mean)
         self.std = tf.constant(whitening.std)
-        if cfg.identity not in ("none", "contrastive", "arcface"):
-            raise SiamfaceError(f"loss.identity must be contrastive, arcface or none, not {cfg.identity!r}")
-        self.arc_head = None
-        if cfg.identity == "arcface":
-            self.arc_head = losses.ArcMarginHead(n_classes, cfg.arcface_scale, cfg.arcface_margin)
-            self.arc_head.build((None, embedding_dim))
+        if cfg.identity not in IDENTITY_LOSSES:
+            raise SiamfaceError(f"loss.identity must be one of {', '.join(IDENTITY_LOSSES)}, not {cfg.identity!r}")
+        if cfg.classifier not in CLASSIFIERS:
+            raise SiamfaceError(f"loss.classifier must be one of {', '.join(CLASSIFIERS)}, not {cfg.classifier!r}")
+        head = cfg.identity if cfg.identity in losses.MARGIN_LOGITS else cfg.classifier
+        if cfg.identity in losses.MARGIN_LOGITS and cfg.classifier != "none":
+            raise SiamfaceError(f"loss.identity={cfg.identity} is already a margin head: set loss.classifier=none")
+        self.margin_head = None
+        if head != "none":
+            scale, margin = ((cfg.arcface_scale, cfg.arcface_margin) if head == "arcface"
+                             else (cfg.cosface_scale, cfg.cosface_margin))
+            self.margin_head = losses.MarginHead(n_classes, head, scale, margin)
+            self.margin_head.build((None, embedding_dim))
 
     def unwhiten(self, z):
         return tf.cast(z, tf.float32) * self.std + self.mean
 
-    def __call__(self, batch: dict, out: dict, identity_on: tf.Tensor) -> dict:
+    def image_terms(self, z_true: tf.Tensor, z_pred: tf.Tensor, suffix: str = "") -> dict:
+        """Per-image losses, masked where the labels are NaN (those become zeros first: a NaN
+        would reach the gradient even through a zero weight)."""
         cfg, lay = self.cfg, self.layout
+        z_true = tf.cast(z_true, tf.float32)
+        mask = tf.reduce_all(tf.math.is_finite(z_true), axis=1)
+        z_true = tf.where(mask[:, None], z_true, 0.0)
+        z_pred = tf.cast(z_pred, tf.float32)
+        p_true, p_pred = self.unwhiten(z_true), self.unwhiten(z_pred)
         terms = {}
-        for s in ("a", "b"):
-            z_true, z_pred = batch[f"params_{s}"], tf.cast(out[f"params_{s}"], tf.float32)
-            p_true, p_pred = self.unwhiten(z_true), self.unwhiten(z_pred)
-            if cfg.geometry:
-                p_geo = p_pred if cfg.geometry_shapes_identity else tf.concat(
-                    [p_pred[:, lay.pose], tf.stop_gradient(p_pred[:, lay.identity]), p_pred[:, lay.expression]], 1)
-                terms[f"geometry_{s}"] = cfg.geometry * losses.geometry_loss(p_true, p_geo, self.tf_model)
-            if cfg.param:
-                terms[f"param_{s}"] = cfg.param * tf.reduce_mean(tf.square(z_true - z_pred))
-            if cfg.shape:
-                terms[f"shape_{s}"] = cfg.shape * losses.aligned_shape_loss(
-                    p_true[:, lay.identity], p_pred[:, lay.identity], self.shape_basis)
-            if cfg.wpdc:
-                weights = losses.wpdc_weights(p_true, p_pred, self.tf_model)
-                terms[f"wpdc_{s}"] = cfg.wpdc * losses.wpdc_loss(z_true, z_pred, weights)
+        if cfg.geometry:
+            p_geo = p_pred if cfg.geometry_shapes_identity else tf.concat(
+                [p_pred[:, lay.pose], tf.stop_gradient(p_pred[:, lay.identity]), p_pred[:, lay.expression]], 1)
+            terms[f"geometry{suffix}"] = cfg.geometry * losses.geometry_loss(p_true, p_geo, self.tf_model, mask)
+        if cfg.param:
+            terms[f"param{suffix}"] = cfg.param * losses.masked_mean(tf.square(z_true - z_pred), mask)
+        if cfg.shape:
+            terms[f"shape{suffix}"] = cfg.shape * losses.aligned_shape_loss(
+                p_true[:, lay.identity], p_pred[:, lay.identity], self.shape_basis, mask)
+        if cfg.wpdc:
+            weights = losses.wpdc_weights(p_true, p_pred, self.tf_model)
+            terms[f"wpdc{suffix}"] = cfg.wpdc * losses.wpdc_loss(z_true, z_pred, weights, mask)
+        return terms
+
+    def _identity_terms(self, embedding: tf.Tensor, labels: tf.Tensor, identity_on: tf.Tensor,
+                        contrastive: Callable[[], tf.Tensor]) -> dict:
+        """Identity losses on L2-normalised embeddings with their identity classes; ``contrastive``
+        computes the paper's loss (per pair, or over every pair of a P x K batch)."""
+        cfg, terms = self.cfg, {}
+        if cfg.identity_weight and cfg.identity != "none":
+            if cfg.identity == "contrastive":
+                value = contrastive()
+            elif cfg.identity == "triplet":
+                value = losses.batch_hard_triplet_loss(embedding, labels, cfg.triplet_margin)
+            elif cfg.identity == "supcon":
+                value = losses.supervised_contrastive_loss(embedding, labels, cfg.supcon_temperature)
+            else:
+                value = self.margin_head(embedding, labels)
+            terms["identity"] = identity_on * cfg.identity_weight * value
+        if cfg.classifier != "none" and cfg.classifier_weight:
+            terms["classifier"] = identity_on * cfg.classifier_weight * self.margin_head(embedding, labels)
+        return terms
+
+    def pairs(self, batch: dict, out: dict, identity_on: tf.Tensor) -> dict:
+        """Siamese pair batch: per-image terms of both sides, contrastive terms per pair."""
+        cfg, lay = self.cfg, self.layout
+        terms = {**self.image_terms(batch["params_a"], out["params_a"], "_a"),
+                 **self.image_terms(batch["params_b"], out["params_b"], "_b")}
         if cfg.shape_contrastive:
             id_a = self.unwhiten(out["params_a"])[:, lay.identity]
             id_b = self.unwhiten(out["params_b"])[:, lay.identity]
             terms["shape_contrastive"] = cfg.shape_contrastive * losses.contrastive_loss(
                 id_a, id_b, batch["same"], cfg.shape_margin)
-        if cfg.identity == "contrastive" and cfg.identity_weight:
-            terms["identity"] = identity_on * cfg.identity_weight * losses.embedding_contrastive_loss(
-                out["embedding_a"], out["embedding_b"], batch["same"], cfg.identity_q, cfg.identity_distance)
-        elif cfg.identity == "arcface" and cfg.identity_weight:
+        if cfg.identity != "none" or cfg.classifier != "none":
             emb = tf.concat([out["embedding_a"], out["embedding_b"]], axis=0)
             labels = tf.concat([batch["class_a"], batch["class_b"]], axis=0)
-            terms["identity"] = identity_on * cfg.identity_weight * self.arc_head(emb, labels)
+            terms.update(self._identity_terms(emb, labels, identity_on, lambda: losses.embedding_contrastive_loss(
+                out["embedding_a"], out["embedding_b"], batch["same"], cfg.identity_q, cfg.identity_distance)))
+        terms["total"] = tf.add_n(list(terms.values()))
+        return terms
+
+    def batch(self, batch: dict, out: dict, identity_on: tf.Tensor) -> dict:
+        """P x K batch: per-image terms, contrastive and identity terms over every pair of the batch."""
+        cfg, lay = self.cfg, self.layout
+        terms = self.image_terms(batch["params"], out["params"])
+        if cfg.shape_contrastive:
+            codes = self.unwhiten(out["params"])[:, lay.identity]
+            terms["shape_contrastive"] = cfg.shape_contrastive * losses.batch_contrastive_loss(
+                codes, batch["class"], cfg.shape_margin)
+        terms.update(self._identity_terms(out["embedding"], batch["class"], identity_on, lambda: (
+            losses.batch_embedding_contrastive_loss(out["embedding"], batch["class"], cfg.identity_q,
+                                                    cfg.identity_distance))))
         terms["total"] = tf.add_n(list(terms.values()))
         return terms
 
@@ -202,13 +273,17 @@ def selection_value(report: dict, key: str) -> float:
             "eer_embedding": lambda r: r["verification_embedding"]["eer"]}[key](report)
 
 
-def make_train_step(siamese, loss_fn: SiameseLosses, optimizer, trainables: list, strategy, cfg: TrainConfig):
-    """One optimiser step on a (distributed) batch; returns the replica-averaged loss terms."""
+def make_train_step(net: keras.Model, loss_fn: Callable[[dict, dict, tf.Tensor], dict], optimizer, trainables: list,
+                    strategy, cfg: TrainConfig):
+    """One optimiser step on a (distributed) batch; returns the replica-averaged loss terms.
+
+    ``net`` is the Siamese or the batch model; it reads the batch entries named as its inputs.
+    """
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(batch, identity_on):
         with tf.GradientTape() as tape:
-            outputs = siamese({"image_a": batch["image_a"], "image_b": batch["image_b"]}, training=True)
+            outputs = net({name: batch[name] for name in net.input_names}, training=True)
             terms = loss_fn(batch, outputs, identity_on)
             total = terms["total"] / replicas
             scaled = optimizer.get_scaled_loss(total) if cfg.mixed_precision else total
@@ -224,6 +299,22 @@ def make_train_step(siamese, loss_fn: SiameseLosses, optimizer, trainables: list
         return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in terms.items()}
 
     return train_step
+
+
+def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening) -> PairBatches | PKBatches:
+    """The configured sampler's pipeline over the training split."""
+    yaw = split.pose_deg[:, 0]
+    if cfg.sampler == "pairs":
+        return PairBatches(split, whitening, PairSampler(split.identity, yaw, cfg.p_same, cfg.seed), cfg.batch_size)
+    if cfg.sampler != "pk":
+        raise SiamfaceError(f"sampler must be pairs or pk, not {cfg.sampler!r}")
+    n_identities = cfg.pk_identities
+    if not n_identities:
+        if (2 * cfg.batch_size) % cfg.pk_images:
+            raise SiamfaceError(f"pk_images={cfg.pk_images} does not divide the {2 * cfg.batch_size} images of "
+                                f"batch_size={cfg.batch_size}: set pk_identities or another pk_images")
+        n_identities = 2 * cfg.batch_size // cfg.pk_images
+    return PKBatches(split, whitening, PKSampler(split.identity, yaw, n_identities, cfg.pk_images, cfg.seed))
 
 
 def describe_device() -> tuple[tf.distribute.Strategy, str]:
@@ -255,20 +346,21 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     print(f"training on {device}; {len(train_split)} train images, {len(val_split)} val images; "
           f"layout {layout.to_dict()}", flush=True)
 
-    sampler = PairSampler(train_split.identity, train_split.pose_deg[:, 0], cfg.p_same, cfg.seed)
-    batches = PairBatches(train_split, whitening, sampler, cfg.batch_size)
+    batches = make_batches(cfg, train_split, whitening)
+    pk = isinstance(batches, PKBatches)
     with strategy.scope():
         encoder = encoder_factory() if encoder_factory else build_encoder(cfg.encoder)
-        siamese = build_siamese(encoder)
-        loss_fn = SiameseLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim)
+        net = build_batch_model(encoder) if pk else build_siamese(encoder)
+        loss_fn = TrainingLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim)
         optimizer = keras.optimizers.AdamW(learning_rate(cfg), weight_decay=cfg.weight_decay)
         if cfg.mixed_precision:
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         step_var = tf.Variable(0, dtype=tf.int64, name="step")
-        trainables = siamese.trainable_variables + (loss_fn.arc_head.trainable_variables if loss_fn.arc_head else [])
+        head = loss_fn.margin_head
+        trainables = net.trainable_variables + (head.trainable_variables if head else [])
         optimizer.build(trainables)
     ckpt = tf.train.Checkpoint(encoder=encoder, optimizer=optimizer, step=step_var,
-                               **({"arc_head": loss_fn.arc_head} if loss_fn.arc_head else {}))
+                               **({"margin_head": head} if head else {}))
     manager = tf.train.CheckpointManager(ckpt, out / "ckpt", max_to_keep=2)
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).expect_partial()
@@ -276,7 +368,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     start = int(step_var.numpy())
     dist_data = strategy.experimental_distribute_dataset(batches.dataset(start_step=start))
 
-    train_step = make_train_step(siamese, loss_fn, optimizer, trainables, strategy, cfg)
+    train_step = make_train_step(net, loss_fn.batch if pk else loss_fn.pairs, optimizer, trainables, strategy, cfg)
 
     writer = tf.summary.create_file_writer(str(out / "tb"))
     best = _read_best(out)
@@ -289,7 +381,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
         identity_on = tf.constant(1.0 if step >= cfg.loss.identity_start_step else 0.0)
         terms = train_step(next(data_iter), identity_on)
         step_var.assign(step + 1)
-        seen += 2 * cfg.batch_size
+        seen += batches.images_per_step
         if (step + 1) % 20 == 0 or step + 1 == cfg.steps:
             values = {k: float(v) for k, v in terms.items()}
             rate = seen / (time.perf_counter() - tic)
@@ -343,8 +435,8 @@ def _check_resume(out: Path, cfg: TrainConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "train_config.json"
     current = config_to_dict(cfg)
-    if path.is_file():
-        saved = json.loads(path.read_text())
+    if path.is_file():  # keys added since that run count with their defaults
+        saved = config_to_dict(build_config(TrainConfig, json.loads(path.read_text()), str(path)))
         comparable = {k: v for k, v in current.items() if k != "steps"}
         if {k: v for k, v in saved.items() if k != "steps"} != comparable:
             raise SiamfaceError(f"{out} holds a run with a different config ({path}): use another --out "
