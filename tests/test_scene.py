@@ -139,8 +139,7 @@ def test_each_camera_effect_does_what_it_says():
     sensor = _only(sensor_noise_p=1, read_noise=(0.004, 0.004), shot_noise=(0.002, 0.002))
     noisy, noisy_dark = run(grey, sensor), run(grey, replace(sensor, exposure_p=1, exposure_stops=(-1.5, -1.5)))
     spread, spread_dark = noisy.std(axis=(0, 1)).mean(), noisy_dark.std(axis=(0, 1)).mean()  # per channel
-    assert 3 < spread < spread_dark                                                     # (clipping at 0 only lowers it)
-    assert spread_dark / noisy_dark.mean() > 2 * spread / noisy.mean()                  # darks: a worse signal to noise
+    assert spread > 3 and spread_dark / noisy_dark.mean() > 2 * spread / noisy.mean()  # darks: a worse signal to noise
 
 
 def test_hair_styles_follow_the_weights_and_repeat_for_a_seed():

@@ -1,9 +1,9 @@
 """The head's own frame, small z-buffered shells placed in it, and the things people wear or hold
 in front of their faces: glasses, caps and hats, hands, microphones, face masks.
 
-Shells (hair, clothes, hats) are grids of points built in the head frame, rasterized with the
-project's rasterizer against a copy of the head's z-buffer into a (u, v, material + shade)
-buffer, then coloured per pixel by one numba pass and composited with soft edges. Glasses are
+Shells (hair, clothes, hats) are grids of points built in the head frame, filled by a numba
+scanline pass against a copy of the head's z-buffer into a (u, v, material + shade) buffer,
+then coloured per pixel by one more pass and composited with soft edges. Glasses are
 3D polylines tested segment by segment against the same z-buffer, so arms vanish behind the
 head and hair. Hands, microphones and masks are flat cv2 drawings over the lower face.
 """
@@ -17,7 +17,6 @@ import numba
 import numpy as np
 
 from edge_runtime.camera import FLIP, euler_to_matrix
-from training.data.rasterizer import rasterize, visible_triangles
 
 # Materials: pattern codes of the shading table (column 0 of a row).
 SOLID, HAIR, STRIPES, CHECKS, OPENING, KNIT = 0, 1, 2, 3, 4, 5
@@ -38,7 +37,7 @@ class HeadFrame:
     centre: np.ndarray     # (3,) cranium ellipsoid centre: x mid, y at the brows, z mid
     radii: np.ndarray      # (3,) half-width, brows to crown, half-depth
     unit: float            # the cranium's half-width in pixels: sizes of things placed are multiples of it
-    pinhole: tuple[float, float, float, float, float] | None = None  # focal, cx, cy, distance, scale
+    lens: np.ndarray       # float32 (focal, cx, cy, distance, scale) of the pinhole; focal 0: weak perspective
 
     @classmethod
     def fit(cls, verts: np.ndarray, landmarks: np.ndarray, angles: tuple[float, float, float],
@@ -47,17 +46,16 @@ class HeadFrame:
         vertices (face and back of head) to fit the cranium on, and the renderer's pinhole camera
         (training.data.sampling.PinholeCamera; None: weak perspective)."""
         if camera is None:
-            rot, pinhole = (FLIP @ euler_to_matrix(*angles)).astype(np.float32), None
+            rot, lens = (FLIP @ euler_to_matrix(*angles)).astype(np.float32), np.float32([0, 0, 0, 1, 1])
         else:
             rot = np.asarray(camera.rotation, np.float32)
-            pinhole = (float(camera.focal), float(camera.centre[0]), float(camera.centre[1]),
-                       float(camera.distance), float(camera.scale))
-        frame = cls(rot, np.zeros((68, 3), np.float32), np.zeros(3, np.float32), np.ones(3, np.float32), 1.0, pinhole)
-        lm = frame.from_image(landmarks)
+            lens = np.float32([camera.focal, camera.centre[0], camera.centre[1], camera.distance, camera.scale])
+        lm = np.empty((len(landmarks), 3), np.float32)
+        _unproject(np.ascontiguousarray(landmarks, np.float32), np.arange(len(landmarks)), rot, lens, lm)
         centre, radii = np.empty(3, np.float32), np.empty(3, np.float32)
-        _fit_cranium(np.ascontiguousarray(verts, np.float32), np.ascontiguousarray(skull, np.int64), rot, frame.lens,
+        _fit_cranium(np.ascontiguousarray(verts, np.float32), np.ascontiguousarray(skull, np.int64), rot, lens,
                      np.float32(lm[17:27, 1].mean()), centre, radii)
-        return cls(rot, lm, centre, radii, float(radii[0]), pinhole)
+        return cls(rot, lm, centre, radii, float(radii[0]), lens)
 
     def from_image(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) image-space points -> U (float32)."""
@@ -66,23 +64,11 @@ class HeadFrame:
         _unproject(pts, np.arange(len(pts)), self.rot, self.lens, out)
         return out
 
-    @property
-    def lens(self) -> np.ndarray:
-        """The pinhole as float32 (focal, cx, cy, distance, scale); focal 0 for weak perspective."""
-        return np.array(self.pinhole or (0, 0, 0, 1, 1), np.float32)
-
     def to_image(self, points: np.ndarray) -> np.ndarray:
         """(..., 3) points in U -> image space (x, y pixels, z depth), float32."""
-        pts = np.asarray(points, np.float32)
-        if self.pinhole is None:
-            return pts @ self.rot.T
-        f, cx, cy, d, s = self.pinhole
-        rel = pts @ (self.rot.T / np.float32(s))        # camera space (cm) relative to the pivot
-        zc = np.maximum(rel[..., 2] + np.float32(d), np.float32(0.1 * d))  # nothing behind the lens
-        out = np.empty_like(rel)
-        out[..., 0] = rel[..., 0] * f / zc + cx
-        out[..., 1] = rel[..., 1] * f / zc + cy
-        out[..., 2] = (zc - d) * s
+        pts = np.ascontiguousarray(points, np.float32)
+        out = np.empty(pts.shape, np.float32)
+        _project(pts.reshape(-1, 3), self.rot, self.lens, np.float32(0), out.reshape(-1, 3))
         return out
 
     def ellipsoid(self, azimuth: np.ndarray, s: np.ndarray, inflate: np.ndarray | float) -> np.ndarray:
@@ -101,8 +87,7 @@ class HeadFrame:
 
 @numba.njit(cache=True, fastmath=True)
 def _project(points, rot, lens, bias, out):
-    """HeadFrame.to_image of (n, 3) points into out[:n] and out[n:2n] (twice: a shell's two
-    sides), depth pulled ``bias`` towards the viewer."""
+    """HeadFrame.to_image of (n, 3) points into out, depth pulled ``bias`` towards the viewer."""
     n = points.shape[0]
     f, cx, cy, d, s = lens[0], lens[1], lens[2], lens[3], lens[4]
     for i in range(n):
@@ -114,7 +99,6 @@ def _project(points, rot, lens, bias, out):
             zc = max(iz / s + d, 0.1 * d)
             ix, iy, iz = ix / s * f / zc + cx, iy / s * f / zc + cy, (zc - d) * s
         out[i, 0], out[i, 1], out[i, 2] = ix, iy, iz - bias
-        out[n + i, 0], out[n + i, 1], out[n + i, 2] = ix, iy, iz - bias
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -158,20 +142,116 @@ def _fit_cranium(verts, skull, rot, lens, brow, centre, radii):
         radii[j] *= np.sqrt(worst)  # a skull is boxier than an ellipsoid: enclose it
 
 
-@lru_cache(maxsize=32)
-def grid_triangles(rows: int, cols: int, closed: bool, inner_rows: int) -> np.ndarray:
-    """Triangles of a rows x cols point grid: outward faces when rows run down and columns to the
-    right as seen from outside, then the inward faces of the first ``inner_rows`` rows of quads on
-    a copy of the points offset by rows * cols (so that, where the inside can be seen, whichever
-    side faces the camera survives culling). ``closed`` joins the last column to the first."""
-    n = rows * cols
-    r, c = np.meshgrid(np.arange(rows - 1), np.arange(cols if closed else cols - 1), indexing="ij")
-    p00, p01 = r * cols + c, r * cols + (c + 1) % cols
-    p10, p11 = p00 + cols, p01 + cols
-    first, second = np.stack([p00, p10, p01], -1), np.stack([p01, p10, p11], -1)
-    outer = np.concatenate([first.reshape(-1, 3), second.reshape(-1, 3)])
-    inner = np.concatenate([first[:inner_rows].reshape(-1, 3), second[:inner_rows].reshape(-1, 3)])
-    return np.ascontiguousarray(np.concatenate([outer, inner[:, ::-1] + n]), np.uint32)
+@numba.njit(cache=True, fastmath=True)
+def _grid_attributes(pts, uv, rows, cols, closed, light, material, inner, outside, inside):
+    """Per grid point, (u, v, material + shade) for its outside and its inside: the shade is the
+    outward normal's (central differences along the rows, down, and the columns, to the right
+    seen from outside; in image space) cosine with the light, the inside's ``inner`` times the
+    inward one's."""
+    for r in range(rows):
+        ru, rd = max(r - 1, 0), min(r + 1, rows - 1)
+        for c in range(cols):
+            cl, cr = c - 1, c + 1
+            if closed:
+                cl, cr = cl % cols, cr % cols
+            else:
+                cl, cr = max(cl, 0), min(cr, cols - 1)
+            a, b = rd * cols + c, ru * cols + c
+            d, e = r * cols + cr, r * cols + cl
+            dx, dy, dz = pts[a, 0] - pts[b, 0], pts[a, 1] - pts[b, 1], pts[a, 2] - pts[b, 2]
+            ex, ey, ez = pts[d, 0] - pts[e, 0], pts[d, 1] - pts[e, 1], pts[d, 2] - pts[e, 2]
+            nx, ny, nz = dy * ez - dz * ey, dz * ex - dx * ez, dx * ey - dy * ex
+            lit = (nx * light[0] + ny * light[1] + nz * light[2]) / (np.sqrt(nx * nx + ny * ny + nz * nz) + 1e-12)
+            i = r * cols + c
+            outside[i, 0], outside[i, 1] = uv[r, c, 0], uv[r, c, 1]
+            inside[i, 0], inside[i, 1] = uv[r, c, 0], uv[r, c, 1]
+            outside[i, 2] = material + min(max(lit, 0.0), 0.999)
+            inside[i, 2] = material + min(max(-lit * inner, 0.0), 0.999)
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _edge(a, b, c, x2, eps, mid_fy):
+    """(direction, offset, slope) of where c + a (x - x2) + b fy = eps along a row (see _fill_triangle)."""
+    if a > 0.0:
+        return 1, x2 + (eps - c) / a, -b / a
+    if a < 0.0:
+        return -1, x2 + (eps - c) / a, -b / a
+    return (0 if c + b * mid_fy >= eps else 2), 0.0, 0.0
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _span(direction, x, lo, hi):
+    """The pixel range [lo, hi] cut by one edge's crossing x (rounded outwards: pixels are then tested)."""
+    if direction == 1:
+        return max(lo, int(np.floor(x))), hi
+    if direction == -1:
+        return lo, min(hi, int(np.ceil(x)))
+    return (lo, hi) if direction == 0 else (hi + 1, hi)
+
+
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _fill_triangle(pts, attrs, i0, i1, i2, buf, zbuf, box):
+    """Scanline fill of one image-space triangle, nearer than zbuf, with its attributes (u, v,
+    code) interpolated. Each row's x range comes from the three edges (lines in y, set up once),
+    so only about the triangle's own pixels are tested."""
+    size = zbuf.shape[0]
+    x0, y0, x1, y1, x2, y2 = pts[i0, 0], pts[i0, 1], pts[i1, 0], pts[i1, 1], pts[i2, 0], pts[i2, 1]
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    if area == 0.0:
+        return
+    ylo = max(int(np.ceil(min(y0, min(y1, y2)))), 0)
+    yhi = min(int(np.floor(max(y0, max(y1, y2)))), size - 1)
+    xmin = max(int(np.ceil(min(x0, min(x1, x2)))), 0)
+    xmax = min(int(np.floor(max(x0, max(x1, x2)))), size - 1)
+    if ylo > yhi or xmin > xmax:
+        return
+    box[0], box[1] = min(box[0], xmin), max(box[1], xmax)
+    box[2], box[3] = min(box[2], ylo), max(box[3], yhi)
+    inv = 1.0 / area
+    a0, b0 = (y1 - y2) * inv, (x2 - x1) * inv  # barycentric w = a (x - x2) + b (y - y2) (+ 1 for w2)
+    a1, b1 = (y2 - y0) * inv, (x0 - x2) * inv
+    eps = -1e-4
+    # Where each w crosses eps along a row: x = offset + slope * (y - y2), a lower bound if the
+    # edge's a > 0, an upper one if a < 0; an edge parallel to the rows excludes all or nothing.
+    d0, o0, s0 = _edge(a0, b0, 0.0, x2, eps, 0.5 * (ylo + yhi) - y2)
+    d1, o1, s1 = _edge(a1, b1, 0.0, x2, eps, 0.5 * (ylo + yhi) - y2)
+    d2, o2, s2 = _edge(-a0 - a1, -b0 - b1, 1.0, x2, eps, 0.5 * (ylo + yhi) - y2)
+    z2, dz0, dz1 = pts[i2, 2], pts[i0, 2] - pts[i2, 2], pts[i1, 2] - pts[i2, 2]
+    for py in range(ylo, yhi + 1):
+        fy = py - y2
+        lo, hi = _span(d0, o0 + s0 * fy, xmin, xmax)
+        lo2, hi2 = _span(d1, o1 + s1 * fy, xmin, xmax)
+        lo3, hi3 = _span(d2, o2 + s2 * fy, xmin, xmax)
+        lo, hi = max(lo, max(lo2, lo3)), min(hi, min(hi2, hi3))
+        q0, q1 = b0 * fy, b1 * fy
+        for px in range(lo, hi + 1):
+            fx = px - x2
+            w0, w1 = a0 * fx + q0, a1 * fx + q1
+            w2 = 1.0 - w0 - w1
+            if min(w0, min(w1, w2)) < eps:
+                continue
+            z = z2 + w0 * dz0 + w1 * dz1
+            if z < zbuf[py, px]:
+                zbuf[py, px] = z
+                for k in range(3):
+                    buf[py, px, k] = attrs[i2, k] + w0 * (attrs[i0, k] - attrs[i2, k]) + w1 * (attrs[i1, k] - attrs[i2, k])
+
+
+@numba.njit(cache=True, fastmath=True)
+def _fill_grid(pts, attrs, inner_attrs, rows, cols, closed, inner_rows, buf, zbuf, box):
+    """Each quad of the grid as two triangles: drawn with ``attrs`` where their outside faces the
+    camera, with ``inner_attrs`` where their inside does (only in the first ``inner_rows`` rows)."""
+    for r in range(rows - 1):
+        for c in range(cols if closed else cols - 1):
+            p00, p01 = r * cols + c, r * cols + (c + 1) % cols
+            p10, p11 = p00 + cols, p01 + cols
+            for i0, i1, i2 in ((p00, p10, p01), (p01, p10, p11)):
+                facing = (pts[i1, 0] - pts[i0, 0]) * (pts[i2, 1] - pts[i0, 1]) - \
+                    (pts[i2, 0] - pts[i0, 0]) * (pts[i1, 1] - pts[i0, 1])
+                if facing < 0.0:    # the outside faces the camera (as the rasterizer's front faces)
+                    _fill_triangle(pts, attrs, i0, i1, i2, buf, zbuf, box)
+                elif facing > 0.0 and r < inner_rows:
+                    _fill_triangle(pts, inner_attrs, i0, i1, i2, buf, zbuf, box)
 
 
 @dataclass
@@ -184,14 +264,14 @@ class ShellCanvas:
     buf: np.ndarray
     table: np.ndarray
     light: np.ndarray        # (3,) unit, image space, towards the light
-    box: list[int]           # x0, x1, y0, y1 touched so far (inclusive)
+    box: np.ndarray          # x0, x1, y0, y1 touched so far (inclusive), int64
     materials: int = 0
 
     @classmethod
     def new(cls, size: int, zbuf: np.ndarray | None, light: np.ndarray) -> "ShellCanvas":
         head = np.full((size, size), np.inf, np.float32) if zbuf is None else np.ascontiguousarray(zbuf, np.float32)
         return cls(head, head.copy(), np.zeros((size, size, 3), np.float32), np.zeros((MAX_MATERIALS + 1, TABLE_COLUMNS), np.float32),
-                   np.asarray(light, np.float32), [size, -1, size, -1])
+                   np.asarray(light, np.float32), np.array([size, -1, size, -1]))
 
     def material(self, kind: int, colour, colour2=None, freq: float = 0.0, phase: float = 0.0,
                  wave: tuple[float, float] = (0.0, 0.0), param: float = 0.0, spec: float = 0.0,
@@ -206,32 +286,20 @@ class ShellCanvas:
 
     def shell(self, points_u: np.ndarray, frame: HeadFrame, uv: np.ndarray, material: int, closed: bool,
               inner: float = 0.45, inner_rows: int | None = None, depth_bias: float = 0.0) -> np.ndarray:
-        """Rasterizes a (rows, cols, 3) grid of U points with (rows, cols, 2) texture coordinates.
-        The inside of the first ``inner_rows`` rows (all by default) is drawn too, ``inner`` times
-        darker; ``depth_bias`` pixels pull the shell towards the viewer. Returns the points in
-        image space, (rows * cols, 3)."""
+        """Rasterizes a (rows, cols, 3) grid of U points with (rows, cols, 2) texture coordinates;
+        its outside faces run down the rows and to the right along the columns (``closed`` joins
+        the last column to the first). The inside of the first ``inner_rows`` rows (all by
+        default) is drawn too where it faces the camera, ``inner`` times darker; ``depth_bias``
+        pixels pull the shell towards the viewer. Returns the points in image space (rows * cols, 3)."""
         rows, cols = points_u.shape[:2]
         n = rows * cols
-        inner_rows = rows - 1 if inner_rows is None else inner_rows
-        pts = np.empty((2 * n, 3), np.float32)
+        pts = np.empty((n, 3), np.float32)
         _project(points_u.reshape(-1, 3), frame.rot, frame.lens, np.float32(depth_bias), pts)
-        size = self.zbuf.shape[0]
-        tris = grid_triangles(rows, cols, closed, inner_rows)
-        visible, boxes, _, normals = visible_triangles(pts, tris, size, size)
-        if not len(visible):
-            return pts[:n]
-        attrs = np.empty((2 * n, 3), np.float32)
-        attrs[:n, :2] = uv.reshape(-1, 2)
-        attrs[n:, :2] = attrs[:n, :2]
-        lit = normals @ self.light
-        np.minimum(np.maximum(lit, 0, out=lit), 0.999, out=lit)
-        lit[n:] *= np.float32(inner)
-        attrs[:, 2] = lit + np.float32(material)
-        rasterize(pts, attrs, tris, visible, boxes, self.buf, self.zbuf)
-        lo, hi = boxes.min(axis=0), boxes.max(axis=0)
-        b = self.box
-        b[0], b[1], b[2], b[3] = min(b[0], int(lo[0])), max(b[1], int(hi[1])), min(b[2], int(lo[2])), max(b[3], int(hi[3]))
-        return pts[:n]
+        attrs, inside = np.empty((n, 3), np.float32), np.empty((n, 3), np.float32)
+        _grid_attributes(pts, uv, rows, cols, closed, self.light, np.float32(material), np.float32(inner), attrs, inside)
+        _fill_grid(pts, attrs, inside, rows, cols, closed, rows - 1 if inner_rows is None else inner_rows,
+                   self.buf, self.zbuf, self.box)
+        return pts
 
     def composite(self, image: np.ndarray) -> None:
         """Colours the rasterized pixels and blends them into ``image`` with a one-pixel soft edge."""
@@ -242,9 +310,8 @@ class ShellCanvas:
         x0, y0, x1, y1 = max(x0 - 2, 0), max(y0 - 2, 0), min(x1 + 3, size), min(y1 + 3, size)
         layer = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
         _shade_materials(self.buf[y0:y1, x0:x1], self.table, layer)
-        layer = cv2.GaussianBlur(layer, (3, 3), 0.6)
         bare = ~np.isfinite(self.head[y0:y1, x0:x1])  # no head there
-        _blend_premultiplied(image[y0:y1, x0:x1], layer, self.buf[y0:y1, x0:x1], bare)
+        _blend_soft(image[y0:y1, x0:x1], layer, self.buf[y0:y1, x0:x1], bare)
 
 
 LUT_SIZE = 1024  # one period of each periodic function below, sampled
@@ -300,15 +367,29 @@ def _shade_materials(buf, table, layer):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _blend_premultiplied(image, layer, buf, bare):
-    """image <- image * (1 - alpha) + premultiplied colour, in place; the soft edge does not
-    spill onto the head where the head hid the shell (there the head's edge stays sharp)."""
-    for y in range(image.shape[0]):
-        for x in range(image.shape[1]):
-            a = layer[y, x, 3]
-            if a > 0.0 and (buf[y, x, 2] >= 1.0 or bare[y, x]):
-                for c in range(3):
-                    image[y, x, c] = image[y, x, c] * (1.0 - a) + layer[y, x, c]
+def _blend_soft(image, layer, buf, bare):
+    """image <- image * (1 - alpha) + colour, in place, from the premultiplied layer blurred by a
+    1-2-1 kernel (a one-pixel soft edge). The edge does not spill onto the head where the head hid
+    the shell: there the head's own edge stays sharp."""
+    h, w = image.shape[0], image.shape[1]
+    for y in range(h):
+        for x in range(w):
+            if buf[y, x, 2] < 1.0 and not bare[y, x]:
+                continue
+            r = g = b = a = 0.0
+            for dy in range(-1, 2):
+                yy = min(max(y + dy, 0), h - 1)
+                for dx in range(-1, 2):
+                    xx = min(max(x + dx, 0), w - 1)
+                    k = (2 - abs(dy)) * (2 - abs(dx)) / 16.0
+                    r += k * layer[yy, xx, 0]
+                    g += k * layer[yy, xx, 1]
+                    b += k * layer[yy, xx, 2]
+                    a += k * layer[yy, xx, 3]
+            if a > 0.0:
+                image[y, x, 0] = image[y, x, 0] * (1.0 - a) + r
+                image[y, x, 1] = image[y, x, 1] * (1.0 - a) + g
+                image[y, x, 2] = image[y, x, 2] * (1.0 - a) + b
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,29 +399,35 @@ FRAME_COLOURS = np.array([[0.05, 0.05, 0.05], [0.25, 0.15, 0.08], [0.55, 0.45, 0
                           [0.45, 0.10, 0.10], [0.10, 0.15, 0.35], [0.70, 0.60, 0.35]], np.float32)
 
 
-def _lens_outline(w: float, h: float, squareness: float, drop: float, n: int = 20) -> np.ndarray:
-    """(n, 2) outline of one lens around its centre: a superellipse, the lower half deepened by
-    ``drop`` (aviators)."""
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+# Lens shapes: (squareness of the superellipse: 2 round .. 5 rectangular, how much deeper the lower
+# half is: aviators).
+LENS_SHAPES = ((2.0, 0.0), (2.5, 0.0), (3.2, 0.0), (4.5, 0.0), (2.4, 0.35), (3.0, 0.2))
+LENS_POINTS = 20
+INNER_TOPS = (2, 8)  # outline points at the top of each lens's inner side (left lens, right lens)
+
+
+@lru_cache(maxsize=len(LENS_SHAPES))
+def _lens_outline(shape: int) -> np.ndarray:
+    """(LENS_POINTS, 2) outline of a lens of half-width and half-height 1 round its centre, +y up."""
+    squareness, drop = LENS_SHAPES[shape]
+    t = np.linspace(0, 2 * np.pi, LENS_POINTS, endpoint=False)
     c, s = np.cos(t), np.sin(t)
-    e = 2.0 / squareness
-    x = w * np.sign(c) * np.abs(c) ** e
-    y = h * np.sign(s) * np.abs(s) ** e
-    y = np.where(y < 0, y * (1 + drop), y)  # U has +y up: the lower half
-    return np.stack([x, y], -1)
+    x = np.sign(c) * np.abs(c) ** (2 / squareness)
+    y = np.sign(s) * np.abs(s) ** (2 / squareness)
+    return np.stack([x, np.where(y < 0, y * (1 + drop), y)], -1).astype(np.float32)
 
 
 def _visible_segments(frame: HeadFrame, polylines_u: list[np.ndarray], zbuf: np.ndarray, bias: float) -> list[np.ndarray]:
     """Image-space segments (int32, 1/16 pixel) of U polylines whose midpoints are in front of zbuf."""
     pts = frame.to_image(np.concatenate(polylines_u))
-    starts = np.concatenate([np.arange(len(p) - 1) for p in polylines_u]) + \
-        np.repeat(np.cumsum([0] + [len(p) for p in polylines_u[:-1]]), [len(p) - 1 for p in polylines_u])
+    lengths = [len(p) for p in polylines_u]
+    starts = np.arange(len(pts) - 1)
+    starts = starts[~np.isin(starts, np.cumsum(lengths) - 1)]  # not from a polyline's last point
     mid = (pts[starts] + pts[starts + 1]) / 2
     size = zbuf.shape[0]
-    col = np.minimum(np.maximum(np.rint(mid[:, 0]).astype(np.int64), 0), size - 1)
-    row = np.minimum(np.maximum(np.rint(mid[:, 1]).astype(np.int64), 0), size - 1)
+    ij = np.clip(np.rint(mid[:, :2]).astype(np.int64), 0, size - 1)
     fixed = np.rint(pts[:, :2] * 16).astype(np.int32)
-    return [fixed[i:i + 2] for i in starts[mid[:, 2] < zbuf[row, col] + bias]]
+    return [fixed[i:i + 2] for i in starts[mid[:, 2] < zbuf[ij[:, 1], ij[:, 0]] + bias]]
 
 
 _ARM = np.linspace(0, 1, 8, dtype=np.float32)[:, None]            # along a temple arm
@@ -354,61 +441,55 @@ def draw_glasses(image: np.ndarray, frame: HeadFrame, zbuf: np.ndarray, rng: np.
     """3D frames in front of the eyes, arms back to the ears, lenses clear, tinted or reflecting;
     every part tested against ``zbuf`` (the head, hair and clothes) so what is behind is hidden."""
     lm, unit = frame.landmarks, frame.unit
-    eyes = (lm[36:42].mean(axis=0), lm[42:48].mean(axis=0))
+    eyes = np.stack([lm[36:42].mean(axis=0), lm[42:48].mean(axis=0)])
     iod = float(np.linalg.norm(eyes[1] - eyes[0]))
-    w, h = iod * rng.uniform(0.36, 0.5), iod * rng.uniform(0.22, 0.36)
-    outline = _lens_outline(w, h, rng.uniform(2.0, 5.0), rng.uniform(0.0, 0.4) if rng.uniform() < 0.3 else 0.0)
-    lift = iod * rng.uniform(-0.05, 0.08)
-    plane_z = max(float(lm[27, 2]), float(max(e[2] for e in eyes))) + iod * rng.uniform(0.0, 0.1)
-    wrap = rng.uniform(0.0, 0.6) / iod
-    colour = tuple(float(c) for c in FRAME_COLOURS[rng.integers(len(FRAME_COLOURS))] * rng.uniform(0.8, 1.2))
+    size = iod * rng.uniform((0.36, 0.22), (0.5, 0.36))                 # half-width, half-height
+    outline = _lens_outline(int(rng.integers(len(LENS_SHAPES)))) * size.astype(np.float32)
+    lift, depth, wrap, spread = rng.uniform((-0.05, 0.0, 0.0, 0.0), (0.08, 0.1, 0.6, 0.04))
+    plane_z = max(float(lm[27, 2]), float(eyes[:, 2].max())) + iod * depth
+    colour = tuple((FRAME_COLOURS[rng.integers(len(FRAME_COLOURS))] * rng.uniform(0.8, 1.2)).tolist())
     thick = int(max(1, round(unit * rng.uniform(0.03, 0.07))))
-    bias = unit * 0.08
-    lenses, lines = [], []
-    for side, eye in zip((-1.0, 1.0), eyes):
-        cx = float(eye[0]) + side * iod * rng.uniform(0.0, 0.04)
-        rim = np.empty((len(outline) + 1, 3), np.float32)
-        rim[:-1, 0] = cx + outline[:, 0]
-        rim[:-1, 1] = eye[1] + lift + outline[:, 1]
-        rim[:-1, 2] = plane_z - wrap * (rim[:-1, 0] - frame.centre[0]) ** 2 * 0.25
-        rim[-1] = rim[0]
-        lenses.append(rim[:-1])
-        outer = rim[np.argmax(side * rim[:-1, 0])]                   # the rim's outermost point
-        ear = np.array([frame.centre[0] + side * frame.radii[0] * 1.02, outer[1] - 0.05 * unit,
-                        frame.centre[2] - 0.05 * frame.radii[2]], np.float32)
-        arm = outer + _ARM * (ear - outer)
-        arm[:, 0] += side * _BOW * np.float32(unit * 0.08)
-        lines += [rim, arm]
-    inner_tops = [lens[np.argmin(np.abs(lens[:, 0] - (lens[:, 0].min() if k else lens[:, 0].max())) +
-                                 np.abs(lens[:, 1] - lens[:, 1].max()))] for k, lens in enumerate(lenses)]
-    bridge = inner_tops[0] + _BRIDGE * (inner_tops[1] - inner_tops[0])
+    side = np.float32([-1, 1])
+    rims = np.empty((2, LENS_POINTS + 1, 3), np.float32)               # closed outlines
+    rims[:, :-1, 0] = (eyes[:, 0] + side * iod * spread)[:, None] + outline[:, 0]
+    rims[:, :-1, 1] = (eyes[:, 1] + iod * lift)[:, None] + outline[:, 1]
+    rims[:, :-1, 2] = plane_z - wrap / iod * 0.25 * (rims[:, :-1, 0] - frame.centre[0]) ** 2
+    rims[:, -1] = rims[:, 0]
+    outer = rims[[0, 1], np.argmax(rims[:, :-1, 0] * side[:, None], axis=1)]  # each rim's outermost point
+    ears = np.stack([frame.centre[0] + side * frame.radii[0] * 1.02, outer[:, 1] - 0.05 * unit,
+                     np.full(2, frame.centre[2] - 0.05 * frame.radii[2])], -1)
+    arms = outer[:, None] + _ARM[None] * (ears - outer)[:, None]
+    arms[..., 0] += side[:, None] * _BOW * np.float32(unit * 0.08)
+    tops = rims[[0, 1], INNER_TOPS]
+    bridge = tops[0] + _BRIDGE * (tops[1] - tops[0])
     bridge[:, 1] += _ARCH * np.float32(iod * 0.05)
     bridge[:, 2] = np.maximum(bridge[:, 2], lm[27, 2] + iod * 0.03)
-    segments = _visible_segments(frame, lines + [bridge], zbuf, bias)
+    bias = unit * 0.08
+    segments = _visible_segments(frame, [rims[0], rims[1], arms[0], arms[1], bridge], zbuf, bias)
     tint = np.float32(rng.uniform(0.05, 0.35)) * rng.uniform(0.7, 1.1, 3).astype(np.float32)
     tint_alpha = rng.uniform(0.6, 0.92) if rng.uniform() < tinted_p else 0.0
-    sheen = (rng.uniform(-1, 1), rng.uniform(2, 5), rng.uniform(0, 6), rng.uniform(0.15, 0.5)) \
-        if rng.uniform() < reflection_p else None
-    for lens in lenses:
-        _fill_lens(image, frame, lens, zbuf, bias, tint, tint_alpha, sheen)
+    sheen = tuple(rng.uniform((-1, 2, 0, 0.15), (1, 5, 6, 0.5))) if rng.uniform() < reflection_p else None
+    _fill_lenses(image, frame.to_image(rims[:, :-1]), zbuf, bias, tint, tint_alpha, sheen)
     if segments:
         cv2.polylines(image, segments, False, colour, thick, cv2.LINE_AA, 4)
 
 
-def _fill_lens(image: np.ndarray, frame: HeadFrame, lens_u: np.ndarray, zbuf: np.ndarray, bias: float,
-               tint: np.ndarray, tint_alpha: float, sheen: tuple[float, float, float, float] | None) -> None:
+def _fill_lenses(image: np.ndarray, lenses: np.ndarray, zbuf: np.ndarray, bias: float, tint: np.ndarray,
+                 tint_alpha: float, sheen: tuple[float, float, float, float] | None) -> None:
     """Tints (sunglasses), brightens with a diagonal sheen (a window or screen reflected) or
-    faintly greys (clear glass) the visible part of one lens: where it is nearer than zbuf."""
-    pts = frame.to_image(lens_u)
+    faintly greys (clear glass) the visible parts of the lenses (image-space outlines (2, n, 3)):
+    where each is nearer than zbuf."""
     size = image.shape[0]
-    x0, y0 = np.floor(pts[:, :2].min(axis=0)).astype(int)
-    x1, y1 = np.ceil(pts[:, :2].max(axis=0)).astype(int) + 1
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+    x0, y0 = np.maximum(np.floor(lenses[..., :2].reshape(-1, 2).min(axis=0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(lenses[..., :2].reshape(-1, 2).max(axis=0)).astype(int) + 1, size)
     if x1 <= x0 or y1 <= y0:
         return
     mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    cv2.fillPoly(mask, [np.rint((pts[:, :2] - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
-    mask *= zbuf[y0:y1, x0:x1] > pts[:, 2].mean() - bias
+    depth = zbuf[y0:y1, x0:x1]
+    for lens in lenses:
+        one = np.zeros_like(mask)
+        cv2.fillPoly(one, [np.rint((lens[:, :2] - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
+        mask += one * (depth > lens[:, 2].mean() - bias)
     region = image[y0:y1, x0:x1]
     if tint_alpha:
         region += (mask * np.float32(tint_alpha))[..., None] * (tint - region)
@@ -416,7 +497,7 @@ def _fill_lens(image: np.ndarray, frame: HeadFrame, lens_u: np.ndarray, zbuf: np
         slope, freq, phase, strength = sheen
         yy, xx = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
         band = np.cos((xx * np.float32(slope) + yy) / np.float32(max(y1 - y0, 1)) * np.float32(freq) + np.float32(phase))
-        region += (np.clip(band, 0, 1) * mask * np.float32(strength))[..., None] * (np.float32(0.95) - region)
+        region += (np.maximum(band, 0) * mask * np.float32(strength))[..., None] * (np.float32(0.95) - region)
     elif not tint_alpha:
         region += mask[..., None] * np.float32(0.06) * (np.float32([0.8, 0.85, 0.9]) - region)
 

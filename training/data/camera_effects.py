@@ -31,12 +31,13 @@ class DegradationConfig:
     defocus_p: float = 0.1                               # out of focus: a disk kernel
     defocus_radius: tuple[float, float] = (1.0, 2.5)     # pixels
     exposure_p: float = 0.35                             # under/over exposure, clipped at white
-    exposure_stops: tuple[float, float] = (-1.5, 1.0)
+    exposure_stops: tuple[float, float] = (-1.2, 0.8)
     white_balance_p: float = 0.4                         # warm/cool cast and green/magenta tint
     white_balance_shift: float = 0.15                    # largest gain change of red/blue (and half for green)
-    sensor_noise_p: float = 0.35                         # shot + read noise, amplified in dark exposures
-    read_noise: tuple[float, float] = (0.002, 0.015)
-    shot_noise: tuple[float, float] = (0.001, 0.01)      # variance per unit of signal
+    sensor_noise_p: float = 0.3                          # shot + read noise, amplified in dark exposures
+    read_noise: tuple[float, float] = (0.002, 0.01)
+    shot_noise: tuple[float, float] = (0.0005, 0.005)    # variance per unit of signal
+    max_gain: float = 2.0                                # how far a camera lifts a dark exposure (ISO)
     low_resolution_p: float = 0.15                       # a small face upscaled: down, JPEG, then up
     low_resolution_scale: tuple[float, float] = (0.25, 0.6)
 
@@ -148,7 +149,7 @@ def degrade(img: np.ndarray, cfg: DegradationConfig, rng: np.random.Generator) -
     if rng.uniform() < cfg.blur_p:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(*cfg.blur_sigma))
     if _chance(rng, cfg.sensor_noise_p):
-        _sensor_noise(img, rng, cfg, max(1.0, 1.0 / exposure))  # a dark exposure lifted by its gain
+        _sensor_noise(img, rng, cfg, min(max(1.0, 1.0 / exposure), cfg.max_gain))  # a dark exposure's gain
     if rng.uniform() < cfg.noise_p:
         img += gaussian_noise(rng, img.shape, rng.uniform(*cfg.noise_sigma))
     if rng.uniform() < cfg.grayscale_p:

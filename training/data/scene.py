@@ -51,7 +51,7 @@ class SceneConfig:
     # Hair of the day, per image
     hair_volume_jitter: float = 0.15                 # volume times U(1 - j, 1 + j)
     tied_p: float = 0.2                              # long or medium hair tied back
-    flyaway_p: float = 0.4                           # loose strands at the outline
+    flyaway_p: float = 0.3                           # loose strands at the outline
     # Clothes, per image
     turtleneck_p: float = 0.07
     v_neck_p: float = 0.25
