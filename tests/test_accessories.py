@@ -11,7 +11,7 @@ import pytest
 from edge_runtime.camera import FLIP, CameraPose, compose_camera, euler_to_matrix, project
 from edge_runtime.crop import crop_from_box, landmark_box
 from edge_runtime.morphable_model import DEFAULT_PATH, load_face_model
-from training.data.accessories import (HeadFrame, ShellCanvas, draw_edge_face, draw_face_mask, draw_glasses,
+from training.data.accessories import (ShellCanvas, draw_edge_face, draw_face_mask, draw_glasses,
                                        draw_hand, draw_hat, draw_microphone, skin_colour)
 from training.data.rasterizer import rasterize, visible_triangles
 from training.data.scene import HairStyle, SceneConfig, SceneContext, _frame
@@ -136,7 +136,8 @@ def test_glasses_sit_over_the_eyes_and_hide_behind_the_head(head_model):
     hidden = 0
     for seed in range(5):
         drawn = {}
-        for name, zbuf in (("head", ctx.zbuf), ("none", np.full_like(ctx.zbuf, np.inf)), ("wall", np.full_like(ctx.zbuf, -1e6))):
+        buffers = (("head", ctx.zbuf), ("none", np.full_like(ctx.zbuf, np.inf)), ("wall", np.full_like(ctx.zbuf, -1e6)))
+        for name, zbuf in buffers:
             out = image.copy()
             draw_glasses(out, frame, zbuf, np.random.default_rng(seed), 1.0, 0.0)
             drawn[name] = changed(out, image)

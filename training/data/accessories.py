@@ -22,6 +22,8 @@ from edge_runtime.camera import FLIP, euler_to_matrix
 SOLID, HAIR, STRIPES, CHECKS, OPENING, KNIT = 0, 1, 2, 3, 4, 5
 TABLE_COLUMNS = 16  # kind, rgb, rgb2, freq, phase, wave amp, wave freq, param, spec, opacity, ambient, (unused)
 MAX_MATERIALS = 8
+# Fast math but for the no-infinity and no-NaN assumptions: z-buffers hold +inf where empty.
+KEEP_INF = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,8 @@ def _fit_cranium(verts, skull, rot, lens, brow, centre, radii):
     _unproject(verts, skull, rot, lens, pts)
     top = pts[:, 1].max()
     floor = brow + 0.15 * (top - brow)
-    lo = np.full(3, np.inf, np.float32)
-    hi = np.full(3, -np.inf, np.float32)
+    lo = np.full(3, 3e38, np.float32)  # (fast math assumes no infinities)
+    hi = np.full(3, -3e38, np.float32)
     for k in range(pts.shape[0]):
         if pts[k, 1] > floor:
             for j in range(3):
@@ -169,7 +171,7 @@ def _grid_attributes(pts, uv, rows, cols, closed, light, material, inner, outsid
             inside[i, 2] = material + min(max(-lit * inner, 0.0), 0.999)
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
+@numba.njit(cache=True, fastmath=KEEP_INF, inline="always")
 def _edge(a, b, c, x2, eps, mid_fy):
     """(direction, offset, slope) of where c + a (x - x2) + b fy = eps along a row (see _fill_triangle)."""
     if a > 0.0:
@@ -179,7 +181,7 @@ def _edge(a, b, c, x2, eps, mid_fy):
     return (0 if c + b * mid_fy >= eps else 2), 0.0, 0.0
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
+@numba.njit(cache=True, fastmath=KEEP_INF, inline="always")
 def _span(direction, x, lo, hi):
     """The pixel range [lo, hi] cut by one edge's crossing x (rounded outwards: pixels are then tested)."""
     if direction == 1:
@@ -189,7 +191,7 @@ def _span(direction, x, lo, hi):
     return (lo, hi) if direction == 0 else (hi + 1, hi)
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
+@numba.njit(cache=True, fastmath=KEEP_INF, inline="always")
 def _fill_triangle(pts, attrs, i0, i1, i2, buf, zbuf, box):
     """Scanline fill of one image-space triangle, nearer than zbuf, with its attributes (u, v,
     code) interpolated. Each row's x range comes from the three edges (lines in y, set up once),
@@ -237,7 +239,7 @@ def _fill_triangle(pts, attrs, i0, i1, i2, buf, zbuf, box):
                     buf[py, px, k] = attrs[i2, k] + w0 * (attrs[i0, k] - attrs[i2, k]) + w1 * (attrs[i1, k] - attrs[i2, k])
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=KEEP_INF)
 def _fill_grid(pts, attrs, inner_attrs, rows, cols, closed, inner_rows, buf, zbuf, box):
     """Each quad of the grid as two triangles: drawn with ``attrs`` where their outside faces the
     camera, with ``inner_attrs`` where their inside does (only in the first ``inner_rows`` rows)."""
@@ -270,7 +272,8 @@ class ShellCanvas:
     @classmethod
     def new(cls, size: int, zbuf: np.ndarray | None, light: np.ndarray) -> "ShellCanvas":
         head = np.full((size, size), np.inf, np.float32) if zbuf is None else np.ascontiguousarray(zbuf, np.float32)
-        return cls(head, head.copy(), np.zeros((size, size, 3), np.float32), np.zeros((MAX_MATERIALS + 1, TABLE_COLUMNS), np.float32),
+        return cls(head, head.copy(), np.zeros((size, size, 3), np.float32),
+                   np.zeros((MAX_MATERIALS + 1, TABLE_COLUMNS), np.float32),
                    np.asarray(light, np.float32), np.array([size, -1, size, -1]))
 
     def material(self, kind: int, colour, colour2=None, freq: float = 0.0, phase: float = 0.0,
@@ -687,7 +690,7 @@ def draw_face_mask(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Gene
     xs = np.arange(size, dtype=np.float32)
     across = np.clip((xs - lm[30, 0]) / max(face_h, 1), -1, 1)
     shade = np.float32(0.9) - np.float32(rng.uniform(0.0, 0.25)) * across * np.sign(rng.uniform(-1, 1))
-    layer = (colour[None, None, :] * shade[None, :, None]).astype(np.float32)
+    layer = np.minimum(colour[None, None, :] * shade[None, :, None], 1).astype(np.float32)
     if rng.uniform() < 0.6:  # pleats: darker horizontal folds
         for k in (0.3, 0.5, 0.7):
             y = lm[29, 1] + (lm[8, 1] - lm[29, 1]) * k

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import cv2
 import numba
@@ -23,6 +24,9 @@ from training.data.accessories import (CHECKS, CLOTH, HAIR, OPENING, SOLID, STRI
                                        draw_microphone, skin_colour)
 from training.data.backgrounds import BackgroundConfig, draw_background
 from training.data.camera_effects import DegradationConfig, add_occluder, channel_affine, degrade, gaussian_noise
+
+if TYPE_CHECKING:
+    from training.data.sampling import PinholeCamera
 
 __all__ = ["SceneConfig", "SceneContext", "HairStyle", "sample_hair_style", "sample_background", "draw_behind",
            "draw_front", "degrade", "DegradationConfig", "BackgroundConfig", "channel_affine", "gaussian_noise",
@@ -121,8 +125,8 @@ class SceneContext:
     hair: HairStyle
     light: np.ndarray | None = None        # (3,) towards the key light, camera axes (x right, y down, z away);
                                            # None: drawn here
-    camera: object | None = None           # the renderer's training.data.sampling.PinholeCamera (rotation,
-                                           # focal, centre, distance, scale); None: weak perspective
+    camera: PinholeCamera | None = None    # the renderer's perspective camera; None: the weak-perspective
+                                           # camera of the angles
 
 
 def sample_background(rng: np.random.Generator, size: int, cfg: SceneConfig | None = None) -> np.ndarray:
@@ -379,7 +383,8 @@ def _draw_hair(canvas: ShellCanvas, frame: HeadFrame, torso: Torso, style: HairS
     az = _azimuths(cols)
     start, end = _hair_bounds(style, frame, az, 1.0 + volume, hanging, tied, rng)
     pts, uv = np.empty((rows, cols, 3), np.float32), np.empty((rows, cols, 2), np.float32)
-    _hair_grid(frame.centre, frame.radii, np.float32(frame.unit), az, start, end, np.float32(1.0 + volume), np.float32(style.curl if style.curl > 0.2 else 0.0),
+    _hair_grid(frame.centre, frame.radii, np.float32(frame.unit), az, start, end, np.float32(1.0 + volume),
+               np.float32(style.curl if style.curl > 0.2 else 0.0),
                rng.uniform(0, 2 * np.pi, 2).astype(np.float32), np.float32(0.06 if hanging else -0.25),
                np.float32(style.sweep * 0.5), torso.params, np.float32(1.08 if hanging else 0.0), pts, uv)
     colour = np.asarray(style.colour, np.float32)
