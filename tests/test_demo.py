@@ -30,7 +30,7 @@ def test_quick_demo_writes_every_stage(tiny_bundles):
         assert json.loads((root / "bundles" / variant / "bundle.json").read_text())["variant"] == variant
 
     report = (root / "compare" / "report.md").read_text()
-    assert all(report.count(f"| {v} |") == 2 for v in VARIANTS)           # comparison and identity tables
+    assert all(report.count(f"| {v} |") == 3 for v in VARIANTS)           # comparison, landmark-group and identity tables
     results = json.loads((root / "compare" / "report.json").read_text())
     assert set(results) == set(VARIANTS) and all(r["n_images"] == 16 for r in results.values())
     for plot in ("roc.png", "nme_yaw.png", "ced.png"):
