@@ -63,6 +63,9 @@ def test_manifest_records_how_it_was_made(small_dataset, face_model):
     assert m["config"]["images_per_identity"] == 3 and m["config"]["pose"]["yaw_max_deg"] == 90
     assert m["config"]["scene"]["glasses_p"] > 0 and m["config"]["lighting"]["backlight_p"] > 0
     assert m["face_model"]["sha256"] == face_model.sha256
+    from training.data.render_model import load_render_model
+
+    assert m["render_model"] == {"name": "ict_face_model_v2.npz", "sha256": load_render_model(face_model).mesh.sha256}
     assert m["param_layout"] == {"n_id": 40, "n_exp": 53, "n_pose": 12}
     assert len(m["whitening"]["mean"]) == 105 and "numpy" in m["versions"]
     assert [c[0] for c in m["columns"]] == ["identity", "params", "landmarks2d", "landmarks3d", "pose_deg", "face_box"]
@@ -134,6 +137,27 @@ def synth(face_model):
     return FaceSynthesizer(face_model, SynthConfig(n_id=40, images_per_identity=4))
 
 
+def test_shapes_and_the_pinhole_projection(synth):
+    """add_modes is the model's shape; the camera is a pinhole at ``distance`` from the pivot."""
+    from training.data.sampling import PoseConfig, sample_camera
+    from training.data.synth import add_modes
+
+    mesh = synth.render.mesh
+    rng = np.random.default_rng(1)
+    id_coeffs = rng.standard_normal(40).astype(np.float32)
+    exp = np.zeros(len(mesh.exp_names), np.float32)
+    exp[[2, 7, 30]] = [0.6, 0.3, 0.9]                          # sparse, as synthetic faces are
+    shape = add_modes(add_modes(mesh.mean, mesh.id_basis, id_coeffs), mesh.exp_basis, exp)
+    assert shape.shape == (mesh.n_vertices, 3) and shape.dtype == np.float32
+    np.testing.assert_allclose(shape, mesh.shape(id_coeffs, exp), atol=1e-4)
+    camera, _ = sample_camera(shape[synth.model.landmarks68], (0.4, -0.2, 0.1), 120, PoseConfig(), rng)
+    image, cam = camera.project(shape)
+    expected_cam = (shape - camera.pivot) @ camera.rotation.T + [0, 0, camera.distance]
+    np.testing.assert_allclose(cam, expected_cam, atol=1e-3)
+    np.testing.assert_allclose(image[:, :2], camera.focal * cam[:, :2] / cam[:, 2:] + camera.centre, atol=1e-3)
+    np.testing.assert_allclose(image[:, 2], camera.scale * (cam[:, 2] - camera.distance), atol=1e-3)
+
+
 def test_scenes_never_move_labels(face_model, synth):
     """The same identities with every accessory, and with none: other pixels, the same labels."""
     from training.data.scene import SceneConfig
@@ -156,10 +180,10 @@ def _gbuffer(synth, exp: np.ndarray, angles: tuple[float, float, float], distanc
     z-buffer; ``zoom`` < 1 shows more around the face."""
     from training.data.rasterizer import rasterize_ids
     from training.data.sampling import PoseConfig, sample_camera
-    from training.data.synth import posed_shape
+    from training.data.synth import add_modes
 
     mesh, size = synth.render.mesh, synth.cfg.image_size
-    shape = posed_shape(mesh.mean, mesh.exp_basis, exp)
+    shape = add_modes(mesh.mean, mesh.exp_basis, exp)
     pose = PoseConfig(distance_cm=(distance, distance), scale_jitter=0.0, shift_jitter=0.0)
     camera, _ = sample_camera(shape[synth.model.landmarks68], angles, size, pose, np.random.default_rng(0))
     centre = np.asarray(camera.centre) * zoom + size / 2 * (1 - zoom)
@@ -191,14 +215,14 @@ def test_mouth_interior_window_keeps_every_pixel(synth):
     """visible_surface's restriction of the mouth's interior draws exactly what the full mesh does."""
     from training.data.rasterizer import rasterize_ids, visible_triangles
     from training.data.sampling import PoseConfig, sample_camera
-    from training.data.synth import posed_shape
+    from training.data.synth import add_modes
 
     mesh, size = synth.render.mesh, synth.cfg.image_size
     rng = np.random.default_rng(3)
     for k in range(4):
         exp = np.zeros(len(synth.model.exp_names), np.float32)
         exp[synth.model.exp_names.index("jawOpen")] = (0.0, 0.3, 0.7, 1.0)[k]
-        shape = posed_shape(mesh.shape(rng.standard_normal(40)), mesh.exp_basis, exp)
+        shape = add_modes(mesh.shape(rng.standard_normal(40)), mesh.exp_basis, exp)
         camera, _ = sample_camera(shape[synth.model.landmarks68], (rng.uniform(-1.4, 1.4), rng.uniform(-0.6, 0.6), 0.0),
                                   size, PoseConfig(), rng)
         verts, cam = camera.project(shape)

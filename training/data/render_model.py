@@ -55,16 +55,17 @@ class RenderModel:
 
 
 def render_model_path(face_model: str | os.PathLike | None = None) -> Path:
-    """The version-2 asset beside the (resolved) version-1 file."""
-    return resolve_face_model_path(face_model).with_name(V2_NAME)
+    """The version-2 asset beside the (resolved) version-1 file; a one-line error when missing."""
+    path = resolve_face_model_path(face_model).with_name(V2_NAME)
+    if not path.is_file():
+        raise SiamfaceError(f"render mesh not found at {path}: put {V2_NAME} beside the face model "
+                            f"(see shared/assets/ict-face-model/README.md)")
+    return path
 
 
 def load_render_model(labels: MorphableModel, face_model: str | os.PathLike | None = None) -> RenderModel:
     """Load the render mesh beside ``face_model`` and check that it extends ``labels``."""
     path = render_model_path(face_model)
-    if not path.is_file():
-        raise SiamfaceError(f"render mesh not found at {path}: put {V2_NAME} beside the face model "
-                            f"(see shared/assets/ict-face-model/README.md)")
     mesh = load_face_model(path)
     n, t = labels.n_vertices, len(labels.triangles)
     same = (mesh.n_vertices > n and mesh.exp_names == labels.exp_names and mesh.n_id_total == labels.n_id_total

@@ -74,21 +74,23 @@ def _group_indices(exp_names: tuple[str, ...]) -> tuple[tuple[tuple[int, ...], f
     return tuple((tuple(index[n] for n in names if n in index), lo, hi) for names, (lo, hi), _ in EXPRESSION_GROUPS)
 
 
-_GROUP_P = np.array([f for _, _, f in EXPRESSION_GROUPS]) / sum(f for _, _, f in EXPRESSION_GROUPS)
+_GROUP_RATE = np.array([f for _, _, f in EXPRESSION_GROUPS])
+_GROUP_COUNT_CDF = np.cumsum(GROUP_COUNT_P)
 
 
 def sample_expression(rng: np.random.Generator, exp_names: tuple[str, ...]) -> np.ndarray:
     """Sparse activations: 0-3 groups; pairs nearly equal on both sides, or one-sided."""
     weights = np.zeros(len(exp_names), np.float32)
     groups = _group_indices(tuple(exp_names))
-    n_groups = int(rng.choice(len(GROUP_COUNT_P), p=GROUP_COUNT_P))
-    for g in rng.choice(len(groups), size=n_groups, replace=False, p=_GROUP_P):
+    n_groups = int(np.searchsorted(_GROUP_COUNT_CDF, rng.random() * _GROUP_COUNT_CDF[-1], side="right"))
+    # Groups without replacement, each as likely as its rate: the first n of exponential arrivals.
+    arrivals = rng.exponential(size=len(groups)) / _GROUP_RATE
+    for g, u in zip(np.argsort(arrivals)[:n_groups], rng.random((n_groups, 6))):
         indices, lo, hi = groups[g]
-        w = rng.uniform(lo, hi)
-        sides = w * rng.uniform(0.85, 1.15, len(indices))
-        if len(indices) == 2 and rng.uniform() < ASYMMETRIC_P:
-            sides[int(rng.integers(2))] *= rng.uniform(0.0, 0.3)
-        weights[list(indices)] = np.clip(sides, 0.0, 1.0)
+        sides = (lo + (hi - lo) * u[0]) * (0.85 + 0.3 * u[1:3])   # weight, jittered per side
+        if len(indices) == 2 and u[3] < ASYMMETRIC_P:
+            sides[int(u[4] < 0.5)] *= 0.3 * u[5]
+        weights[list(indices)] = np.clip(sides[: len(indices)], 0.0, 1.0)
     return weights
 
 
