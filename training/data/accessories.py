@@ -379,6 +379,12 @@ def _blend_soft(image, layer, buf, bare):
         for x in range(w):
             if buf[y, x, 2] < 1.0 and not bare[y, x]:
                 continue
+            if 0 < y < h - 1 and 0 < x < w - 1 and min(layer[y - 1, x, 3], layer[y + 1, x, 3],
+                                                       layer[y, x - 1, 3], layer[y, x + 1, 3]) >= layer[y, x, 3] > 0.0:
+                a = layer[y, x, 3]  # inside a shell (as opaque as its neighbours): no edge to soften
+                for c in range(3):
+                    image[y, x, c] = image[y, x, c] * (1.0 - a) + layer[y, x, c]
+                continue
             r = g = b = a = 0.0
             for dy in range(-1, 2):
                 yy = min(max(y + dy, 0), h - 1)
@@ -420,19 +426,29 @@ def _lens_outline(shape: int) -> np.ndarray:
     return np.stack([x, np.where(y < 0, y * (1 + drop), y)], -1).astype(np.float32)
 
 
-def _visible_segments(frame: HeadFrame, polylines_u: list[np.ndarray], zbuf: np.ndarray, bias: float) -> list[np.ndarray]:
-    """Image-space segments (int32, 1/16 pixel) of U polylines whose midpoints are in front of zbuf."""
-    pts = frame.to_image(np.concatenate(polylines_u))
-    lengths = [len(p) for p in polylines_u]
-    starts = np.arange(len(pts) - 1)
-    starts = starts[~np.isin(starts, np.cumsum(lengths) - 1)]  # not from a polyline's last point
-    mid = (pts[starts] + pts[starts + 1]) / 2
+@numba.njit(cache=True, fastmath=KEEP_INF)
+def _visible_runs(pts, ends, zbuf, bias, runs):
+    """Runs of consecutive segments of the polylines in ``pts`` (image space; polyline k ends at
+    point ends[k] - 1) whose midpoints are in front of zbuf, as (first point, last point) rows of
+    ``runs``; returns how many."""
     size = zbuf.shape[0]
-    ij = np.clip(np.rint(mid[:, :2]).astype(np.int64), 0, size - 1)
-    fixed = np.rint(pts[:, :2] * 16).astype(np.int32)
-    return [fixed[i:i + 2] for i in starts[mid[:, 2] < zbuf[ij[:, 1], ij[:, 0]] + bias]]
+    n, first, start = 0, 0, -1
+    for k in range(ends.shape[0]):
+        for i in range(first, ends[k] - 1):
+            x = min(max(int(0.5 * (pts[i, 0] + pts[i + 1, 0]) + 0.5), 0), size - 1)
+            y = min(max(int(0.5 * (pts[i, 1] + pts[i + 1, 1]) + 0.5), 0), size - 1)
+            if 0.5 * (pts[i, 2] + pts[i + 1, 2]) < zbuf[y, x] + bias:
+                start = i if start < 0 else start
+            elif start >= 0:
+                runs[n, 0], runs[n, 1], n, start = start, i, n + 1, -1
+        if start >= 0:
+            runs[n, 0], runs[n, 1], n, start = start, ends[k] - 1, n + 1, -1
+        first = ends[k]
+    return n
 
 
+GLASSES_RANGES = (np.array([0.36, 0.22, -0.05, 0.0, 0.0, 0.0]), np.array([0.5, 0.36, 0.08, 0.1, 0.6, 0.04]))
+POLYLINE_ENDS = np.cumsum([LENS_POINTS + 1, LENS_POINTS + 1, 8, 8, 6])  # rims, arms, bridge
 _ARM = np.linspace(0, 1, 8, dtype=np.float32)[:, None]            # along a temple arm
 _BOW = np.sin(np.linspace(0, np.pi, 8, dtype=np.float32))          # its outward bow round the temple
 _BRIDGE = np.linspace(0, 1, 6, dtype=np.float32)[:, None]
@@ -444,14 +460,15 @@ def draw_glasses(image: np.ndarray, frame: HeadFrame, zbuf: np.ndarray, rng: np.
     """3D frames in front of the eyes, arms back to the ears, lenses clear, tinted or reflecting;
     every part tested against ``zbuf`` (the head, hair and clothes) so what is behind is hidden."""
     lm, unit = frame.landmarks, frame.unit
-    eyes = np.stack([lm[36:42].mean(axis=0), lm[42:48].mean(axis=0)])
+    eyes = lm[36:48].reshape(2, 6, 3).mean(axis=1)
     iod = float(np.linalg.norm(eyes[1] - eyes[0]))
-    size = iod * rng.uniform((0.36, 0.22), (0.5, 0.36))                 # half-width, half-height
-    outline = _lens_outline(int(rng.integers(len(LENS_SHAPES)))) * size.astype(np.float32)
-    lift, depth, wrap, spread = rng.uniform((-0.05, 0.0, 0.0, 0.0), (0.08, 0.1, 0.6, 0.04))
+    # Half-width and half-height of a lens; its lift above the eyes, its plane's distance in front
+    # of them, how much it wraps round the face, how far apart the lenses are (iod units).
+    width, height, lift, depth, wrap, spread = rng.uniform(*GLASSES_RANGES)
+    outline = _lens_outline(int(rng.integers(len(LENS_SHAPES)))) * np.float32([width * iod, height * iod])
     plane_z = max(float(lm[27, 2]), float(eyes[:, 2].max())) + iod * depth
     colour = tuple((FRAME_COLOURS[rng.integers(len(FRAME_COLOURS))] * rng.uniform(0.8, 1.2)).tolist())
-    thick = int(max(1, round(unit * rng.uniform(0.03, 0.07))))
+    thick = int(max(1, round(unit * rng.uniform(0.02, 0.06))))
     side = np.float32([-1, 1])
     rims = np.empty((2, LENS_POINTS + 1, 3), np.float32)               # closed outlines
     rims[:, :-1, 0] = (eyes[:, 0] + side * iod * spread)[:, None] + outline[:, 0]
@@ -468,7 +485,10 @@ def draw_glasses(image: np.ndarray, frame: HeadFrame, zbuf: np.ndarray, rng: np.
     bridge[:, 1] += _ARCH * np.float32(iod * 0.05)
     bridge[:, 2] = np.maximum(bridge[:, 2], lm[27, 2] + iod * 0.03)
     bias = unit * 0.08
-    segments = _visible_segments(frame, [rims[0], rims[1], arms[0], arms[1], bridge], zbuf, bias)
+    lines = frame.to_image(np.concatenate([rims[0], rims[1], arms[0], arms[1], bridge]))
+    runs = np.empty((len(lines), 2), np.int64)
+    fixed = np.rint(lines[:, :2] * 16).astype(np.int32)
+    segments = [fixed[a:b + 1] for a, b in runs[:_visible_runs(lines, POLYLINE_ENDS, zbuf, np.float32(bias), runs)]]
     tint = np.float32(rng.uniform(0.05, 0.35)) * rng.uniform(0.7, 1.1, 3).astype(np.float32)
     tint_alpha = rng.uniform(0.6, 0.92) if rng.uniform() < tinted_p else 0.0
     sheen = tuple(rng.uniform((-1, 2, 0, 0.15), (1, 5, 6, 0.5))) if rng.uniform() < reflection_p else None
@@ -487,22 +507,39 @@ def _fill_lenses(image: np.ndarray, lenses: np.ndarray, zbuf: np.ndarray, bias: 
     x1, y1 = np.minimum(np.ceil(lenses[..., :2].reshape(-1, 2).max(axis=0)).astype(int) + 1, size)
     if x1 <= x0 or y1 <= y0:
         return
-    mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-    depth = zbuf[y0:y1, x0:x1]
-    for lens in lenses:
-        one = np.zeros_like(mask)
-        cv2.fillPoly(one, [np.rint((lens[:, :2] - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
-        mask += one * (depth > lens[:, 2].mean() - bias)
-    region = image[y0:y1, x0:x1]
-    if tint_alpha:
-        region += (mask * np.float32(tint_alpha))[..., None] * (tint - region)
-    if sheen is not None:
-        slope, freq, phase, strength = sheen
-        yy, xx = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
-        band = np.cos((xx * np.float32(slope) + yy) / np.float32(max(y1 - y0, 1)) * np.float32(freq) + np.float32(phase))
-        region += (np.maximum(band, 0) * mask * np.float32(strength))[..., None] * (np.float32(0.95) - region)
-    elif not tint_alpha:
-        region += mask[..., None] * np.float32(0.06) * (np.float32([0.8, 0.85, 0.9]) - region)
+    masks = np.zeros((2, y1 - y0, x1 - x0), np.float32)
+    for mask, lens in zip(masks, lenses):
+        cv2.fillPoly(mask, [np.rint((lens[:, :2] - [x0, y0]) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
+    _tint_lenses(image[y0:y1, x0:x1], masks, zbuf[y0:y1, x0:x1], lenses[:, :, 2].mean(axis=1) - bias, tint,
+                 np.float32(tint_alpha), np.float32(sheen or (0, 0, 0, 0)))
+
+
+@numba.njit(cache=True, fastmath=KEEP_INF)
+def _tint_lenses(region, masks, zbuf, depths, tint, tint_alpha, sheen):
+    """region <- the lenses over it, where each lens (coverage mask, depth) is nearer than zbuf:
+    towards ``tint`` by tint_alpha, then towards white along a diagonal band (sheen: slope,
+    frequency, phase, strength; strength 0 for none), or a faint grey-blue for clear glass."""
+    h, w = region.shape[0], region.shape[1]
+    slope, freq, phase, strength = sheen[0], sheen[1], sheen[2], sheen[3]
+    for y in range(h):
+        for x in range(w):
+            m = 0.0
+            for k in range(2):
+                if zbuf[y, x] > depths[k]:
+                    m += masks[k, y, x]
+            if m <= 0.0:
+                continue
+            m = min(m, 1.0)
+            for c in range(3):
+                v = region[y, x, c]
+                if tint_alpha > 0.0:
+                    v += m * tint_alpha * (tint[c] - v)
+                if strength > 0.0:
+                    band = max(np.cos((x * slope + y) / max(h, 1) * freq + phase), 0.0)
+                    v += band * m * strength * (0.95 - v)
+                elif tint_alpha == 0.0:
+                    v += m * 0.06 * (0.85 - v)
+                region[y, x, c] = v
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ class DegradationConfig:
 
     blur_p: float = 0.2                                  # Gaussian blur (soft focus, resampling)
     blur_sigma: tuple[float, float] = (0.3, 1.5)
-    noise_p: float = 0.2                                 # signal-independent Gaussian noise
+    noise_p: float = 0.1                                 # signal-independent Gaussian noise (sensor noise below)
     noise_sigma: tuple[float, float] = (0.005, 0.035)
     jpeg_p: float = 0.6
     jpeg_quality: tuple[int, int] = (30, 95)
