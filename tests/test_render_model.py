@@ -15,7 +15,7 @@ def test_render_mesh_extends_the_label_model(face_model):
     render = load_render_model(face_model)
     mesh = render.mesh
     assert render.path.name == V2_NAME and render.path.parent == resolve_face_model_path().parent
-    assert mesh.n_vertices == 25959 and len(mesh.triangles) == 50995 and render.n_label_vertices == 15363
+    assert mesh.n_vertices == 25959 and len(mesh.triangles) == 50995
     n = face_model.n_vertices
     np.testing.assert_array_equal(mesh.shape(np.ones(5))[:n], face_model.shape(np.ones(5)))
     regions = render.region_vertices
@@ -23,6 +23,13 @@ def test_render_mesh_extends_the_label_model(face_model):
     assert sum(len(v) for v in regions.values()) == mesh.n_vertices
     assert regions["head_neck"].min() >= n                     # appended after the label vertices
     assert mesh.extras["uv_triangles"].shape == (50995, 3)
+    drawn = render.drawn_triangles                               # all but the lower eyelash strips
+    lashes = mesh.region_mask("eyelashes_left", "eyelashes_right")[mesh.triangles].any(axis=1)
+    assert np.all(np.isin(np.flatnonzero(~lashes), drawn))
+    assert 0.3 < lashes[drawn].sum() / lashes.sum() < 0.7
+    kept = np.unique(mesh.triangles[drawn][lashes[drawn]])
+    eye_y = mesh.mean[regions["sclera_left"], 1].mean()
+    assert mesh.mean[np.intersect1d(kept, regions["eyelashes_left"]), 1].mean() > eye_y
 
 
 def test_missing_or_foreign_render_mesh_is_a_one_line_error(face_model, tmp_path):

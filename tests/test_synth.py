@@ -192,7 +192,8 @@ def _gbuffer(synth, exp: np.ndarray, angles: tuple[float, float, float], distanc
     visible, boxes, _, _ = synth.visible_surface(verts, cam)
     zbuf = np.full((size, size), np.inf, np.float32)
     tri_id = np.full((size, size), -1, np.int32)
-    rasterize_ids(verts, 1 / cam[:, 2], synth.triangles, visible, boxes, zbuf, tri_id, np.empty((size, size, 2), np.float32))
+    bary = np.empty((size, size, 2), np.float32)
+    rasterize_ids(verts, 1 / cam[:, 2], synth.triangles, visible, boxes, zbuf, tri_id, bary)
     region = np.asarray(mesh.region_names)[mesh.vertex_region[synth.triangles[:, 0]]]
     return tri_id, region, zbuf
 
@@ -227,10 +228,11 @@ def test_mouth_interior_window_keeps_every_pixel(synth):
                                   size, PoseConfig(), rng)
         verts, cam = camera.project(shape)
         ids = []
-        for visible, boxes, _, _ in (synth.visible_surface(verts, cam), visible_triangles(verts, synth.triangles, size, size)):
+        everything = visible_triangles(verts, synth.triangles, size, size)
+        for visible, boxes, _, _ in (synth.visible_surface(verts, cam), everything):
             tri_id = np.full((size, size), -1, np.int32)
-            rasterize_ids(verts, 1 / cam[:, 2], synth.triangles, visible, boxes, np.full((size, size), np.inf, np.float32),
-                          tri_id, np.empty((size, size, 2), np.float32))
+            zbuf, bary = np.full((size, size), np.inf, np.float32), np.empty((size, size, 2), np.float32)
+            rasterize_ids(verts, 1 / cam[:, 2], synth.triangles, visible, boxes, zbuf, tri_id, bary)
             ids.append(tri_id)
         np.testing.assert_array_equal(ids[0], ids[1])
 
@@ -335,6 +337,7 @@ def test_poses_and_expressions_cover_what_photos_show(face_model):
     exps = np.stack([sample_expression(rng, names) for _ in range(2000)])
     jaw, smile = exps[:, names.index("jawOpen")], exps[:, [names.index("mouthSmile_L"), names.index("mouthSmile_R")]]
     blink = exps[:, [names.index("eyeBlink_L"), names.index("eyeBlink_R")]]
-    assert (jaw > 0.5).mean() > 0.1 and (smile.max(axis=1) > 0.3).mean() > 0.25 and (blink.max(axis=1) > 0.5).mean() > 0.05
+    assert (jaw > 0.5).mean() > 0.1 and (smile.max(axis=1) > 0.3).mean() > 0.25
+    assert (blink.max(axis=1) > 0.5).mean() > 0.05
     one_sided = (smile.max(axis=1) > 0.3) & (smile.min(axis=1) < 0.3 * smile.max(axis=1))
     assert one_sided.mean() > 0.03                                     # winks and half smiles

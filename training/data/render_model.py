@@ -27,7 +27,6 @@ class RenderModel:
 
     mesh: MorphableModel
     path: Path
-    n_label_vertices: int      # the first vertices, shared with the label model
 
     @cached_property
     def region_vertices(self) -> dict[str, np.ndarray]:
@@ -76,4 +75,4 @@ def load_render_model(labels: MorphableModel, face_model: str | os.PathLike | No
     if not same:
         raise SiamfaceError(f"render mesh {path} does not extend the face model {labels.name} (its first "
                             f"{n} vertices, triangles or bases differ): use the {V2_NAME} of the same asset")
-    return RenderModel(mesh=mesh, path=path, n_label_vertices=n)
+    return RenderModel(mesh=mesh, path=path)

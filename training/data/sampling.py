@@ -151,7 +151,8 @@ class PinholeCamera:
         perspective projection ``projected[indices]`` (pixels, first two columns). Closed form: s and
         (tx, ty) of a linear fit; tz = 0, so its depth is s * (rotation @ X)_z as the crop
         convention has it."""
-        s, tx, ty = _scale_shift_fit(points, projected, np.asarray(indices, np.int64), self.rotation[:2].astype(np.float32))
+        rows = self.rotation[:2].astype(np.float32)
+        s, tx, ty = _scale_shift_fit(points, projected, np.asarray(indices, np.int64), rows)
         camera = np.zeros((3, 4), np.float32)
         camera[:, :3] = s * self.rotation
         camera[:2, 3] = tx, ty
