@@ -270,7 +270,7 @@ def test_cli_evaluates_a_bundle_on_a_pts_folder_both_ways(tiny_bundles, astronau
                             "--out", str(out), "--baseline", *extra], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         n = 1 if extra else 3
-        assert f"{n} faces" in r.stdout and crop in r.stdout and "never train or tune" in r.stdout
+        assert f": {n} face{'s' if n > 1 else ''}" in r.stdout and crop in r.stdout and "never train or tune" in r.stdout
         report = json.loads((out / "report.json").read_text())
         assert set(report) == {"int8-qat", "mean-face"}
         for result in report.values():
