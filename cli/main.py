@@ -32,7 +32,7 @@ def _register() -> None:
     from cli.data import data
     from cli.demo import demo
     from cli.edge import EDGE_COMMANDS
-    from cli.evaluate import compare, evaluate
+    from cli.evaluate import compare, evaluate, evaluate_fit
     from cli.export import export_cmd
     from cli.train import qat, train
 
@@ -43,6 +43,7 @@ def _register() -> None:
     main.add_command(calibrate)
     main.add_command(evaluate)
     main.add_command(compare)
+    main.add_command(evaluate_fit)
     main.add_command(demo)
     for command in EDGE_COMMANDS:
         main.add_command(command)
