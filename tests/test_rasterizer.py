@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.rasterizer import render, render_textured, vertex_normals, visible_triangles
+from training.data.rasterizer import render, render_textured, soften_silhouette, vertex_normals, visible_triangles
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.
 FRONT = np.array([[0, 1, 2]], np.int32)
@@ -136,3 +136,20 @@ def test_textured_colour_is_albedo_times_diffuse_plus_specular_strength_times_sp
     image, zbuf = _textured(uv, atlas, diffuse=0.5, specular=0.25)
     np.testing.assert_allclose(image[10, 10], [0.8 * 0.5 + 0.125, 0.4 * 0.5 + 0.125, 0.2 * 0.5 + 0.125], atol=1e-6)
     assert np.isinf(zbuf[40, 40]) and not image[40, 40].any()                   # outside: untouched
+
+
+def test_soften_silhouette_blurs_only_the_coverage_edge():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 1, (20, 20, 3)).astype(np.float32)
+    zbuf = np.full((20, 20), np.inf, np.float32)
+    zbuf[5:15, 6:12] = 1.0                                        # a drawn rectangle
+    soft = image.copy()
+    soften_silhouette(soft, zbuf)
+    changed = np.abs(soft - image).max(axis=-1) > 0
+    # The rows and columns on either side of the rectangle's outline, nothing else.
+    ring = np.zeros((20, 20), bool)
+    ring[4:16, 5:13] = True
+    ring[6:14, 7:11] = False
+    ring[4, 5] = ring[4, 12] = ring[15, 5] = ring[15, 12] = False  # corners outside: no covered 4-neighbour
+    np.testing.assert_array_equal(changed, ring)
+    np.testing.assert_allclose(soft[10, 6], image[9:12, 5:8].mean(axis=(0, 1)), atol=1e-6)

@@ -296,6 +296,30 @@ def shade_textured(tri_id: np.ndarray, bary: np.ndarray, tris: np.ndarray, uv: n
             pixels[3 * p + ch] = texel[ch] * light + texel[3] * shine
 
 
+def soften_silhouette(image: np.ndarray, zbuf: np.ndarray) -> None:
+    """Anti-alias the edge of what was drawn, in place: the pixels on either side of the coverage
+    boundary of ``zbuf`` (finite where drawn) become the mean of their 3 x 3 neighbourhood, a
+    one-pixel soft edge as a camera's lens and sensor give (one sample per pixel leaves stairs)."""
+    _soften(image, image.copy(), np.isfinite(zbuf))
+
+
+@numba.njit(cache=True, fastmath=True)
+def _soften(image, source, covered):
+    height, width = covered.shape
+    ninth = np.float32(1.0 / 9.0)
+    for y in range(1, height - 1):
+        for x in range(1, width - 1):
+            c = covered[y, x]
+            if c == covered[y - 1, x] and c == covered[y + 1, x] and c == covered[y, x - 1] and c == covered[y, x + 1]:
+                continue
+            for ch in range(3):
+                total = np.float32(0.0)
+                for dy in range(-1, 2):
+                    for dx in range(-1, 2):
+                        total += source[y + dy, x + dx, ch]
+                image[y, x, ch] = total * ninth
+
+
 def render_textured(verts: np.ndarray, w: np.ndarray, tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray,
                     uv: np.ndarray, uv_tris: np.ndarray, atlas: np.ndarray, diffuse: np.ndarray,
                     specular: np.ndarray, image: np.ndarray) -> np.ndarray:

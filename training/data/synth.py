@@ -29,7 +29,7 @@ from training.data.appearance import LightingConfig, Occlusion, sample_lighting,
 from edge_runtime.atomic import atomic_write_json
 from training.data.dataset import (FORMAT_VERSION, MANIFEST, SPLITS, Dataset,
                                    column_slices, label_columns, shard_is_complete, write_shard)
-from training.data.rasterizer import render_textured, restrict_to_window, visible_triangles
+from training.data.rasterizer import render_textured, restrict_to_window, soften_silhouette, visible_triangles
 from training.data.render_model import V2_NAME, RenderModel, load_render_model, render_model_path
 from training.data.sampling import (PoseConfig, sample_angles, sample_camera, sample_expression,
                                     sample_identity)
@@ -193,6 +193,7 @@ class FaceSynthesizer:
         atlas = vary_photo(look, rng)
         zbuf = render_textured(verts, cam[:, 2], self.triangles, visible, boxes, self.texture.uv, self.uv_triangles,
                                atlas, diffuse, specular, image)
+        soften_silhouette(image, zbuf)
         key = light.directions[np.argmax(light.colours.sum(axis=1))] if len(light.colours) else None
         draw_front(image, replace(ctx, zbuf=zbuf, light=key), scene, rng)
         return degrade(image, scene.degradation, rng)
