@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.rasterizer import render, render_textured, soften_silhouette, vertex_normals, visible_triangles
+from training.data.rasterizer import (drawn_vertices, rasterize_surface, render, render_textured, restrict_to_window,
+                                     soften_silhouette, vertex_normals, vertex_normals_where, visible_triangles)
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.
 FRONT = np.array([[0, 1, 2]], np.int32)
@@ -60,6 +61,51 @@ def test_visible_triangles_keep_front_faces_that_hold_a_pixel_centre():
     # Clipped to the image: a triangle sticking out keeps only the rows and columns inside.
     _, boxes, _, _ = visible_triangles(_tri(0.0, offset=-5.0), FRONT, 20, 20)
     np.testing.assert_array_equal(boxes, [[0, 13, 2, 18]])
+
+
+def _grid_mesh(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """A bumpy n x n vertex sheet over a 30-pixel image, front-facing (two triangles per cell)."""
+    ys, xs = np.mgrid[0:n, 0:n].astype(np.float32) * (28 / (n - 1)) + 1
+    z = np.sin(xs * 0.4) * np.cos(ys * 0.3) * 3
+    verts = np.column_stack([xs.ravel(), ys.ravel(), z.ravel()]).astype(np.float32)
+    i = np.arange(n * n).reshape(n, n)[:-1, :-1].ravel()
+    tris = np.concatenate([np.column_stack([i, i + n, i + 1]), np.column_stack([i + 1, i + n, i + n + 1])])
+    return verts, tris.astype(np.uint32)
+
+
+def test_normals_of_some_vertices_are_those_of_all():
+    verts, tris = _grid_mesh()
+    wanted = np.random.default_rng(0).uniform(size=len(verts)) < 0.3
+    some = vertex_normals_where(verts, tris, wanted)
+    np.testing.assert_array_equal(some[wanted], vertex_normals(verts, tris)[wanted])
+
+
+def test_drawn_vertices_are_the_corners_of_triangles_that_won_a_pixel():
+    verts, tris = _grid_mesh()
+    # A near triangle over part of the sheet hides what is under it.
+    verts = np.concatenate([verts, [[0, 0, -9], [0, 20, -9], [20, 0, -9]]]).astype(np.float32)
+    tris = np.concatenate([tris, [[len(verts) - 3, len(verts) - 2, len(verts) - 1]]]).astype(np.uint32)
+    visible, boxes, used, _ = visible_triangles(verts, tris, 30, 30)
+    _, tri_id, _ = rasterize_surface(verts, np.ones(len(verts), np.float32), tris, visible, boxes, 30, 30)
+    drawn = drawn_vertices(tri_id, tris, len(verts))
+    np.testing.assert_array_equal(np.flatnonzero(drawn), np.unique(tris[np.unique(tri_id[tri_id >= 0])]))
+    assert drawn[-3:].all() and drawn.sum() < used.sum()  # vertices under the near triangle need no light
+
+
+def test_window_clips_only_flagged_triangles():
+    verts, tris = _grid_mesh()
+    visible, boxes, _, _ = visible_triangles(verts, tris, 30, 30)
+    flagged = np.zeros(len(tris), bool)
+    flagged[::2] = True
+    visible, boxes = visible.copy(), boxes.copy()
+    before = dict(zip(visible.tolist(), boxes.tolist()))
+    n = restrict_to_window(visible, boxes, flagged, np.array([5, 10, 5, 10], np.int32))
+    for t, box in zip(visible[:n].tolist(), boxes[:n].tolist()):
+        if flagged[t]:
+            assert 5 <= box[0] <= box[1] <= 10 and 5 <= box[2] <= box[3] <= 10
+        else:
+            assert box == before[t]
+    assert {t for t in before if not flagged[t]} <= set(visible[:n].tolist())
 
 
 # A big front-facing triangle for the textured tests: corners at pixels (2, 2), (2, 40), (40, 2).

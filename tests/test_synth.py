@@ -59,7 +59,7 @@ def test_splits_are_disjoint_and_counted(small_dataset):
 
 def test_manifest_records_how_it_was_made(small_dataset, face_model):
     m = json.loads((small_dataset.root / "manifest.json").read_text())
-    assert m["generator"] == {"name": "siamface.synth", "version": 4} and m["seed"] == 0
+    assert m["generator"] == {"name": "siamface.synth", "version": 5} and m["seed"] == 0
     assert m["config"]["images_per_identity"] == 3 and m["config"]["pose"]["yaw_max_deg"] == 90
     assert m["config"]["scene"]["glasses_p"] > 0 and m["config"]["lighting"]["backlight_p"] > 0
     assert m["face_model"]["sha256"] == face_model.sha256
@@ -189,7 +189,7 @@ def _gbuffer(synth, exp: np.ndarray, angles: tuple[float, float, float], distanc
     centre = np.asarray(camera.centre) * zoom + size / 2 * (1 - zoom)
     camera = replace(camera, focal=camera.focal * zoom, centre=tuple(centre))
     verts, cam = camera.project(shape)
-    visible, boxes, _, _ = synth.visible_surface(verts, cam)
+    visible, boxes = synth.visible_surface(verts)
     zbuf = np.full((size, size), np.inf, np.float32)
     tri_id = np.full((size, size), -1, np.int32)
     bary = np.empty((size, size, 2), np.float32)
@@ -214,7 +214,7 @@ def test_open_mouth_shows_teeth_and_tongue(synth):
 
 def test_mouth_interior_window_keeps_every_pixel(synth):
     """visible_surface's restriction of the mouth's interior draws exactly what the full mesh does."""
-    from training.data.rasterizer import rasterize_ids, visible_triangles
+    from training.data.rasterizer import cull_triangles, rasterize_ids
     from training.data.sampling import PoseConfig, sample_camera
     from training.data.synth import add_modes
 
@@ -228,8 +228,8 @@ def test_mouth_interior_window_keeps_every_pixel(synth):
                                   size, PoseConfig(), rng)
         verts, cam = camera.project(shape)
         ids = []
-        everything = visible_triangles(verts, synth.triangles, size, size)
-        for visible, boxes, _, _ in (synth.visible_surface(verts, cam), everything):
+        everything = cull_triangles(verts, synth.triangles, size, size)
+        for visible, boxes in (synth.visible_surface(verts), everything):
             tri_id = np.full((size, size), -1, np.int32)
             zbuf, bary = np.full((size, size), np.inf, np.float32), np.empty((size, size, 2), np.float32)
             rasterize_ids(verts, 1 / cam[:, 2], synth.triangles, visible, boxes, zbuf, tri_id, bary)

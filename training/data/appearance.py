@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from edge_runtime.morphable_model import MorphableModel
-from training.data.rasterizer import rasterize_ids, vertex_normals, visible_triangles
+from training.data.rasterizer import cull_triangles, rasterize_ids, vertex_normals
 
 N_DIRECTIONS = 64          # sky directions of the visibility precomputation
 OCCLUSION_GRID = 128       # depth-map pixels across the head, per direction (about 3 mm each)
@@ -182,7 +182,7 @@ def _visibility(verts: np.ndarray, normals: np.ndarray, tris: np.ndarray, direct
         axes = tuple(a.astype(np.float32) for a in (e1, e2, d))
         _light_view(rel, *axes, px_per_cm, np.float32(grid / 2), view)
         _light_view(probe, *axes, px_per_cm, np.float32(grid / 2), probe_view)
-        visible, boxes, _, _ = visible_triangles(view, tris, grid, grid)
+        visible, boxes = cull_triangles(view, tris, grid, grid)
         zbuf.fill(np.inf)
         rasterize_ids(view, ones, tris, visible, boxes, zbuf, tri_id, bary)
         _lit_from(probe_view, zbuf, np.float32(SHADOW_BIAS_CM), out[j])

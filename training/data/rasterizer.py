@@ -4,13 +4,15 @@ Vertices are in image space (x right, y down, pixel centres at integers, smaller
 Triangles are counter-clockwise seen from outside in model space; in image space (y flipped)
 a front face therefore has a negative signed area, and faces with area >= 0 are culled.
 
-Rendering starts with one pass over the mesh: ``visible_triangles`` culls back faces and triangles
+Rendering starts with one pass over the mesh: ``cull_triangles`` culls back faces and triangles
 whose bounding box holds no pixel centre of the image (on a 120-pixel face crop most of the mesh's
-sub-pixel triangles), recording the pixel box of each survivor and, in the same pass, the vertex
-normals. Shading in between needs only the vertices the survivors use. Then ``rasterize`` fills
-the survivors with interpolated vertex colours, or, for textured meshes, ``rasterize_ids`` finds
-the nearest triangle and its perspective-correct barycentrics per pixel and ``shade_textured``
-samples the texture atlas once per covered pixel (``render_textured`` runs all three).
+sub-pixel triangles), recording the pixel box of each survivor (``visible_triangles`` adds vertex
+normals). Then ``rasterize`` fills the survivors with interpolated vertex colours, or, for
+textured meshes, ``rasterize_ids`` finds the nearest triangle and its perspective-correct
+barycentrics per pixel and ``shade_textured`` samples the texture atlas once per covered pixel
+(``render_textured`` runs both). Deferred, light is needed only at the corners of the triangles
+that won a pixel (``drawn_vertices``, about half of those the survivors use), and their normals
+only (``vertex_normals_where``).
 """
 from __future__ import annotations
 
@@ -58,13 +60,27 @@ def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, fastmath=True)
-def _cull(verts, space, tris, height, width, visible, boxes, used, normals):
-    """The one pass over all triangles (see ``visible_triangles``); returns how many survive."""
+def vertex_normals_where(verts: np.ndarray, tris: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``vertex_normals`` of the ``wanted`` (V,) bool vertices (other rows are partial: unused):
+    the face normals of the triangles that touch one, added in mesh order as ``vertex_normals``
+    adds them, so those rows are the same numbers. A render needs the normals of the vertices it
+    draws, a fifth of a head's."""
+    normals = np.zeros_like(verts)
+    for t in range(tris.shape[0]):
+        a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
+        if wanted[a] or wanted[b] or wanted[c]:
+            _add_face_normal(verts, normals, a, b, c)
+    _normalize_rows(normals)
+    return normals
+
+
+@numba.njit(cache=True, fastmath=True)
+def _cull(verts, tris, height, width, visible, boxes):
+    """The one pass over all triangles (see ``cull_triangles``); returns how many survive."""
     n = 0
     xmax_px, ymax_px = np.float32(width - 1), np.float32(height - 1)
     for t in range(tris.shape[0]):
         a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
-        _add_face_normal(space, normals, a, b, c)
         x0, y0, x1, y1, x2, y2 = verts[a, 0], verts[a, 1], verts[b, 0], verts[b, 1], verts[c, 0], verts[c, 1]
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
         xlo = max(np.ceil(min(x0, min(x1, x2))), np.float32(0.0))
@@ -75,41 +91,39 @@ def _cull(verts, space, tris, height, width, visible, boxes, used, normals):
         visible[n] = t
         boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = int(xlo), int(xhi), int(ylo), int(yhi)
         n += (area < 0.0) & (xlo <= xhi) & (ylo <= yhi)
-    for k in range(n):
-        for j in range(3):
-            used[tris[visible[k], j]] = True
-    _normalize_rows(normals)
     return n
+
+
+def cull_triangles(verts: np.ndarray, tris: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Front-facing triangles with a pixel centre inside an (height, width) image, in mesh order:
+    (indices (n,) int32, pixel boxes (n, 4) int32 as x0, x1, y0, y1 inclusive), from one pass over
+    the image-space x and y of ``verts`` and ``tris`` (uint32 spares a copy)."""
+    verts = np.ascontiguousarray(verts, np.float32)
+    tris = np.ascontiguousarray(tris, np.uint32)  # unsigned: numba skips negative-index handling
+    visible = np.empty(len(tris), np.int32)
+    boxes = np.empty((len(tris), 4), np.int32)
+    n = _cull(verts, tris, height, width, visible, boxes)
+    return visible[:n], boxes[:n]
 
 
 def visible_triangles(verts: np.ndarray, tris: np.ndarray, height: int, width: int,
                       normal_space: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Front-facing triangles with a pixel centre inside an (height, width) image, in mesh order.
-
-    Returns (indices (n,), pixel boxes (n, 4) as x0, x1, y0, y1 inclusive, vertex mask (V,) of the
-    vertices they use, unit vertex normals (V, 3) of the whole mesh), all from one pass. Normals
-    are those of ``normal_space`` (V, 3) when given: a perspective render passes camera-space
-    vertices, as projected ones would bend the normals.
-    """
-    verts = np.ascontiguousarray(verts, np.float32)
-    space = verts if normal_space is None else np.ascontiguousarray(normal_space, np.float32)
-    tris = np.ascontiguousarray(tris, np.uint32)  # unsigned: numba skips negative-index handling
-    visible = np.empty(len(tris), np.int32)
-    boxes = np.empty((len(tris), 4), np.int32)
+    """``cull_triangles`` plus the vertex mask (V,) of the vertices the survivors use and the unit
+    vertex normals (V, 3) of the whole mesh, those of ``normal_space`` (V, 3) when given: a
+    perspective render passes camera-space vertices, as projected ones would bend the normals."""
+    visible, boxes = cull_triangles(verts, tris, height, width)
     used = np.zeros(len(verts), np.bool_)
-    normals = np.zeros_like(verts)
-    n = _cull(verts, space, tris, height, width, visible, boxes, used, normals)
-    return visible[:n], boxes[:n], used, normals
+    used[np.asarray(tris)[visible]] = True
+    space = verts if normal_space is None else normal_space
+    return visible, boxes, used, vertex_normals(np.ascontiguousarray(space, np.float32),
+                                                np.ascontiguousarray(tris, np.uint32))
 
 
 @numba.njit(cache=True)
-def restrict_to_window(tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray, flagged: np.ndarray,
-                       window: np.ndarray, used: np.ndarray, flagged_vertices: np.ndarray) -> int:
+def restrict_to_window(visible: np.ndarray, boxes: np.ndarray, flagged: np.ndarray, window: np.ndarray) -> int:
     """Clip the pixel boxes of the visible triangles that are ``flagged`` (per mesh triangle) to
     ``window`` (x0, x1, y0, y1) and drop those left empty, compacting ``visible`` and ``boxes`` in
-    place; ``used`` is rebuilt for ``flagged_vertices`` (the vertices only flagged triangles use).
-    For surfaces seen only through an opening: same pixels, less work. Returns the new count."""
-    used[flagged_vertices] = False
+    place. For surfaces seen only through an opening: same pixels, less work. Returns the new count."""
     n = 0
     for k in range(visible.shape[0]):
         t = visible[k]
@@ -119,12 +133,28 @@ def restrict_to_window(tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray,
             y0, y1 = max(y0, window[2]), min(y1, window[3])
             if x0 > x1 or y0 > y1:
                 continue
-            for j in range(3):
-                used[tris[t, j]] = True
         visible[n] = t
         boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = x0, x1, y0, y1
         n += 1
     return n
+
+
+@numba.njit(cache=True)
+def drawn_vertices(tri_id: np.ndarray, tris: np.ndarray, n_vertices: int) -> np.ndarray:
+    """(V,) bool: the corners of the triangles that won a pixel in ``tri_id`` (-1: none), the only
+    vertices whose light a deferred render reads."""
+    drawn = np.zeros(n_vertices, np.bool_)
+    ids = tri_id.reshape(-1)
+    last = -1
+    for p in range(ids.shape[0]):
+        t = ids[p]
+        if t < 0 or t == last:
+            continue
+        last = t
+        drawn[tris[t, 0]] = True
+        drawn[tris[t, 1]] = True
+        drawn[tris[t, 2]] = True
+    return drawn
 
 
 # Fast math except the no-infinity and no-NaN assumptions: the z-buffer starts at +inf.
@@ -134,7 +164,7 @@ _FASTMATH_KEEP_INF = {"nsz", "arcp", "contract", "afn", "reassoc"}
 @numba.njit(cache=True, fastmath=_FASTMATH_KEEP_INF)
 def rasterize(verts: np.ndarray, colors: np.ndarray, tris: np.ndarray, visible: np.ndarray,
               boxes: np.ndarray, image: np.ndarray, zbuf: np.ndarray) -> int:
-    """Draw triangles ``tris[visible]`` (pixel boxes from ``visible_triangles``) into ``image``
+    """Draw triangles ``tris[visible]`` (pixel boxes from ``cull_triangles``) into ``image``
     (H, W, 3), C-contiguous, where nearer than ``zbuf`` (H, W).
 
     Colours (V, 3) are interpolated barycentrically; returns the number of pixels written.
@@ -188,7 +218,7 @@ def render(verts: np.ndarray, colours: np.ndarray, tris: np.ndarray, background:
     zbuf = np.full(image.shape[:2], np.inf, np.float32)
     verts = np.ascontiguousarray(verts, np.float32)
     tris = np.ascontiguousarray(tris, np.uint32)
-    visible, boxes, _, _ = visible_triangles(verts, tris, *image.shape[:2])
+    visible, boxes = cull_triangles(verts, tris, *image.shape[:2])
     rasterize(verts, np.ascontiguousarray(colours, np.float32), tris, visible, boxes, image, zbuf)
     return image, np.isfinite(zbuf)
 
@@ -320,21 +350,27 @@ def _soften(image, source, covered):
                 image[y, x, ch] = total * ninth
 
 
-def render_textured(verts: np.ndarray, w: np.ndarray, tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray,
-                    uv: np.ndarray, uv_tris: np.ndarray, atlas: np.ndarray, diffuse: np.ndarray,
-                    specular: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """Draw the textured, lit triangles ``tris[visible]`` (pixel boxes from ``visible_triangles``)
-    into ``image`` (H, W, 3) float32 in place; returns the z-buffer (H, W) float32, +inf where
-    nothing was drawn. ``w`` (V,) is each vertex's camera-space depth (ones for an affine render);
-    the other arguments are as ``rasterize_ids`` and ``shade_textured`` take them."""
-    height, width = image.shape[:2]
+def rasterize_surface(verts: np.ndarray, w: np.ndarray, tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray,
+                      height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``rasterize_ids`` into new buffers: (z-buffer (H, W) float32, +inf where nothing was drawn;
+    triangle ids (H, W) int32, -1 there; perspective-correct weights (H, W, 2) float32). ``w`` (V,)
+    is each vertex's camera-space depth (ones for an affine render)."""
     zbuf = np.full((height, width), np.inf, np.float32)
     tri_id = np.full((height, width), -1, np.int32)
     bary = np.empty((height, width, 2), np.float32)
-    tris = np.ascontiguousarray(tris, np.uint32)
-    rasterize_ids(np.ascontiguousarray(verts, np.float32), np.float32(1.0) / np.asarray(w, np.float32), tris,
-                  visible, boxes, zbuf, tri_id, bary)
-    shade_textured(tri_id, bary, tris, np.ascontiguousarray(uv, np.float32), np.ascontiguousarray(uv_tris, np.uint32),
-                   np.ascontiguousarray(atlas, np.float32), np.ascontiguousarray(diffuse, np.float32),
-                   np.ascontiguousarray(specular, np.float32), image)
+    rasterize_ids(np.ascontiguousarray(verts, np.float32), np.float32(1.0) / np.asarray(w, np.float32),
+                  np.ascontiguousarray(tris, np.uint32), visible, boxes, zbuf, tri_id, bary)
+    return zbuf, tri_id, bary
+
+
+def render_textured(verts: np.ndarray, w: np.ndarray, tris: np.ndarray, visible: np.ndarray, boxes: np.ndarray,
+                    uv: np.ndarray, uv_tris: np.ndarray, atlas: np.ndarray, diffuse: np.ndarray,
+                    specular: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Draw the textured, lit triangles ``tris[visible]`` (pixel boxes from ``cull_triangles``)
+    into ``image`` (H, W, 3) float32 in place; returns the z-buffer (``rasterize_surface``'s).
+    The other arguments are as ``rasterize_surface`` and ``shade_textured`` take them."""
+    zbuf, tri_id, bary = rasterize_surface(verts, w, tris, visible, boxes, *image.shape[:2])
+    shade_textured(tri_id, bary, np.ascontiguousarray(tris, np.uint32), np.ascontiguousarray(uv, np.float32),
+                   np.ascontiguousarray(uv_tris, np.uint32), np.ascontiguousarray(atlas, np.float32),
+                   np.ascontiguousarray(diffuse, np.float32), np.ascontiguousarray(specular, np.float32), image)
     return zbuf
