@@ -85,8 +85,8 @@ def unique_names(predictors: list[Predictor]) -> list[str]:
     return names if len(set(names)) == len(names) else [p.name for p in predictors]
 
 
-MEASURE_ONLY = ("real photos for measuring only: never train or tune on them (a figure tuned on an "
-                "evaluation set, let alone a 12-face dev set, means nothing)")
+MEASURE_ONLY = ("real photos for measuring only: never train or tune on them (a figure tuned on a "
+                "small evaluation set means nothing)")
 
 
 def describe_data(result: dict) -> str:
