@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.rasterizer import (drawn_vertices, rasterize_surface, render, render_textured, restrict_to_window,
+from training.data.rasterizer import (drawn_vertices, rasterize_surface, render, render_textured, restrict_to_windows,
                                      soften_silhouette, vertex_normals, vertex_normals_where, visible_triangles)
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.
@@ -92,20 +92,23 @@ def test_drawn_vertices_are_the_corners_of_triangles_that_won_a_pixel():
     assert drawn[-3:].all() and drawn.sum() < used.sum()  # vertices under the near triangle need no light
 
 
-def test_window_clips_only_flagged_triangles():
+def test_windows_clip_only_the_triangles_of_their_opening():
     verts, tris = _grid_mesh()
     visible, boxes, _, _ = visible_triangles(verts, tris, 30, 30)
-    flagged = np.zeros(len(tris), bool)
-    flagged[::2] = True
+    opening = np.full(len(tris), -1, np.int8)
+    opening[::3], opening[1::3] = 0, 1
+    windows = np.array([[5, 10, 5, 10], [20, 28, 0, 4]], np.int32)
     visible, boxes = visible.copy(), boxes.copy()
     before = dict(zip(visible.tolist(), boxes.tolist()))
-    n = restrict_to_window(visible, boxes, flagged, np.array([5, 10, 5, 10], np.int32))
+    n = restrict_to_windows(visible, boxes, opening, windows)
     for t, box in zip(visible[:n].tolist(), boxes[:n].tolist()):
-        if flagged[t]:
-            assert 5 <= box[0] <= box[1] <= 10 and 5 <= box[2] <= box[3] <= 10
-        else:
+        if opening[t] < 0:
             assert box == before[t]
-    assert {t for t in before if not flagged[t]} <= set(visible[:n].tolist())
+        else:
+            x0, x1, y0, y1 = windows[opening[t]]
+            assert x0 <= box[0] <= box[1] <= x1 and y0 <= box[2] <= box[3] <= y1
+    assert {t for t in before if opening[t] < 0} <= set(visible[:n].tolist())
+    assert {t for t in visible[:n].tolist() if opening[t] == 1}  # some reach the second window
 
 
 # A big front-facing triangle for the textured tests: corners at pixels (2, 2), (2, 40), (40, 2).

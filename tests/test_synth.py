@@ -212,29 +212,33 @@ def test_open_mouth_shows_teeth_and_tongue(synth):
     assert pixels(open_, "teeth", "gums_tongue", "mouth_socket") > 150
 
 
-def test_mouth_interior_window_keeps_every_pixel(synth):
-    """visible_surface's restriction of the mouth's interior draws exactly what the full mesh does."""
+def test_opening_windows_keep_every_pixel(synth):
+    """visible_surface's restriction of the mouth's and eyes' interiors to their openings draws
+    exactly what the full mesh does: open and closed mouths and eyes, profiles and close-ups."""
     from training.data.rasterizer import cull_triangles, rasterize_ids
     from training.data.sampling import PoseConfig, sample_camera
     from training.data.synth import add_modes
 
-    mesh, size = synth.render.mesh, synth.cfg.image_size
+    mesh, size, names = synth.render.mesh, synth.cfg.image_size, synth.model.exp_names
     rng = np.random.default_rng(3)
-    for k in range(4):
-        exp = np.zeros(len(synth.model.exp_names), np.float32)
-        exp[synth.model.exp_names.index("jawOpen")] = (0.0, 0.3, 0.7, 1.0)[k]
+    for k in range(8):
+        exp = np.zeros(len(names), np.float32)
+        exp[names.index("jawOpen")] = (0.0, 0.3, 0.7, 1.0)[k % 4]
+        for name in (("eyeWide_L", "eyeWide_R"), ("eyeBlink_L", "eyeBlink_R"))[k % 2]:
+            exp[names.index(name)] = rng.uniform(0.3, 1.0)
         shape = add_modes(mesh.shape(rng.standard_normal(40)), mesh.exp_basis, exp)
-        camera, _ = sample_camera(shape[synth.model.landmarks68], (rng.uniform(-1.4, 1.4), rng.uniform(-0.6, 0.6), 0.0),
-                                  size, PoseConfig(), rng)
+        yaw = (rng.uniform(-1.4, 1.4), 1.57, -1.57)[k % 3]
+        camera, _ = sample_camera(shape[synth.model.landmarks68], (yaw, rng.uniform(-0.6, 0.6), 0.0), size,
+                                  PoseConfig(distance_cm=(25.0, 60.0) if k < 4 else (25.0, 600.0)), rng)
         verts, cam = camera.project(shape)
         ids = []
-        everything = cull_triangles(verts, synth.triangles, size, size)
-        for visible, boxes in (synth.visible_surface(verts), everything):
+        for visible, boxes in (synth.visible_surface(verts), cull_triangles(verts, synth.triangles, size, size)):
             tri_id = np.full((size, size), -1, np.int32)
             zbuf, bary = np.full((size, size), np.inf, np.float32), np.empty((size, size, 2), np.float32)
             rasterize_ids(verts, 1 / cam[:, 2], synth.triangles, visible, boxes, zbuf, tri_id, bary)
             ids.append(tri_id)
         np.testing.assert_array_equal(ids[0], ids[1])
+    assert (synth.opening >= 0).mean() > 0.4  # mouths and eyes: much of the mesh
 
 
 def test_back_of_the_head_is_drawn_in_profile(synth):

@@ -120,17 +120,19 @@ def visible_triangles(verts: np.ndarray, tris: np.ndarray, height: int, width: i
 
 
 @numba.njit(cache=True)
-def restrict_to_window(visible: np.ndarray, boxes: np.ndarray, flagged: np.ndarray, window: np.ndarray) -> int:
-    """Clip the pixel boxes of the visible triangles that are ``flagged`` (per mesh triangle) to
-    ``window`` (x0, x1, y0, y1) and drop those left empty, compacting ``visible`` and ``boxes`` in
-    place. For surfaces seen only through an opening: same pixels, less work. Returns the new count."""
+def restrict_to_windows(visible: np.ndarray, boxes: np.ndarray, opening: np.ndarray, windows: np.ndarray) -> int:
+    """Clip the pixel boxes of the visible triangles seen through an opening (``opening`` per mesh
+    triangle: an index into ``windows`` (K, 4) as x0, x1, y0, y1, or -1 for none) to that window,
+    and drop those left empty, compacting ``visible`` and ``boxes`` in place. For surfaces seen
+    only through an opening (a mouth, an eye): same pixels, less work. Returns the new count."""
     n = 0
     for k in range(visible.shape[0]):
         t = visible[k]
         x0, x1, y0, y1 = boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]
-        if flagged[t]:
-            x0, x1 = max(x0, window[0]), min(x1, window[1])
-            y0, y1 = max(y0, window[2]), min(y1, window[3])
+        w = opening[t]
+        if w >= 0:
+            x0, x1 = max(x0, windows[w, 0]), min(x1, windows[w, 1])
+            y0, y1 = max(y0, windows[w, 2]), min(y1, windows[w, 3])
             if x0 > x1 or y0 > y1:
                 continue
         visible[n] = t
