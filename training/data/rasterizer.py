@@ -74,9 +74,6 @@ def vertex_normals_where(verts: np.ndarray, tris: np.ndarray, wanted: np.ndarray
     return normals
 
 
-_CULL_TOLERANCE = np.float32(1e-3)  # barycentric units (10 x EDGE_TOLERANCE, defined below)
-
-
 @numba.njit(cache=True, fastmath=True)
 def _cull(verts, tris, height, width, visible, boxes):
     """The one pass over all triangles (see ``cull_triangles``); returns how many survive."""
@@ -90,22 +87,15 @@ def _cull(verts, tris, height, width, visible, boxes):
         xhi = min(np.floor(max(x0, max(x1, x2))), xmax_px)
         ylo = max(np.ceil(min(y0, min(y1, y2))), np.float32(0.0))
         yhi = min(np.floor(max(y0, max(y1, y2))), ymax_px)
-        # A box of one pixel (a third of the survivors at 120 pixels) whose centre lies outside the
-        # triangle draws nothing: its edge functions there, relative to the pixel (small numbers),
-        # against a tolerance looser than rasterize_ids's so that no pixel it would draw is lost.
-        ax, ay, bx, by, cx, cy = x0 - xlo, y0 - ylo, x1 - xlo, y1 - ylo, x2 - xlo, y2 - ylo
-        slack = -area * _CULL_TOLERANCE + np.float32(1e-5)
-        inside = ((bx * cy - cx * by <= slack) & (cx * ay - ax * cy <= slack) & (ax * by - bx * ay <= slack))
         # Written unconditionally and kept only if the count moves on: no branch to mispredict.
         visible[n] = t
         boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = int(xlo), int(xhi), int(ylo), int(yhi)
-        n += (area < 0.0) & (xlo <= xhi) & (ylo <= yhi) & (inside | (xlo < xhi) | (ylo < yhi))
+        n += (area < 0.0) & (xlo <= xhi) & (ylo <= yhi)
     return n
 
 
 def cull_triangles(verts: np.ndarray, tris: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Front-facing triangles with a pixel centre inside an (height, width) image and within their
-    box (a box of one pixel whose centre the triangle misses is dropped), in mesh order:
+    """Front-facing triangles with a pixel centre inside an (height, width) image, in mesh order:
     (indices (n,) int32, pixel boxes (n, 4) int32 as x0, x1, y0, y1 inclusive), from one pass over
     the image-space x and y of ``verts`` and ``tris`` (uint32 spares a copy)."""
     verts = np.ascontiguousarray(verts, np.float32)
