@@ -345,3 +345,19 @@ def test_poses_and_expressions_cover_what_photos_show(face_model):
     assert (blink.max(axis=1) > 0.5).mean() > 0.05
     one_sided = (smile.max(axis=1) > 0.3) & (smile.min(axis=1) < 0.3 * smile.max(axis=1))
     assert one_sided.mean() > 0.03                                     # winks and half smiles
+
+
+def test_bench_finds_the_render_mesh_beside_a_given_face_model(tmp_path, monkeypatch):
+    """`data bench --face-model DIR/ict_face_model.npz` renders from DIR's version-2 file, not
+    from beside the default model (here pointed at a folder without one)."""
+    from edge_runtime.morphable_model import ENV_VAR, resolve_face_model_path
+    from training.data.bench import benchmark
+    from training.data.render_model import V2_NAME, render_model_path
+
+    source = resolve_face_model_path(None)
+    for name in (source.name, V2_NAME):
+        (tmp_path / name).symlink_to(source.with_name(name))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "elsewhere" / source.name))
+    lines = benchmark(images=10, workers=1, face_model=str(tmp_path / source.name))
+    assert render_model_path(tmp_path / source.name) == tmp_path / V2_NAME
+    assert "images/s" in lines[0] and "10 images to disk" in lines[1]
