@@ -268,19 +268,21 @@ def rasterize_ids(verts: np.ndarray, inv_w: np.ndarray, tris: np.ndarray, visibl
                 w0 = a0 * fx + r0
                 w1 = a1 * fx + r1
                 w2 = one - w0 - w1
+                # The tolerance closes the cracks rounding opens along edges that run exactly through
+                # pixel centres (both neighbours would miss them). Unlike rasterize, branches: skipping
+                # the division and the stores outside the triangle measured 17 % faster on heads.
+                if min(w0, min(w1, w2)) < -EDGE_TOLERANCE:
+                    continue
                 rcp = one / (q2 + w0 * dq0 + w1 * dq1)  # w at this pixel
                 p0, p1 = w0 * q0 * rcp, w1 * q1 * rcp
                 z = z2 + p0 * dz0 + p1 * dz1
                 p = py * width + px
-                old = depth[p]
-                # Branch-free, as in rasterize; the tolerance closes the cracks rounding opens along
-                # edges that run exactly through pixel centres (both neighbours would miss them).
-                hit = (min(w0, min(w1, w2)) >= -EDGE_TOLERANCE) & (z < old)
-                depth[p] = z if hit else old
-                ids[p] = t if hit else ids[p]
-                weights[2 * p] = p0 if hit else weights[2 * p]
-                weights[2 * p + 1] = p1 if hit else weights[2 * p + 1]
-                written += hit
+                if z < depth[p]:
+                    depth[p] = z
+                    ids[p] = t
+                    weights[2 * p] = p0
+                    weights[2 * p + 1] = p1
+                    written += 1
     return written
 
 
