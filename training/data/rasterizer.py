@@ -83,14 +83,17 @@ def _cull(verts, tris, height, width, visible, boxes):
         a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
         x0, y0, x1, y1, x2, y2 = verts[a, 0], verts[a, 1], verts[b, 0], verts[b, 1], verts[c, 0], verts[c, 1]
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if area >= 0.0:  # a back face: neighbours in mesh order mostly face alike, so this predicts well
+            continue
         xlo = max(np.ceil(min(x0, min(x1, x2))), np.float32(0.0))
         xhi = min(np.floor(max(x0, max(x1, x2))), xmax_px)
         ylo = max(np.ceil(min(y0, min(y1, y2))), np.float32(0.0))
         yhi = min(np.floor(max(y0, max(y1, y2))), ymax_px)
-        # Written unconditionally and kept only if the count moves on: no branch to mispredict.
+        # Written unconditionally and kept only if the count moves on: whether a box holds a pixel
+        # centre is as good as random for sub-pixel triangles, a branch on it would mispredict.
         visible[n] = t
         boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = int(xlo), int(xhi), int(ylo), int(yhi)
-        n += (area < 0.0) & (xlo <= xhi) & (ylo <= yhi)
+        n += (xlo <= xhi) & (ylo <= yhi)
     return n
 
 
