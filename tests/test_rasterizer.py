@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.rasterizer import (drawn_vertices, rasterize_surface, render, render_textured, restrict_to_windows,
+from training.data.rasterizer import (drawn_vertices, rasterize_surface, render, render_textured, restrict_to_openings,
                                      soften_silhouette, vertex_normals, vertex_normals_where, visible_triangles)
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.
@@ -92,15 +92,18 @@ def test_drawn_vertices_are_the_corners_of_triangles_that_won_a_pixel():
     assert drawn[-3:].all() and drawn.sum() < used.sum()  # vertices under the near triangle need no light
 
 
-def test_windows_clip_only_the_triangles_of_their_opening():
+def test_openings_clip_only_their_triangles_to_the_box_of_their_rim():
     verts, tris = _grid_mesh()
     visible, boxes, _, _ = visible_triangles(verts, tris, 30, 30)
     opening = np.full(len(tris), -1, np.int8)
     opening[::3], opening[1::3] = 0, 1
-    windows = np.array([[5, 10, 5, 10], [20, 28, 0, 4]], np.int32)
+    # Rims: opening 0 round x 5.5-10, y 5.5-9.7; opening 1 a single vertex at (25.5, 1.5).
+    verts = np.concatenate([verts, [[5.5, 5.5, 0], [10, 9.7, 0], [25.5, 1.5, 0]]]).astype(np.float32)
+    rims, rim_ends = np.array([len(verts) - 3, len(verts) - 2, len(verts) - 1]), np.array([2, 3])
+    windows = np.array([[4, 11, 4, 11], [24, 27, 0, 3]])  # floor / ceil, one pixel of margin
     visible, boxes = visible.copy(), boxes.copy()
     before = dict(zip(visible.tolist(), boxes.tolist()))
-    n = restrict_to_windows(visible, boxes, opening, windows)
+    n = restrict_to_openings(verts, visible, boxes, opening, rims, rim_ends, 1)
     for t, box in zip(visible[:n].tolist(), boxes[:n].tolist()):
         if opening[t] < 0:
             assert box == before[t]
@@ -108,7 +111,16 @@ def test_windows_clip_only_the_triangles_of_their_opening():
             x0, x1, y0, y1 = windows[opening[t]]
             assert x0 <= box[0] <= box[1] <= x1 and y0 <= box[2] <= box[3] <= y1
     assert {t for t in before if opening[t] < 0} <= set(visible[:n].tolist())
-    assert {t for t in visible[:n].tolist() if opening[t] == 1}  # some reach the second window
+    reached = {int(opening[t]) for t in visible[:n].tolist()}
+    assert {0, 1} <= reached
+    # Every clipped triangle keeps exactly its box's overlap with the window.
+    for t in before:
+        if opening[t] >= 0:
+            x0, x1, y0, y1 = windows[opening[t]]
+            b = before[t]
+            clipped = [max(b[0], x0), min(b[1], x1), max(b[2], y0), min(b[3], y1)]
+            empty = clipped[0] > clipped[1] or clipped[2] > clipped[3]
+            assert (t in set(visible[:n].tolist())) != empty
 
 
 # A big front-facing triangle for the textured tests: corners at pixels (2, 2), (2, 40), (40, 2).

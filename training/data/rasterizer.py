@@ -123,11 +123,26 @@ def visible_triangles(verts: np.ndarray, tris: np.ndarray, height: int, width: i
 
 
 @numba.njit(cache=True)
-def restrict_to_windows(visible: np.ndarray, boxes: np.ndarray, opening: np.ndarray, windows: np.ndarray) -> int:
-    """Clip the pixel boxes of the visible triangles seen through an opening (``opening`` per mesh
-    triangle: an index into ``windows`` (K, 4) as x0, x1, y0, y1, or -1 for none) to that window,
-    and drop those left empty, compacting ``visible`` and ``boxes`` in place. For surfaces seen
-    only through an opening (a mouth, an eye): same pixels, less work. Returns the new count."""
+def restrict_to_openings(verts: np.ndarray, visible: np.ndarray, boxes: np.ndarray, opening: np.ndarray,
+                         rims: np.ndarray, rim_ends: np.ndarray, margin: int) -> int:
+    """Clip the pixel boxes of the visible triangles seen through an opening to its window, and
+    drop those left empty, compacting ``visible`` and ``boxes`` in place. ``opening`` (per mesh
+    triangle) is the index k of an opening or -1 for none; opening k's rim is the vertices
+    ``rims[rim_ends[k - 1]:rim_ends[k]]`` (from 0 for k = 0), and its window the pixel box of their
+    image-space x, y in ``verts``, ``margin`` pixels wider. For surfaces seen only through an
+    opening (a mouth, an eye): same pixels, less work. Returns the new count."""
+    windows = np.empty((rim_ends.shape[0], 4), np.int32)
+    start = 0
+    for k in range(rim_ends.shape[0]):
+        x0 = x1 = verts[rims[start], 0]
+        y0 = y1 = verts[rims[start], 1]
+        for i in range(start + 1, rim_ends[k]):
+            v = rims[i]
+            x0, x1 = min(x0, verts[v, 0]), max(x1, verts[v, 0])
+            y0, y1 = min(y0, verts[v, 1]), max(y1, verts[v, 1])
+        windows[k, 0], windows[k, 1] = int(np.floor(x0)) - margin, int(np.ceil(x1)) + margin
+        windows[k, 2], windows[k, 3] = int(np.floor(y0)) - margin, int(np.ceil(y1)) + margin
+        start = rim_ends[k]
     n = 0
     for k in range(visible.shape[0]):
         t = visible[k]

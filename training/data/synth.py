@@ -29,7 +29,7 @@ from training.data.appearance import LightingConfig, Occlusion, sample_lighting,
 from edge_runtime.atomic import atomic_write_json
 from training.data.dataset import (FORMAT_VERSION, MANIFEST, SPLITS, Dataset,
                                    column_slices, label_columns, shard_is_complete, write_shard)
-from training.data.rasterizer import (cull_triangles, drawn_vertices, rasterize_surface, restrict_to_windows,
+from training.data.rasterizer import (cull_triangles, drawn_vertices, rasterize_surface, restrict_to_openings,
                                      shade_textured, soften_silhouette, vertex_normals_where)
 from training.data.render_model import V2_NAME, RenderModel, load_render_model, render_model_path
 from training.data.sampling import (PoseConfig, sample_angles, sample_camera, sample_expression,
@@ -151,14 +151,15 @@ class FaceSynthesizer:
         self.skin = mesh.region_mask("face", "head_neck")  # what auto-exposure meters
         # Openings: the mouth's interior behind the lips, each eye (socket, sclera, iris) behind its lids.
         self.opening = np.full(len(self.triangles), -1, np.int8)     # per drawn triangle: which, or -1
-        self.rims = []                                               # face vertices round each opening
+        rims = []                                                    # face vertices round each opening
         for k, (inside, socket) in enumerate([(("mouth_socket", "gums_tongue", "teeth"), "mouth_socket")] + [
                 ((f"eye_socket_{side}", f"sclera_{side}", f"iris_{side}"), f"eye_socket_{side}")
                 for side in ("left", "right")]):
             interior = mesh.region_mask(*inside)
             self.opening[interior[self.triangles].any(axis=1)] = k
             rim = np.unique(mesh.triangles[mesh.region_mask(socket)[mesh.triangles].any(axis=1)])
-            self.rims.append(rim[~interior[rim]])
+            rims.append(rim[~interior[rim]])
+        self.rims, self.rim_ends = np.concatenate(rims), np.cumsum([len(r) for r in rims])
 
     def render_identity(self, split: str, identity: int) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, S, S, 3) uint8 and label records (n, D) of one identity of a split.
@@ -233,12 +234,7 @@ class FaceSynthesizer:
         sliver. Same pixels, less work."""
         size = self.cfg.image_size
         visible, boxes = cull_triangles(verts, self.triangles, size, size)
-        windows = np.empty((len(self.rims), 4), np.int32)
-        for k, rim in enumerate(self.rims):
-            xy = verts[rim, :2]
-            lo, hi = np.floor(xy.min(axis=0)) - OPENING_MARGIN_PX, np.ceil(xy.max(axis=0)) + OPENING_MARGIN_PX
-            windows[k] = lo[0], hi[0], lo[1], hi[1]
-        n = restrict_to_windows(visible, boxes, self.opening, windows)
+        n = restrict_to_openings(verts, visible, boxes, self.opening, self.rims, self.rim_ends, OPENING_MARGIN_PX)
         return visible[:n], boxes[:n]
 
     def render_shard(self, task: ShardTask) -> tuple[np.ndarray, np.ndarray]:
