@@ -230,8 +230,8 @@ class FaceSynthesizer:
         """``cull_triangles`` of the drawn mesh (image-space ``verts``), where what lies inside the
         mouth (socket, gums, tongue, teeth: a quarter of the front-facing triangles) and the eyes
         (sockets, eyeballs: a sixth) is kept only within the box of the projected rim of its
-        opening (the inner lips, the lids): it shows only through it, and a closed mouth leaves a
-        sliver. Same pixels, less work."""
+        opening (the inner lips, the lids), OPENING_MARGIN_PX wider: it shows only through it, and
+        a closed mouth leaves a sliver. Same pixels, less work."""
         size = self.cfg.image_size
         visible, boxes = cull_triangles(verts, self.triangles, size, size)
         n = restrict_to_openings(verts, visible, boxes, self.opening, self.rims, self.rim_ends, OPENING_MARGIN_PX)
