@@ -61,6 +61,26 @@ def npy_header_size(path: str | os.PathLike) -> int:
         return f.tell()
 
 
+def start_output(out: Path, config_file: str, settings: dict, remedy: str) -> None:
+    """Begin or resume writing a dataset into ``out``: refuse to mix shards made with other
+    settings (one line naming the keys that differ and ``remedy``), record the settings, and
+    clear the temp files a killed run left behind."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / config_file
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if before != settings:
+            keys = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+            raise SiamfaceError(f"{out} holds a dataset started with a different config ({', '.join(keys)} "
+                                f"differ from {path}): {remedy}")
+    else:
+        atomic_write_json(path, settings)
+    for split in SPLITS:
+        (out / split).mkdir(exist_ok=True)
+        for tmp in (out / split).glob(".*.tmp"):
+            tmp.unlink()
+
+
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     """Never a half-written shard: temp file, then rename."""
     with atomic_write(path) as f:

@@ -39,7 +39,7 @@ from edge_runtime.provenance import package_versions, utc_now
 from edge_runtime.reconstructor import Reconstructor, refined_crop
 from training.config_io import config_to_dict
 from training.data.dataset import (LABELS_IDENTITY_ONLY, MANIFEST, SPLITS, Dataset, column_slices, label_columns,
-                                   manifest_header, shard_is_complete, write_shard)
+                                   manifest_header, shard_is_complete, start_output, write_shard)
 from training.data.real_formats import IMAGE_SUFFIXES, image_files
 
 GENERATOR = "siamface.import"
@@ -267,24 +267,6 @@ def _run_task(task: ShardTask) -> ShardTask:
 # -- the whole import ----------------------------------------------------------------------------
 
 
-def _start(out: Path, settings: dict) -> None:
-    """Refuse to mix shards made with other settings; clear temp files a kill left behind."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / CONFIG_FILE
-    if path.is_file():
-        before = json.loads(path.read_text())
-        if before != settings:
-            keys = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-            raise SiamfaceError(f"{out} holds an import made with other settings ({', '.join(keys)} differ from "
-                                f"{path}): rerun with those, or delete the folder, or choose another --out")
-    else:
-        atomic_write_json(path, settings)
-    for split in SPLITS:
-        (out / split).mkdir(exist_ok=True)
-        for tmp in (out / split).glob(".*.tmp"):
-            tmp.unlink()
-
-
 def import_people(root: str | os.PathLike, out: str | os.PathLike, cfg: ImportConfig = ImportConfig(),
                   bundle: str | os.PathLike | None = None, face_model: str | None = None, workers: int = 0,
                   progress: bool = True) -> Dataset:
@@ -299,7 +281,7 @@ def import_people(root: str | os.PathLike, out: str | os.PathLike, cfg: ImportCo
     settings = {"import": config_to_dict(cfg), "source": str(root), "face_model_sha256": model.sha256,
                 "refine_model_sha256": crop.get("model_bundle", {}).get("model_sha256"),
                 "generator_version": GENERATOR_VERSION}
-    _start(out, settings)
+    start_output(out, CONFIG_FILE, settings, "rerun with those settings, or delete the folder, or choose another --out")
     plan(out, root, names, cfg)
     tasks = [ShardTask(split, i, len(read_plan(out / split, i))) for split in SPLITS for i in range(plans(out / split))]
     todo = [t for t in tasks if read_done(out / t.split, t.index) is None]

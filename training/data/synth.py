@@ -20,14 +20,13 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import MorphableModel, file_sha256, load_face_model, resolve_face_model_path
 from edge_runtime.params import ParamLayout, Whitening
 from edge_runtime.provenance import package_versions, utc_now
 from training.config_io import config_to_dict
 from training.data.appearance import LightingConfig, Occlusion, sample_lighting, shade
 from edge_runtime.atomic import atomic_write_json
-from training.data.dataset import (FORMAT_VERSION, MANIFEST, SPLITS, Dataset,
+from training.data.dataset import (FORMAT_VERSION, MANIFEST, SPLITS, Dataset, start_output,
                                    column_slices, label_columns, shard_is_complete, write_shard)
 from training.data.rasterizer import (cull_triangles, drawn_vertices, rasterize_surface, restrict_to_openings,
                                      shade_textured, soften_silhouette, vertex_normals_where)
@@ -283,26 +282,6 @@ def plan_shards(cfg: SynthConfig) -> list[ShardTask]:
     return tasks
 
 
-def _check_resume(out: Path, cfg_dict: dict, overwrite: bool) -> None:
-    """Refuse to mix shards made with another config; clear stray temp files."""
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / CONFIG_FILE
-    if cfg_path.exists():
-        import json
-
-        if json.loads(cfg_path.read_text()) != cfg_dict:
-            raise SiamfaceError(f"{out} holds a dataset started with a different config ({cfg_path}): "
-                                f"pass --overwrite or delete the folder to replace it, or choose another --out")
-    else:
-        atomic_write_json(cfg_path, cfg_dict)
-    for split in SPLITS:
-        (out / split).mkdir(exist_ok=True)
-        for tmp in (out / split).glob(".*.tmp"):
-            tmp.unlink()
-
-
 def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None = None,
                workers: int = 0, overwrite: bool = False, progress: bool = True) -> Dataset:
     """Render (or finish rendering) a dataset into ``out`` and write its manifest."""
@@ -313,7 +292,10 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None 
     render_sha256 = file_sha256(render_model_path(model_path))  # images come from it: part of what resumes
     cfg_dict = {"synth": config_to_dict(cfg), "face_model_sha256": model.sha256, "render_model_sha256": render_sha256,
                 "generator_version": GENERATOR_VERSION}
-    _check_resume(out, cfg_dict, overwrite)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    start_output(out, CONFIG_FILE, cfg_dict,
+                 "pass --overwrite or delete the folder to replace it, or choose another --out")
     tasks = plan_shards(cfg)
     counts = {t: (t.stop - t.first) * cfg.images(t.split) for t in tasks}
     todo = [t for t in tasks if not shard_is_complete(out / t.split, t.index, counts[t])]
