@@ -166,6 +166,18 @@ def test_outputs_stay_float32_under_mixed_precision(images):
     np.testing.assert_allclose(np.linalg.norm(out["embedding_a"], axis=1), 1.0, atol=1e-5)
 
 
+def test_batch_model_outputs_stay_float32_under_mixed_precision(images):
+    """The GPU config's path: P x K slices, branch, mixed_float16."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        encoder = build_encoder(EncoderConfig(dropout=0.0, embedding_from_stage=4))
+        out = build_batch_model(encoder, slices=2)({"image": np.concatenate(images)}, training=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert encoder.get_layer("emb0_0_expand_conv").compute_dtype == "float16"
+    assert {v.dtype for v in out.values()} == {tf.float32} and out["embedding"].shape == (4, 128)
+
+
 # --- embedding branch ---------------------------------------------------------------------------
 
 ALLOWED = (keras.layers.InputLayer, keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization,
@@ -202,14 +214,20 @@ def test_embedding_branch_does_not_read_the_later_stages(images):
     np.testing.assert_allclose(after[1], before[1], atol=1e-6)
 
 
-def test_batch_model_normalises_and_shares_the_encoder(images):
+def test_batch_model_runs_photo_slices_separately(images):
+    """Two slices: each half of the batch gets its own batch-norm statistics, as each side of a pair does."""
     encoder = build_encoder(EncoderConfig(embedding_from_stage=4, dropout=0.0))
-    model = build_batch_model(encoder)
-    out = model({"image": images[0]}, training=True)
-    params, raw = encoder(images[0], training=True)
+    batch = np.concatenate(images)                                   # 4 images: 2 slices of 2
+    out = build_batch_model(encoder, slices=2)({"image": batch}, training=True)
+    halves = [encoder(half, training=True) for half in images]
+    params, raw = np.concatenate([h[0] for h in halves]), np.concatenate([h[1] for h in halves])
     np.testing.assert_allclose(out["params"], params, atol=1e-5)
     np.testing.assert_allclose(out["embedding"], raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-5)
+    assert np.abs(encoder(batch, training=True)[0] - params).max() > 1e-3  # one pass would pool all four
+    model = build_batch_model(encoder)
     assert {id(v) for v in model.weights} == {id(v) for v in encoder.weights}
+    np.testing.assert_allclose(model({"image": batch}, training=False)["params"], encoder(batch, training=False)[0],
+                               atol=1e-5)
 
 
 def test_embedding_branch_quantizes_and_converts_to_int8():

@@ -50,7 +50,9 @@ def test_needs_two_identities():
 # --- P x K batches ------------------------------------------------------------------------------
 
 def _batches(sampler: PKSampler, epoch: int = 0) -> np.ndarray:
-    return sampler.epoch(epoch).reshape(sampler.steps_per_epoch, sampler.n_identities, sampler.n_images)
+    """(steps, P, K) from the photo-major (steps, K, P) stream."""
+    steps, p, k = sampler.steps_per_epoch, sampler.n_identities, sampler.n_images
+    return sampler.epoch(epoch).reshape(steps, k, p).transpose(0, 2, 1)
 
 
 def test_pk_batches_hold_p_distinct_identities_with_k_distinct_photos():
@@ -63,6 +65,9 @@ def test_pk_batches_hold_p_distinct_identities_with_k_distinct_photos():
     assert all(len(np.unique(b[:, 0])) == 16 for b in people)     # P different people per batch
     assert len(np.unique(people[..., 0])) == 48                   # nobody twice in an epoch
     assert all(len(np.unique(row)) == 4 for b in batches for row in b)  # K different photos
+    first = sampler.epoch(0)[:64]                                  # photo-major: P people, then P again
+    np.testing.assert_array_equal(ids[first[:16]], ids[first[16:32]])
+    assert len(np.unique(ids[first[:16]])) == 16
 
 
 def test_pk_sampler_is_deterministic_per_seed_and_epoch():

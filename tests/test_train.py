@@ -19,7 +19,8 @@ from training.data.dataset import Dataset
 from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
 from training.pairs import PairSampler, PKSampler
 from training.pipeline import PairBatches, PKBatches
-from training.train import LossConfig, TrainConfig, TrainingLosses, make_train_step, train
+from training.train import (CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainConfig, TrainingLosses,
+                            make_train_step, train)
 
 TINY = EncoderConfig(width=0.35, last_channels=256, embedding_dim=32, dropout=0.0)
 
@@ -96,7 +97,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "run"
     train(_cfg(tiny_data, steps=6), out, progress=False)
     saved = json.loads((out / "train_config.json").read_text())   # a run saved before the P x K keys existed
-    for key in ("sampler", "pk_images", "pk_identities"):
+    for key in ("sampler", "pk_images", "pk_identities", "pose_preference"):
         del saved[key]
     del saved["loss"]["classifier"], saved["encoder"]["embedding_from_stage"]
     (out / "train_config.json").write_text(json.dumps(saved))
@@ -149,14 +150,14 @@ def _pk_setup(data, loss_cfg: LossConfig = PK_LOSS, seed: int = 0):
     encoder = build_encoder(EncoderConfig(**{**BRANCH.__dict__, "n_params": ds.layout.size, "input_size": 64}))
     loss_fn = TrainingLosses(loss_cfg, load_face_model(), ds.layout, ds.whitening, batches.n_classes,
                              BRANCH.embedding_dim)
-    return batch, encoder, build_batch_model(encoder), loss_fn
+    return batch, encoder, build_batch_model(encoder, slices=2), loss_fn
 
 
 def test_pk_steps_lower_the_loss(tiny_data):
     batch, _, model, loss_fn = _pk_setup(tiny_data)
     assert batch["image"].shape == (8, 64, 64, 3) and batch["params"].shape == (8, 85)
     classes = batch["class"].numpy()
-    assert np.all(classes[::2] == classes[1::2]) and len(set(classes)) == 4    # 4 people x 2 photos
+    assert np.all(classes[:4] == classes[4:]) and len(set(classes)) == 4       # 4 people, then their 2nd photos
     trainables = model.trainable_variables + loss_fn.margin_head.trainable_variables
     step = make_train_step(model, loss_fn.batch, tf_keras.optimizers.Adam(1e-3), trainables,
                            tf.distribute.get_strategy(), _cfg(tiny_data, sampler="pk"))
@@ -240,3 +241,16 @@ def test_pk_training_with_a_branch_on_mixed_datasets(tiny_data, identity_only_da
     assert encoder.output_names == ["params", "embedding"] and encoder.output_shape == [(None, 85), (None, 32)]
     assert meta["config"]["sampler"] == "pk" and meta["training_data"]["identities"] == 12
     assert meta["config"]["encoder"]["embedding_from_stage"] == 4
+
+
+@pytest.mark.parametrize("name", ["train-small", "train-long", "train-gpu"])
+def test_shipped_configs_load_and_fit_their_batches(name):
+    from pathlib import Path
+
+    from training.config_io import load_config
+
+    cfg = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    assert cfg.sampler in ("pairs", "pk") and cfg.steps > 0
+    assert cfg.loss.identity in IDENTITY_LOSSES and cfg.loss.classifier in CLASSIFIERS
+    if cfg.sampler == "pk" and not cfg.pk_identities:
+        assert (2 * cfg.batch_size) % cfg.pk_images == 0

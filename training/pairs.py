@@ -95,6 +95,9 @@ class PKSampler:
     first uniformly, each next one with weight (|yaw gap to those chosen| + 10)^pose_preference.
     An identity with fewer than K photos repeats its photos (in shuffled order) to fill K
     slots; augmentation makes the repeats differ photometrically only.
+
+    A batch is photo-major: the first photo of each of the P identities, then the second, ...
+    so the model can run it as K slices of P different people (``build_batch_model``).
     """
 
     identities: np.ndarray       # (N,) int identity per image
@@ -130,10 +133,11 @@ class PKSampler:
         return int((self._groups.counts[self._eligible] < self.n_images).sum())
 
     def epoch(self, epoch: int) -> np.ndarray:
-        """(steps_per_epoch * P * K,) image indices; batch after batch, each identity's K in a row."""
+        """(steps_per_epoch * K * P,) image indices; batch after batch, each photo-major (K x P)."""
         rng = np.random.default_rng([self.seed, epoch, 1])
         groups = rng.permutation(self._eligible)[: self.steps_per_epoch * self.n_identities]
-        return np.concatenate([self._pick(g, rng) for g in groups])
+        picks = np.stack([self._pick(g, rng) for g in groups])         # (steps * P, K)
+        return picks.reshape(self.steps_per_epoch, self.n_identities, self.n_images).transpose(0, 2, 1).ravel()
 
     def _pick(self, group: int, rng: np.random.Generator) -> np.ndarray:
         members = rng.permutation(self._groups.members(group))

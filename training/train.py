@@ -72,7 +72,7 @@ class TrainConfig:
     data: list[str] = field(default_factory=lambda: ["runs/data"])
     val_data: str = ""                # default: the val split of the first dataset
     steps: int = 3000
-    batch_size: int = 32              # pairs per step (2 x batch_size images)
+    batch_size: int = 32              # pairs per step: 2 x batch_size images (pk: P x K of them)
     sampler: str = "pairs"            # "pairs" (the paper's Siamese pairs) or "pk" (P identities x K photos)
     pk_images: int = 4                # K
     pk_identities: int = 0            # P; 0: 2 * batch_size / K, the pair sampler's images per step
@@ -80,6 +80,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     p_same: float = 0.4
+    pose_preference: float = 1.0      # samplers: weight (|yaw gap| + 10)^this when picking a person's photos
     seed: int = 0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -305,7 +306,8 @@ def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening) -> Pa
     """The configured sampler's pipeline over the training split."""
     yaw = split.pose_deg[:, 0]
     if cfg.sampler == "pairs":
-        return PairBatches(split, whitening, PairSampler(split.identity, yaw, cfg.p_same, cfg.seed), cfg.batch_size)
+        sampler = PairSampler(split.identity, yaw, cfg.p_same, cfg.seed, cfg.pose_preference)
+        return PairBatches(split, whitening, sampler, cfg.batch_size)
     if cfg.sampler != "pk":
         raise SiamfaceError(f"sampler must be pairs or pk, not {cfg.sampler!r}")
     n_identities = cfg.pk_identities
@@ -314,7 +316,16 @@ def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening) -> Pa
             raise SiamfaceError(f"pk_images={cfg.pk_images} does not divide the {2 * cfg.batch_size} images of "
                                 f"batch_size={cfg.batch_size}: set pk_identities or another pk_images")
         n_identities = 2 * cfg.batch_size // cfg.pk_images
-    return PKBatches(split, whitening, PKSampler(split.identity, yaw, n_identities, cfg.pk_images, cfg.seed))
+    sampler = PKSampler(split.identity, yaw, n_identities, cfg.pk_images, cfg.seed, cfg.pose_preference)
+    return PKBatches(split, whitening, sampler)
+
+
+def _slices(batches: PKBatches, strategy: tf.distribute.Strategy) -> int:
+    """Photo slices per replica: the K photo-major slices of a P x K batch, split among replicas."""
+    k, replicas = batches.sampler.n_images, strategy.num_replicas_in_sync
+    if k % replicas:
+        raise SiamfaceError(f"pk_images={k} must be a multiple of the {replicas} GPUs: each takes whole photo slices")
+    return k // replicas
 
 
 def describe_device() -> tuple[tf.distribute.Strategy, str]:
@@ -350,7 +361,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     pk = isinstance(batches, PKBatches)
     with strategy.scope():
         encoder = encoder_factory() if encoder_factory else build_encoder(cfg.encoder)
-        net = build_batch_model(encoder) if pk else build_siamese(encoder)
+        net = build_batch_model(encoder, _slices(batches, strategy)) if pk else build_siamese(encoder)
         loss_fn = TrainingLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim)
         optimizer = keras.optimizers.AdamW(learning_rate(cfg), weight_decay=cfg.weight_decay)
         if cfg.mixed_precision:
