@@ -13,7 +13,7 @@ import tf_keras
 
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import load_face_model
-from training.checkpoint import load_checkpoint
+from training.checkpoint import load_checkpoint, load_margin_head
 from training.data.synth import SynthConfig, synthesize
 from training.data.dataset import Dataset
 from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
@@ -88,6 +88,7 @@ def test_training_writes_checkpoint_history_and_report(tiny_data, tmp_path):
     assert meta["kind"] == "float" and meta["param_layout"]["n_id"] == 20
     assert meta["config"]["loss"]["identity"] == "arcface" and "tensorflow" in meta["versions"]
     assert meta["training_data"]["identities"] == 6 and len(meta["whitening"]["mean"]) == 85
+    assert load_margin_head(tmp_path / "run" / "best").shape == (32, 6)   # ArcFace class vectors, for QAT
     assert {"nme", "shape_error_mm", "verification_embedding", "verification_shape"} <= set(report)
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [6, 12]
@@ -231,13 +232,20 @@ def identity_only_data(tiny_data, tmp_path_factory):
     return out
 
 
-def test_pk_training_with_a_branch_on_mixed_datasets(tiny_data, identity_only_data, tmp_path):
-    """P x K training on synthetic + identity-only data: finite losses, the signature export needs."""
+@pytest.fixture(scope="module")
+def pk_run(tiny_data, identity_only_data, tmp_path_factory):
+    """A P x K run with the branch and a CosFace head on synthetic + identity-only data: (config, folder, report)."""
     cfg = replace(_cfg(tiny_data, sampler="pk", pk_images=2, encoder=BRANCH, loss=PK_LOSS, steps=6, eval_every=6),
                   data=[str(tiny_data), str(identity_only_data)])
-    report = train(cfg, tmp_path / "run", progress=False)
+    out = tmp_path_factory.mktemp("runs") / "pk"
+    return cfg, out, train(cfg, out, progress=False)
+
+
+def test_pk_training_with_a_branch_on_mixed_datasets(pk_run):
+    """P x K training on synthetic + identity-only data: finite losses, the signature export needs."""
+    _, out, report = pk_run
     assert np.isfinite(report["nme"]["mean"])
-    encoder, meta = load_checkpoint(tmp_path / "run" / "best")
+    encoder, meta = load_checkpoint(out / "best")
     assert encoder.output_names == ["params", "embedding"] and encoder.output_shape == [(None, 85), (None, 32)]
     assert meta["config"]["sampler"] == "pk" and meta["training_data"]["identities"] == 12
     assert meta["config"]["encoder"]["embedding_from_stage"] == 4
@@ -254,3 +262,15 @@ def test_shipped_configs_load_and_fit_their_batches(name):
     assert cfg.loss.identity in IDENTITY_LOSSES and cfg.loss.classifier in CLASSIFIERS
     if cfg.sampler == "pk" and not cfg.pk_identities:
         assert (2 * cfg.batch_size) % cfg.pk_images == 0
+
+
+def test_fine_tuning_starts_from_the_saved_class_vectors(pk_run, tmp_path):
+    """QAT passes its float checkpoint as parent: the margin head starts from its trained class vectors
+    (with a zero learning rate they come out unchanged; a fresh head would be the random initial one)."""
+    cfg, out, _ = pk_run
+    best = out / "best"
+    saved = load_margin_head(best)
+    assert saved.shape == (32, 12)
+    train(replace(cfg, learning_rate=0.0, steps=2, eval_every=2), tmp_path / "tuned", progress=False,
+          encoder_factory=lambda: load_checkpoint(best)[0], parent={"checkpoint": str(best), "step": 6})
+    np.testing.assert_array_equal(load_margin_head(tmp_path / "tuned" / "best"), saved)

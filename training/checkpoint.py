@@ -2,6 +2,8 @@
 
 ``checkpoint.json`` records kind, parameter layout, whitening, face model, data summary, the
 config and tool versions; ``encoder.h5`` is the tf-keras model. Export and QAT read only this.
+``margin_head.npy`` (when training had an ArcFace/CosFace head) holds its class vectors, so QAT
+fine-tunes against trained class vectors instead of random ones; it is never exported.
 """
 from __future__ import annotations
 
@@ -9,21 +11,32 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from edge_runtime.atomic import atomic_folder, atomic_write_json
 from edge_runtime.errors import SiamfaceError
 
 META = "checkpoint.json"
 ENCODER = "encoder.h5"
+MARGIN_HEAD = "margin_head.npy"
 FORMAT_VERSION = 1
 KINDS = ("float", "qat")
 
 
-def save_checkpoint(folder: str | os.PathLike, encoder, meta: dict) -> Path:
+def save_checkpoint(folder: str | os.PathLike, encoder, meta: dict, margin_head: np.ndarray | None = None) -> Path:
     """Write the encoder and its metadata into ``folder``, replacing it only when complete."""
     with atomic_folder(folder) as tmp:
         encoder.save(tmp / ENCODER, include_optimizer=False)
+        if margin_head is not None:
+            np.save(tmp / MARGIN_HEAD, margin_head)
         atomic_write_json(tmp / META, {"format_version": FORMAT_VERSION, **meta})
     return Path(folder)
+
+
+def load_margin_head(folder: str | os.PathLike) -> np.ndarray | None:
+    """The class vectors saved with a checkpoint, or None when it had no margin head."""
+    path = Path(folder) / MARGIN_HEAD
+    return np.load(path) if path.is_file() else None
 
 
 def read_checkpoint_meta(folder: str | os.PathLike) -> dict:

@@ -24,7 +24,7 @@ from edge_runtime.params import ParamLayout, Whitening
 from edge_runtime.provenance import package_versions, utc_now
 from evaluation.scoring import GroundTruth, score
 from training import losses
-from training.checkpoint import save_checkpoint
+from training.checkpoint import load_margin_head, save_checkpoint
 from training.config_io import build_config, config_to_dict
 from training.data.dataset import Dataset, SplitData, merge_splits
 from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
@@ -370,6 +370,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
         head = loss_fn.margin_head
         trainables = net.trainable_variables + (head.trainable_variables if head else [])
         optimizer.build(trainables)
+        _start_head_from_parent(head, parent)
     ckpt = tf.train.Checkpoint(encoder=encoder, optimizer=optimizer, step=step_var,
                                **({"margin_head": head} if head else {}))
     manager = tf.train.CheckpointManager(ckpt, out / "ckpt", max_to_keep=2)
@@ -419,10 +420,18 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
                 best = {"value": value, "step": step + 1, "report": report}
                 meta = _checkpoint_meta(cfg, first, train_split, model, layout, whitening, report, step + 1)
                 meta.update(kind=kind, **({"parent": parent} if parent else {}))
-                save_checkpoint(out / "best", encoder, meta)
+                save_checkpoint(out / "best", encoder, meta, head.kernel.numpy() if head else None)
                 atomic_write_json(out / "best.json", best)
     bar.close()
     return best["report"] if best else {}
+
+
+def _start_head_from_parent(head: losses.MarginHead | None, parent: dict | None) -> None:
+    """Fine-tuning (QAT) a checkpoint trained with a margin head starts from its class vectors:
+    random ones would pull every embedding towards an arbitrary direction for the first steps."""
+    saved = load_margin_head(parent["checkpoint"]) if head is not None and parent else None
+    if saved is not None and saved.shape == tuple(head.kernel.shape):
+        head.kernel.assign(saved)
 
 
 def _checkpoint_meta(cfg, first: Dataset, train_split: SplitData, model, layout, whitening, report, step) -> dict:
