@@ -111,7 +111,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_data, tmp_path):
         train(_cfg(tiny_data, steps=12, learning_rate=1e-2), out, progress=False)
 
 
-def test_bad_data_stops_before_training(tiny_data, tmp_path):
+def test_bad_data_stops_before_training(tiny_data, identity_only_data, tmp_path):
     with pytest.raises(SiamfaceError, match="no dataset at"):
         train(_cfg(tmp_path / "missing"), tmp_path / "run", progress=False)
     manifest = json.loads((tiny_data / "manifest.json").read_text())
@@ -124,6 +124,8 @@ def test_bad_data_stops_before_training(tiny_data, tmp_path):
     with pytest.raises(SiamfaceError, match="made with face model"):
         train(_cfg(foreign), tmp_path / "run2", progress=False)
     assert not (tmp_path / "run2" / "ckpt").exists()
+    with pytest.raises(SiamfaceError, match="has 3D labels"):
+        train(replace(_cfg(tiny_data), data=[str(identity_only_data)]), tmp_path / "run7", progress=False)
     with pytest.raises(SiamfaceError, match="loss.identity must be one of"):
         train(_cfg(tiny_data, loss=LossConfig(identity="magic")), tmp_path / "run3", progress=False)
     with pytest.raises(SiamfaceError, match="already a margin head"):
@@ -217,7 +219,8 @@ def test_staged_schedule_holds_identity_back(tiny_data):
 
 @pytest.fixture(scope="module")
 def identity_only_data(tiny_data, tmp_path_factory):
-    """The tiny set's images relabelled as another dataset without 3D labels (NaN geometry columns)."""
+    """The tiny set's images relabelled as another dataset without 3D labels (NaN geometry columns,
+    no whitening: what `siamface data import` writes)."""
     out = tmp_path_factory.mktemp("data") / "identity-only"
     columns = Dataset.open(tiny_data).split("train").columns
     for split in ("train", "val", "test"):
@@ -228,7 +231,8 @@ def identity_only_data(tiny_data, tmp_path_factory):
             for name in ("params", "landmarks2d", "landmarks3d", "pose_deg"):
                 labels[:, columns[name]] = np.nan
             np.save(out / split / shard.name.replace(".images.", ".labels."), labels)
-    (out / "manifest.json").write_text((tiny_data / "manifest.json").read_text())
+    manifest = json.loads((tiny_data / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "whitening": {}}))
     return out
 
 
@@ -236,7 +240,7 @@ def identity_only_data(tiny_data, tmp_path_factory):
 def pk_run(tiny_data, identity_only_data, tmp_path_factory):
     """A P x K run with the branch and a CosFace head on synthetic + identity-only data: (config, folder, report)."""
     cfg = replace(_cfg(tiny_data, sampler="pk", pk_images=2, encoder=BRANCH, loss=PK_LOSS, steps=6, eval_every=6),
-                  data=[str(tiny_data), str(identity_only_data)])
+                  data=[str(identity_only_data), str(tiny_data)])    # whitening and val from the second
     out = tmp_path_factory.mktemp("runs") / "pk"
     return cfg, out, train(cfg, out, progress=False)
 

@@ -93,9 +93,13 @@ class TrainConfig:
 
 
 def open_training_data(cfg: TrainConfig, model: MorphableModel) -> tuple[SplitData, SplitData, Dataset]:
-    """Train split(s) merged, validation split, and the first dataset (for layout/whitening)."""
+    """Train split(s) merged, validation split, and the first dataset with 3D labels (for layout,
+    whitening and validation; identity-only datasets, e.g. imported photos, have none)."""
     datasets = [Dataset.open(p) for p in cfg.data]
-    first = datasets[0]
+    first = next((ds for ds in datasets if ds.manifest.get("whitening")), None)
+    if first is None:
+        raise SiamfaceError(f"none of {cfg.data} has 3D labels (all identity-only): add a synthetic or fitted "
+                            f"dataset, whose labels give the parameter whitening and the validation scores")
     for ds in datasets:
         if ds.face_model["sha256"] != model.sha256:
             raise SiamfaceError(f"dataset {ds.root} was made with face model {ds.face_model['name']} "
