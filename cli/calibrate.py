@@ -24,7 +24,8 @@ def calibrate(bundle, data, far, out, detector, images, box) -> None:
     does (largest face, detector + refine), and record the data, pair counts, FAR and TAR in
     bundle.json (rewritten atomically, with a new metadata digest)."""
     from edge_runtime.detector import DEFAULT_DETECTOR
-    from export.calibration import calibrate_bundle, shortfall
+    from evaluation.calibrate import calibrate_bundle
+    from export.calibration import shortfall
 
     result = calibrate_bundle(bundle, data, far, out, images, parse_box(box), detector or DEFAULT_DETECTOR)
     v, n = result.verification, result.verification["n_pairs"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark_box
 from edge_runtime.errors import SiamfaceError
-from evaluation.scoring import GroundTruth
+from edge_runtime.scoring import GroundTruth
 
 if TYPE_CHECKING:
     from training.data.real_formats import Loader
@@ -186,7 +186,7 @@ def pairs_file(path: str | Path, size: int, images: str | Path | None = None,
     """LFW ``pairs.txt`` (images under ``images``, default its folder) or a CSV ``file_a,file_b,same``:
     exactly the listed pairs, in file order so the 10-fold accuracy follows LFW's folds; a pair
     with an unusable photo is dropped (the name says how many were kept)."""
-    from training.data.real_formats import read_lfw_pairs, read_pairs_csv
+    from evaluation.pair_files import read_lfw_pairs, read_pairs_csv
 
     path = Path(path)
     pairs = read_pairs_csv(path) if path.suffix.lower() == ".csv" else read_lfw_pairs(path, images)

@@ -7,15 +7,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edge_runtime import metrics
 from edge_runtime.atomic import atomic_write_json
 from edge_runtime.crop import CropTransform, crop_image
 from edge_runtime.image_io import read_image
 from edge_runtime.params import ParamLayout
 from edge_runtime.reconstructor import refined_crop
-from evaluation import metrics, report
+from edge_runtime.scoring import score
+from evaluation import report
 from evaluation.eval_data import EvalSet, PhotoCrops
 from evaluation.predictors import Predictor
-from evaluation.scoring import score
 
 
 def reframe(params: np.ndarray, layout: ParamLayout, src: CropTransform, dst: CropTransform) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_runtime.camera import CameraPose, compose_camera
 from edge_runtime.morphable_model import MorphableModel
-from evaluation.scoring import shape_errors_mm
+from edge_runtime.scoring import shape_errors_mm
 from training.data.fitting import FitConfig, fit_identity, fit_landmarks
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime import metrics
 from edge_runtime.camera import decompose_camera
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import MorphableModel
-from evaluation import metrics
 from training.data.fitting import FitConfig, fit_landmarks
 
 # iBUG 68: the index of each landmark's mirror image (left-right flip of the face).

@@ -1,28 +1,16 @@
-"""A bundle's verification threshold from pair scores: set at a target false-accept rate (FAR) on
-held-out synthetic people at export, and on the user's own photos by `siamface calibrate`, whose
-embeddings come from the device path (detector, crop, refine pass, largest face), so the
-threshold fits the scores `siamface verify` will compute.
+"""A bundle's verification threshold from pair scores, set at a target false-accept rate (FAR): on
+held-out synthetic people at export, and on the user's own photos by `siamface calibrate`
+(``evaluation.calibrate``, which embeds them through the device path).
 """
 from __future__ import annotations
 
 import math
-import os
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
-from edge_runtime.atomic import atomic_folder
-from edge_runtime.bundle import DIGEST, META, Bundle, load_bundle, metadata_digest, write_meta
-from edge_runtime.cli import native_stderr_silenced
-from edge_runtime.detector import DEFAULT_DETECTOR
+from edge_runtime import metrics
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.provenance import utc_now
-from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
-from evaluation import metrics
+from edge_runtime.identity import cosine_threshold
 
 _CHUNK = 1 << 16  # pairs scored at once: bounded memory for the ~N^2/2 pairs of a big folder
 
@@ -73,7 +61,7 @@ def operating_point(scores: np.ndarray, same: np.ndarray, far_target: float, cla
     raw = metrics.threshold_at_far(scores, same, far_target)["threshold"]
     if not np.isfinite(raw):
         raw = float(scores[~same].max()) + 1e-6
-    threshold = float(np.clip(raw, -1.0, 1.0))
+    threshold = cosine_threshold(np.clip(raw, -1.0, 1.0), "verification threshold from pair scores")
     if threshold != raw:
         point["threshold_unclamped"] = raw
     accepted = scores >= threshold
@@ -92,119 +80,3 @@ def shortfall(point: dict) -> str | None:
     return (f"no cosine threshold reaches FAR {target:.3g} on these pairs: at {point['threshold']:g}, "
             f"{point['false_accepts']} of {point['n_pairs']['different']} different-person pairs are still "
             f"accepted; the model does not tell these people apart")
-
-
-# -- `siamface calibrate`: the user's photos through the device path ---------------------------------
-
-
-@dataclass
-class PairSet:
-    """Photos and the pairs over them (indices into ``photos``)."""
-
-    photos: list[Path]
-    i: np.ndarray
-    j: np.ndarray
-    same: np.ndarray
-
-
-def open_pairs(data: str | os.PathLike, images: str | os.PathLike | None = None) -> PairSet:
-    """A folder of people (person/*.jpg: every pair of photos) or a pairs file (LFW pairs.txt with
-    images under ``images``, default its folder; or a CSV file_a,file_b,same): the listed pairs."""
-    from training.data.real_formats import IdentityFolderLoader, read_lfw_pairs, read_pairs_csv
-
-    data = Path(data)
-    if data.is_file():
-        pairs = read_pairs_csv(data) if data.suffix.lower() == ".csv" else read_lfw_pairs(data, images)
-        photos = list(dict.fromkeys(p for pair in pairs for p in pair[:2]))
-        index = {p: k for k, p in enumerate(photos)}
-        return PairSet(photos, np.array([index[p.path_a] for p in pairs]), np.array([index[p.path_b] for p in pairs]),
-                       np.array([p.same for p in pairs], bool))
-    if data.is_dir():
-        entries = IdentityFolderLoader(data).entries
-        return PairSet([e.image_path for e in entries], *every_pair(np.array([e.identity for e in entries])))
-    raise SiamfaceError(f"--data {data} does not exist: pass a folder of people (person/*.jpg) or a pairs file "
-                        f"(LFW pairs.txt, CSV file_a,file_b,same)")
-
-
-def embed_photos(rec: Reconstructor, photos: Sequence[Path], box: Sequence[float] | None = None, progress: bool = True
-                 ) -> tuple[np.ndarray, list[tuple[Path, str]]]:
-    """Each photo's identity embedding as `siamface verify` computes it (the largest face, or the face
-    in ``box``); rows of unusable photos are NaN and listed in skipped as (path, reason)."""
-    from evaluation.eval_data import NO_FACE
-    from training.data.real_formats import SampleError, read_image
-
-    rows, skipped = [], []
-    for path in tqdm(photos, desc="embed", unit="photo", disable=not progress):
-        try:
-            faces = rec.reconstruct(read_image(path), boxes=None if box is None else [box])
-        except SampleError as exc:
-            faces, reason = [], exc.reason
-        else:
-            reason = NO_FACE
-        if not faces:
-            skipped.append((Path(path), reason))
-        rows.append(faces[0].embedding if faces else None)
-    dim = next((len(r) for r in rows if r is not None), 1)
-    return np.stack([np.full(dim, np.nan) if r is None else r for r in rows]), skipped
-
-
-@dataclass
-class Calibration:
-    """What `siamface calibrate` did: the bundle written, the verification block recorded in it,
-    the photos left out, and whether the old bundle.json had been edited by hand."""
-
-    bundle: Path
-    verification: dict
-    skipped: list[tuple[Path, str]]
-    was_edited: bool
-
-
-def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, far_target: float,
-                     out: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
-                     box: Sequence[float] | None = None, detector: str = DEFAULT_DETECTOR,
-                     progress: bool = True) -> Calibration:
-    """Set the bundle's threshold at ``far_target`` on the pairs in ``data`` and record where it came
-    from; bundle.json is rewritten atomically (or the bundle copied to ``out``) with a new digest."""
-    bundle = load_bundle(bundle_path, check_metadata=False)  # file hashes checked; a hand edit is replaced below
-    target = _target(bundle, out)
-    pairs = open_pairs(data, images)
-    check_measurable(far_target, int((~pairs.same).sum()))  # before the photos: skipped ones only lower n
-    with native_stderr_silenced():
-        rec = Reconstructor(bundle, ReconstructorOptions(detector))
-    embeddings, skipped = embed_photos(rec, pairs.photos, box, progress)
-    usable = np.isfinite(embeddings).all(axis=1)
-    keep = usable[pairs.i] & usable[pairs.j]
-    if not keep.any():
-        raise SiamfaceError(f"{data}: no pair has two photos with a face ({len(skipped)} of {len(pairs.photos)} photos "
-                            f"skipped): use photos with a visible face, or --box for aligned face crops")
-    i, j = pairs.i[keep], pairs.j[keep]
-    point = operating_point(pair_scores(embeddings, i, j), pairs.same[keep], far_target)
-    old = bundle.meta.get("verification", {})
-    block = {"source": "calibrated", "data": str(Path(data).resolve()), "date": utc_now(), **point,
-             "photos": int(usable.sum()), "skipped_photos": len(skipped),
-             "faces": f"box {','.join(f'{v:g}' for v in box)}" if box is not None else f"{detector}, refined, largest",
-             "previous": {k: old[k] for k in ("source", "data", "threshold", "far_target") if k in old}}
-    write_calibrated(bundle, {**bundle.meta, "verification": block}, target)
-    return Calibration(target, block, skipped, bundle.meta.get(DIGEST) != metadata_digest(bundle.meta))
-
-
-def _target(bundle: Bundle, out: str | os.PathLike | None) -> Path:
-    """Where the calibrated bundle goes: the bundle itself, or a new folder (checked before any work)."""
-    if out is None or Path(out).resolve() == bundle.root.resolve():
-        return bundle.root
-    if Path(out).exists():
-        raise SiamfaceError(f"--out {out} exists: pass a new folder, or leave out --out to update "
-                            f"{bundle.root} in place")
-    return Path(out)
-
-
-def write_calibrated(bundle: Bundle, meta: dict, target: Path) -> None:
-    """Rewrite the bundle's bundle.json in place (``target`` is its folder), or copy the bundle to the
-    new folder ``target`` with ``meta``; either appears whole or not at all, and is re-read with every check."""
-    if target == bundle.root:
-        write_meta(bundle.root, meta)
-    else:
-        with atomic_folder(target) as tmp:
-            shutil.copytree(bundle.root, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(META, ".*"))
-            write_meta(tmp, meta)
-    load_bundle(target)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime import metrics
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.morphable_model import MorphableModel
 from edge_runtime.params import ParamLayout, Whitening
-from evaluation import metrics
 
 # fp32 must match Keras this closely or the export fails.
 FP32_TOLERANCE = {"params_max_abs": 1e-3, "landmark_nme_percent": 0.01, "embedding_cosine_min": 0.9999}

@@ -22,7 +22,8 @@ from edge_runtime.identity import Gallery, cosine_threshold
 from edge_runtime.image_io import read_image
 from edge_runtime.reconstructor import Reconstructor
 from evaluation import metrics
-from export.calibration import calibrate_bundle, every_pair, open_pairs, operating_point, shortfall
+from evaluation.calibrate import calibrate_bundle, open_pairs
+from export.calibration import every_pair, operating_point, shortfall
 from test_edge_cli import FACE_REGION, colour_bundle, run, synthetic, user_error  # noqa: F401 (fixtures)
 
 SIAMFACE = [str(Path(sys.executable).with_name("siamface"))]

@@ -22,7 +22,7 @@ from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import MorphableModel, load_face_model
 from edge_runtime.params import ParamLayout, Whitening
 from edge_runtime.provenance import package_versions, utc_now
-from evaluation.scoring import GroundTruth, score
+from edge_runtime.scoring import GroundTruth, score
 from training import losses
 from training.checkpoint import load_margin_head, save_checkpoint
 from training.config_io import build_config, config_to_dict
