@@ -15,6 +15,7 @@ import numpy as np
 
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import MorphableModel
+from edge_runtime.normalise import l2_normalize, normalise_pixels
 from edge_runtime.params import ParamLayout, Whitening
 
 
@@ -35,9 +36,7 @@ class Predictor:
         start = time.perf_counter()
         z, emb = self.run(crops)
         self.invoke_ms.append((time.perf_counter() - start) * 1000.0 / max(1, len(crops)))
-        emb = emb.astype(np.float64)
-        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        return self.whitening.unwhiten(z), emb
+        return self.whitening.unwhiten(z), l2_normalize(emb)
 
 
 def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
@@ -66,7 +65,7 @@ def checkpoint_predictor(path: str | Path) -> Predictor:
                             f"set SIAMFACE_FACE_MODEL to the matching asset")
 
     def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outs = [encoder((crops[i:i + 64].astype(np.float32) - 127.5) / 128.0, training=False)
+        outs = [encoder(normalise_pixels(crops[i:i + 64].astype(np.float32)), training=False)
                 for i in range(0, len(crops), 64)]
         return np.concatenate([np.asarray(o[0]) for o in outs]), np.concatenate([np.asarray(o[1]) for o in outs])
 

@@ -15,6 +15,7 @@ from edge_runtime.bundle import load_bundle
 from edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import load_face_model
+from edge_runtime.normalise import PIXEL_NORMALISATION
 from edge_runtime.params import Whitening
 from edge_runtime.provenance import package_versions
 from export import parity
@@ -101,7 +102,7 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
                       "dtype": "int8" if variant in FULL_INTEGER else "float32",
                       "range": [-128, 127] if variant in FULL_INTEGER else [0, 255],
                       "pixels": "p - 128 (uint8 XOR 0x80)" if variant in FULL_INTEGER else "p",
-                      "normalisation": "(x - 127.5) / 128, inside the model"},
+                      "normalisation": f"{PIXEL_NORMALISATION}, inside the model"},
             "outputs": {"params": "params (whitened)", "embedding": "embedding (not normalised)"},
             "param_layout": layout.to_dict(), "whitening": meta["whitening"],
             "crop": {"convention": "3ddfa", "center_shift": CENTER_SHIFT, "side_factor": SIDE_FACTOR},

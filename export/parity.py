@@ -9,6 +9,7 @@ from edge_runtime import metrics
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.morphable_model import MorphableModel
+from edge_runtime.normalise import normalise_pixels
 from edge_runtime.params import ParamLayout, Whitening
 
 # fp32 must match Keras this closely or the export fails.
@@ -29,7 +30,7 @@ def run_tflite(path: str | Path, images: np.ndarray, num_threads: int = 2) -> tu
 def run_keras(encoder, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     params, embs = [], []
     for i in range(0, len(images), batch):
-        x = (images[i:i + batch].astype(np.float32) - 127.5) / 128.0
+        x = normalise_pixels(images[i:i + batch].astype(np.float32))
         p, e = encoder(x, training=False)
         params.append(np.asarray(p))
         embs.append(np.asarray(e))

@@ -8,11 +8,18 @@ in a lower layer is the one every layer above uses.
 from __future__ import annotations
 
 import ast
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.normalise import PIXEL_NORMALISATION, l2_normalize, normalise_pixels
+from edge_runtime.versioned_json import read_versioned_json
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_PARTY = ("edge_runtime", "training", "export", "evaluation", "cli")
@@ -84,3 +91,56 @@ def test_importing_the_device_package_loads_no_tensorflow():
             "assert not heavy, heavy\nprint(len(sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# -- one definition of each shared rule ------------------------------------------------------------
+
+
+def test_pixel_normalisation_is_written_once():
+    """The input scaling's 127.5 appears in code only in edge_runtime/normalise.py (the detector's
+    own model scales its input by 127.5 too: a different network's convention)."""
+    own = {REPO / "edge_runtime" / "normalise.py", REPO / "edge_runtime" / "detector.py"}
+    copies = [f"{path.relative_to(REPO)}:{node.lineno}" for package in FIRST_PARTY for path in modules(package)
+              if path not in own for node in ast.walk(ast.parse(path.read_text()))
+              if isinstance(node, ast.Constant) and node.value == 127.5]
+    assert copies == []
+
+
+def test_normalisation_values():
+    pixels = np.array([0.0, 127.5, 255.0])
+    assert normalise_pixels(pixels) == pytest.approx([-127.5 / 128, 0.0, 127.5 / 128])
+    assert PIXEL_NORMALISATION == "(x - 127.5) / 128"
+    unit = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert unit.dtype == np.float64 and unit.tolist() == [[0.6, 0.8], [0.0, 0.0]]
+
+
+def test_versioned_json_one_way_to_open(tmp_path):
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps({"format_version": 1, "kind": "siamface.bundle", "x": 2}))
+    assert read_versioned_json(path, 1, "bundle", "re-export it", ("siamface.bundle",))["x"] == 2
+    path.write_text(json.dumps({"format_version": 2, "kind": "siamface.bundle"}))
+    with pytest.raises(SiamfaceError, match=rf"^{re.escape(str(path))} is not a bundle this siamface reads "
+                                            r"\(format 2, kind siamface.bundle, reads 1\): re-export it$"):
+        read_versioned_json(path, 1, "bundle", "re-export it", ("siamface.bundle",))
+    path.write_text(json.dumps({"format_version": 1, "kind": "other"}))
+    with pytest.raises(SiamfaceError, match="kind other"):
+        read_versioned_json(path, 1, "bundle", "re-export it", ("siamface.bundle",))
+    path.write_text("[1, 2")
+    with pytest.raises(SiamfaceError, match=r"^bundle .*bundle.json is unreadable \(.*\): re-export it$"):
+        read_versioned_json(path, 1, "bundle", "re-export it")
+
+
+def test_dataset_checkpoint_and_bundle_open_through_it(tmp_path):
+    """A newer format version gets the same one-line error from each of the three readers."""
+    from edge_runtime.bundle import load_bundle
+    from training.checkpoint import ENCODER, META as CHECKPOINT_META, read_checkpoint_meta
+    from training.data.dataset import MANIFEST, Dataset
+
+    (tmp_path / MANIFEST).write_text(json.dumps({"format_version": 99}))
+    (tmp_path / CHECKPOINT_META).write_text(json.dumps({"format_version": 99, "kind": "float"}))
+    (tmp_path / ENCODER).write_bytes(b"")
+    (tmp_path / "bundle.json").write_text(json.dumps({"format_version": 99, "kind": "siamface.bundle"}))
+    for what, open_it in (("dataset manifest", Dataset.open), ("checkpoint", read_checkpoint_meta),
+                          ("bundle", load_bundle)):
+        with pytest.raises(SiamfaceError, match=f"is not a {what} this siamface reads \\(format 99"):
+            open_it(tmp_path)

@@ -7,7 +7,6 @@ fine-tunes against trained class vectors instead of random ones; it is never exp
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from edge_runtime.atomic import atomic_folder, atomic_write_json
 from edge_runtime.errors import SiamfaceError
+from edge_runtime.versioned_json import read_versioned_json
 
 META = "checkpoint.json"
 ENCODER = "encoder.h5"
@@ -45,14 +45,7 @@ def read_checkpoint_meta(folder: str | os.PathLike) -> dict:
     if not path.is_file() or not (folder / ENCODER).is_file():
         raise SiamfaceError(f"{folder} is not a siamface checkpoint (needs {META} and {ENCODER}): "
                             f"pass the folder written by `siamface train` or `siamface qat`")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SiamfaceError(f"checkpoint metadata {path} is unreadable ({exc}): retrain or restore it") from None
-    if meta.get("format_version") != FORMAT_VERSION or meta.get("kind") not in KINDS:
-        raise SiamfaceError(f"{path} is not a checkpoint this siamface reads "
-                            f"(format {meta.get('format_version')}, kind {meta.get('kind')}): retrain with this version")
-    return meta
+    return read_versioned_json(path, FORMAT_VERSION, "checkpoint", "retrain with this version", KINDS)
 
 
 def load_checkpoint(folder: str | os.PathLike):
