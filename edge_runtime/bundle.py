@@ -17,10 +17,14 @@ from functools import cached_property
 from pathlib import Path
 
 from edge_runtime.atomic import atomic_write_json
+from edge_runtime.bundle_schema import BUNDLE, FIX, VERIFICATION, check_consistency, validate
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.identity import cosine_threshold
+from edge_runtime.interpreter import TensorInfo, model_signature
 from edge_runtime.morphable_model import MorphableModel, file_sha256, load_face_model
 from edge_runtime.params import ParamLayout, Whitening
+from edge_runtime.versioned_json import read_versioned_json
+from edge_runtime.versioned_json import read_versioned_json
 
 FORMAT_VERSION = 1
 META = "bundle.json"
@@ -74,7 +78,8 @@ class Bundle:
         if v.get("source") == "calibrated":
             return f"bundle: calibrated on {v.get('data')}"
         if v.get("source") == "synthetic":
-            return f"bundle: synthetic, FAR {v.get('far_target_used', v.get('far_target')):.3g}"
+            far = next(v[k] for k in ("far_target_used", "far_target", "far") if isinstance(v.get(k), (int, float)))
+            return f"bundle: synthetic, FAR {far:.3g}"
         return f"bundle: {v.get('source', 'source not recorded')}"
 
     @cached_property
@@ -113,30 +118,67 @@ def _check_metadata(meta: dict, meta_path: Path) -> None:
     cosine_threshold(meta.get("verification", {}).get("threshold"), str(meta_path))
 
 
+def _inside(root: Path, name: str, key: str, meta_path: Path) -> Path:
+    """ROOT/name when it is a file that really lies in the bundle folder (a symlink out of it is refused
+    before anything reads it); the schema has already refused absolute names and '..'."""
+    file = root / name
+    if not file.resolve().is_relative_to(root.resolve()):
+        raise SiamfaceError(f"{meta_path}: {key} {name!r} leads outside the bundle folder; {FIX}")
+    if not file.is_file():
+        raise SiamfaceError(f"{file} is missing from the bundle: copy the whole bundle folder or re-export it")
+    return file
+
+
+def _tensor(info: TensorInfo) -> str:
+    return f"{info.name!r} {info.shape} {info.dtype.name}"
+
+
+def check_model_signature(bundle: "Bundle") -> None:
+    """The model takes one (1, S, S, 3) image of the recorded size and dtype and gives ``params``
+    (1, layout size) and ``embedding`` (1, dim): a foreign or damaged .tflite whose sha256 was
+    recomputed is refused here, in one line, instead of failing inside the interpreter."""
+    inputs, outputs = model_signature(bundle.model_path)
+    size, dtype = bundle.input_size, bundle.meta["input"].get("dtype")
+    dim = bundle.meta.get("embedding", {}).get("dim")
+    wanted = f"one input (1, {size}, {size}, 3){' ' + dtype if dtype else ''}, outputs 'params' " \
+             f"(1, {bundle.layout.size}) and 'embedding' (1, {dim or 'N'})"
+    named = {t.name: t for t in outputs}
+    params, embedding = named.get("params"), named.get("embedding")
+    fits = (len(inputs) == 1 and inputs[0].shape == (1, size, size, 3) and dtype in (None, inputs[0].dtype.name)
+            and params is not None and params.shape == (1, bundle.layout.size)
+            and embedding is not None and len(embedding.shape) == 2 and embedding.shape[0] == 1
+            and embedding.shape[1] >= 1 and dim in (None, embedding.shape[1]))
+    if not fits:
+        found = ", ".join(map(_tensor, inputs)) + " -> " + ", ".join(map(_tensor, outputs))
+        raise SiamfaceError(f"{bundle.model_path} is not the model {bundle.root / META} describes ({wanted}; "
+                            f"found {found}); {FIX}")
+
+
 def load_bundle(path: str | os.PathLike, verify: bool = True, check_metadata: bool = True) -> Bundle:
-    """Open a bundle folder (or its bundle.json); with ``verify``, check every file's sha256, and with
-    ``check_metadata`` the metadata digest and the threshold (`siamface calibrate` opens bundles whose
-    bundle.json was edited without it, to write a measured threshold over the edit)."""
+    """Open a bundle folder (or its bundle.json), checked in this order: bundle.json's schema (types,
+    required keys), file names inside the folder, with ``check_metadata`` the verification block and
+    the metadata digest, the whitening's fit to the layout, and with ``verify`` every file's sha256
+    and the model's input/output signature. `siamface calibrate` passes ``check_metadata=False`` to
+    open bundles whose bundle.json was edited without it, to write a measured threshold over the edit."""
     path = Path(path)
     root = path.parent if path.name == META else path
     meta_path = root / META
     if not meta_path.is_file():
         raise SiamfaceError(f"{root} is not a siamface bundle ({META} missing): pass a folder written by `siamface export`")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SiamfaceError(f"{meta_path} is unreadable ({exc}): re-export the bundle") from None
-    if meta.get("format_version") != FORMAT_VERSION or meta.get("kind") != "siamface.bundle":
-        raise SiamfaceError(f"{meta_path} is not a bundle this siamface reads (format {meta.get('format_version')}): "
-                            f"re-export it with this version")
-    if verify:
-        for what, entry in (("model", meta["model"]), ("face-model decoder", meta["face_model"]["decoder"])):
-            file = root / entry["file"]
-            if not file.is_file():
-                raise SiamfaceError(f"{file} is missing from the bundle: copy the whole bundle folder or re-export it")
-            if file_sha256(file) != entry["sha256"]:
-                raise SiamfaceError(f"{file} does not match the sha256 in {meta_path}: the {what} was modified or "
-                                    f"truncated; copy the bundle again or re-export it")
+    meta = read_versioned_json(meta_path, FORMAT_VERSION, "bundle", "re-export it with this version",
+                               ("siamface.bundle",))
+    validate(meta, BUNDLE, meta_path)
+    files = {"model.file": meta["model"], "face_model.decoder.file": meta["face_model"]["decoder"]}
+    paths = {key: _inside(root, entry["file"], key, meta_path) for key, entry in files.items()}
     if check_metadata:
+        validate(meta, VERIFICATION, meta_path)
         _check_metadata(meta, meta_path)
-    return Bundle(root, meta)
+    check_consistency(meta, meta_path)
+    bundle = Bundle(root, meta)
+    if verify:
+        for (key, entry), what in zip(files.items(), ("model", "face-model decoder")):
+            if file_sha256(paths[key]) != entry["sha256"]:
+                raise SiamfaceError(f"{paths[key]} does not match the sha256 in {meta_path}: the {what} was modified "
+                                    f"or truncated; copy the bundle again or re-export it")
+        check_model_signature(bundle)
+    return bundle

@@ -53,10 +53,13 @@ def load_interpreter(model_path: str | Path, num_threads: int = 1):
     try:
         return interpreter_cls(model_path=str(path), num_threads=num_threads)
     except (ValueError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SiamfaceError(
-            f"{path}: not a valid TFLite model ({first_line}); re-export it or replace the file"
-        ) from None
+        raise _invalid(path, exc) from None
+
+
+def _invalid(path: Path, exc: Exception) -> SiamfaceError:
+    """LiteRT/XNNPACK reject a damaged model with ValueError or RuntimeError (several lines): one line."""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SiamfaceError(f"{path}: not a valid TFLite model ({first_line}); re-export it or replace the file")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,22 @@ def _signature_names(interpreter) -> tuple[dict[int, str], dict[int, str]]:
     )
 
 
+def _describe(interpreter) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    input_names, output_names = _signature_names(interpreter)
+    return (_infos(interpreter.get_input_details(), input_names),
+            _infos(interpreter.get_output_details(), output_names))
+
+
+def model_signature(model_path: str | Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """(inputs, outputs) as the model file declares them, read without allocating tensors (a few ms,
+    where allocation with XNNPACK takes 30-200 ms): what a bundle checks its model against."""
+    path = Path(model_path)
+    try:
+        return _describe(load_interpreter(path))
+    except (ValueError, RuntimeError) as exc:
+        raise _invalid(path, exc) from None
+
+
 def quantize(values: np.ndarray, info: TensorInfo) -> np.ndarray:
     """Float values -> the integer dtype of a quantised tensor (round, add zero point, saturate)."""
     limits = np.iinfo(info.dtype)
@@ -119,10 +138,11 @@ class TFLiteModel:
     def __init__(self, model_path: str | Path, num_threads: int = 1):
         self.path = Path(model_path)
         self._interpreter = load_interpreter(self.path, num_threads)
-        self._interpreter.allocate_tensors()
-        input_names, output_names = _signature_names(self._interpreter)
-        self.inputs = _infos(self._interpreter.get_input_details(), input_names)
-        self.outputs = _infos(self._interpreter.get_output_details(), output_names)
+        try:
+            self._interpreter.allocate_tensors()  # XNNPACK rewrites the graph here: damaged models fail here
+        except (ValueError, RuntimeError) as exc:
+            raise _invalid(self.path, exc) from None
+        self.inputs, self.outputs = _describe(self._interpreter)
 
     @property
     def input_names(self) -> list[str]:
@@ -157,7 +177,10 @@ class TFLiteModel:
             raise ValueError(f"{self.path.name}: inputs are {self.input_names}, got {sorted(inputs)}")
         for info in self.inputs:
             self._interpreter.set_tensor(info.index, self._prepare(info, inputs[info.name]))
-        self._interpreter.invoke()
+        try:
+            self._interpreter.invoke()
+        except (ValueError, RuntimeError) as exc:
+            raise _invalid(self.path, exc) from None
         results = {}
         for info in self.outputs:
             value = self._interpreter.get_tensor(info.index)
