@@ -203,11 +203,9 @@ def _checked_bytes(path: Path) -> np.ndarray:
                 raise SiamfaceError(f"{path} is not a readable image (its {found[0]} header is damaged or "
                                     f"truncated); pass an undamaged photo")
             _check_size(path, *dims)
-            data = _read_at(f, 0, limit + 1)
+            data = _read_at(f, 0, size)  # at most what fstat said, even if the file grows meanwhile
     except OSError as exc:
         raise SiamfaceError(f"{path} cannot be read ({exc.strerror or exc}); check its permissions") from None
-    if len(data) > limit:  # grew since fstat
-        raise SiamfaceError(f"{path} grew past the file-size limit of {limit} while being read; pass a finished file")
     return np.frombuffer(data, np.uint8)
 
 
