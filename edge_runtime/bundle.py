@@ -140,8 +140,8 @@ def check_model_signature(bundle: "Bundle") -> None:
     inputs, outputs = model_signature(bundle.model_path)
     size, dtype = bundle.input_size, bundle.meta["input"].get("dtype")
     dim = bundle.meta.get("embedding", {}).get("dim")
-    wanted = f"one input (1, {size}, {size}, 3){' ' + dtype if dtype else ''}, outputs 'params' " \
-             f"(1, {bundle.layout.size}) and 'embedding' (1, {dim or 'N'})"
+    wanted = (f"one input (1, {size}, {size}, 3){' ' + dtype if dtype else ''}, outputs 'params' "
+              f"(1, {bundle.layout.size}) and 'embedding' (1, {dim or 'N'})")
     named = {t.name: t for t in outputs}
     params, embedding = named.get("params"), named.get("embedding")
     fits = (len(inputs) == 1 and inputs[0].shape == (1, size, size, 3) and dtype in (None, inputs[0].dtype.name)
