@@ -66,7 +66,7 @@ def fit(root, fmt, out, val_fraction, face_model, overrides) -> None:
     """
     from edge_runtime.morphable_model import load_face_model
     from training.config_io import load_config
-    from training.data.fitting import RealDatasetConfig, fit_to_dataset
+    from training.data.fit_dataset import RealDatasetConfig, fit_to_dataset
     from training.data.real_formats import LOADERS, split_by_identity
 
     cfg = load_config(RealDatasetConfig, None, overrides)

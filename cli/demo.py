@@ -21,8 +21,7 @@ QUICK = {"synth": dict(train_identities=8, val_identities=3, test_identities=4, 
          "qat": dict(steps=4, eval_every=4),
          "export": dict(representative_images=16, parity_images=8, calibration_images=16)}
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-FULL = {"synth": {}, "train": [], "qat": dict(steps=300, eval_every=150, learning_rate=2e-4),
-        "export": {}}
+FULL = {"synth": {}, "train": [], "qat": {}, "export": {}}  # QAT: QATConfig's defaults, as `siamface qat`
 
 
 def _stage(title: str) -> None:

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from tqdm import tqdm
@@ -23,6 +24,7 @@ from export.bundle import write_bundle
 from export.calibration import every_pair, operating_point, pair_scores, shortfall
 from export.tflite import FULL_INTEGER, VARIANTS, convert
 from training.checkpoint import load_checkpoint
+from training.config_io import Range
 from training.data.dataset import Dataset, SplitData
 
 FLOAT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq")
@@ -31,10 +33,10 @@ QAT_VARIANTS = ("int8-qat",)
 
 @dataclass
 class ExportConfig:
-    far_target: float = 1e-2          # the verification threshold is set for this false-accept rate
-    representative_images: int = 200  # training images for int8 calibration (PTQ)
-    parity_images: int = 64           # held-out images compared against Keras
-    calibration_images: int = 1000    # held-out images whose pairs set the threshold
+    far_target: Annotated[float, Range(gt=0, lt=1)] = 1e-2   # the verification threshold is set for this FAR
+    representative_images: Annotated[int, Range(ge=1)] = 200  # training images for int8 calibration (PTQ)
+    parity_images: Annotated[int, Range(ge=1)] = 64           # held-out images compared against Keras
+    calibration_images: Annotated[int, Range(ge=2)] = 1000    # held-out images whose pairs set the threshold
     face_model: str = ""
 
 

@@ -12,8 +12,8 @@ from scipy.optimize import lsq_linear
 from edge_runtime.camera import CameraPose, compose_camera, project
 from edge_runtime.crop import crop_from_box
 from training.data.dataset import Dataset
-from training.data.fitting import (FitConfig, RealDatasetConfig, box_qp, camera_to_crop, fit_camera, fit_identity,
-                                   fit_landmarks, fit_to_dataset)
+from training.data.fit_dataset import RealDatasetConfig, fit_to_dataset
+from training.data.fitting import FitConfig, box_qp, camera_to_crop, fit_camera, fit_identity, fit_landmarks
 from evaluation.fit_check import FitCheckConfig, fit_check, random_photo
 from training.data.real_formats import AFLW2000Loader, RealSample
 

@@ -30,8 +30,9 @@ ALLOWED = {
     "evaluation": {"edge_runtime", "training", "export", "evaluation"},
     "cli": set(FIRST_PARTY),
 }
-# What a device has besides the standard library; TensorFlow only as the interpreter's lazy fallback.
-EDGE_THIRD_PARTY = {"numpy", "cv2", "ai_edge_litert", "tflite_runtime"}
+# What a device has besides the standard library (edge_runtime/requirements.txt, tflite_runtime as the
+# older interpreter package); TensorFlow only as the interpreter's lazy last resort.
+EDGE_THIRD_PARTY = {"numpy", "cv2", "ai_edge_litert", "tqdm", "tflite_runtime"}
 EDGE_LAZY = {("interpreter.py", "tensorflow")}
 
 

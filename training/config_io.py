@@ -1,12 +1,18 @@
-"""Dataclass configs from YAML/JSON files plus ``key.sub=value`` command-line overrides.
+"""Dataclass configs from YAML/JSON files plus ``key.sub=value`` command-line overrides, validated
+when loaded against the dataclass fields.
 
-Unknown keys are errors (a typo must not silently train the wrong thing).
+A typo must not silently train the wrong thing: unknown keys, values of the wrong type, values
+outside a field's ``Range`` and values not among a ``Literal`` field's choices are errors, each one
+line naming the key and what it allows.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,24 +23,121 @@ from edge_runtime.errors import SiamfaceError
 T = TypeVar("T")
 
 
-def build_config(cls: type[T], data: dict, where: str) -> T:
-    """A dataclass (nested ones too) from a mapping; ``where`` names the source in errors."""
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric field, as in ``steps: Annotated[int, Range(ge=1)]``; None is no bound."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def __contains__(self, value: float) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def __str__(self) -> str:
+        bounds = [f"{op} {bound:g}" for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                  if bound is not None]
+        return " and ".join(bounds)
+
+
+class _Invalid(Exception):
+    """A value that does not fit its field: the message says what the field allows."""
+
+
+def _describe(hint: Any) -> str:
+    if hint in (int, float, str, bool):
+        return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[hint]
+    return str(hint).replace("typing.", "")
+
+
+def _check(hint: Any, value: Any, key: str, where: str) -> Any:
+    """``value`` checked (and, for tuples and numbers written as strings, converted) against ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        value = _check(args[0], value, key, where)
+        for rule in args[1:]:
+            if isinstance(rule, Range) and value not in rule:
+                raise _Invalid(f"must be {rule}")
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise _Invalid(f"is not one of {', '.join(repr(a) for a in args)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        for option in inner:
+            try:
+                return _check(option, value, key, where)
+            except _Invalid:
+                continue
+        raise _Invalid(f"must be {' or '.join(_describe(a) for a in args)}")
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where, f"{key}.")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid(f"must be a list ({_describe(hint)})")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise _Invalid(f"must have {len(args)} items ({_describe(hint)})")
+            items = [_check(a, v, key, where) for a, v in zip(args, value)]
+        else:
+            items = [_check(args[0], v, key, where) for v in value] if args else list(value)
+        return origin(items)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise _Invalid("must be a mapping")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _Invalid("must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid("must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise _Invalid("must be a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _Invalid("must be a finite number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _Invalid("must be a string")
+        return value
+    return value
+
+
+def _build(cls: type[T], data: Any, where: str, prefix: str) -> T:
     if not isinstance(data, dict):
-        raise SiamfaceError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+        raise SiamfaceError(f"{where}: {prefix.rstrip('.') or 'the config'} must be a mapping of {cls.__name__}'s "
+                            f"keys, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
     if unknown:
-        raise SiamfaceError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(fields)}")
+        raise SiamfaceError(f"{where}: unknown key(s) {[prefix + k for k in unknown]} for {cls.__name__}; "
+                            f"valid keys: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = build_config(hint, value, f"{where}.{name}")
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
+        try:
+            kwargs[name] = _check(hints[name], value, prefix + name, where)
+        except _Invalid as exc:
+            raise SiamfaceError(f"{where}: {prefix}{name}={value!r} {exc}") from None
     return cls(**kwargs)
+
+
+def build_config(cls: type[T], data: dict, where: str) -> T:
+    """A dataclass (nested ones too) from a mapping, every value checked against its field;
+    ``where`` names the source in errors."""
+    return _build(cls, data, where, "")
 
 
 def _set_path(data: dict, dotted: str, value: Any) -> None:

@@ -5,24 +5,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
 import tf_keras as keras
 
 from edge_runtime.errors import SiamfaceError
-from training.checkpoint import load_checkpoint
-from training.config_io import build_config
+from training.checkpoint import load_checkpoint, read_checkpoint_meta
+from training.config_io import Range, build_config
 from training.train import TrainConfig, train
 
 
 @dataclass
 class QATConfig:
-    """What QAT changes relative to the float run's config (everything else is inherited)."""
+    """What QAT changes relative to the float run's config (everything else is inherited). The one
+    place for QAT settings: `siamface qat` and `siamface demo` both start from these defaults."""
 
-    steps: int = 600
-    learning_rate: float = 2e-4
-    warmup_steps: int = 20
-    eval_every: int = 200
-    batch_size: int = 0   # 0: as in float training
+    steps: Annotated[int, Range(ge=1)] = 300
+    learning_rate: Annotated[float, Range(gt=0)] = 2e-4
+    warmup_steps: Annotated[int, Range(ge=0)] = 20
+    eval_every: Annotated[int, Range(ge=1)] = 150
+    batch_size: Annotated[int, Range(ge=0)] = 0   # 0: as in float training
 
 
 def quantize_encoder(encoder: keras.Model) -> keras.Model:
@@ -43,7 +45,7 @@ def quantize_encoder(encoder: keras.Model) -> keras.Model:
 
 def run_qat(checkpoint: str | Path, out: str | Path, qcfg: QATConfig, progress: bool = True) -> dict:
     """Fine-tune a float checkpoint with fake quantization; the best QAT checkpoint lands in out/best."""
-    _, meta = load_checkpoint(checkpoint)
+    meta = read_checkpoint_meta(checkpoint)  # the float model itself is loaded once, by the factory below
     if meta["kind"] != "float":
         raise SiamfaceError(f"{checkpoint} is a {meta['kind']} checkpoint: QAT starts from a float checkpoint "
                             f"(the best/ folder of `siamface train`)")

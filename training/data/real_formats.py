@@ -35,8 +35,8 @@ import scipy.io
 
 from edge_runtime import image_io
 from edge_runtime.camera import euler_to_matrix, matrix_to_euler
-from edge_runtime.cli import IMAGE_SUFFIXES  # what the device reads; shared so both sides list the same files
 from edge_runtime.errors import SiamfaceError
+from edge_runtime.image_io import IMAGE_SUFFIXES  # what the device reads; shared so both sides list the same files
 
 SOURCE_300WLP = "300W-LP"
 SOURCE_AFLW2000 = "AFLW2000-3D"

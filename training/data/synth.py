@@ -14,20 +14,20 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Annotated, Iterator
 
 import numba
 import numpy as np
 from tqdm import tqdm
 
+from edge_runtime.atomic import atomic_write_json
 from edge_runtime.morphable_model import MorphableModel, file_sha256, load_face_model, resolve_face_model_path
 from edge_runtime.params import ParamLayout, Whitening
 from edge_runtime.provenance import package_versions, utc_now
-from training.config_io import config_to_dict
+from training.config_io import Range, config_to_dict
 from training.data.appearance import LightingConfig, Occlusion, sample_lighting, shade
-from edge_runtime.atomic import atomic_write_json
-from training.data.dataset import (FORMAT_VERSION, MANIFEST, SPLITS, Dataset, start_output,
-                                   column_slices, label_columns, shard_is_complete, write_shard)
+from training.data.dataset import (MANIFEST, SPLITS, Dataset, column_slices, label_columns, manifest_header,
+                                   shard_is_complete, start_output, write_shard)
 from training.data.rasterizer import (cull_triangles, drawn_vertices, rasterize_surface, restrict_to_openings,
                                      shade_textured, soften_silhouette, vertex_normals_where)
 from training.data.render_model import V2_NAME, RenderModel, load_render_model, render_model_path
@@ -61,17 +61,17 @@ OPENING_MARGIN_PX = 1
 class SynthConfig:
     """Everything that determines a synthetic dataset (recorded in its manifest)."""
 
-    train_identities: int = 200
-    val_identities: int = 20
-    test_identities: int = 20
-    images_per_identity: int = 10
-    held_out_images_per_identity: int = 0  # val and test (0: images_per_identity): many photos per person
+    train_identities: Annotated[int, Range(ge=0)] = 200
+    val_identities: Annotated[int, Range(ge=0)] = 20
+    test_identities: Annotated[int, Range(ge=0)] = 20
+    images_per_identity: Annotated[int, Range(ge=1)] = 10
+    held_out_images_per_identity: Annotated[int, Range(ge=0)] = 0  # val and test (0: images_per_identity): many photos per person
                                            # for verification and the pose spread, whatever training uses
-    image_size: int = 120
-    n_id: int = 100
-    id_truncation: float = 3.0
+    image_size: Annotated[int, Range(ge=16)] = 120
+    n_id: Annotated[int, Range(ge=1)] = 100
+    id_truncation: Annotated[float, Range(gt=0)] = 3.0
     seed: int = 0
-    shard_size: int = 1000
+    shard_size: Annotated[int, Range(ge=1)] = 1000
     pose: PoseConfig = field(default_factory=PoseConfig)
     texture: TextureConfig = field(default_factory=TextureConfig)
     lighting: LightingConfig = field(default_factory=LightingConfig)
@@ -326,18 +326,12 @@ def _write_manifest(out: Path, cfg: SynthConfig, model: MorphableModel, render_s
         splits[split] = {"shards": len(mine), "images": sum(counts[t] for t in mine),
                          "identities": cfg.identities(split),
                          "identity_range": [first, first + cfg.identities(split)]}
-    manifest = {
-        "format_version": FORMAT_VERSION,
+    manifest = manifest_header(layout, model.describe(), cfg.image_size) | {
         "generator": {"name": GENERATOR, "version": GENERATOR_VERSION},
         "created": utc_now(),
         "seed": cfg.seed,
         "config": config_to_dict(cfg),
-        "image_size": cfg.image_size,
-        "pixel_format": "RGB uint8",
-        "param_layout": layout.to_dict(),
-        "face_model": model.describe(),
         "render_model": {"name": V2_NAME, "sha256": render_sha256},
-        "columns": [list(c) for c in label_columns(layout)],
         "splits": splits,
         "whitening": {},
         "synthesis_seconds": round(elapsed, 2),
