@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -19,6 +20,7 @@ from edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark
 from edge_runtime.detector import DEFAULT_DETECTOR, FaceDetector, make_detector, to_rgb
 from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.morphable_model import MorphableModel
+from edge_runtime.normalise import l2_normalize
 from edge_runtime.params import ParamLayout
 
 
@@ -59,23 +61,43 @@ class Face:
         return self._model.triangles
 
     @property
+    def face_triangles(self) -> np.ndarray:
+        """The triangles of the face proper (no scalp, ears, neck): what overlays draw."""
+        from edge_runtime.mesh_io import face_region_triangles
+
+        return face_region_triangles(self._model)
+
+    @property
     def shape_code(self) -> np.ndarray:
         """Identity coefficients of the morphable model (the Siamese-trained shape code)."""
         return self._layout.split(self.params)[1]
 
     @property
     def expression(self) -> dict[str, float]:
+        """All blendshape weights by the face model's (ARKit) names, clipped to [0, 1]."""
         weights = np.clip(self._layout.split(self.params)[2], 0.0, 1.0)
         return {name: float(w) for name, w in zip(self._model.exp_names, weights)}
 
+    @cached_property
+    def camera(self) -> np.ndarray:
+        """3x4 weak-perspective camera from model space (cm) to this image's pixels (camera.py's
+        convention): the crop-space camera predicted by the model, uncropped."""
+        cam = self._layout.split(self.params)[0].astype(np.float64) / self.crop.scale
+        cam[:2, 3] += (self.crop.x0, self.crop.y0)
+        return cam
+
+    @cached_property
+    def model_landmarks(self) -> np.ndarray:
+        """(68, 3) landmarks of this person and expression in model space: centimetres, +y up,
+        +z out of the face, the face model's origin; no pose applied."""
+        _, id_coeffs, exp_coeffs = self._layout.split(self.params)
+        return self._model.landmarks3d(id_coeffs, exp_coeffs).astype(np.float64)
+
     def to_dict(self) -> dict:
-        top = sorted(self.expression.items(), key=lambda kv: -kv[1])[:8]
-        return {"box": [float(v) for v in self.box], "score": float(self.score),
-                "crop_box": [float(v) for v in self.crop.box()],
-                "pose_deg": dict(zip(("yaw", "pitch", "roll"), (round(a, 2) for a in self.pose))),
-                "landmarks68": np.round(self.landmarks68, 2).tolist(),
-                "expression_top": {k: round(v, 3) for k, v in top if v > 0.05},
-                "embedding": np.round(self.embedding, 5).tolist()}
+        """The per-face record of the CLI's JSON (outputs.FACE_SCHEMA)."""
+        from edge_runtime.outputs import face_record
+
+        return face_record(self)
 
 
 def refined_crop(crop: CropTransform, params: np.ndarray, decoder: MorphableModel,
@@ -92,6 +114,7 @@ class ReconstructorOptions:
     detector: str = DEFAULT_DETECTOR
     num_threads: int = 1
     refine: bool = True    # second pass on the crop from the first pass's landmarks
+    timing_window: int = 1000  # per-stage timings kept: the last N of each (a video would grow a list forever)
 
 
 class Reconstructor:
@@ -104,7 +127,7 @@ class Reconstructor:
         self.layout, self.whitening = bundle.layout, bundle.whitening
         self.size = bundle.input_size
         self._detector: FaceDetector | None = None
-        self.timings: dict[str, list[float]] = {}
+        self.timings: dict[str, deque[float]] = {}
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike, options: ReconstructorOptions = ReconstructorOptions()) -> "Reconstructor":
@@ -118,7 +141,7 @@ class Reconstructor:
 
     def _time(self, stage: str, start: float) -> float:
         now = time.perf_counter()
-        self.timings.setdefault(stage, []).append((now - start) * 1000.0)
+        self.timings.setdefault(stage, deque(maxlen=self.options.timing_window)).append((now - start) * 1000.0)
         return now
 
     def predict_crop(self, image: np.ndarray, crop: CropTransform) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +152,7 @@ class Reconstructor:
         out = self.model.run(pixels[None])
         t = self._time("invoke", t)
         params = self.whitening.unwhiten(out["params"][0])
-        emb = out["embedding"][0].astype(np.float64)
-        emb /= max(float(np.linalg.norm(emb)), 1e-12)
+        emb = l2_normalize(out["embedding"][0])
         self._time("embed", t)
         return params, emb
 
@@ -147,15 +169,20 @@ class Reconstructor:
         faces = []
         for box, score in found:
             crop = crop_from_box(box, self.size)
-            params, emb = self.predict_crop(image, crop)
             if self.options.refine:
+                params, _ = self.predict_crop(image, crop)
                 t = time.perf_counter()
                 crop = refined_crop(crop, params, self.decoder, self.layout)
                 self._time("decode", t)
-                params, emb = self.predict_crop(image, crop)
-            t = time.perf_counter()
-            face = Face(box, score, crop, params, emb, self.decoder, self.layout)
-            face.landmarks3d  # decode now so timings and errors happen here
-            self._time("decode", t)
-            faces.append(face)
+            faces.append(self.face_in_crop(image, crop, box, score))
         return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+
+    def face_in_crop(self, image: np.ndarray, crop: CropTransform, box, score: float = 1.0) -> Face:
+        """One pass on a known crop of an RGB image (the last pass of ``reconstruct``; a tracker's
+        only pass, on the crop from the previous frame's landmarks)."""
+        params, emb = self.predict_crop(image, crop)
+        t = time.perf_counter()
+        face = Face(tuple(float(v) for v in box), float(score), crop, params, emb, self.decoder, self.layout)
+        face.landmarks3d  # decode now so timings and errors happen here
+        self._time("decode", t)
+        return face
