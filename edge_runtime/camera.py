@@ -49,9 +49,6 @@ class CameraPose:
     ty: float
     tz: float = 0.0
 
-    def matrix(self) -> np.ndarray:
-        return compose_camera(self)
-
     @property
     def degrees(self) -> tuple[float, float, float]:
         """(yaw, pitch, roll) in degrees."""
