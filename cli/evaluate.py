@@ -18,6 +18,15 @@ DETECTOR = click.option("--detector", default=None, type=click.Choice(["blazefac
                         help="Crop as the device does: this face detector, then each model's refine pass. Annotated "
                              "photos (AFLW2000-3D, .pts) are otherwise cropped from their landmark box; photos of "
                              "people always use a detector (default blazeface) unless --box.")
+
+
+def _shared_options(command):
+    """The options `evaluate` and `compare` share, in one place."""
+    for option in (DETECTOR, IMAGES, BOX, BASELINE, click.option("--split", default="test", show_default=True)):
+        command = option(command)
+    return command
+
+
 DATA_HELP = ("Dataset folder (test split), AFLW2000-3D folder, folder of images with iBUG .pts files (300-W, the real "
              "dev set), folder of people (person/*.jpg) or pairs file (LFW pairs.txt, CSV file_a,file_b,same).")
 
@@ -51,13 +60,9 @@ def _report(models: list[str], data: str | None, split: str, limit: int, out: st
 @click.command()
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True), help="Checkpoint or bundle folder.")
 @click.option("--data", default=None, type=click.Path(exists=True), help=DATA_HELP)
-@click.option("--split", default="test", show_default=True)
+@_shared_options
 @click.option("--limit", default=0, help="Evaluate at most this many images (0 = all; a pairs file is used whole).")
 @click.option("--out", default="runs/evaluate", show_default=True, type=click.Path(file_okay=False))
-@BASELINE
-@BOX
-@IMAGES
-@DETECTOR
 def evaluate(model_path, data, split, limit, out, baseline, box, images, detector) -> None:
     """Landmark NME per yaw bin and per landmark group (with signed offsets), pose, 3D shape and
     identity metrics of one model (identity metrics only on photos: a folder of people or a pairs
@@ -69,13 +74,9 @@ def evaluate(model_path, data, split, limit, out, baseline, box, images, detecto
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--data", default=None, type=click.Path(exists=True),
               help=DATA_HELP + " Default: the first model's training dataset.")
-@click.option("--split", default="test", show_default=True)
+@_shared_options
 @click.option("--limit", default=0, help="At most this many images (0 = all; a pairs file is used whole).")
 @click.option("--out", default="runs/compare", show_default=True, type=click.Path(file_okay=False))
-@BASELINE
-@BOX
-@IMAGES
-@DETECTOR
 def compare(models, data, split, limit, out, baseline, box, images, detector) -> None:
     """Every bundle (variant) or checkpoint on the same data: one table with deltas from float,
     an identity/pose-invariance table (ablations: pass several checkpoints), plots."""
