@@ -405,9 +405,8 @@ class Gallery:
             raise SiamfaceError(f"gallery {self.path} holds templates of different sizes (edited by another "
                                 f"program); {_RECOVER}")
         means = np.frombuffer(b"".join(blob for _, _, blob in rows), _BLOB_DTYPE).reshape(len(rows), -1)
-        means = means.astype(np.float32)  # native order, writable copy
         names = [name for name, _, _ in rows]
-        inv_norms = 1.0 / np.linalg.norm(means.astype(np.float64), axis=1)
+        inv_norms = 1.0 / np.sqrt(np.einsum("ij,ij->i", means, means, dtype=np.float64))  # no float64 copy
         index = {name: i for i, name in enumerate(names)}
         return _Templates(names, means, inv_norms, inv_norms.astype(np.float32), index)
 

@@ -277,6 +277,30 @@ def test_identify_stays_correct_while_processes_create_and_enrol(path):
     assert not [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")]  # losers' temp files gone
 
 
+def test_gallery_list_lists_the_path_it_is_given_and_creates_nothing(tiny_bundles, tmp_path):
+    """`gallery list PATH` lists PATH (it used to list the default gallery, creating it); a mistyped
+    path is exit 3 with one line, and neither it, its folder nor the default gallery appear."""
+    from edge_runtime.bundle import load_bundle
+
+    model = tiny_bundles / "bundles" / "fp32"
+    people = tmp_path / "people.db"
+    Gallery(people, load_bundle(model).model_hash, 0.5, create=True).enroll("alice", [1.0, 0.0])
+    env = {**os.environ, "SIAMFACE_GALLERY": str(tmp_path / "default" / "gallery.db")}
+
+    def edge(*args: str | Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edge_runtime", *map(str, args), "--model", str(model)],
+                              cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
+
+    listed = edge("gallery", "list", people)
+    assert listed.returncode == 0 and "alice" in listed.stdout, listed.stderr
+    typo = tmp_path / "typo" / "people.db"
+    missing = edge("gallery", "list", typo)
+    assert missing.returncode == 3 and missing.stderr.splitlines() == [
+        f"error: no gallery at {typo}: check the path, or enrol someone first with "
+        f"`siamface enroll NAME PHOTO --gallery {typo}`"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.db"]
+
+
 def test_bench_prints_the_identify_line(capsys):
     from edge_runtime.cli import main
 
