@@ -264,7 +264,7 @@ class Gallery:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
-        self._reader_pid = 0
+        self._reader_key: tuple[int, int, int] | None = None  # (process, device, inode) it was opened in
         self._version: int | None = None
         self._templates = _Templates.empty()
         self._open(create)
@@ -382,13 +382,19 @@ class Gallery:
 
     def _current(self) -> _Templates:
         """The templates as of now: reloaded only when data_version (per connection, bumped by
-        every commit of any other connection) has changed since the last load."""
+        every commit of any other connection) has changed since the last load, or when the path
+        names another file (a gallery restored by renaming a backup over it)."""
         with self._lock:
             try:
-                if self._reader is None or self._reader_pid != os.getpid():
+                file = os.stat(self.path)
+            except FileNotFoundError:
+                raise SiamfaceError(self._missing()) from None
+            try:
+                opened = (os.getpid(), file.st_dev, file.st_ino)
+                if self._reader is None or self._reader_key != opened:
                     self._reader = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None,
                                                    check_same_thread=False)
-                    self._reader_pid, self._version = os.getpid(), None
+                    self._reader_key, self._version = opened, None
                 version = self._reader.execute("PRAGMA data_version").fetchone()[0]
                 if version != self._version:
                     # version first, rows second: a commit in between only causes one more reload
@@ -413,7 +419,7 @@ class Gallery:
     def close(self) -> None:
         """Close the search connection (reopened by the next search)."""
         with self._lock:
-            if self._reader is not None and self._reader_pid == os.getpid():
+            if self._reader is not None and self._reader_key and self._reader_key[0] == os.getpid():
                 self._reader.close()
             self._reader, self._version = None, None
 

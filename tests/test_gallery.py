@@ -229,6 +229,18 @@ def test_one_gallery_object_sees_its_own_and_others_writes(path, gallery):
         gallery.verify([0.0, 1.0, 0.0], "bob")
 
 
+def test_a_gallery_replaced_or_deleted_under_a_running_search(tmp_path, path, gallery):
+    gallery.enroll("alice", [1.0, 0.0])
+    assert gallery.identify([1.0, 0.0]).best == "alice"
+    backup = Gallery(tmp_path / "backup.db", HASH, 0.5, create=True)
+    backup.enroll("bob", [0.0, 1.0])
+    os.replace(backup.path, path)  # a restore: another file under the same name
+    assert gallery.names() == ["bob"] and gallery.identify([0.0, 1.0]).best == "bob"
+    path.unlink()
+    with pytest.raises(SiamfaceError, match=f"no gallery at {path}"):
+        gallery.identify([0.0, 1.0])
+
+
 def person(name: str, dim: int = 32) -> np.ndarray:
     """The embedding a writer process enrols for ``name`` (any process derives the same one)."""
     return np.random.default_rng(list(name.encode())).normal(size=dim)
