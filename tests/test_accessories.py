@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from render_helpers import rasterize, visible_triangles
 from edge_runtime.camera import FLIP, CameraPose, compose_camera, euler_to_matrix, project
 from edge_runtime.crop import crop_from_box, landmark_box
 from edge_runtime.morphable_model import DEFAULT_PATH, load_face_model
 from training.data.accessories import (ShellCanvas, draw_edge_face, draw_face_mask, draw_glasses,
                                        draw_hand, draw_hat, draw_microphone, skin_colour)
-from training.data.rasterizer import rasterize, visible_triangles
 from training.data.scene import HairStyle, SceneConfig, SceneContext, _frame
 
 V2_PATH = DEFAULT_PATH.with_name("ict_face_model_v2.npz")

@@ -30,7 +30,8 @@ YAW, PITCH, ROLL = 25.0, -10.0, 8.0
 @pytest.fixture(scope="module")
 def rendered_face(face_model):
     """A face rendered into a 200x160 photo with known camera, identity and expression."""
-    from training.data.rasterizer import render, vertex_normals
+    from render_helpers import render
+    from training.data.rasterizer import vertex_normals
 
     rng = np.random.default_rng(7)
     layout = face_model.layout(N_ID)

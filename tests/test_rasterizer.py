@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.rasterizer import (drawn_vertices, rasterize_surface, render, render_textured, restrict_to_openings,
-                                     soften_silhouette, vertex_normals, vertex_normals_where, visible_triangles)
+from render_helpers import render, render_textured, visible_triangles
+from training.data.rasterizer import (drawn_vertices, rasterize_surface, restrict_to_openings, soften_silhouette,
+                                     vertex_normals, vertex_normals_where)
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.
 FRONT = np.array([[0, 1, 2]], np.int32)
