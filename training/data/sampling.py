@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import numba
 import numpy as np
@@ -54,7 +55,7 @@ class PoseConfig:
     roll_max_deg: float = 30.0
     pitch_sigma_deg: float = 15.0
     roll_sigma_deg: float = 10.0
-    yaw_distribution: str = "uniform"   # "uniform" or "normal" (sigma = yaw_max / 2)
+    yaw_distribution: Literal["uniform", "normal"] = "uniform"  # normal: sigma = yaw_max / 2
     scale_jitter: float = 0.10          # crop side varies by exp(U(-j, j))
     shift_jitter: float = 0.06          # crop centre shifts by U(-j, j) * side
     distance_cm: tuple[float, float] = (25.0, 600.0)  # lens to face centre, log-uniform: selfie to near-orthographic
