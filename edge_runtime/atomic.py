@@ -43,6 +43,16 @@ def fsync_path(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _last_change(entry: os.DirEntry) -> float:
+    """Newest mtime of a temp file, or of a temp folder and everything in it (a file being written
+    inside a folder does not change the folder's own mtime)."""
+    newest = entry.stat(follow_symlinks=False).st_mtime
+    if entry.is_dir(follow_symlinks=False):
+        for folder, _, files in os.walk(entry.path):
+            newest = max([newest, *(os.lstat(os.path.join(folder, name)).st_mtime for name in files)])
+    return newest
+
+
 def clean_stale_temps(folder: str | os.PathLike, older_than_s: float = STALE_AFTER_S) -> list[Path]:
     """Remove temp files and folders of this module's naming pattern in ``folder`` whose last
     change is older than ``older_than_s``; returns what was removed."""
@@ -56,7 +66,7 @@ def clean_stale_temps(folder: str | os.PathLike, older_than_s: float = STALE_AFT
         if not _TEMP_NAME.fullmatch(entry.name):
             continue
         try:
-            if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+            if _last_change(entry) > cutoff:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)

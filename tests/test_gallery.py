@@ -465,20 +465,25 @@ def test_stale_temp_files_are_removed_by_the_next_write(tmp_path):
     other people's files stay."""
     (tmp_path / ".bundle.k2j4h8qz.tmp").mkdir()
     (tmp_path / ".bundle.k2j4h8qz.tmp" / "model.tflite").write_bytes(b"half")
+    stale(tmp_path / ".bundle.k2j4h8qz.tmp" / "model.tflite")
     stale(tmp_path / ".bundle.k2j4h8qz.tmp")
     for name in (".report.json.a1b2c3d4.tmp", ".gallery.db.x_9y8z7w.tmp", ".gallery.db.x_9y8z7w.tmp-journal"):
         (tmp_path / name).write_bytes(b"half")
         stale(tmp_path / name)
     young = tmp_path / ".report.json.q1w2e3r4.tmp"
     young.write_bytes(b"being written")
+    filling = tmp_path / ".ckpt.m0n1b2v3.tmp"  # an old folder whose file is still being written
+    filling.mkdir()
+    (filling / "encoder.h5").write_bytes(b"weights")
+    stale(filling)
     kept = [tmp_path / name for name in ("notes.tmp", ".notes.tmp", ".shard.x1.tmp", "a.b.c1d2e3f4.tmp")]
     for p in kept:
         p.write_bytes(b"mine")
         stale(p)
     atomic_write_json(tmp_path / "report.json", {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["report.json", young.name, *(p.name for p in kept)])
-    assert clean_stale_temps(tmp_path, older_than_s=0.0) == [young]
+        ["report.json", young.name, filling.name, *(p.name for p in kept)])
+    assert sorted(clean_stale_temps(tmp_path, older_than_s=0.0)) == [filling, young]
 
 
 def test_gallery_creation_cleans_up_and_publishes_no_temp(tmp_path):
