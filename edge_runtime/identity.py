@@ -37,6 +37,7 @@ import numpy as np
 
 from edge_runtime.atomic import fsync_path, temp_file
 from edge_runtime.errors import SiamfaceError
+from edge_runtime.normalise import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +174,9 @@ def _unit_rows(x: Any) -> np.ndarray:
     arr = as_embeddings(x)
     if not np.isfinite(arr).all():
         raise SiamfaceError("embeddings contain NaN or infinite values: check the model output")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    if (norms < _MIN_NORM).any():
+    if (np.linalg.norm(arr, axis=1) < _MIN_NORM).any():
         raise SiamfaceError("an embedding is all zeros and has no direction: check the model output")
-    return arr / norms
+    return l2_normalize(arr)
 
 
 def _pack(v: np.ndarray) -> bytes:

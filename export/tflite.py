@@ -14,6 +14,7 @@ import tf_keras as keras
 
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.interpreter import interpreter_class
+from edge_runtime.normalise import PIXEL_MEAN, PIXEL_SCALE
 
 VARIANTS = {
     "fp32": "float32 weights and activations",
@@ -29,7 +30,7 @@ def with_pixel_input(encoder: keras.Model) -> keras.Model:
     """The encoder behind a Rescaling layer: input RGB pixels [0, 255], outputs params, embedding."""
     size = encoder.input_shape[1]
     pixels = keras.Input((size, size, 3), batch_size=1, name="pixels")
-    x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.5 / 128.0, name="normalise")(pixels)
+    x = keras.layers.Rescaling(1.0 / PIXEL_SCALE, offset=-PIXEL_MEAN / PIXEL_SCALE, name="normalise")(pixels)
     params, embedding = encoder(x)
     params = keras.layers.Activation("linear", name="params", dtype="float32")(params)
     embedding = keras.layers.Activation("linear", name="embedding", dtype="float32")(embedding)

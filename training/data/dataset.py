@@ -19,6 +19,7 @@ import numpy as np
 from edge_runtime.atomic import atomic_write, atomic_write_json  # noqa: F401  (re-exported)
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.params import ParamLayout, Whitening
+from edge_runtime.versioned_json import read_versioned_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -51,14 +52,6 @@ def column_slices(columns: list[tuple[str, int]]) -> dict[str, slice]:
 def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
     stem = split_dir / f"shard-{index:05d}"
     return stem.with_suffix(".images.npy"), stem.with_suffix(".labels.npy")
-
-
-def npy_header_size(path: str | os.PathLike) -> int:
-    """Bytes before the data of a .npy file (for FixedLengthRecordDataset)."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        np.lib.format._read_array_header(f, version)  # advances past the header
-        return f.tell()
 
 
 def start_output(out: Path, config_file: str, settings: dict, remedy: str) -> None:
@@ -205,14 +198,8 @@ class Dataset:
         path = root / MANIFEST
         if not path.is_file():
             raise SiamfaceError(f"no dataset at {root} ({MANIFEST} missing): create one with `siamface data synth --out {root}`")
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SiamfaceError(f"dataset manifest {path} is unreadable ({exc}): regenerate the dataset") from None
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise SiamfaceError(f"dataset {root} has format version {manifest.get('format_version')}, "
-                                f"this siamface reads {FORMAT_VERSION}: regenerate it with `siamface data synth`")
-        return cls(root, manifest)
+        return cls(root, read_versioned_json(path, FORMAT_VERSION, "dataset manifest",
+                                             "regenerate it with `siamface data synth`"))
 
     @property
     def layout(self) -> ParamLayout:
