@@ -1,14 +1,12 @@
-"""Device-side commands under `siamface`: forwarded to the edge runtime's own CLI (one definition)."""
+"""Device-side commands under `siamface`: forwarded to the edge runtime's own CLI, so the commands,
+their options and their exit codes are defined once (edge_runtime.cli)."""
 from __future__ import annotations
 
 import sys
 
 import click
 
-FORWARD = {"reconstruct": "3D faces from photos", "verify": "are two photos the same person?",
-           "enroll": "add a person to the gallery", "identify": "who is this? (1:N against the gallery)",
-           "gallery": "list or remove enrolled people", "bench": "per-stage latency of bundles",
-           "check": "check a bundle on this device"}
+from edge_runtime.cli import COMMANDS
 
 
 def _forwarder(name: str, help_text: str) -> click.Command:
@@ -18,10 +16,9 @@ def _forwarder(name: str, help_text: str) -> click.Command:
     def forward(args) -> None:
         from edge_runtime.cli import main
 
-        code = main([name, *args])
-        sys.exit(code)
+        sys.exit(main([name, *args], prog="siamface"))
 
     return forward
 
 
-EDGE_COMMANDS = [_forwarder(name, text) for name, text in FORWARD.items()]
+EDGE_COMMANDS = [_forwarder(name, text) for name, text in COMMANDS.items()]

@@ -1,27 +1,26 @@
 """`siamface` entry point: a click group whose subcommands load TensorFlow only when they run."""
 from __future__ import annotations
 
-import os
-
 import click
 
-from edge_runtime.errors import SiamfaceError
+from edge_runtime.errors import EXIT_BAD_INPUT, EXIT_CODES, SiamfaceError
+from edge_runtime.terminal import tensorflow_env
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tensorflow_env()
 
 
 class SiamfaceGroup(click.Group):
-    """Turns expected failures into one line on stderr and a non-zero exit."""
+    """Turns expected failures into one line on stderr and the exit code both CLIs use for them."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SiamfaceError as exc:
-            raise click.ClickException(str(exc)) from None
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
 
 
-@click.group(cls=SiamfaceGroup)
+@click.group(cls=SiamfaceGroup, epilog=f"\b\n{EXIT_CODES}")
 @click.version_option(package_name="siamface")
 def main() -> None:
     """siamface: one face photo to a 3D face and an identity, trained for the edge."""

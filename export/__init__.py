@@ -1,5 +1,4 @@
 """Export: TFLite variants of a trained encoder, a self-describing bundle, and a parity check."""
-import os
+from edge_runtime.terminal import tensorflow_env
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tensorflow_env()

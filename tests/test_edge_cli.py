@@ -60,8 +60,8 @@ def ok(result: subprocess.CompletedProcess) -> str:
 
 
 def user_error(result: subprocess.CompletedProcess, *names: str) -> str:
-    """Exit 2 and exactly one stderr line, 'error: ...', naming the given files; no traceback."""
-    assert result.returncode == 2, (result.returncode, result.stderr)
+    """Exit 3 (bad input) and exactly one stderr line, 'error: ...', naming the given files; no traceback."""
+    assert result.returncode == 3, (result.returncode, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for name in names:
@@ -132,13 +132,14 @@ def test_device_commands_run_without_tensorflow(tiny_bundles, photos, tmp_path):
     assert (tmp_path / "out" / "astronaut.obj").is_file()
     ok(run("enroll", "astronaut", photos / "astronaut.jpg", "--model", model, "--gallery", gallery, env=env))
     verdict = json.loads(ok(run("verify", photos / "astronaut.jpg", photos / "two_faces.png", "--model", model, env=env)))
-    assert set(verdict) == {"score", "score_kind", "threshold", "threshold_source", "same_person", "far_at_threshold"}
+    assert set(verdict) == {"score", "score_kind", "threshold", "threshold_source", "same_person", "far_at_threshold",
+                            "faces"}
     found = json.loads(ok(run("identify", photos / "gray.png", "--model", model, "--gallery", gallery, env=env)))
     assert [name for name, _ in found["candidates"]] == ["astronaut"]
     assert not log.exists(), log.read_text()  # nothing even tried to import the training stack
 
 
-# -- bad inputs: exit 2, one line naming the file, nothing written --------------------------------
+# -- bad inputs: exit 3, one line naming the file, nothing written --------------------------------
 
 BAD_IMAGES = {
     "missing.jpg": "image not found",
@@ -228,7 +229,8 @@ def test_reconstruct_writes_meshes_overlay_and_json(tiny_bundles, photos, tmp_pa
     rec = Reconstructor.from_bundle(model)
     n_v, n_t = rec.decoder.n_vertices, len(rec.decoder.triangles)
     out = tmp_path / "out"
-    stdout = ok(run("reconstruct", photos / "astronaut.jpg", "--model", model, "--out", out, "--obj", "--ply", "--overlay"))
+    stdout = ok(run("reconstruct", photos / "astronaut.jpg", "--model", model, "--out", out, "--obj", "--ply", "--overlay",
+                    "--embedding"))
     assert stdout.startswith(f"{photos / 'astronaut.jpg'}: 1 face(s), yaw ")
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.json", "astronaut.obj", "astronaut.ply",
                                                      "astronaut_overlay.png"]  # and no temp files
@@ -359,7 +361,9 @@ def test_enroll_verify_identify_list_remove(colour_bundle, synthetic, tmp_path):
         score = float(embedding(i, (10, 8, 54, 52)) @ embedding(j, (10, 8, 54, 52)))
         assert verdict == {"score": pytest.approx(score, abs=2e-4), "score_kind": "cosine",
                            "threshold": COLOUR_THRESHOLD, "threshold_source": "bundle: source not recorded",
-                           "same_person": score >= COLOUR_THRESHOLD, "far_at_threshold": 0.05}
+                           "same_person": score >= COLOUR_THRESHOLD, "far_at_threshold": 0.05,
+                           "faces": [{"image": str(p), "face": 0, "faces_found": 1, "box": [10.0, 8.0, 54.0, 52.0]}
+                                     for p in (paths[i], paths[j])]}
         assert i != j or verdict["same_person"]
 
     listing = ok(run("gallery", "list", "--model", model, "--gallery", gallery)).strip().splitlines()

@@ -1,6 +1,4 @@
 """Training side of siamface: data synthesis and loaders, the Siamese model, losses, QAT."""
-import os
+from edge_runtime.terminal import tensorflow_env
 
-# tensorflow-model-optimization needs Keras 2 (tf-keras); set before TensorFlow is imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tensorflow_env()  # before TensorFlow is imported: tf-keras (Keras 2) for tensorflow-model-optimization
