@@ -424,8 +424,9 @@ class Gallery:
             self._reader, self._version = None, None
 
     def __getstate__(self) -> dict:
+        """Pickled (for a spawned process) without the connection, lock and loaded templates."""
         state = dict(self.__dict__)
-        state.update(_lock=None, _reader=None, _version=None)
+        state.update(_lock=None, _reader=None, _reader_key=None, _version=None, _templates=_Templates.empty())
         return state
 
     def __setstate__(self, state: dict) -> None:

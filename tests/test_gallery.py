@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import re
 import shutil
 import sqlite3
@@ -225,6 +226,8 @@ def test_one_gallery_object_sees_its_own_and_others_writes(path, gallery):
     assert gallery.verify([0.0, 0.0, 1.0], "alice").score == pytest.approx(1.0)
     other.remove("bob")
     assert gallery.names() == ["alice"] and gallery.identify([0.0, 1.0, 0.0]).best is None
+    copy = pickle.loads(pickle.dumps(gallery))  # as multiprocessing passes it to a spawned process
+    assert copy._templates.names == [] and copy.identify([0.0, 0.0, 1.0]).best == "alice"
     with pytest.raises(SiamfaceError, match="'bob' is not enrolled"):
         gallery.verify([0.0, 1.0, 0.0], "bob")
 
