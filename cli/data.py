@@ -1,4 +1,4 @@
-"""`siamface data ...`: synthesize, preview and benchmark datasets."""
+"""`siamface data ...`: synthesize, import, preview and benchmark datasets; build the face-model asset."""
 from __future__ import annotations
 
 import click
@@ -64,7 +64,7 @@ def fit(root, fmt, out, val_fraction, face_model, overrides) -> None:
 
     OVERRIDES are KEY=VALUE settings of RealDatasetConfig, e.g. fit.n_id=100 share_identity=false.
     """
-    from edge_runtime.morphable_model import load_face_model
+    from training.face_model import load_training_face_model
     from training.config_io import load_config
     from training.data.fit_dataset import RealDatasetConfig, fit_to_dataset
     from training.data.real_formats import LOADERS, split_by_identity
@@ -72,7 +72,8 @@ def fit(root, fmt, out, val_fraction, face_model, overrides) -> None:
     cfg = load_config(RealDatasetConfig, None, overrides)
     loader = LOADERS[fmt](root)
     splits = split_by_identity(loader, val_fraction) if fmt == "300w-lp" else {"test": loader}
-    manifest = fit_to_dataset(splits, load_face_model(face_model), out, cfg, source={"kind": fmt, "root": str(root)})
+    manifest = fit_to_dataset(splits, load_training_face_model(face_model), out, cfg,
+                              source={"kind": fmt, "root": str(root)})
     for name, info in manifest["splits"].items():
         click.echo(f"{name}: {info} ; fitting residual {manifest['fitting'][name]}")
     click.echo(f"skipped {len(manifest['skipped'])} sample(s); dataset written to {out}")
@@ -125,13 +126,28 @@ def fit_check(face_model, overrides) -> None:
     """
     import numpy as np
 
-    from edge_runtime.morphable_model import load_face_model
+    from training.face_model import load_training_face_model
     from evaluation.fit_check import FitCheckConfig, fit_check as run
     from training.config_io import load_config
 
     cfg = load_config(FitCheckConfig, None, overrides)
-    errors = run(load_face_model(face_model), cfg)
+    errors = run(load_training_face_model(face_model), cfg)
     click.echo(f"{cfg.identities} identities x {cfg.images_per_identity} images, {cfg.fit.n_id} identity modes, "
                f"landmark noise {cfg.noise_px} px; mean (p90)")
     for key, values in errors.items():
         click.echo(f"{key:20s} {values.mean():7.3f} ({np.percentile(values, 90):.3f})")
+
+
+@data.command("face-model")
+@click.argument("facekit_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Asset file to write (.npz).")
+def face_model_cmd(facekit_dir, out) -> None:
+    """Convert an ICT-FaceKit checkout (FaceXModel/*.obj, vertex_indices.json) into the face-model asset.
+
+    Use the result with --face-model FILE or SIAMFACE_FACE_MODEL=FILE (docs/face-model.md).
+    """
+    from training.data.face_model_convert import write_face_model
+
+    arrays = write_face_model(facekit_dir, out)
+    click.echo(f"wrote {out}: {len(arrays['mean'])} vertices, {len(arrays['id_basis'])} identity modes, "
+               f"{len(arrays['exp_names'])} expressions, {len(arrays['triangles'])} triangles")
