@@ -113,15 +113,27 @@ class Tracker:
         return self.faces, detected
 
 
-def read_frames(source: str | int) -> Iterator[tuple[float, np.ndarray]]:
-    """(time in seconds, RGB frame) from a video file or a camera index, until it ends. File times
-    come from the frame rate; camera times from the clock."""
+def open_capture(source: str | int) -> cv2.VideoCapture:
+    """An opened cv2.VideoCapture of a video file or camera index, or a one-line error (OpenCV's
+    own warnings about the backends it tried are kept off the terminal)."""
     if isinstance(source, str) and not Path(source).is_file():
         raise SiamfaceError(f"video {source} not found: pass an existing video file")
-    cap = cv2.VideoCapture(source)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        cap = cv2.VideoCapture(source)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if not cap.isOpened():
         raise SiamfaceError(f"{'camera' if isinstance(source, int) else 'video'} {source} could not be opened by "
                             f"OpenCV: pass a readable video file (.avi, .mp4) or a connected camera's index")
+    return cap
+
+
+def read_frames(source: str | int) -> Iterator[tuple[float, np.ndarray]]:
+    """(time in seconds, RGB frame) from a video file or a camera index, until it ends. File times
+    come from the frame rate; camera times from the clock."""
+    cap = open_capture(source)
     fps = cap.get(cv2.CAP_PROP_FPS) if isinstance(source, str) else 0.0
     start = time.monotonic()
     try:
@@ -139,8 +151,11 @@ def read_frames(source: str | int) -> Iterator[tuple[float, np.ndarray]]:
 
 
 def video_fps(source: str | int, default: float = 30.0) -> float:
-    cap = cv2.VideoCapture(source)
-    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    """A file's frame rate (for the overlay video); a camera's is not reliable, so ``default``."""
+    if isinstance(source, int):
+        return default
+    cap = open_capture(source)
+    fps = cap.get(cv2.CAP_PROP_FPS)
     cap.release()
     return fps if fps > 0 else default
 
