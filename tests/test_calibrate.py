@@ -96,7 +96,7 @@ def test_weak_model_threshold_is_clamped_into_the_cosine_range(tmp_path):
         "accepted; the model does not tell these people apart")
     written = write_meta(tmp_path, {"verification": point})
     assert json.loads((tmp_path / META).read_text()) == written
-    Gallery(tmp_path / "gallery.db", "a" * 64, written["verification"]["threshold"])
+    Gallery(tmp_path / "gallery.db", "a" * 64, written["verification"]["threshold"], create=True)
     for bad in (1 + 1e-6, -1.5, math.nan, math.inf, "high", None):
         with pytest.raises(SiamfaceError, match="is not a cosine in \\[-1, 1\\]"):
             write_meta(tmp_path / "x", {"verification": {"threshold": bad}})
