@@ -94,10 +94,8 @@ def test_record_follows_the_schema_and_states_the_geometry(face_model):
     assert mp["_neutral"] == pytest.approx(0.3) and mp["eyeBlinkRight"] == 0.0
 
 
-def test_every_model_blendshape_has_a_mediapipe_category():
-    from edge_runtime.morphable_model import load_face_model
-
-    names = load_face_model().exp_names
+def test_every_model_blendshape_has_a_mediapipe_category(face_model):
+    names = face_model.exp_names
     mapped = {mediapipe_name(n) for n in names}
     assert mapped == set(MEDIAPIPE_NAMES) - {"_neutral"}
     assert mediapipe_name("eyeBlink_L") == "eyeBlinkLeft" and mediapipe_name("cheekPuff_R") == "cheekPuff"
