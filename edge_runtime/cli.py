@@ -27,7 +27,7 @@ COMMANDS = {"reconstruct": "3D faces from photos (files or folders)", "verify": 
             "gallery": "list or remove enrolled people", "bench": "per-stage latency of bundles",
             "check": "check a bundle on this device"}
 DESCRIPTION = "siamface on a device: 3D faces, verification and a gallery from photos (numpy, OpenCV, LiteRT)"
-SIDEWAYS_ROLL_DEG = 60.0  # a face rolled further than this is most likely a sideways photo
+SIDEWAYS_DEG = 40.0  # a face rolled further than this (eye line or model) is most likely a sideways photo
 T = TypeVar("T")
 
 BOX_HELP = "face box x0,y0,x1,y1 (pixels) used for every image instead of detection"
@@ -143,12 +143,28 @@ def _check_box_on_image(path: Path, box, image: np.ndarray) -> None:
                             f"pass a box on the face")
 
 
-def _warn_sideways(path: Path, face) -> None:
-    """A photo turned by 90 degrees without EXIF orientation reconstructs a face rolled by about 90."""
-    roll = face.pose[2]
-    if abs(roll) > SIDEWAYS_ROLL_DEG:
-        log.warning(f"{path}: the face is rolled by {roll:+.0f} degrees: the photo is probably sideways; "
-                    f"rotate it upright (or fix its EXIF orientation) for a reliable result")
+def _eye_line_deg(rec, image: np.ndarray, face) -> float | None:
+    """Slope of the line between the eyes (0 = upright) from the detector's keypoints for this face's
+    box; None for a given --box. One more detector pass (a few ms): Face keeps no keypoints."""
+    for detection in rec.detector.detect(image):
+        if detection.keypoints is not None and np.allclose(detection.box, face.box):
+            (x0, y0), (x1, y1) = detection.keypoints[:2]
+            return math.degrees(math.atan2(y1 - y0, x1 - x0))
+    return None
+
+
+def _warn_sideways(rec, path: Path, image: np.ndarray, face, detected: bool) -> None:
+    """A photo turned by 90 degrees without EXIF orientation: the detector still finds the face with
+    its eye line near +-90 degrees (while a model trained on upright faces may answer roll ~0), or
+    the model reconstructs the face rolled that far."""
+    angles = [("reconstructed roll", face.pose[2])]
+    if detected and (eye_line := _eye_line_deg(rec, image, face)) is not None:
+        angles.append(("eye line", eye_line))
+    for what, angle in angles:
+        if abs(angle) > SIDEWAYS_DEG:
+            log.warning(f"{path}: the photo looks sideways ({what} at {angle:+.0f} degrees); rotate it upright "
+                        f"(or fix its EXIF orientation) for a reliable result")
+            return
 
 
 def _faces(rec, path: Path, box=None, all_faces: bool = False):
@@ -167,7 +183,7 @@ def _faces(rec, path: Path, box=None, all_faces: bool = False):
 def _one_face(rec, path: Path, args):
     """(face, record) for a decision: --face INDEX (0 = largest) or the largest, with a warning when the
     photo shows several; the record says which face was used, for the output."""
-    _, faces = _faces(rec, path, parse_box(args.box), all_faces=True)
+    image, faces = _faces(rec, path, parse_box(args.box), all_faces=True)
     index = 0 if args.face is None else args.face
     if index >= len(faces):
         raise SiamfaceError(f"--face {index}: {path} shows {len(faces)} face(s); pass --face 0 to "
@@ -176,7 +192,7 @@ def _one_face(rec, path: Path, args):
         log.warning(f"{path}: {len(faces)} faces found, using face 0 (the largest, box {_box_text(faces[0].box)}); "
                     f"pass --face INDEX to choose another")
     face = faces[index]
-    _warn_sideways(path, face)
+    _warn_sideways(rec, path, image, face, detected=args.box is None)
     return face, {"image": str(path), "face": index, "faces_found": len(faces),
                   "box": [round(float(v), 1) for v in face.box]}
 
@@ -216,7 +232,7 @@ def cmd_reconstruct(args) -> None:
     def one(item: tuple[Path, str]) -> None:
         path, name = item
         image, faces = _faces(rec, path, box, args.all_faces)
-        _warn_sideways(path, faces[0])
+        _warn_sideways(rec, path, image, faces[0], detected=box is None)
         stem = _output_dir(out) / name
         try:
             written = _write_reconstruction(mesh_io, args, rec, path, image, faces, stem)
@@ -277,7 +293,11 @@ def _gallery(args, rec, threshold: float):
 
     create = args.command == "enroll"  # only enroll may create a gallery (and its folder)
     if create:
-        Path(args.gallery).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(args.gallery).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SiamfaceError(f"gallery {args.gallery}: cannot create its folder ({exc.strerror}: {exc.filename}); "
+                                "pass a gallery path in a folder you can write") from None
     return Gallery(args.gallery, rec.bundle.model_hash, threshold, create=create)
 
 

@@ -329,9 +329,13 @@ def test_group_photos_say_which_face_and_take_face_index(bundles, photos, tmp_pa
 
 
 def test_sideways_photo_gets_a_warning(bundles, photos, tmp_path, cli):
-    """A face reconstructed rolled by 90 degrees (a sideways photo without EXIF) is warned about."""
-    face = photos / "astronaut.jpg"
+    """A photo turned by 90 degrees without EXIF: the detector's eye line is near vertical (the
+    upright model answers roll 0), or the model reconstructs the face rolled by 90 degrees."""
+    face, turned = photos / "astronaut.jpg", tmp_path / "turned.png"
+    assert cv2.imwrite(str(turned), np.rot90(cv2.imread(str(face))))
+    code, _, err = cli("reconstruct", turned, "--model", bundles["upright"], "--out", tmp_path / "t")
+    assert code == EXIT_OK and len(err) == 1 and "looks sideways (eye line at -7" in err[0], err
     code, _, err = cli("reconstruct", face, "--model", bundles["sideways"], "--out", tmp_path / "s")
-    assert code == EXIT_OK and len(err) == 1 and "rolled by +90 degrees" in err[0] and "sideways" in err[0]
+    assert code == EXIT_OK and len(err) == 1 and "looks sideways (reconstructed roll at +90 degrees)" in err[0], err
     assert cli("reconstruct", face, "--model", bundles["upright"], "--out", tmp_path / "u")[2] == []
-    assert "sideways" in cli("verify", face, face, "--model", bundles["sideways"])[2][0]
+    assert "sideways" in cli("verify", turned, face, "--model", bundles["upright"])[2][0]
