@@ -237,7 +237,7 @@ def test_reconstruct_writes_meshes_overlay_and_json(tiny_bundles, photos, tmp_pa
     assert read_obj(out / "astronaut.obj") == (n_v, n_t)
     head, body = (out / "astronaut.ply").read_bytes().split(b"end_header\n")
     assert f"element vertex {n_v}\n".encode() in head and f"element face {n_t}\n".encode() in head
-    assert len(body) == n_v * 12 + n_t * 13
+    assert len(body) == n_v * 15 + n_t * 13
     overlay = cv2.imread(str(out / "astronaut_overlay.png"))
     assert overlay.shape == (512, 512, 3) and not np.array_equal(overlay[..., ::-1], data.astronaut())
     result = json.loads((out / "astronaut.json").read_text())
