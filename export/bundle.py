@@ -1,4 +1,4 @@
-"""Write a bundle folder atomically: model.tflite, the face-model decoder, licence, bundle.json
+"""Write a bundle folder atomically: model.tflite, the slim face-model decoder, licence, bundle.json
 (sealed with its metadata digest by edge_runtime.bundle.write_meta)."""
 from __future__ import annotations
 
@@ -11,20 +11,52 @@ import numpy as np
 
 from edge_runtime.atomic import atomic_folder
 from edge_runtime.bundle import DECODER, FORMAT_VERSION, MODEL, write_meta
-from edge_runtime.morphable_model import MorphableModel, file_sha256, resolve_face_model_path
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.morphable_model import MorphableModel, file_sha256
 from edge_runtime.params import ParamLayout
 from edge_runtime.provenance import utc_now
+from training.face_model import resolve_face_model_path
+
+DEVICE_REGION = "face"  # the device decodes the face geometry only; the other regions are render-only interiors
+# Bases rounded to multiples of 2^-10 cm (at most 0.005 mm per unit coefficient) before float16: runs of
+# equal low bits halve the compressed decoder (100 identity modes: 6.5 -> 3.4 MB).
+BASIS_STEP_CM = 2.0 ** -10
+# Vertex index sets the bundle keeps (restricted to the kept vertices); uv and the like are render-only.
+INDEX_SETS = ("fitting_vertices", "rigid_vertices", "jawline_right", "jawline_left", "narrow_face_vertices")
+
+
+def device_vertex_count(model: MorphableModel) -> int:
+    """How many leading vertices form the face region: the asset puts them first, so every index set
+    (landmarks68, fitting_vertices, ...) keeps its meaning in the slim decoder."""
+    inside = model.region_mask(DEVICE_REGION)
+    n = int(inside.sum())
+    if not inside[:n].all():
+        raise SiamfaceError(f"face model {model.name}: the {DEVICE_REGION!r} region is not the leading vertices; "
+                            f"rebuild the asset with `siamface data face-model`")
+    return n
+
+
+def _slim_basis(basis: np.ndarray) -> np.ndarray:
+    return (np.round(basis / BASIS_STEP_CM) * BASIS_STEP_CM).astype(np.float16)
+
+
+def decoder_arrays(model: MorphableModel, layout: ParamLayout) -> dict[str, np.ndarray]:
+    """What the device uses, and nothing else: the face-region vertices and the triangles between
+    them, the layout's identity modes, mean and bases in float16 (load_face_model upcasts to float32;
+    bases on the BASIS_STEP_CM grid), index sets restricted to the kept vertices (shape scores use the
+    same vertices as training)."""
+    n = device_vertex_count(model)
+    triangles = model.triangles[(model.triangles < n).all(axis=1)]
+    extras = {k: (v[v < n] if v.ndim else v) for k, v in model.extras.items() if k in INDEX_SETS}
+    return dict(mean=model.mean[:n].astype(np.float16), id_basis=_slim_basis(model.id_basis[: layout.n_id, :n]),
+                exp_basis=_slim_basis(model.exp_basis[:, :n]), exp_names=np.array(model.exp_names),
+                triangles=triangles.astype(np.int32), vertex_region=np.zeros(n, np.uint8),
+                region_names=np.array([DEVICE_REGION]), landmarks68=model.landmarks68.astype(np.int32), **extras)
 
 
 def decoder_bytes(model: MorphableModel, layout: ParamLayout) -> bytes:
-    """The face model cut to the layout's identity modes, float16 bases, as an .npz; the index sets
-    (extras such as fitting_vertices) go along so bundles and checkpoints score shapes alike."""
     buf = io.BytesIO()
-    np.savez_compressed(
-        buf, mean=model.mean.astype(np.float32), id_basis=model.id_basis[: layout.n_id].astype(np.float16),
-        exp_basis=model.exp_basis.astype(np.float16), exp_names=np.array(model.exp_names),
-        triangles=model.triangles, vertex_region=model.vertex_region, region_names=np.array(model.region_names),
-        landmarks68=model.landmarks68, **model.extras)
+    np.savez_compressed(buf, **decoder_arrays(model, layout))
     return buf.getvalue()
 
 
@@ -39,6 +71,8 @@ def write_bundle(out: str | os.PathLike, tflite: bytes, meta: dict, model: Morph
             shutil.copyfile(licence, tmp / "FACE_MODEL_LICENSE")
         full = {"format_version": FORMAT_VERSION, "kind": "siamface.bundle", "created": utc_now(), **meta}
         full["model"] = {"file": MODEL, "sha256": file_sha256(tmp / MODEL), "size_bytes": len(tflite)}
-        full["face_model"] = {**model.describe(), "decoder": {"file": DECODER, "sha256": file_sha256(tmp / DECODER)}}
+        full["face_model"] = {**model.describe(), "decoder": {
+            "file": DECODER, "sha256": file_sha256(tmp / DECODER), "n_vertices": device_vertex_count(model),
+            "dtype": "float16"}}
         write_meta(tmp, full)
     return Path(out)

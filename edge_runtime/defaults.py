@@ -1,0 +1,27 @@
+"""Which bundle a device command uses when none is named: --model, else $SIAMFACE_BUNDLE, else the
+bundle shipped in models/default (beside edge_runtime/ in a clone or an editable install), so the
+product works out of the box without training anything.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edge_runtime.errors import SiamfaceError
+
+BUNDLE_ENV = "SIAMFACE_BUNDLE"
+SHIPPED_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
+HOW_TO_GET = (f"pass --model BUNDLE_DIR or set {BUNDLE_ENV} (a folder written by `siamface export`; "
+              f"`make demo` writes some to runs/demo/bundles), or run from a siamface clone, which ships models/default")
+
+
+def resolve_bundle(model: str | os.PathLike | None = None, shipped: str | os.PathLike = SHIPPED_BUNDLE) -> Path:
+    """The bundle folder to open: ``model`` when given, else $SIAMFACE_BUNDLE, else ``shipped`` when it
+    holds a bundle.json; otherwise a one-line SiamfaceError saying how to get one."""
+    if model:
+        return Path(model)
+    if os.environ.get(BUNDLE_ENV):
+        return Path(os.environ[BUNDLE_ENV])
+    if (Path(shipped) / "bundle.json").is_file():
+        return Path(shipped)
+    raise SiamfaceError(f"no bundle given and none shipped in {shipped}: {HOW_TO_GET}")
