@@ -1,7 +1,8 @@
 """The morphable face model in numpy: load the asset, decode parameters to vertices and landmarks.
 
-The default asset is ICT Face Model Light (../shared/assets/ict-face-model). ``--face-model``
-options and the ``SIAMFACE_FACE_MODEL`` environment variable point elsewhere.
+The device loads the decoder its bundle ships (edge_runtime.bundle); training code finds the asset
+with training.face_model (--face-model, SIAMFACE_FACE_MODEL, the workspace's ICT Face Model Light).
+Loading accepts float16 or float32 arrays and always holds float32.
 """
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ ENV_VAR = "SIAMFACE_FACE_MODEL"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict-face-model" / "ict_face_model.npz"
 REQUIRED_KEYS = ("mean", "id_basis", "exp_basis", "exp_names", "triangles", "vertex_region",
                  "region_names", "landmarks68")
-HOW_TO_GET = ("pass --face-model PATH or set SIAMFACE_FACE_MODEL to an ict_face_model.npz "
-              "(the compact ICT Face Model Light asset, see shared/assets/ict-face-model/README.md)")
+HOW_TO_GET = ("pass --face-model PATH or set SIAMFACE_FACE_MODEL to an ict_face_model.npz; build one from an "
+              "ICT-FaceKit checkout with `siamface data face-model ICT_FACEKIT_DIR --out FILE` (docs/face-model.md)")
 
 
 def resolve_face_model_path(path: str | os.PathLike | None = None) -> Path:
-    """Explicit path, else $SIAMFACE_FACE_MODEL, else the asset beside the project."""
+    """Explicit path, else $SIAMFACE_FACE_MODEL, else the asset beside the project: training.face_model's
+    order, left here for training callers that still pass None (the device always passes its bundle's decoder)."""
     if path:
         return Path(path)
     if os.environ.get(ENV_VAR):

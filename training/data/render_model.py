@@ -16,7 +16,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel, load_face_model, resolve_face_model_path
+from edge_runtime.morphable_model import MorphableModel, load_face_model
+from training.face_model import resolve_face_model_path
 
 V2_NAME = "ict_face_model_v2.npz"
 

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_runtime.atomic import atomic_write_json
-from edge_runtime.morphable_model import MorphableModel, file_sha256, load_face_model, resolve_face_model_path
+from edge_runtime.morphable_model import MorphableModel, file_sha256, load_face_model
 from edge_runtime.params import ParamLayout, Whitening
 from edge_runtime.provenance import package_versions, utc_now
 from training.config_io import Range, config_to_dict
@@ -36,6 +36,7 @@ from training.data.sampling import (PoseConfig, sample_angles, sample_camera, sa
 from training.data.scene import (SceneConfig, SceneContext, degrade, draw_behind, draw_front,
                                  sample_background, sample_hair_style)
 from training.data.texture import Look, TextureConfig, TextureLayout, paint_identity, vary_photo
+from training.face_model import resolve_face_model_path
 
 GENERATOR = "siamface.synth"
 # 2: gamma applied to 8-bit levels after noise (faster degrade); 3: same scenes, faster synthesis
