@@ -339,3 +339,36 @@ def test_sideways_photo_gets_a_warning(bundles, photos, tmp_path, cli):
     assert code == EXIT_OK and len(err) == 1 and "looks sideways (reconstructed roll at +90 degrees)" in err[0], err
     assert cli("reconstruct", face, "--model", bundles["upright"], "--out", tmp_path / "u")[2] == []
     assert "sideways" in cli("verify", turned, face, "--model", bundles["upright"])[2][0]
+
+
+def test_progress_bar_on_a_terminal_only_and_off_with_quiet(bundles, photos, tmp_path):
+    """A folder shows a tqdm bar on stderr when stderr is a terminal (a real pty), none with --quiet."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from test_edge_cli import REPO
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (folder / name).write_bytes((photos / "astronaut.jpg").read_bytes())
+    shown = {}
+    for flags in ((), ("--quiet",)):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a terminal has a size
+        result = subprocess.run([sys.executable, "-m", "edge_runtime", "reconstruct", folder, "--model",
+                                 bundles["upright"], "--out", tmp_path / "o", *flags], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=slave, timeout=120)
+        os.set_blocking(master, False)
+        try:
+            shown[flags] = os.read(master, 1 << 16).decode()
+        except BlockingIOError:  # nothing was written
+            shown[flags] = ""
+        os.close(slave)
+        os.close(master)
+        assert result.returncode == EXIT_OK
+    assert "0/2" in shown[()] and "photo" in shown[()], shown
+    assert shown[("--quiet",)] == ""
