@@ -22,12 +22,11 @@ from edge_runtime.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, EXIT_OK, EXIT_USA
 from test_edge_cli import SIAMFACE, photos, run  # noqa: F401 (photos is a fixture)
 
 SIZE, N_ID = 64, 8
-UPRIGHT = [2.0, 0, 0, 32, 0, -2.0, 0, 34, 0, 0, -2.0, 0]   # a frontal mean face in the crop
-SIDEWAYS = [0, -2.0, 0, 32, -2.0, 0, 0, 34, 0, 0, -2.0, 0]  # the same face rolled by +90 degrees
+UPRIGHT = [2.0, 0, 0, 32, 0, -2.0, 0, 34, 0, 0, -2.0, 0]  # a frontal mean face in the crop
 
 
 def write_fixed_bundle(out: Path, face_model, camera: list[float]) -> Path:
-    """A real bundle whose model answers one fixed parameter vector (camera given, mean shape) and
+    """A real bundle whose model answers one fixed parameter vector (the camera given, mean shape) and
     the crop's mean colour as its embedding, so different photos score differently."""
     import tf_keras as keras
 
@@ -51,9 +50,7 @@ def write_fixed_bundle(out: Path, face_model, camera: list[float]) -> Path:
 
 @pytest.fixture(scope="module")
 def bundles(face_model, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("fixed-bundles")
-    return {name: write_fixed_bundle(root / name, face_model, camera)
-            for name, camera in (("upright", UPRIGHT), ("sideways", SIDEWAYS))}
+    return {"upright": write_fixed_bundle(tmp_path_factory.mktemp("fixed-bundle") / "upright", face_model, UPRIGHT)}
 
 
 @pytest.fixture()
@@ -329,16 +326,18 @@ def test_group_photos_say_which_face_and_take_face_index(bundles, photos, tmp_pa
 
 
 def test_sideways_photo_gets_a_warning(bundles, photos, tmp_path, cli):
-    """A photo turned by 90 degrees without EXIF: the detector's eye line is near vertical (the
-    upright model answers roll 0), or the model reconstructs the face rolled by 90 degrees."""
-    face, turned = photos / "astronaut.jpg", tmp_path / "turned.png"
-    assert cv2.imwrite(str(turned), np.rot90(cv2.imread(str(face))))
-    code, _, err = cli("reconstruct", turned, "--model", bundles["upright"], "--out", tmp_path / "t")
-    assert code == EXIT_OK and len(err) == 1 and "looks sideways (eye line at -7" in err[0], err
-    code, _, err = cli("reconstruct", face, "--model", bundles["sideways"], "--out", tmp_path / "s")
-    assert code == EXIT_OK and len(err) == 1 and "looks sideways (reconstructed roll at +90 degrees)" in err[0], err
-    assert cli("reconstruct", face, "--model", bundles["upright"], "--out", tmp_path / "u")[2] == []
-    assert "sideways" in cli("verify", turned, face, "--model", bundles["upright"])[2][0]
+    """A photo turned by 90 degrees without EXIF: BlazeFace still finds the face, its eye line near
+    vertical (while the model, trained upright, may answer roll 0): a warning, and the result is written."""
+    face, up = photos / "astronaut.jpg", bundles["upright"]
+    for k, angle in ((1, "-7"), (3, "+4")):  # the measured eye lines: -70 and +46 degrees (upright: +9)
+        turned = tmp_path / f"turned{k}.png"
+        assert cv2.imwrite(str(turned), np.rot90(cv2.imread(str(face)), k))
+        code, _, err = cli("reconstruct", turned, "--model", up, "--out", tmp_path / "t")
+        assert code == EXIT_OK and len(err) == 1 and f"{turned}: the photo looks sideways (eye line at {angle}" in err[0]
+        assert (tmp_path / "t" / f"turned{k}.json").is_file()
+    assert cli("reconstruct", face, "--model", up, "--out", tmp_path / "u")[2] == []
+    assert "sideways" in cli("verify", turned, face, "--model", up)[2][0]
+    assert cli("reconstruct", turned, "--model", up, "--box", "190,240,280,330", "--out", tmp_path / "b")[2] == []
 
 
 def test_progress_bar_on_a_terminal_only_and_off_with_quiet(bundles, photos, tmp_path):
