@@ -68,7 +68,7 @@ def test_an_error_in_a_file_names_the_file_and_the_nested_key(tmp_path):
     path.write_text("seed: 3\npose:\n  yaw_distribution: unifrom\n")
     rejects(SynthConfig, [], "pose.yaw_distribution='unifrom' is not one of 'uniform', 'normal'", path)
     path.write_text("pose:\n  yaw: 3\n")
-    with pytest.raises(SiamfaceError, match=re.escape("unknown key(s) ['pose.yaw'] for PoseConfig")):
+    with pytest.raises(SiamfaceError, match=re.escape("unknown key(s) ['yaw'] in pose for PoseConfig")):
         load_config(SynthConfig, path)
 
 

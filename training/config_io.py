@@ -123,8 +123,8 @@ def _build(cls: type[T], data: Any, where: str, prefix: str) -> T:
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - fields)
     if unknown:
-        raise SiamfaceError(f"{where}: unknown key(s) {[prefix + k for k in unknown]} for {cls.__name__}; "
-                            f"valid keys: {sorted(fields)}")
+        section = f" in {prefix.rstrip('.')}" if prefix else ""
+        raise SiamfaceError(f"{where}: unknown key(s) {unknown}{section} for {cls.__name__}; valid keys: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
         try:
