@@ -19,8 +19,28 @@ venv: $(STAMP)
 test: venv
 	$(PY) -m pytest -n 2 --dist loadfile
 
+# The demo's face model: $$SIAMFACE_FACE_MODEL, else ../shared/assets/ict-face-model; with neither,
+# ICT-FaceKit (MIT) is cloned into runs/ and converted (the only download), or the demo stops saying how
+# to get a face model. Then the shipped bundle (models/default) reconstructs the demo's photo too.
+FACEKIT := runs/ICT-FaceKit
+FACEKIT_ASSET := runs/face-model/ict_face_model.npz
+HAS_FACE_MODEL := from training.face_model import resolve_face_model_path as r; r()
+NO_FACE_MODEL := error: no face model: set SIAMFACE_FACE_MODEL to an ict_face_model.npz, or clone \
+  https://github.com/ICT-VGL/ICT-FaceKit and run siamface data face-model DIR --out FILE (docs/face-model.md)
 demo: venv
+	@if ! $(PY) -c "$(HAS_FACE_MODEL)" 2>/dev/null; then \
+	  if [ ! -f $(FACEKIT_ASSET) ]; then \
+	    [ -d $(FACEKIT)/FaceXModel ] || git clone -q --depth 1 https://github.com/ICT-VGL/ICT-FaceKit $(FACEKIT) 2>/dev/null \
+	      || { echo "$(NO_FACE_MODEL)" >&2; exit 2; }; \
+	    $(VENV)/bin/siamface data face-model $(FACEKIT) --out $(FACEKIT_ASSET) || exit 2; \
+	  fi; \
+	  export SIAMFACE_FACE_MODEL=$(CURDIR)/$(FACEKIT_ASSET); \
+	fi; \
 	$(VENV)/bin/siamface demo
+	@if [ -f models/default/bundle.json ]; then \
+	  $(VENV)/bin/siamface reconstruct runs/demo/photos/astronaut.png --model models/default \
+	    --out runs/demo/shipped --obj --overlay && echo "shipped model (models/default): runs/demo/shipped"; \
+	else echo "no shipped bundle in models/default: the demo's own bundles are in runs/demo/bundles"; fi
 
 bench: venv
 	$(VENV)/bin/siamface data bench
