@@ -54,3 +54,18 @@ def tiny_bundles(tmp_path_factory):
         (root / "demo.log").write_text(r.stdout)
 
     return _shared(tmp_path_factory, "tiny-bundles", build)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny synthetic training set (6 train and 3 val people x 4 photos, 64 px, 20 identity modes),
+    made once per session for the training and cluster tests."""
+
+    def build(root):
+        from training.data.synth import SynthConfig, synthesize
+
+        cfg = SynthConfig(train_identities=6, val_identities=3, test_identities=0, images_per_identity=4,
+                          image_size=64, n_id=20, shard_size=12)
+        synthesize(root, cfg, workers=1, progress=False)
+
+    return _shared(tmp_path_factory, "tiny-train-data", build)

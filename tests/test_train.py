@@ -14,24 +14,15 @@ import tf_keras
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import load_face_model
 from training.checkpoint import load_checkpoint, load_margin_head
-from training.data.synth import SynthConfig, synthesize
 from training.data.dataset import Dataset
 from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
 from training.pairs import PairSampler, PKSampler
 from training.pipeline import PairBatches, PKBatches
-from training.train import (CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainConfig, TrainingLosses,
-                            make_train_step, train)
+from training.loop import make_train_step
+from training.losses import CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainingLosses
+from training.train import TrainConfig, train
 
 TINY = EncoderConfig(width=0.35, last_channels=256, embedding_dim=32, dropout=0.0)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "tiny"
-    cfg = SynthConfig(train_identities=6, val_identities=3, test_identities=0, images_per_identity=4,
-                      image_size=64, n_id=20, shard_size=12)
-    synthesize(out, cfg, workers=1, progress=False)
-    return out
 
 
 def _cfg(data, **kw) -> TrainConfig:

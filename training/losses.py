@@ -7,17 +7,23 @@ unwhitens the network's output); WPDC itself compares whitened vectors. The came
 offset tz is ignored everywhere, as in 3DDFA: a weak-perspective image does not show it.
 Per-image losses take an optional (B,) ``mask``: a sample with mask 0 (no 3D labels) adds
 nothing, and the mean runs over the others; its labels must still be finite (zeros will do).
+
+``LossConfig`` and ``TrainingLosses`` at the end put them together as a training run configures them.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from edge_runtime.errors import SiamfaceError
-from training.morphable_tf import TFMorphableModel
+from edge_runtime.morphable_model import MorphableModel
+from edge_runtime.params import ParamLayout, Whitening
+from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
 
 TZ_INDEX = 11  # the camera's (row 2, column 3) entry in the row-major 3x4 pose block
 
@@ -311,3 +317,147 @@ class MarginHead(keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "n_classes": self.n_classes, "kind": self.kind, "scale": self.scale,
                 "margin": self.margin}
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (0 switches a loss off, for ablations) and their margins."""
+
+    geometry: float = 0.5             # mean distance (crop pixels) of 68 landmarks + sampled vertices
+    n_sample_vertices: int = 200
+    geometry_shapes_identity: bool = False  # True lets geometry gradients move the identity code too
+    param: float = 2.0                # L2 on whitened parameters: keeps the shape code near its posterior mean
+    shape: float = 3.0                # mm between neutral identity shapes, similarity part removed
+    wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
+    shape_contrastive: float = 0.05   # contrastive on identity coefficients (the pair; pk: every pair)
+    shape_margin: float = 4.0
+    # On the embedding: "contrastive" (the paper's; pk: over every pair of the batch), "triplet"
+    # (batch-hard), "supcon" (supervised contrastive), "arcface" / "cosface" (margin head over
+    # the training identities) or "none". Batch losses on pairs see the 2B images of the batch.
+    identity: str = "contrastive"
+    identity_weight: float = 0.5
+    identity_q: float = 10.0          # contrastive: Q, the bound of the embedding distance
+    identity_distance: str = "l1"     # contrastive: "l1" (authors' code) or "cosine"
+    triplet_margin: float = 0.2       # on cosine distance
+    supcon_temperature: float = 0.1
+    classifier: str = "none"          # a margin head next to the identity loss: "arcface", "cosface" or "none"
+    classifier_weight: float = 0.1
+    arcface_scale: float = 30.0
+    arcface_margin: float = 0.5       # additive angular margin (radians)
+    cosface_scale: float = 30.0
+    cosface_margin: float = 0.35      # additive cosine margin
+    identity_start_step: int = 0      # staged schedule: identity and classifier losses join at this step
+
+
+IDENTITY_LOSSES = ("none", "contrastive", "triplet", "supcon", "arcface", "cosface")
+CLASSIFIERS = ("none", "arcface", "cosface")
+
+
+class TrainingLosses:
+    """The configured losses on a batch and the model's outputs; returns named scalars.
+
+    ``pairs`` scores a Siamese pair batch, ``batch`` a P x K batch. A sample whose whitened
+    labels hold NaN (no 3D labels, e.g. an identity-only photo dataset) adds nothing to the
+    geometry, parameter, shape and WPDC terms; the identity terms still use it.
+    """
+
+    def __init__(self, cfg: LossConfig, model: MorphableModel, layout: ParamLayout, whitening: Whitening,
+                 n_classes: int, embedding_dim: int):
+        self.cfg, self.layout = cfg, layout
+        idx = landmark_and_sample_indices(model, cfg.n_sample_vertices)
+        self.tf_model = TFMorphableModel.from_numpy(model, layout, idx)
+        free = similarity_free_basis(self.tf_model.mean.numpy(), self.tf_model.id_basis.numpy())
+        self.shape_basis = tf.constant(10.0 * free, tf.float32)  # cm -> mm
+        self.mean = tf.constant(whitening.mean)
+        self.std = tf.constant(whitening.std)
+        if cfg.identity not in IDENTITY_LOSSES:
+            raise SiamfaceError(f"loss.identity must be one of {', '.join(IDENTITY_LOSSES)}, not {cfg.identity!r}")
+        if cfg.classifier not in CLASSIFIERS:
+            raise SiamfaceError(f"loss.classifier must be one of {', '.join(CLASSIFIERS)}, not {cfg.classifier!r}")
+        head = cfg.identity if cfg.identity in MARGIN_LOGITS else cfg.classifier
+        if cfg.identity in MARGIN_LOGITS and cfg.classifier != "none":
+            raise SiamfaceError(f"loss.identity={cfg.identity} is already a margin head: set loss.classifier=none")
+        self.margin_head = None
+        if head != "none":
+            scale, margin = ((cfg.arcface_scale, cfg.arcface_margin) if head == "arcface"
+                             else (cfg.cosface_scale, cfg.cosface_margin))
+            self.margin_head = MarginHead(n_classes, head, scale, margin)
+            self.margin_head.build((None, embedding_dim))
+
+    def unwhiten(self, z):
+        return tf.cast(z, tf.float32) * self.std + self.mean
+
+    def image_terms(self, z_true: tf.Tensor, z_pred: tf.Tensor, suffix: str = "") -> dict:
+        """Per-image losses, masked where the labels are NaN (those become zeros first: a NaN
+        would reach the gradient even through a zero weight)."""
+        cfg, lay = self.cfg, self.layout
+        z_true = tf.cast(z_true, tf.float32)
+        mask = tf.reduce_all(tf.math.is_finite(z_true), axis=1)
+        z_true = tf.where(mask[:, None], z_true, 0.0)
+        z_pred = tf.cast(z_pred, tf.float32)
+        p_true, p_pred = self.unwhiten(z_true), self.unwhiten(z_pred)
+        terms = {}
+        if cfg.geometry:
+            p_geo = p_pred if cfg.geometry_shapes_identity else tf.concat(
+                [p_pred[:, lay.pose], tf.stop_gradient(p_pred[:, lay.identity]), p_pred[:, lay.expression]], 1)
+            terms[f"geometry{suffix}"] = cfg.geometry * geometry_loss(p_true, p_geo, self.tf_model, mask)
+        if cfg.param:
+            terms[f"param{suffix}"] = cfg.param * masked_mean(tf.square(z_true - z_pred), mask)
+        if cfg.shape:
+            terms[f"shape{suffix}"] = cfg.shape * aligned_shape_loss(
+                p_true[:, lay.identity], p_pred[:, lay.identity], self.shape_basis, mask)
+        if cfg.wpdc:
+            weights = wpdc_weights(p_true, p_pred, self.tf_model)
+            terms[f"wpdc{suffix}"] = cfg.wpdc * wpdc_loss(z_true, z_pred, weights, mask)
+        return terms
+
+    def _identity_terms(self, embedding: tf.Tensor, labels: tf.Tensor, identity_on: tf.Tensor,
+                        contrastive: Callable[[], tf.Tensor]) -> dict:
+        """Identity losses on L2-normalised embeddings with their identity classes; ``contrastive``
+        computes the paper's loss (per pair, or over every pair of a P x K batch)."""
+        cfg, terms = self.cfg, {}
+        if cfg.identity_weight and cfg.identity != "none":
+            if cfg.identity == "contrastive":
+                value = contrastive()
+            elif cfg.identity == "triplet":
+                value = batch_hard_triplet_loss(embedding, labels, cfg.triplet_margin)
+            elif cfg.identity == "supcon":
+                value = supervised_contrastive_loss(embedding, labels, cfg.supcon_temperature)
+            else:
+                value = self.margin_head(embedding, labels)
+            terms["identity"] = identity_on * cfg.identity_weight * value
+        if cfg.classifier != "none" and cfg.classifier_weight:
+            terms["classifier"] = identity_on * cfg.classifier_weight * self.margin_head(embedding, labels)
+        return terms
+
+    def pairs(self, batch: dict, out: dict, identity_on: tf.Tensor) -> dict:
+        """Siamese pair batch: per-image terms of both sides, contrastive terms per pair."""
+        cfg, lay = self.cfg, self.layout
+        terms = {**self.image_terms(batch["params_a"], out["params_a"], "_a"),
+                 **self.image_terms(batch["params_b"], out["params_b"], "_b")}
+        if cfg.shape_contrastive:
+            id_a = self.unwhiten(out["params_a"])[:, lay.identity]
+            id_b = self.unwhiten(out["params_b"])[:, lay.identity]
+            terms["shape_contrastive"] = cfg.shape_contrastive * contrastive_loss(
+                id_a, id_b, batch["same"], cfg.shape_margin)
+        if cfg.identity != "none" or cfg.classifier != "none":
+            emb = tf.concat([out["embedding_a"], out["embedding_b"]], axis=0)
+            labels = tf.concat([batch["class_a"], batch["class_b"]], axis=0)
+            terms.update(self._identity_terms(emb, labels, identity_on, lambda: embedding_contrastive_loss(
+                out["embedding_a"], out["embedding_b"], batch["same"], cfg.identity_q, cfg.identity_distance)))
+        terms["total"] = tf.add_n(list(terms.values()))
+        return terms
+
+    def batch(self, batch: dict, out: dict, identity_on: tf.Tensor) -> dict:
+        """P x K batch: per-image terms, contrastive and identity terms over every pair of the batch."""
+        cfg, lay = self.cfg, self.layout
+        terms = self.image_terms(batch["params"], out["params"])
+        if cfg.shape_contrastive:
+            codes = self.unwhiten(out["params"])[:, lay.identity]
+            terms["shape_contrastive"] = cfg.shape_contrastive * batch_contrastive_loss(
+                codes, batch["class"], cfg.shape_margin)
+        terms.update(self._identity_terms(out["embedding"], batch["class"], identity_on, lambda: (
+            batch_embedding_contrastive_loss(out["embedding"], batch["class"], cfg.identity_q,
+                                                    cfg.identity_distance))))
+        terms["total"] = tf.add_n(list(terms.values()))
+        return terms

@@ -2,8 +2,10 @@
 batches for evaluation.
 
 Indices are drawn per epoch by a sampler (``training.pairs``); images are gathered a whole
-batch at a time from the memory-mapped shards (one numpy call per batch, none per sample), then
-normalised and photometrically augmented in the graph, and prefetched. Parameters of samples
+batch at a time from the memory-mapped shards (one numpy call per batch, none per sample, in
+parallel map calls), then normalised and photometrically augmented in the graph, and prefetched.
+Only the label table is held in memory: images stream from disk, so the data may be far larger
+than memory, and a worker of a cluster reads only its own rows of each batch. Parameters of samples
 without 3D labels stay NaN: the losses mask their geometry terms (``TrainingLosses``).
 """
 from __future__ import annotations
@@ -13,29 +15,38 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from edge_runtime.errors import SiamfaceError
+from edge_runtime.normalise import normalise_pixels
 from edge_runtime.params import Whitening
 from training.data.dataset import SplitData
 from training.pairs import PairSampler, PKSampler
 
-PIXEL_MEAN, PIXEL_SCALE = 127.5, 128.0
-
 
 def normalise(images_uint8: tf.Tensor) -> tf.Tensor:
-    """The paper's input scaling, (x - 127.5) / 128."""
-    return (tf.cast(images_uint8, tf.float32) - PIXEL_MEAN) / PIXEL_SCALE
+    """The paper's input scaling (``edge_runtime.normalise``, shared with export and the device)."""
+    return normalise_pixels(tf.cast(images_uint8, tf.float32))
 
 
-def augment(images_uint8: tf.Tensor) -> tf.Tensor:
-    """Label-preserving photometric jitter (geometry stays exact)."""
+def augment(images_uint8: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Label-preserving photometric jitter (geometry stays exact), one draw per tensor.
+
+    Stateless: the jitter is a function of ``seed`` (2 ints), so a resumed run and every worker
+    of a cluster apply the same jitter as one uninterrupted process does.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
     x = tf.cast(images_uint8, tf.float32) / 255.0
-    x = tf.image.random_brightness(x, 0.08)
-    x = tf.image.random_contrast(x, 0.85, 1.15)
-    x = tf.image.random_saturation(x, 0.8, 1.2)
+    x = tf.image.stateless_random_brightness(x, 0.08, seeds[0])
+    x = tf.image.stateless_random_contrast(x, 0.85, 1.15, seeds[1])
+    x = tf.image.stateless_random_saturation(x, 0.8, 1.2, seeds[2])
     return tf.cast(tf.clip_by_value(x * 255.0, 0.0, 255.0), tf.uint8)
 
 
 class _Batches:
-    """What both training pipelines share: whitened labels, identity classes, the epoch stream."""
+    """What both training pipelines share: whitened labels, identity classes, the epoch stream.
+
+    A stream may be one ``part`` of ``parts`` equal row blocks of every batch (one worker's or
+    replica's share): it draws the same batches and reads only its own rows' images.
+    """
 
     def __init__(self, split: SplitData, whitening: Whitening, batch_size: int, steps_per_epoch: int):
         self.split, self.batch_size, self.steps_per_epoch = split, batch_size, max(1, steps_per_epoch)
@@ -43,23 +54,39 @@ class _Batches:
         _, self.classes = np.unique(split.identity, return_inverse=True)
         self.n_classes = int(self.classes.max()) + 1
 
-    def _stream(self, start_step: int, epoch_fn: Callable, dtypes: list) -> tf.data.Dataset:
-        """Batches of the per-epoch index arrays from ``epoch_fn``, skipping to ``start_step``."""
+    def part_rows(self, parts: int) -> int:
+        if self.batch_size % parts:
+            raise SiamfaceError(f"a batch of {self.batch_size} rows does not split into {parts} equal parts (one per "
+                                f"replica): make batch_size (pk: pk_images) a multiple of the replicas")
+        return self.batch_size // parts
+
+    def _stream(self, start_step: int, epoch_fn: Callable, dtypes: list, part: int, parts: int) -> tf.data.Dataset:
+        """(step, this part's rows of the batch's index arrays), from ``start_step`` (for resume)."""
+        rows = self.part_rows(parts)
         epochs = tf.data.Dataset.range(start_step // self.steps_per_epoch, 2**31)
         drawn = epochs.map(lambda e: tf.numpy_function(epoch_fn, [e], dtypes))
         ds = drawn.flat_map(lambda *arrays: tf.data.Dataset.from_tensor_slices(arrays))
-        return ds.batch(self.batch_size, drop_remainder=True).skip(start_step % self.steps_per_epoch)
+        ds = ds.batch(self.batch_size, drop_remainder=True).skip(start_step % self.steps_per_epoch)
+        ds = ds.map(lambda *arrays: tuple(tf.reshape(a[part * rows: (part + 1) * rows], (rows,)) for a in arrays))
+        return tf.data.Dataset.zip((tf.data.Dataset.range(start_step, 2**62), ds))
 
-    def _images(self, idx: tf.Tensor, augment_images: bool) -> tf.Tensor:
+    def _images(self, idx: tf.Tensor, seed: tf.Tensor | None) -> tf.Tensor:
+        """Normalised images; augmented with ``seed`` unless it is None."""
         images = tf.numpy_function(self.split.images, [idx], tf.uint8)
         size = self.split.image_size
-        images.set_shape((self.batch_size, size, size, 3))
-        return normalise(augment(images) if augment_images else images)
+        images.set_shape((idx.shape[0], size, size, 3))
+        return normalise(images if seed is None else augment(images, seed))
 
     def _labels(self, idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         z, c = tf.numpy_function(lambda i: (self.params_z[i], self.classes[i].astype(np.int32)), [idx],
                                  [tf.float32, tf.int32])
-        return tf.reshape(z, (self.batch_size, self.params_z.shape[1])), tf.reshape(c, (self.batch_size,))
+        rows = idx.shape[0]
+        return tf.reshape(z, (rows, self.params_z.shape[1])), tf.reshape(c, (rows,))
+
+
+def _seed(augment_images: bool, base: int, step: tf.Tensor, draw: int) -> tf.Tensor | None:
+    """The augmentation seed of one draw of a step (None: no augmentation)."""
+    return tf.stack([step, tf.constant(2 * base + draw, tf.int64)]) if augment_images else None
 
 
 class PairBatches(_Batches):
@@ -75,15 +102,19 @@ class PairBatches(_Batches):
         n = self.steps_per_epoch * self.batch_size
         return a[:n], b[:n], same[:n]
 
-    def dataset(self, start_step: int = 0, augment_images: bool = True) -> tf.data.Dataset:
-        """An endless stream of batch dicts, starting at ``start_step`` (for resume)."""
-        ds = self._stream(start_step, self._epoch_pairs, [tf.int64, tf.int64, tf.float32])
+    def dataset(self, start_step: int = 0, augment_images: bool = True, part: int = 0,
+                parts: int = 1) -> tf.data.Dataset:
+        """An endless stream of batch dicts (``part`` of ``parts`` row blocks), from ``start_step``."""
+        ds = self._stream(start_step, self._epoch_pairs, [tf.int64, tf.int64, tf.float32], part, parts)
+        seed = self.sampler.seed
 
-        def load(a, b, same):
+        def load(step, arrays):
+            a, b, same = arrays
             (za, ca), (zb, cb) = self._labels(a), self._labels(b)
-            return {"image_a": self._images(a, augment_images), "image_b": self._images(b, augment_images),
+            return {"image_a": self._images(a, _seed(augment_images, seed, step, 0)),
+                    "image_b": self._images(b, _seed(augment_images, seed, step, 1)),
                     "params_a": za, "params_b": zb, "class_a": ca, "class_b": cb,
-                    "same": tf.reshape(same, (self.batch_size,))}
+                    "same": tf.reshape(same, (a.shape[0],))}
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -96,13 +127,17 @@ class PKBatches(_Batches):
         self.sampler = sampler
         self.images_per_step = sampler.batch_size
 
-    def dataset(self, start_step: int = 0, augment_images: bool = True) -> tf.data.Dataset:
-        """An endless stream of batch dicts, starting at ``start_step`` (for resume)."""
-        ds = self._stream(start_step, lambda e: self.sampler.epoch(int(e)), [tf.int64])
+    def dataset(self, start_step: int = 0, augment_images: bool = True, part: int = 0,
+                parts: int = 1) -> tf.data.Dataset:
+        """An endless stream of batch dicts (``part`` of ``parts`` row blocks: whole photo slices when
+        ``parts`` divides K), from ``start_step``."""
+        ds = self._stream(start_step, lambda e: self.sampler.epoch(int(e)), [tf.int64], part, parts)
+        seed = self.sampler.seed
 
-        def load(idx):
+        def load(step, arrays):
+            idx, = arrays
             z, c = self._labels(idx)
-            return {"image": self._images(idx, augment_images), "params": z, "class": c}
+            return {"image": self._images(idx, _seed(augment_images, seed, step, 0)), "params": z, "class": c}
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
