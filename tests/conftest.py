@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from edge_runtime.terminal import tensorflow_env
+
+tensorflow_env()
 
 
 @pytest.fixture(scope="session")
