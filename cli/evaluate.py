@@ -97,11 +97,11 @@ def evaluate_fit(data, out, search, face_model, overrides) -> None:
 
     OVERRIDES are KEY=VALUE settings of LandmarkFitConfig, e.g. fit.n_id=100 search_groups=[jaw,brows].
     """
-    from edge_runtime.morphable_model import load_face_model
     from evaluation.landmark_fit import LandmarkFitConfig, annotated_faces, write_fit_report
     from training.config_io import load_config
+    from training.face_model import load_training_face_model
 
     cfg = load_config(LandmarkFitConfig, None, overrides)
-    text = write_fit_report(load_face_model(face_model), annotated_faces(data), cfg, Path(out), search)
+    text = write_fit_report(load_training_face_model(face_model), annotated_faces(data), cfg, Path(out), search)
     click.echo(text)
     click.echo(f"report in {out}: landmark_fit.md, landmark_fit.json")

@@ -19,22 +19,10 @@ from edge_runtime.camera import project
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.params import ParamLayout
 
-ENV_VAR = "SIAMFACE_FACE_MODEL"
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict-face-model" / "ict_face_model.npz"
 REQUIRED_KEYS = ("mean", "id_basis", "exp_basis", "exp_names", "triangles", "vertex_region",
                  "region_names", "landmarks68")
-HOW_TO_GET = ("pass --face-model PATH or set SIAMFACE_FACE_MODEL to an ict_face_model.npz; build one from an "
-              "ICT-FaceKit checkout with `siamface data face-model ICT_FACEKIT_DIR --out FILE` (docs/face-model.md)")
-
-
-def resolve_face_model_path(path: str | os.PathLike | None = None) -> Path:
-    """Explicit path, else $SIAMFACE_FACE_MODEL, else the asset beside the project: training.face_model's
-    order, left here for training callers that still pass None (the device always passes its bundle's decoder)."""
-    if path:
-        return Path(path)
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
-    return DEFAULT_PATH
+HOW_TO_FIX = ("a training face model is built with `siamface data face-model ICT_FACEKIT_DIR --out FILE` "
+              "(docs/face-model.md); a bundle's decoder is rewritten by `siamface export`")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -136,27 +124,28 @@ class MorphableModel:
                 "n_id_total": int(self.n_id_total), "n_exp": len(self.exp_names)}
 
 
-def load_face_model(path: str | os.PathLike | None = None) -> MorphableModel:
-    """Load and validate the .npz asset; any problem is a one-line SiamfaceError."""
-    path = resolve_face_model_path(path)
+def load_face_model(path: str | os.PathLike) -> MorphableModel:
+    """Load and validate the .npz at ``path`` (a training asset or a bundle's decoder: the caller
+    decides which, this module knows no default); any problem is a one-line SiamfaceError."""
+    path = Path(path)
     if not path.is_file():
-        raise SiamfaceError(f"face model not found at {path}: {HOW_TO_GET}")
+        raise SiamfaceError(f"face model not found at {path}: {HOW_TO_FIX}")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in REQUIRED_KEYS if k not in data.files]
             if missing:
-                raise SiamfaceError(f"face model {path} lacks keys {missing}: {HOW_TO_GET}")
+                raise SiamfaceError(f"face model {path} lacks keys {missing}: {HOW_TO_FIX}")
             arrays = {k: data[k] for k in data.files}
     except SiamfaceError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise SiamfaceError(f"face model {path} is unreadable or corrupt ({exc.__class__.__name__}): {HOW_TO_GET}") from None
+        raise SiamfaceError(f"face model {path} is unreadable or corrupt ({exc.__class__.__name__}): {HOW_TO_FIX}") from None
     mean = arrays["mean"].astype(np.float32)
     n_v = mean.shape[0]
     id_basis = arrays["id_basis"].astype(np.float32)
     exp_basis = arrays["exp_basis"].astype(np.float32)
     if mean.shape != (n_v, 3) or id_basis.shape[1:] != (n_v, 3) or exp_basis.shape[1:] != (n_v, 3):
-        raise SiamfaceError(f"face model {path} has inconsistent basis shapes: {HOW_TO_GET}")
+        raise SiamfaceError(f"face model {path} has inconsistent basis shapes: {HOW_TO_FIX}")
     extras = {k: arrays[k] for k in arrays if k not in REQUIRED_KEYS}
     return MorphableModel(
         name=path.stem, sha256=file_sha256(path), mean=mean, id_basis=id_basis, exp_basis=exp_basis,

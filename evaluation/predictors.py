@@ -55,11 +55,11 @@ def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
 
 
 def checkpoint_predictor(path: str | Path) -> Predictor:
-    from edge_runtime.morphable_model import load_face_model
     from training.checkpoint import load_checkpoint
+    from training.face_model import load_training_face_model
 
     encoder, meta = load_checkpoint(path)
-    model = load_face_model(meta["config"].get("face_model") or None)
+    model = load_training_face_model(meta["config"].get("face_model") or None)
     if model.sha256 != meta["face_model"]["sha256"]:
         raise SiamfaceError(f"{path} was trained with another face model ({meta['face_model']['sha256'][:12]}): "
                             f"set SIAMFACE_FACE_MODEL to the matching asset")

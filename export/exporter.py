@@ -15,7 +15,6 @@ from tqdm import tqdm
 from edge_runtime.bundle import load_bundle
 from edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import load_face_model
 from edge_runtime.normalise import PIXEL_NORMALISATION
 from edge_runtime.params import Whitening
 from edge_runtime.provenance import package_versions
@@ -26,6 +25,7 @@ from export.tflite import FULL_INTEGER, VARIANTS, convert
 from training.checkpoint import load_checkpoint
 from training.config_io import Range
 from training.data.dataset import Dataset, SplitData
+from training.face_model import load_training_face_model
 
 FLOAT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq")
 QAT_VARIANTS = ("int8-qat",)
@@ -75,7 +75,7 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
         if v not in allowed:
             raise SiamfaceError(f"variant {v} cannot be exported from the {meta['kind']} checkpoint {checkpoint}: "
                                 f"it exports {', '.join(allowed)}" + (" (run `siamface qat` for int8-qat)" if v == "int8-qat" else ""))
-    model = load_face_model(cfg.face_model or meta["config"].get("face_model") or None)
+    model = load_training_face_model(cfg.face_model or meta["config"].get("face_model") or None)
     if model.sha256 != meta["face_model"]["sha256"]:
         raise SiamfaceError(f"{checkpoint} was trained with face model {meta['face_model']['sha256'][:12]}, "
                             f"{model.name} is {model.sha256[:12]}: pass the matching --face-model")

@@ -12,9 +12,9 @@ tensorflow_env()
 
 @pytest.fixture(scope="session")
 def face_model():
-    from edge_runtime.morphable_model import load_face_model
+    from training.face_model import load_training_face_model
 
-    return load_face_model()
+    return load_training_face_model()
 
 
 def _shared(tmp_path_factory, name: str, build):

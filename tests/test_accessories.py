@@ -11,12 +11,13 @@ import pytest
 from render_helpers import rasterize, visible_triangles
 from edge_runtime.camera import FLIP, CameraPose, compose_camera, euler_to_matrix, project
 from edge_runtime.crop import crop_from_box, landmark_box
-from edge_runtime.morphable_model import DEFAULT_PATH, load_face_model
+from edge_runtime.morphable_model import load_face_model
 from training.data.accessories import (ShellCanvas, draw_edge_face, draw_face_mask, draw_glasses,
                                        draw_hand, draw_hat, draw_microphone, skin_colour)
 from training.data.scene import HairStyle, SceneConfig, SceneContext, _frame
+from training.face_model import WORKSPACE_ASSET
 
-V2_PATH = DEFAULT_PATH.with_name("ict_face_model_v2.npz")
+V2_PATH = WORKSPACE_ASSET.with_name("ict_face_model_v2.npz")
 SHORT = HairStyle("short", (0.12, 0.08, 0.05), length=0.9, volume=0.1, hairline=0.6, fringe=0.0, sweep=0.0,
                   curl=0.0, opening=1.0, crown=0.0, opacity=1.0)
 LONG = replace(SHORT, kind="long", length=3.5, volume=0.2)

@@ -1,6 +1,8 @@
 """The numpy morphable model, the camera and the crop convention against hand computations."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -8,13 +10,14 @@ from edge_runtime.camera import (CameraPose, compose_camera, decompose_camera, e
                                  matrix_to_euler, project)
 from edge_runtime.crop import crop_from_box, crop_image, landmark_box
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import DEFAULT_PATH, load_face_model
+from edge_runtime.morphable_model import load_face_model
 from edge_runtime.params import ParamLayout, Whitening
+from training.face_model import ENV_VAR, load_training_face_model, resolve_face_model_path
 
 
 def test_decode_matches_hand_computation(face_model):
     raw = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
-           for k, v in np.load(DEFAULT_PATH, allow_pickle=False).items()}
+           for k, v in np.load(resolve_face_model_path(), allow_pickle=False).items()}
     ids = np.zeros(100, np.float32)
     ids[[0, 7]] = [1.5, -2.0]
     exps = np.zeros(53, np.float32)
@@ -117,8 +120,10 @@ def test_crop_image_moves_pixels_where_points_go():
 
 
 def test_missing_and_corrupt_face_model(tmp_path, monkeypatch):
-    with pytest.raises(SiamfaceError, match="not found at .*nope.npz.*--face-model"):
-        load_face_model(tmp_path / "nope.npz")
+    with pytest.raises(SiamfaceError, match="not found at .*nope.npz.*siamface export"):
+        load_face_model(tmp_path / "nope.npz")  # the loader the device uses on its bundle's decoder
+    with pytest.raises(SiamfaceError, match="not found at .*nope.npz: pass --face-model"):
+        load_training_face_model(tmp_path / "nope.npz")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip file at all")
     with pytest.raises(SiamfaceError, match="bad.npz is unreadable or corrupt"):
@@ -127,6 +132,31 @@ def test_missing_and_corrupt_face_model(tmp_path, monkeypatch):
     np.savez(partial, mean=np.zeros((3, 3), np.float32))
     with pytest.raises(SiamfaceError, match="lacks keys"):
         load_face_model(partial)
-    monkeypatch.setenv("SIAMFACE_FACE_MODEL", str(bad))
+    monkeypatch.setenv(ENV_VAR, str(bad))
     with pytest.raises(SiamfaceError, match="bad.npz"):
-        load_face_model()
+        load_training_face_model()
+
+
+def test_training_face_model_resolution_order(tmp_path, monkeypatch):
+    """--face-model, else $SIAMFACE_FACE_MODEL, else the workspace asset, else a one-line error."""
+    workspace = tmp_path / "shared" / "ict_face_model.npz"
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.raises(SiamfaceError, match=r"no face model given and none at .*shared/ict_face_model.npz: "
+                                            r"pass --face-model PATH or set SIAMFACE_FACE_MODEL") as info:
+        resolve_face_model_path(None, workspace)
+    assert "\n" not in str(info.value)
+    workspace.parent.mkdir()
+    workspace.touch()
+    assert resolve_face_model_path(None, workspace) == workspace
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "env.npz"))
+    assert resolve_face_model_path(None, workspace) == tmp_path / "env.npz"
+    assert resolve_face_model_path(tmp_path / "given.npz", workspace) == tmp_path / "given.npz"
+
+
+def test_device_package_names_no_workspace_path():
+    """The device reads its face model from the bundle: no module of edge_runtime points at ../shared."""
+    import edge_runtime
+
+    for module in Path(edge_runtime.__file__).parent.rglob("*.py"):
+        text = module.read_text()
+        assert '"shared"' not in text and "shared/" not in text, module

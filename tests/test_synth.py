@@ -350,9 +350,9 @@ def test_poses_and_expressions_cover_what_photos_show(face_model):
 def test_bench_finds_the_render_mesh_beside_a_given_face_model(tmp_path, monkeypatch):
     """`data bench --face-model DIR/ict_face_model.npz` renders from DIR's version-2 file, not
     from beside the default model (here pointed at a folder without one)."""
-    from edge_runtime.morphable_model import ENV_VAR, resolve_face_model_path
     from training.data.bench import benchmark
     from training.data.render_model import V2_NAME, render_model_path
+    from training.face_model import ENV_VAR, resolve_face_model_path
 
     source = resolve_face_model_path(None)
     for name in (source.name, V2_NAME):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import DEFAULT_PATH
 from training.data import texture as T
+from training.face_model import WORKSPACE_ASSET
 
-V2 = DEFAULT_PATH.with_name("ict_face_model_v2.npz")
+V2 = WORKSPACE_ASSET.with_name("ict_face_model_v2.npz")
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import tensorflow as tf
 import tf_keras
 
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import load_face_model
 from training.checkpoint import load_checkpoint, load_margin_head
 from training.data.dataset import Dataset
+from training.face_model import load_training_face_model
 from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
 from training.pairs import PairSampler, PKSampler
 from training.pipeline import PairBatches, PKBatches
@@ -40,7 +40,7 @@ def test_a_few_steps_on_a_batch_lower_the_loss(tiny_data):
     tf.keras.utils.set_random_seed(0)
     encoder = build_encoder(EncoderConfig(**{**TINY.__dict__, "n_params": ds.layout.size, "input_size": 64}))
     siamese = build_siamese(encoder)
-    losses = TrainingLosses(cfg.loss, load_face_model(), ds.layout, ds.whitening, batches.n_classes,
+    losses = TrainingLosses(cfg.loss, load_training_face_model(), ds.layout, ds.whitening, batches.n_classes,
                             TINY.embedding_dim)
     trainables = siamese.trainable_variables + losses.margin_head.trainable_variables
     step = make_train_step(siamese, losses.pairs, tf_keras.optimizers.Adam(1e-3), trainables,
@@ -61,7 +61,7 @@ def test_geometry_gradient_reaches_the_identity_code_only_when_asked(tiny_data, 
     lay = ds.layout
     cfg = LossConfig(n_sample_vertices=50, param=0.0, shape=0.0, shape_contrastive=0.0, identity="none",
                      geometry_shapes_identity=shapes_identity)
-    loss_fn = TrainingLosses(cfg, load_face_model(), lay, ds.whitening, 1, 8)
+    loss_fn = TrainingLosses(cfg, load_training_face_model(), lay, ds.whitening, 1, 8)
     z_true = tf.constant(ds.whitening.whiten(ds.split("train").params[:2]), tf.float32)
     z_pred = tf.Variable(z_true + 0.3)
     with tf.GradientTape() as tape:
@@ -142,7 +142,7 @@ def _pk_setup(data, loss_cfg: LossConfig = PK_LOSS, seed: int = 0):
     batch = next(iter(batches.dataset(augment_images=False)))
     tf.keras.utils.set_random_seed(seed)
     encoder = build_encoder(EncoderConfig(**{**BRANCH.__dict__, "n_params": ds.layout.size, "input_size": 64}))
-    loss_fn = TrainingLosses(loss_cfg, load_face_model(), ds.layout, ds.whitening, batches.n_classes,
+    loss_fn = TrainingLosses(loss_cfg, load_training_face_model(), ds.layout, ds.whitening, batches.n_classes,
                              BRANCH.embedding_dim)
     return batch, encoder, build_batch_model(encoder, slices=2), loss_fn
 
@@ -168,7 +168,7 @@ def test_sample_without_3d_labels_adds_no_geometry_gradient(tiny_data):
     the gradient equals that of the identity losses over the whole batch plus the geometry losses
     over the other photos, and stays finite."""
     batch, encoder, model, loss_fn = _pk_setup(tiny_data)
-    identity_only = TrainingLosses(replace(PK_LOSS, geometry=0.0, param=0.0, shape=0.0), load_face_model(),
+    identity_only = TrainingLosses(replace(PK_LOSS, geometry=0.0, param=0.0, shape=0.0), load_training_face_model(),
                                    Dataset.open(tiny_data).layout, Dataset.open(tiny_data).whitening, 1, 1)
     identity_only.margin_head = loss_fn.margin_head                 # the same class vectors
     params = batch["params"].numpy()

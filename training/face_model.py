@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import ENV_VAR, MorphableModel, load_face_model
+from edge_runtime.morphable_model import MorphableModel, load_face_model
 
+ENV_VAR = "SIAMFACE_FACE_MODEL"
 WORKSPACE_ASSET = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict-face-model" / "ict_face_model.npz"
 HOW_TO_GET = (f"pass --face-model PATH or set {ENV_VAR} to an ict_face_model.npz; build one from an ICT-FaceKit "
               f"checkout with `siamface data face-model ICT_FACEKIT_DIR --out FILE` (docs/face-model.md)")
@@ -27,5 +28,9 @@ def resolve_face_model_path(path: str | os.PathLike | None = None, workspace: Pa
 
 
 def load_training_face_model(path: str | os.PathLike | None = None) -> MorphableModel:
-    """The face model training, synthesis and export use (resolved as above)."""
-    return load_face_model(resolve_face_model_path(path))
+    """The face model training, synthesis and export use (resolved as above); a named file that is
+    not there says how to get one."""
+    resolved = resolve_face_model_path(path)
+    if not resolved.is_file():
+        raise SiamfaceError(f"face model not found at {resolved}: {HOW_TO_GET}")
+    return load_face_model(resolved)

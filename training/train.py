@@ -19,7 +19,7 @@ import tf_keras as keras
 
 from edge_runtime.atomic import atomic_write_json
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel, load_face_model
+from edge_runtime.morphable_model import MorphableModel
 from edge_runtime.normalise import PIXEL_NORMALISATION
 from edge_runtime.params import ParamLayout, Whitening
 from edge_runtime.provenance import package_versions, utc_now
@@ -27,6 +27,7 @@ from training.checkpoint import load_margin_head, save_checkpoint
 from training.config_io import build_config, config_to_dict
 from training.data.dataset import Dataset, SplitData, merge_splits
 from training.distribute import current_cluster, distribute
+from training.face_model import load_training_face_model
 from training.loop import TrainState, Validation, make_train_step, run_loop
 from training.losses import LossConfig, MarginHead, TrainingLosses
 from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
@@ -175,7 +176,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     """
     cluster = current_cluster()   # first: a cluster's collectives are set up before other TensorFlow work
     out = Path(out)
-    model = load_face_model(cfg.face_model or None)
+    model = load_training_face_model(cfg.face_model or None)
     train_split, val_split, first = open_training_data(cfg, model)
     layout, whitening = first.layout, first.whitening
     cfg = replace(cfg, encoder=replace(cfg.encoder, n_params=layout.size, input_size=first.image_size))

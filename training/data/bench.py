@@ -5,9 +5,9 @@ import os
 import tempfile
 import time
 
-from edge_runtime.morphable_model import load_face_model
 from training.data.render_model import load_render_model
 from training.data.synth import FaceSynthesizer, SynthConfig, synthesize
+from training.face_model import load_training_face_model
 
 
 def benchmark(images: int = 2000, workers: int = 0, face_model: str | None = None) -> list[str]:
@@ -15,7 +15,7 @@ def benchmark(images: int = 2000, workers: int = 0, face_model: str | None = Non
     per_id = 10
     cfg = SynthConfig(train_identities=max(1, images // per_id), val_identities=0, test_identities=0,
                       images_per_identity=per_id, shard_size=250)
-    model = load_face_model(face_model)
+    model = load_training_face_model(face_model)
     synth = FaceSynthesizer(model, cfg, load_render_model(model, face_model))  # the render mesh beside it
     synth.render_identity("train", 0)  # compile / warm up
     n_single = min(20, cfg.train_identities)

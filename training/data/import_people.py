@@ -34,13 +34,13 @@ from edge_runtime.atomic import atomic_write, atomic_write_json
 from edge_runtime.crop import crop_from_box, crop_image
 from edge_runtime.detector import DEFAULT_DETECTOR, make_detector
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import load_face_model
 from edge_runtime.provenance import package_versions, utc_now
 from edge_runtime.reconstructor import Reconstructor, refined_crop
 from training.config_io import config_to_dict
 from training.data.dataset import (LABELS_IDENTITY_ONLY, MANIFEST, SPLITS, Dataset, column_slices, label_columns,
                                    manifest_header, shard_is_complete, start_output, write_shard)
 from training.data.real_formats import IMAGE_SUFFIXES, image_files
+from training.face_model import load_training_face_model
 
 GENERATOR = "siamface.import"
 GENERATOR_VERSION = 1
@@ -274,7 +274,7 @@ def import_people(root: str | os.PathLike, out: str | os.PathLike, cfg: ImportCo
     root, out = Path(root).resolve(), Path(out)
     cfg.check()
     names = list_people(root)  # a missing or empty folder, a bad detector or bundle: before anything is written
-    model = load_face_model(face_model)
+    model = load_training_face_model(face_model)
     layout = model.layout(cfg.n_id)
     cropper = DeviceCropper(cfg.image_size, cfg.detector, bundle)
     crop = cropper.describe()
