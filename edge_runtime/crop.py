@@ -6,10 +6,13 @@ resize to ``size``. Points map between image and crop with ``CropTransform``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from edge_runtime.errors import SiamfaceError
 
 CENTER_SHIFT = 0.14
 SIDE_FACTOR = 1.58
@@ -23,6 +26,11 @@ class CropTransform:
     y0: float
     side: float
     size: int = 120
+
+    def __post_init__(self):
+        if not is_crop_side(self.side):
+            raise SiamfaceError(f"crop of side {self.side} at ({self.x0}, {self.y0}): the face box has no area; "
+                                f"pass a box x0,y0,x1,y1 with x1 > x0 and y1 > y0")
 
     @property
     def scale(self) -> float:
@@ -56,14 +64,26 @@ class CropTransform:
         return (self.x0, self.y0, self.x0 + self.side, self.y0 + self.side)
 
 
-def crop_from_box(box, size: int = 120) -> CropTransform:
-    """Face box (x0, y0, x1, y1) -> the 3DDFA square crop region."""
+def is_crop_side(side: float) -> bool:
+    """Whether a square side can be cropped: finite and positive (points that collapse to one place
+    or run to NaN give none)."""
+    return math.isfinite(side) and side > 0
+
+
+def crop_square(box) -> tuple[float, float, float]:
+    """(x0, y0, side) of the 3DDFA square of a face box (x0, y0, x1, y1), unchecked: a box with no
+    area gives a side that ``is_crop_side`` rejects."""
     x0, y0, x1, y1 = (float(v) for v in box)
     old_size = ((x1 - x0) + (y1 - y0)) / 2.0
     cx = (x0 + x1) / 2.0
     cy = (y0 + y1) / 2.0 + CENTER_SHIFT * old_size
     side = SIDE_FACTOR * old_size
-    return CropTransform(cx - side / 2.0, cy - side / 2.0, side, size)
+    return cx - side / 2.0, cy - side / 2.0, side
+
+
+def crop_from_box(box, size: int = 120) -> CropTransform:
+    """Face box (x0, y0, x1, y1) -> the 3DDFA square crop region; a box with no area is a SiamfaceError."""
+    return CropTransform(*crop_square(box), size)
 
 
 def whole_image_box(size: int) -> tuple[float, float, float, float]:

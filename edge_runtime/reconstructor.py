@@ -16,7 +16,8 @@ import numpy as np
 
 from edge_runtime.bundle import Bundle, load_bundle
 from edge_runtime.camera import decompose_camera, project
-from edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark_box
+from edge_runtime.crop import CropTransform, crop_from_box, crop_image, crop_square, is_crop_side, landmark_box
+from edge_runtime.defaults import resolve_bundle
 from edge_runtime.detector import DEFAULT_DETECTOR, FaceDetector, make_detector, to_rgb
 from edge_runtime.interpreter import TFLiteModel
 from edge_runtime.morphable_model import MorphableModel
@@ -104,9 +105,14 @@ def refined_crop(crop: CropTransform, params: np.ndarray, decoder: MorphableMode
                  layout: ParamLayout) -> CropTransform:
     """The refine pass's crop: the 3DDFA crop of the box of the 68 landmarks that ``params``
     (predicted in ``crop``) place in the image. Public so evaluation crops photos exactly as the
-    device does, whichever model (bundle or checkpoint) made the first prediction."""
+    device does, whichever model (bundle or checkpoint) made the first prediction.
+
+    Landmarks with no extent (all at one point, or NaN: an untrained geometry head, e.g. a model
+    trained for identity only) give no crop; the first crop is kept then, so the face still gets
+    its embedding from the detector's crop."""
     landmarks = crop.to_image(decoder.image_landmarks(params, layout))
-    return crop_from_box(landmark_box(landmarks), crop.size)
+    x0, y0, side = crop_square(landmark_box(landmarks))
+    return CropTransform(x0, y0, side, crop.size) if is_crop_side(side) else crop
 
 
 @dataclass(frozen=True)
@@ -130,8 +136,11 @@ class Reconstructor:
         self.timings: dict[str, deque[float]] = {}
 
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike, options: ReconstructorOptions = ReconstructorOptions()) -> "Reconstructor":
-        return cls(load_bundle(path), options)
+    def from_bundle(cls, path: str | os.PathLike | None = None,
+                    options: ReconstructorOptions = ReconstructorOptions()) -> "Reconstructor":
+        """The bundle at ``path``, else $SIAMFACE_BUNDLE, else the shipped models/default
+        (edge_runtime.defaults.resolve_bundle, the device commands' own order)."""
+        return cls(load_bundle(resolve_bundle(path)), options)
 
     @property
     def detector(self) -> FaceDetector:

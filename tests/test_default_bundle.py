@@ -104,6 +104,22 @@ def test_resolution_order(bundle, tmp_path, monkeypatch):
     assert resolve_bundle(tmp_path / "explicit", shipped=shipped) == tmp_path / "explicit"
 
 
+def test_python_api_without_a_path_uses_the_environment_bundle(bundle, tmp_path, monkeypatch):
+    """Reconstructor.from_bundle() resolves like the device commands: $SIAMFACE_BUNDLE, then an
+    explicit path wins over it."""
+    from edge_runtime.reconstructor import Reconstructor
+
+    monkeypatch.setenv(BUNDLE_ENV, str(bundle))
+    rec = Reconstructor.from_bundle()
+    assert rec.bundle.root == bundle and rec.size == SIZE and rec.layout.n_id == N_ID
+    (face,) = rec.reconstruct(np.full((40, 40, 3), 128, np.uint8), boxes=[(8.0, 8.0, 32.0, 32.0)])
+    assert face.embedding.shape == (DIM,) and np.linalg.norm(face.embedding) == pytest.approx(1.0, abs=1e-5)
+    monkeypatch.setenv(BUNDLE_ENV, str(tmp_path / "missing"))
+    with pytest.raises(SiamfaceError, match="missing"):
+        Reconstructor.from_bundle()
+    assert Reconstructor.from_bundle(bundle).bundle.root == bundle
+
+
 def test_device_command_without_model_uses_the_environment_bundle(bundle):
     env = {**os.environ, BUNDLE_ENV: str(bundle)}
     r = subprocess.run([sys.executable, "-m", "edge_runtime", "check"], cwd=REPO, capture_output=True, text=True,

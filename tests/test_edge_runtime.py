@@ -15,7 +15,7 @@ from edge_runtime.errors import SiamfaceError
 from edge_runtime.image_io import MAX_PIXELS_ENV, header_size, read_image
 from edge_runtime.mesh_io import write_obj, write_ply
 from edge_runtime.params import Whitening
-from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
+from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions, refined_crop
 
 VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
 
@@ -62,13 +62,24 @@ def _constant_encoder(params: np.ndarray, embedding: np.ndarray):
     return keras.Model(x, heads)
 
 
+def _constant_bundle(out, face_model, params: np.ndarray, whitening: Whitening, embedding: np.ndarray):
+    """A real fp32 bundle (exported by export.bundle) of ``_constant_encoder``: it always predicts
+    ``params`` (unwhitened) and ``embedding``."""
+    from export.bundle import write_bundle
+    from export.tflite import convert
+
+    layout = face_model.layout(N_ID)
+    tflite = convert(_constant_encoder(whitening.whiten(params), embedding), "fp32")
+    meta = {"variant": "fp32", "input": {"name": "pixels", "size": INPUT_SIZE, "dtype": "float32"},
+            "param_layout": layout.to_dict(), "whitening": whitening.to_dict(),
+            "verification": {"threshold": 0.5, "far": 0.01}}
+    return write_bundle(out, tflite, meta, face_model, layout)
+
+
 @pytest.fixture(scope="module")
 def constant_bundle(rendered_face, face_model, tmp_path_factory):
     """A real bundle (exported by export.bundle) whose model outputs the whitened ground truth for
     the crop the Reconstructor takes from the landmark box: its params are exact by construction."""
-    from export.bundle import write_bundle
-    from export.tflite import convert
-
     layout = face_model.layout(N_ID)
     crop = crop_from_box(landmark_box(rendered_face["landmarks"]), INPUT_SIZE)
     cam = rendered_face["camera"] * crop.scale  # image -> crop: scale everything, then shift x and y
@@ -78,17 +89,14 @@ def constant_bundle(rendered_face, face_model, tmp_path_factory):
     rng = np.random.default_rng(3)
     whitening = Whitening.from_dict(Whitening(truth + rng.normal(0, 2, truth.size), rng.uniform(0.5, 3, truth.size)).to_dict())
     embedding = np.linspace(-1, 1, 16)
-    tflite = convert(_constant_encoder(whitening.whiten(truth), embedding), "fp32")
-    meta = {"variant": "fp32", "input": {"name": "pixels", "size": INPUT_SIZE, "dtype": "float32"},
-            "param_layout": layout.to_dict(), "whitening": whitening.to_dict(),
-            "verification": {"threshold": 0.5, "far": 0.01}}
-    out = write_bundle(tmp_path_factory.mktemp("constant") / "bundle", tflite, meta, face_model, layout)
+    out = _constant_bundle(tmp_path_factory.mktemp("constant") / "bundle", face_model, truth, whitening, embedding)
     return out, crop, embedding
 
 
-def test_decode_path_recovers_rendered_landmarks_pose_and_mesh(rendered_face, constant_bundle):
-    """Landmarks within 0.05 px, every mesh vertex (x, y, z) within 0.05 px, pose within 0.1 degree,
-    through crop_from_box -> LiteRT invoke -> unwhiten -> uncrop -> float16 bundle decoder."""
+def test_decode_path_recovers_rendered_landmarks_pose_and_mesh(rendered_face, constant_bundle, face_model):
+    """Landmarks within 0.05 px, every mesh vertex (x, y, z) the bundle keeps (the leading face-region
+    vertices, as bundle.json records) within 0.05 px, pose within 0.1 degree, through crop_from_box ->
+    LiteRT invoke -> unwhiten -> uncrop -> float16 bundle decoder."""
     path, crop, embedding = constant_bundle
     rec = Reconstructor.from_bundle(path, ReconstructorOptions(refine=False))
     box = landmark_box(rendered_face["landmarks"])
@@ -96,7 +104,10 @@ def test_decode_path_recovers_rendered_landmarks_pose_and_mesh(rendered_face, co
     assert face.crop == crop and face.box == box and face.score == 1.0
     np.testing.assert_allclose(face.landmarks68, rendered_face["landmarks"][:, :2], atol=0.05, rtol=0)
     np.testing.assert_allclose(face.landmarks3d, rendered_face["landmarks"], atol=0.05, rtol=0)
-    np.testing.assert_allclose(face.vertices, rendered_face["vertices"], atol=0.05, rtol=0)
+    kept = rec.bundle.meta["face_model"]["decoder"]["n_vertices"]
+    assert kept == int(face_model.region_mask("face").sum()) == 9409 and face.vertices.shape == (kept, 3)
+    np.testing.assert_allclose(face.vertices, rendered_face["vertices"][:kept], atol=0.05, rtol=0)
+    assert face.triangles.max() == kept - 1
     np.testing.assert_allclose(face.pose, (YAW, PITCH, ROLL), atol=0.1, rtol=0)
     np.testing.assert_allclose(face.shape_code, rendered_face["id"], atol=1e-4)
     assert face.expression["jawOpen"] == pytest.approx(0.4, abs=1e-4)
@@ -114,6 +125,28 @@ def test_refine_pass_recrops_on_the_first_pass_landmarks(rendered_face, constant
     assert first.crop == crop_from_box(box, INPUT_SIZE)
     assert refined.crop == crop_from_box(landmark_box(first.landmarks68), INPUT_SIZE)
     assert refined.crop != first.crop and refined.box == box
+
+
+def test_collapsed_landmarks_keep_the_first_crop_and_a_box_without_area_is_an_error(rendered_face, face_model,
+                                                                                    tmp_path):
+    """An untrained geometry head (all params 0: the 68 landmarks at one point) gives no refine crop,
+    so the face keeps the detector's crop and still gets its embedding; NaN params likewise; a box
+    with no area is a one-line SiamfaceError, not a ZeroDivisionError."""
+    layout = face_model.layout(N_ID)
+    embedding = np.linspace(1, 2, 8)
+    zeros = np.zeros(layout.size)
+    path = _constant_bundle(tmp_path / "untrained", face_model, zeros, Whitening(zeros, np.ones(layout.size)), embedding)
+    rec = Reconstructor.from_bundle(path)
+    box = (60.0, 40.0, 150.0, 130.0)
+    (face,) = rec.reconstruct(rendered_face["image"], [box])
+    first = crop_from_box(box, INPUT_SIZE)
+    assert face.crop == first and np.ptp(face.landmarks68, axis=0).max() == 0
+    np.testing.assert_allclose(face.embedding, embedding / np.linalg.norm(embedding), atol=1e-6)
+    assert refined_crop(first, np.full(layout.size, np.nan), rec.decoder, layout) == first
+    for flat in [(50.0, 50.0, 50.0, 50.0), (80.0, 60.0, 40.0, 20.0)]:
+        with pytest.raises(SiamfaceError, match=r"crop of side -?\d.* the face box has no area; pass a box") as info:
+            rec.reconstruct(rendered_face["image"], [flat])
+        assert "\n" not in str(info.value)
 
 
 # -- every exported variant through the Reconstructor ---------------------------------------------
