@@ -21,8 +21,7 @@ from edge_runtime.params import ParamLayout
 
 REQUIRED_KEYS = ("mean", "id_basis", "exp_basis", "exp_names", "triangles", "vertex_region",
                  "region_names", "landmarks68")
-HOW_TO_FIX = ("a training face model is built with `siamface data face-model ICT_FACEKIT_DIR --out FILE` "
-              "(docs/face-model.md); a bundle's decoder is rewritten by `siamface export`")
+HOW_TO_FIX = "re-export the bundle with `siamface export` (its decoder is this file)"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -124,28 +123,29 @@ class MorphableModel:
                 "n_id_total": int(self.n_id_total), "n_exp": len(self.exp_names)}
 
 
-def load_face_model(path: str | os.PathLike) -> MorphableModel:
-    """Load and validate the .npz at ``path`` (a training asset or a bundle's decoder: the caller
-    decides which, this module knows no default); any problem is a one-line SiamfaceError."""
+def load_face_model(path: str | os.PathLike, how_to_fix: str = HOW_TO_FIX) -> MorphableModel:
+    """Load and validate the .npz at ``path``: a bundle's decoder, or a training asset (the caller
+    resolves it and says how to fix it: this module knows no default); any problem is a one-line
+    SiamfaceError ending in ``how_to_fix``."""
     path = Path(path)
     if not path.is_file():
-        raise SiamfaceError(f"face model not found at {path}: {HOW_TO_FIX}")
+        raise SiamfaceError(f"face model not found at {path}: {how_to_fix}")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in REQUIRED_KEYS if k not in data.files]
             if missing:
-                raise SiamfaceError(f"face model {path} lacks keys {missing}: {HOW_TO_FIX}")
+                raise SiamfaceError(f"face model {path} lacks keys {missing}: {how_to_fix}")
             arrays = {k: data[k] for k in data.files}
     except SiamfaceError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise SiamfaceError(f"face model {path} is unreadable or corrupt ({exc.__class__.__name__}): {HOW_TO_FIX}") from None
+        raise SiamfaceError(f"face model {path} is unreadable or corrupt ({exc.__class__.__name__}): {how_to_fix}") from None
     mean = arrays["mean"].astype(np.float32)
     n_v = mean.shape[0]
     id_basis = arrays["id_basis"].astype(np.float32)
     exp_basis = arrays["exp_basis"].astype(np.float32)
     if mean.shape != (n_v, 3) or id_basis.shape[1:] != (n_v, 3) or exp_basis.shape[1:] != (n_v, 3):
-        raise SiamfaceError(f"face model {path} has inconsistent basis shapes: {HOW_TO_FIX}")
+        raise SiamfaceError(f"face model {path} has inconsistent basis shapes: {how_to_fix}")
     extras = {k: arrays[k] for k in arrays if k not in REQUIRED_KEYS}
     return MorphableModel(
         name=path.stem, sha256=file_sha256(path), mean=mean, id_basis=id_basis, exp_basis=exp_basis,

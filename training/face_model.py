@@ -28,9 +28,6 @@ def resolve_face_model_path(path: str | os.PathLike | None = None, workspace: Pa
 
 
 def load_training_face_model(path: str | os.PathLike | None = None) -> MorphableModel:
-    """The face model training, synthesis and export use (resolved as above); a named file that is
-    not there says how to get one."""
-    resolved = resolve_face_model_path(path)
-    if not resolved.is_file():
-        raise SiamfaceError(f"face model not found at {resolved}: {HOW_TO_GET}")
-    return load_face_model(resolved)
+    """The face model training, synthesis and export use (resolved as above); a missing or broken
+    file says how to get one."""
+    return load_face_model(resolve_face_model_path(path), HOW_TO_GET)

@@ -16,8 +16,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel, load_face_model
-from training.face_model import resolve_face_model_path
+from edge_runtime.morphable_model import MorphableModel
+from training.face_model import load_training_face_model, resolve_face_model_path
 
 V2_NAME = "ict_face_model_v2.npz"
 
@@ -66,7 +66,7 @@ def render_model_path(face_model: str | os.PathLike | None = None) -> Path:
 def load_render_model(labels: MorphableModel, face_model: str | os.PathLike | None = None) -> RenderModel:
     """Load the render mesh beside ``face_model`` and check that it extends ``labels``."""
     path = render_model_path(face_model)
-    mesh = load_face_model(path)
+    mesh = load_training_face_model(path)
     n, t = labels.n_vertices, len(labels.triangles)
     same = (mesh.n_vertices > n and mesh.exp_names == labels.exp_names and mesh.n_id_total == labels.n_id_total
             and np.array_equal(mesh.mean[:n], labels.mean) and np.array_equal(mesh.triangles[:t], labels.triangles)

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_runtime.atomic import atomic_write_json
-from edge_runtime.morphable_model import MorphableModel, file_sha256, load_face_model
+from edge_runtime.morphable_model import MorphableModel, file_sha256
 from edge_runtime.params import ParamLayout, Whitening
 from edge_runtime.provenance import package_versions, utc_now
 from training.config_io import Range, config_to_dict
@@ -36,7 +36,7 @@ from training.data.sampling import (PoseConfig, sample_angles, sample_camera, sa
 from training.data.scene import (SceneConfig, SceneContext, degrade, draw_behind, draw_front,
                                  sample_background, sample_hair_style)
 from training.data.texture import Look, TextureConfig, TextureLayout, paint_identity, vary_photo
-from training.face_model import resolve_face_model_path
+from training.face_model import load_training_face_model, resolve_face_model_path
 
 GENERATOR = "siamface.synth"
 # 2: gamma applied to 8-bit levels after noise (faster degrade); 3: same scenes, faster synthesis
@@ -247,7 +247,7 @@ _WORKER: FaceSynthesizer | None = None
 
 def _init_worker(model_path: str, cfg: SynthConfig) -> None:
     global _WORKER
-    model = load_face_model(model_path)
+    model = load_training_face_model(model_path)
     _WORKER = FaceSynthesizer(model, cfg, load_render_model(model, model_path))
 
 
@@ -288,7 +288,7 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None 
     """Render (or finish rendering) a dataset into ``out`` and write its manifest."""
     out = Path(out)
     model_path = resolve_face_model_path(face_model)
-    model = load_face_model(model_path)
+    model = load_training_face_model(model_path)
     model.layout(cfg.n_id)  # validates n_id against the model
     render_sha256 = file_sha256(render_model_path(model_path))  # images come from it: part of what resumes
     cfg_dict = {"synth": config_to_dict(cfg), "face_model_sha256": model.sha256, "render_model_sha256": render_sha256,
