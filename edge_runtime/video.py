@@ -19,7 +19,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from edge_runtime.crop import CropTransform, crop_from_box, landmark_box
+from edge_runtime.crop import CropTransform, crop_square, is_crop_side, landmark_box
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.reconstructor import Face, Reconstructor, refined_crop
 
@@ -58,19 +58,20 @@ def _within(ratio: float, factor: float) -> bool:
 def plausible_track(face: Face, crop: CropTransform, detected_side: float, image_shape: tuple[int, ...],
                     options: TrackerOptions) -> bool:
     """A tracked face stays when its landmarks are finite and mostly inside the frame, and the crop
-    they give next (``crop_from_box`` of their box) is near this frame's crop in place and size
+    they give next (the 3DDFA square of their box) is near this frame's crop in place and size
     (the face moved and scaled little in one frame) and near the size at the last detection (no drift)."""
     lm = face.landmarks68
     if not np.isfinite(lm).all():
         return False
     h, w = image_shape[:2]
     inside = np.mean((lm[:, 0] >= 0) & (lm[:, 0] < w) & (lm[:, 1] >= 0) & (lm[:, 1] < h))
-    following = crop_from_box(landmark_box(lm), crop.size)
-    shift = np.hypot(following.x0 + following.side / 2 - crop.x0 - crop.side / 2,
-                     following.y0 + following.side / 2 - crop.y0 - crop.side / 2)
+    x0, y0, side = crop_square(landmark_box(lm))  # collapsed landmarks give no side: the track is lost
+    if not (is_crop_side(side) and is_crop_side(detected_side)):
+        return False
+    shift = np.hypot(x0 + side / 2 - crop.x0 - crop.side / 2, y0 + side / 2 - crop.y0 - crop.side / 2)
     return bool(inside >= options.min_inside and shift <= options.max_shift * crop.side
-                and _within(following.side / crop.side, options.max_step_change)
-                and _within(following.side / detected_side, options.max_drift))
+                and _within(side / crop.side, options.max_step_change)
+                and _within(side / detected_side, options.max_drift))
 
 
 class Tracker:
@@ -88,7 +89,7 @@ class Tracker:
         faces = self.rec.reconstruct(image)
         faces = faces if self.options.all_faces else faces[:1]
         self._since_detection = 0
-        self._detected_sides = [crop_from_box(landmark_box(f.landmarks68), f.crop.size).side for f in faces]
+        self._detected_sides = [crop_square(landmark_box(f.landmarks68))[2] for f in faces]
         return faces
 
     def _follow(self, image: np.ndarray) -> list[Face] | None:
