@@ -177,7 +177,8 @@ def test_bad_arguments_and_folders(tiny_bundles, photos, tmp_path):
                tmp_path / "file")
     assert "--box '10,10,5,20' must be x0,y0,x1,y1" in user_error(
         run("verify", photos / "astronaut.jpg", photos / "gray.png", "--model", model, "--box", "10,10,5,20"))
-    assert "no bundle given" in user_error(run("check", env={"SIAMFACE_BUNDLE": ""}))
+    shipped = ok(run("check", env={"SIAMFACE_BUNDLE": ""}))  # no --model: the bundle shipped in models/default
+    assert shipped.strip() == f"bundle {REPO / 'models' / 'default'}: variant int8-qat, hashes ok, interpreter ai-edge-litert, inference ok"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty_folder", "file"]
 
 
