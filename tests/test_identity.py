@@ -12,17 +12,7 @@ import pytest
 from edge_runtime.errors import SiamfaceError
 from edge_runtime.identity import Gallery, Identification, as_embeddings, cosine_threshold
 
-HASH = "a" * 64
-
-
-@pytest.fixture
-def path(tmp_path):
-    return tmp_path / "gallery.db"
-
-
-@pytest.fixture
-def gallery(path):
-    return Gallery(path, HASH, threshold=0.5, create=True)
+from test_gallery import HASH, gallery, path  # noqa: F401  (the gallery tests' fixtures, one definition)
 
 
 # -- numbers --------------------------------------------------------------------------------
