@@ -98,6 +98,15 @@ def test_resume_continues_from_the_last_checkpoint(tiny_data, tmp_path):
     assert history == [6, 12]           # the second call did steps 7-12 only
     ckpt = tf.train.load_checkpoint(str(tf.train.latest_checkpoint(out / "ckpt")))
     assert ckpt.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 12
+    # killed after the last checkpoint, before its validation: the rerun validates the last weights
+    lines = (out / "history.jsonl").read_text().splitlines()
+    (out / "history.jsonl").write_text(lines[0] + "\n")
+    first = json.loads(lines[0])
+    (out / "best.json").write_text(json.dumps({"value": 1e9, "step": 6, "report": first}))
+    train(_cfg(tiny_data, steps=12), out, progress=False)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [6, 12]
+    assert json.loads((out / "best.json").read_text())["step"] == 12   # beats the stale best
     with pytest.raises(SiamfaceError, match="different config"):
         train(_cfg(tiny_data, steps=12, learning_rate=1e-2), out, progress=False)
 
@@ -124,6 +133,9 @@ def test_bad_data_stops_before_training(tiny_data, identity_only_data, tmp_path)
               progress=False)
     with pytest.raises(SiamfaceError, match="pk_images=3 does not divide the 8 images"):
         train(_cfg(tiny_data, sampler="pk", pk_images=3), tmp_path / "run5", progress=False)
+    with pytest.raises(SiamfaceError, match=r"eval_images=1 picks 1 person\(s\).*raise eval_images to at least \d+"):
+        train(_cfg(tiny_data, eval_images=1), tmp_path / "run8", progress=False)
+    assert not (tmp_path / "run8" / "ckpt").exists()
     with pytest.raises(SiamfaceError, match="P = 8 identities"):
         train(_cfg(tiny_data, sampler="pk", pk_images=2, pk_identities=8), tmp_path / "run6", progress=False)
 

@@ -20,6 +20,7 @@ import tf_keras as keras
 from tqdm import tqdm
 
 from edge_runtime.atomic import atomic_write
+from edge_runtime.errors import SiamfaceError
 from edge_runtime.morphable_model import MorphableModel
 from edge_runtime.normalise import l2_normalize
 from edge_runtime.params import ParamLayout, Whitening
@@ -81,6 +82,12 @@ def validate(encoder, split: SplitData, whitening: Whitening, model: MorphableMo
     idx, params, emb = predict(encoder, split, whitening, limit=limit)
     truth = GroundTruth(split.landmarks2d[idx], split.pose_deg[idx], split.identity[idx], split.params[idx])
     return score(params, emb, truth, model, layout)
+
+
+def _has_pairs(identities: np.ndarray) -> bool:
+    """At least two people, and one of them in two photos."""
+    _, counts = np.unique(identities, return_counts=True)
+    return len(counts) >= 2 and bool((counts >= 2).any())
 
 
 def selection_value(report: dict, key: str) -> float:
@@ -168,6 +175,17 @@ class Validation:
     limit: int
     select_on: str
 
+    def __post_init__(self) -> None:
+        """Refuse, before any step, an ``eval_images`` whose first images cannot make same- and
+        different-person pairs (it would fail at every checkpoint of every rerun)."""
+        ids = np.asarray(self.split.identity)
+        n = min(self.limit, len(ids))
+        if not _has_pairs(ids[:n]):
+            need = next((m for m in range(n + 1, len(ids) + 1) if _has_pairs(ids[:m])), None)
+            fix = f"raise eval_images to at least {need}" if need else "validate on more people (val_identities)"
+            raise SiamfaceError(f"eval_images={self.limit} picks {len(np.unique(ids[:n]))} person(s) of the "
+                                f"validation split, too few for same- and different-person pairs: {fix}")
+
     def __call__(self, encoder: keras.Model) -> tuple[dict, float]:
         report = validate(encoder, self.split, self.whitening, self.model, self.layout, self.limit)
         return report, selection_value(report, self.select_on)
@@ -185,6 +203,9 @@ def run_loop(cfg: TrainConfig, state: TrainState, train_step, data, images_per_s
     log = StepLog(out / "steps.jsonl", start, cluster.chief)
     writer = tf.summary.create_file_writer(str(out / "tb")) if cluster.chief else tf.summary.create_noop_writer()
     best = _read_best(out)
+    if start and (start % cfg.eval_every == 0 or start == cfg.steps) and start not in _validated_steps(out):
+        # killed between that checkpoint and its validation: validate the restored weights now
+        best = _checkpoint_step(start, 0.0, state, out, cluster, validation, save_best, writer, None, best)
     bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not (progress and cluster.chief), desc="train")
     tic, seen, rate = time.perf_counter(), 0, 0.0   # images/s over the last logging window (no compile time)
     for step in range(start, cfg.steps):
@@ -224,13 +245,21 @@ def _checkpoint_step(step: int, rate: float, state: TrainState, out: Path, clust
         with writer.as_default(step=step):
             tf.summary.scalar("val/nme", report["nme"]["mean"])
             tf.summary.scalar("val/shape_error_mm", report["shape_error_mm"])
-        bar.write(f"step {step}: val NME {report['nme']['mean']:.2f}%, shape {report['shape_error_mm']:.2f} mm, "
-                  f"EER emb {report['verification_embedding']['eer']:.3f}, "
-                  f"shape {report['verification_shape']['eer']:.3f}")
+        say = bar.write if bar is not None else print
+        say(f"step {step}: val NME {report['nme']['mean']:.2f}%, shape {report['shape_error_mm']:.2f} mm, "
+            f"EER emb {report['verification_embedding']['eer']:.3f}, "
+            f"shape {report['verification_shape']['eer']:.3f}")
     if best is None or value < best["value"]:
         best = {"value": value, "step": step, "report": report}
         save_best(best, step)
     return best
+
+
+def _validated_steps(out: Path) -> set[int]:
+    """Steps whose validation reached history.jsonl."""
+    path = out / "history.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return {json.loads(line)["step"] for line in lines if line.strip()}
 
 
 def _read_best(out: Path) -> dict | None:
