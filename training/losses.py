@@ -308,9 +308,6 @@ class MarginHead(keras.layers.Layer):
                                       initializer="glorot_uniform", trainable=True)
         super().build(input_shape)
 
-    def logits(self, embedding: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        return MARGIN_LOGITS[self.kind](embedding, labels, self.kernel, self.scale, self.margin)
-
     def call(self, embedding: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         return margin_loss(embedding, labels, self.kernel, self.kind, self.scale, self.margin)
 
