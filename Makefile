@@ -23,7 +23,7 @@ test: venv
 # to get a face model. Then the shipped bundle (models/default) reconstructs the demo's photo too.
 FACEKIT := runs/ICT-FaceKit
 FACEKIT_ASSET := runs/face-model/ict_face_model.npz
-HAS_FACE_MODEL := from training.face_model import resolve_face_model_path as r; r()
+HAS_FACE_MODEL := from siamface.training.face_model import resolve_face_model_path as r; r()
 NO_FACE_MODEL := error: no face model: set SIAMFACE_FACE_MODEL to an ict_face_model.npz, or clone \
   https://github.com/ICT-VGL/ICT-FaceKit and run siamface data face-model DIR --out FILE (docs/face-model.md)
 demo: venv

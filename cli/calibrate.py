@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from cli.evaluate import BOX, IMAGES
-from edge_runtime.cli import parse_box
+from siamface.cli.evaluate import BOX, IMAGES
+from siamface.edge_runtime.cli import parse_box
 
 
 @click.command()
@@ -23,9 +23,9 @@ def calibrate(bundle, data, far, out, detector, images, box) -> None:
     """Set BUNDLE's cosine threshold at FAR on photos of people, each embedded as `siamface verify`
     does (largest face, detector + refine), and record the data, pair counts, FAR and TAR in
     bundle.json (rewritten atomically, with a new metadata digest)."""
-    from edge_runtime.detector import DEFAULT_DETECTOR
-    from evaluation.calibrate import calibrate_bundle
-    from export.calibration import shortfall
+    from siamface.edge_runtime.detector import DEFAULT_DETECTOR
+    from siamface.evaluation.calibrate import calibrate_bundle
+    from siamface.export.calibration import shortfall
 
     result = calibrate_bundle(bundle, data, far, out, images, parse_box(box), detector or DEFAULT_DETECTOR)
     v, n = result.verification, result.verification["n_pairs"]

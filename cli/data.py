@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import config_option, face_model_option
+from siamface.cli.options import config_option, face_model_option
 
 
 @click.group()
@@ -23,8 +23,8 @@ def synth(out, config_path, face_model, workers, overwrite, overrides) -> None:
 
     OVERRIDES are KEY=VALUE settings of SynthConfig, e.g. train_identities=500 pose.yaw_max_deg=60.
     """
-    from training.config_io import load_config
-    from training.data.synth import SynthConfig, synthesize
+    from siamface.training.config_io import load_config
+    from siamface.training.data.synth import SynthConfig, synthesize
 
     cfg = load_config(SynthConfig, config_path, overrides)
     ds = synthesize(out, cfg, face_model=face_model, workers=workers, overwrite=overwrite)
@@ -42,8 +42,8 @@ def preview(dataset, out, split, count) -> None:
     """Write a PNG grid of samples with landmarks drawn."""
     from pathlib import Path
 
-    from training.data.dataset import Dataset
-    from training.data.preview import write_preview
+    from siamface.training.data.dataset import Dataset
+    from siamface.training.data.preview import write_preview
 
     out = out or str(Path(dataset) / "preview.png")
     n = write_preview(Dataset.open(dataset), out, split=split, n=count)
@@ -64,10 +64,10 @@ def fit(root, fmt, out, val_fraction, face_model, overrides) -> None:
 
     OVERRIDES are KEY=VALUE settings of RealDatasetConfig, e.g. fit.n_id=100 share_identity=false.
     """
-    from training.face_model import load_training_face_model
-    from training.config_io import load_config
-    from training.data.fit_dataset import RealDatasetConfig, fit_to_dataset
-    from training.data.real_formats import LOADERS, split_by_identity
+    from siamface.training.face_model import load_training_face_model
+    from siamface.training.config_io import load_config
+    from siamface.training.data.fit_dataset import RealDatasetConfig, fit_to_dataset
+    from siamface.training.data.real_formats import LOADERS, split_by_identity
 
     cfg = load_config(RealDatasetConfig, None, overrides)
     loader = LOADERS[fmt](root)
@@ -93,8 +93,8 @@ def import_cmd(people_dir, out, bundle, face_model, workers, overrides) -> None:
     Resumes an interrupted run; rerun on a grown folder to add its new photos. OVERRIDES are
     KEY=VALUE settings of ImportConfig, e.g. n_id=100 val_fraction=0.02 shard_size=1000.
     """
-    from training.config_io import load_config
-    from training.data.import_people import FAILURES_FILE, ImportConfig, import_people
+    from siamface.training.config_io import load_config
+    from siamface.training.data.import_people import FAILURES_FILE, ImportConfig, import_people
 
     cfg = load_config(ImportConfig, None, overrides)
     m = import_people(people_dir, out, cfg, bundle=bundle, face_model=face_model, workers=workers).manifest
@@ -110,7 +110,7 @@ def import_cmd(people_dir, out, bundle, face_model, workers, overrides) -> None:
 @face_model_option
 def bench(images, workers, face_model) -> None:
     """Print synthesis throughput (images/s), end to end including shard writes."""
-    from training.data.bench import benchmark
+    from siamface.training.data.bench import benchmark
 
     for line in benchmark(images, workers, face_model):
         click.echo(line)
@@ -126,9 +126,9 @@ def fit_check(face_model, overrides) -> None:
     """
     import numpy as np
 
-    from training.face_model import load_training_face_model
-    from evaluation.fit_check import FitCheckConfig, fit_check as run
-    from training.config_io import load_config
+    from siamface.training.face_model import load_training_face_model
+    from siamface.evaluation.fit_check import FitCheckConfig, fit_check as run
+    from siamface.training.config_io import load_config
 
     cfg = load_config(FitCheckConfig, None, overrides)
     errors = run(load_training_face_model(face_model), cfg)
@@ -146,7 +146,7 @@ def face_model_cmd(facekit_dir, out) -> None:
 
     Use the result with --face-model FILE or SIAMFACE_FACE_MODEL=FILE (docs/face-model.md).
     """
-    from training.data.face_model_convert import write_face_model
+    from siamface.training.data.face_model_convert import write_face_model
 
     arrays = write_face_model(facekit_dir, out)
     click.echo(f"wrote {out}: {len(arrays['mean'])} vertices, {len(arrays['id_basis'])} identity modes, "

@@ -34,7 +34,7 @@ def astronaut(path: Path) -> Path:
         import cv2
         from skimage import data
 
-        from edge_runtime.mesh_io import write_png
+        from siamface.edge_runtime.mesh_io import write_png
 
         write_png(path, cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
     return path
@@ -45,17 +45,17 @@ def astronaut(path: Path) -> Path:
 @click.option("--quick", is_flag=True, help="A ~3-minute smoke run with tiny data and models.")
 def demo(out, quick) -> None:
     """Run the main job end to end and print where everything is."""
-    from edge_runtime.cli import main as edge
-    from evaluation.eval_data import open_eval_set
-    from evaluation.evaluate import evaluate, write_reports
-    from evaluation.predictors import open_predictor
-    from export.exporter import FLOAT_VARIANTS, ExportConfig, export_checkpoint
-    from training.config_io import load_config
-    from training.data.dataset import Dataset
-    from training.data.preview import write_preview
-    from training.data.synth import SynthConfig, synthesize
-    from training.qat import QATConfig, run_qat
-    from training.train import TrainConfig, train
+    from siamface.edge_runtime.cli import main as edge
+    from siamface.evaluation.eval_data import open_eval_set
+    from siamface.evaluation.evaluate import evaluate, write_reports
+    from siamface.evaluation.predictors import open_predictor
+    from siamface.export.exporter import FLOAT_VARIANTS, ExportConfig, export_checkpoint
+    from siamface.training.config_io import load_config
+    from siamface.training.data.dataset import Dataset
+    from siamface.training.data.preview import write_preview
+    from siamface.training.data.synth import SynthConfig, synthesize
+    from siamface.training.qat import QATConfig, run_qat
+    from siamface.training.train import TrainConfig, train
 
     preset = QUICK if quick else FULL
     out = Path(out)
@@ -117,13 +117,13 @@ def demo(out, quick) -> None:
 
 def _synthetic_box(size: int) -> str:
     """--box for synthetic images: the face box whose 3DDFA crop is the whole image."""
-    from edge_runtime.crop import whole_image_box
+    from siamface.edge_runtime.crop import whole_image_box
 
     return ",".join(f"{v:.2f}" for v in whole_image_box(size))
 
 
 def _run(edge, argv: list[str]) -> None:
-    from edge_runtime.errors import SiamfaceError
+    from siamface.edge_runtime.errors import SiamfaceError
 
     if edge(argv) != 0:
         raise SiamfaceError(f"demo step failed: {' '.join(argv)}")

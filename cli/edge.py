@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edge_runtime.cli import COMMANDS
+from siamface.edge_runtime.cli import COMMANDS
 
 
 def _forwarder(name: str, help_text: str) -> click.Command:
@@ -14,7 +14,7 @@ def _forwarder(name: str, help_text: str) -> click.Command:
                    context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def forward(args) -> None:
-        from edge_runtime.cli import main
+        from siamface.edge_runtime.cli import main
 
         sys.exit(main([name, *args], prog="siamface"))
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from cli.options import face_model_option
-from edge_runtime.cli import BOX_HELP, parse_box
+from siamface.cli.options import face_model_option
+from siamface.edge_runtime.cli import BOX_HELP, parse_box
 
 
 BASELINE = click.option("--baseline", is_flag=True,
@@ -41,9 +41,9 @@ def _default_data(predictor) -> str:
 def _report(models: list[str], data: str | None, split: str, limit: int, out: str, baseline: bool,
             box: str | None, images: str | None, detector: str | None) -> None:
     """Every model (and the optional baseline) on the same crops: tables, JSON and plots."""
-    from evaluation.eval_data import open_eval_set
-    from evaluation.evaluate import evaluate as run, unique_names, write_reports
-    from evaluation.predictors import mean_face_predictor, open_predictor
+    from siamface.evaluation.eval_data import open_eval_set
+    from siamface.evaluation.evaluate import evaluate as run, unique_names, write_reports
+    from siamface.evaluation.predictors import mean_face_predictor, open_predictor
 
     predictors = [open_predictor(m) for m in models]
     predictors += [mean_face_predictor(predictors[0])] if baseline else []
@@ -97,9 +97,9 @@ def evaluate_fit(data, out, search, face_model, overrides) -> None:
 
     OVERRIDES are KEY=VALUE settings of LandmarkFitConfig, e.g. fit.n_id=100 search_groups=[jaw,brows].
     """
-    from evaluation.landmark_fit import LandmarkFitConfig, annotated_faces, write_fit_report
-    from training.config_io import load_config
-    from training.face_model import load_training_face_model
+    from siamface.evaluation.landmark_fit import LandmarkFitConfig, annotated_faces, write_fit_report
+    from siamface.training.config_io import load_config
+    from siamface.training.face_model import load_training_face_model
 
     cfg = load_config(LandmarkFitConfig, None, overrides)
     text = write_fit_report(load_training_face_model(face_model), annotated_faces(data), cfg, Path(out), search)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import config_option
+from siamface.cli.options import config_option
 
 
 @click.command("export")
@@ -16,10 +16,10 @@ from cli.options import config_option
 @click.argument("overrides", nargs=-1)
 def export_cmd(checkpoint, variants, out, config_path, overrides) -> None:
     """Convert CHECKPOINT to TFLite bundles, check parity, calibrate the verification threshold."""
-    from edge_runtime.bundle import load_bundle
-    from export.exporter import FLOAT_VARIANTS, QAT_VARIANTS, ExportConfig, export_checkpoint
-    from training.checkpoint import read_checkpoint_meta
-    from training.config_io import load_config
+    from siamface.edge_runtime.bundle import load_bundle
+    from siamface.export.exporter import FLOAT_VARIANTS, QAT_VARIANTS, ExportConfig, export_checkpoint
+    from siamface.training.checkpoint import read_checkpoint_meta
+    from siamface.training.config_io import load_config
 
     cfg = load_config(ExportConfig, config_path, overrides)
     if not variants:

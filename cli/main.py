@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from edge_runtime.errors import EXIT_BAD_INPUT, EXIT_CODES, SiamfaceError
-from edge_runtime.terminal import tensorflow_env
+from siamface.edge_runtime.errors import EXIT_BAD_INPUT, EXIT_CODES, SiamfaceError
+from siamface.edge_runtime.terminal import tensorflow_env
 
 tensorflow_env()
 
@@ -31,13 +31,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    from cli.calibrate import calibrate
-    from cli.data import data
-    from cli.demo import demo
-    from cli.edge import EDGE_COMMANDS
-    from cli.evaluate import compare, evaluate, evaluate_fit
-    from cli.export import export_cmd
-    from cli.train import qat, train
+    from siamface.cli.calibrate import calibrate
+    from siamface.cli.data import data
+    from siamface.cli.demo import demo
+    from siamface.cli.edge import EDGE_COMMANDS
+    from siamface.cli.evaluate import compare, evaluate, evaluate_fit
+    from siamface.cli.export import export_cmd
+    from siamface.cli.train import qat, train
 
     main.add_command(data)
     main.add_command(train)

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from cli.options import config_option
+from siamface.cli.options import config_option
 
 
 @click.command()
@@ -18,9 +18,9 @@ def train(config_path, out, overrides) -> None:
     OVERRIDES are KEY=VALUE settings of TrainConfig, e.g. steps=2000 loss.identity=arcface
     data=[runs/data,runs/fitted].
     """
-    from training.config_io import load_config
-    from training.train import TrainConfig
-    from training.train import train as run_training
+    from siamface.training.config_io import load_config
+    from siamface.training.train import TrainConfig
+    from siamface.training.train import train as run_training
 
     cfg = load_config(TrainConfig, config_path, overrides)
     report = run_training(cfg, out)
@@ -38,8 +38,8 @@ def qat(checkpoint, out, config_path, overrides) -> None:
 
     OVERRIDES are KEY=VALUE settings of QATConfig: steps, learning_rate, warmup_steps, eval_every, batch_size.
     """
-    from training.config_io import load_config
-    from training.qat import QATConfig, run_qat
+    from siamface.training.config_io import load_config
+    from siamface.training.qat import QATConfig, run_qat
 
     report = run_qat(checkpoint, out, load_config(QATConfig, config_path, overrides))
     click.echo(f"best QAT checkpoint: {out}/best")

@@ -1,6 +1,6 @@
 """`python -m edge_runtime ...`: the device-side commands."""
 import sys
 
-from edge_runtime.cli import main
+from .cli import main
 
 sys.exit(main())

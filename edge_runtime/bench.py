@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 
-from edge_runtime.image_io import read_image
-from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
+from .image_io import read_image
+from .reconstructor import Reconstructor, ReconstructorOptions
 
 STAGES = ("detect", "crop", "invoke", "decode", "embed")
 
@@ -46,7 +46,7 @@ def bench_gallery(people: int, runs: int = 200, dim: int = 128) -> str:
     import tempfile
     from pathlib import Path
 
-    from edge_runtime.identity import Gallery
+    from .identity import Gallery
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
@@ -68,7 +68,7 @@ def bench_video(bundle: str, video: str, threads: int = 1, detect_every: int = 3
     was skipped (crop + invoke + decode on the crop from the previous frame's landmarks)."""
     from pathlib import Path
 
-    from edge_runtime.video import Tracker, TrackerOptions, read_frames
+    from .video import Tracker, TrackerOptions, read_frames
 
     frames = [image for _, image in read_frames(video)]
     rec = Reconstructor.from_bundle(bundle, ReconstructorOptions(num_threads=threads))

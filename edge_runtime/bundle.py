@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from edge_runtime.atomic import atomic_write_json
-from edge_runtime.bundle_schema import BUNDLE, FIX, VERIFICATION, check_consistency, validate
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.identity import cosine_threshold
-from edge_runtime.interpreter import TensorInfo, model_signature
-from edge_runtime.morphable_model import MorphableModel, file_sha256, load_face_model
-from edge_runtime.params import ParamLayout, Whitening
-from edge_runtime.versioned_json import read_versioned_json
-from edge_runtime.versioned_json import read_versioned_json
+from .atomic import atomic_write_json
+from .bundle_schema import BUNDLE, FIX, VERIFICATION, check_consistency, validate
+from .errors import SiamfaceError
+from .identity import cosine_threshold
+from .interpreter import TensorInfo, model_signature
+from .morphable_model import MorphableModel, file_sha256, load_face_model
+from .params import ParamLayout, Whitening
+from .versioned_json import read_versioned_json
+from .versioned_json import read_versioned_json
 
 FORMAT_VERSION = 1
 META = "bundle.json"

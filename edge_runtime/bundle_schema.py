@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Union
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.params import ParamLayout
+from .errors import SiamfaceError
+from .params import ParamLayout
 
 FIX = "re-export the bundle (or copy it again)"
 

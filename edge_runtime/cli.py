@@ -17,9 +17,9 @@ from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 
-from edge_runtime.errors import EXIT_BAD_INPUT, EXIT_CODES, EXIT_NO_MATCH, EXIT_OK, SiamfaceError
-from edge_runtime.image_io import IMAGE_SUFFIXES
-from edge_runtime.terminal import configure_logging, emit, log, progress
+from .errors import EXIT_BAD_INPUT, EXIT_CODES, EXIT_NO_MATCH, EXIT_OK, SiamfaceError
+from .image_io import IMAGE_SUFFIXES
+from .terminal import configure_logging, emit, log, progress
 
 # The device commands, in --help order: one list for `python -m edge_runtime` and `siamface`.
 COMMANDS = {"reconstruct": "3D faces from photos (files or folders)", "verify": "are two photos the same person?",
@@ -52,9 +52,9 @@ def native_stderr_silenced() -> Iterator[None]:
 
 
 def _reconstructor(args, model: str | None = None, threads: int | None = None):
-    from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
+    from .reconstructor import Reconstructor, ReconstructorOptions
 
-    from edge_runtime.defaults import resolve_bundle
+    from .defaults import resolve_bundle
 
     model = resolve_bundle(model or args.model)
     options = ReconstructorOptions(getattr(args, "detector", "blazeface"), threads or args.threads)
@@ -165,7 +165,7 @@ def _warn_sideways(rec, path: Path, image: np.ndarray, face, detected: bool) -> 
 
 def _faces(rec, path: Path, box=None, all_faces: bool = False):
     """(image, faces largest first: all of them or only the largest); no face is an error."""
-    from edge_runtime.image_io import read_image
+    from .image_io import read_image
 
     image = read_image(path)
     if box is not None:
@@ -211,11 +211,11 @@ def _batch(items: list[T], args, work: Callable[[T], object], path_of: Callable[
 
 
 def cmd_reconstruct(args) -> None:
-    from edge_runtime import mesh_io
+    from . import mesh_io
 
     rec = _reconstructor(args)
     if args.video is not None or args.camera is not None:
-        from edge_runtime.video import TrackerOptions, track_video
+        from .video import TrackerOptions, track_video
 
         summary = track_video(rec, args.camera if args.video is None else args.video, _output_dir(_check_out(args.out)),
                               TrackerOptions(args.detect_every, args.all_faces), args.overlay_video, args.embedding)
@@ -249,7 +249,7 @@ def cmd_reconstruct(args) -> None:
 def _write_reconstruction(mesh_io, args, rec, path: Path, image: np.ndarray, faces, stem: Path) -> list[str]:
     """Meshes, overlay and the JSON of one photo; the embedding (biometric data) only with
     --embedding, and then the JSON is private (0600) like the gallery. Returns the files written."""
-    from edge_runtime.atomic import atomic_write
+    from .atomic import atomic_write
 
     written = []
     for k, face in enumerate(faces):
@@ -277,7 +277,7 @@ def _write_reconstruction(mesh_io, args, rec, path: Path, image: np.ndarray, fac
 def _decision(args, rec) -> tuple[float, str]:
     """(cosine threshold, where it comes from): --threshold when given, else the bundle's; both obey
     the one rule for thresholds (identity.cosine_threshold)."""
-    from edge_runtime.identity import cosine_threshold
+    from .identity import cosine_threshold
 
     if args.threshold is not None:
         return cosine_threshold(args.threshold, "--threshold"), "--threshold"
@@ -285,7 +285,7 @@ def _decision(args, rec) -> tuple[float, str]:
 
 
 def _gallery(args, rec, threshold: float):
-    from edge_runtime.identity import Gallery
+    from .identity import Gallery
 
     create = args.command == "enroll"  # only enroll may create a gallery (and its folder)
     if create:
@@ -358,7 +358,7 @@ def cmd_gallery(args) -> None:
 
 def _bench_record(line: str) -> dict | None:
     """A bench line as a JSON Lines record (the table's header and footnote give none)."""
-    from edge_runtime.bench import STAGES
+    from .bench import STAGES
 
     if m := re.fullmatch(r"identify (\d+) people: p50 ([\d.]+) ms", line):
         return {"identify_people": int(m[1]), "p50_ms": float(m[2])}
@@ -370,16 +370,16 @@ def _bench_record(line: str) -> dict | None:
 
 
 def cmd_bench(args) -> None:
-    from edge_runtime.bench import bench_bundles, bench_gallery
+    from .bench import bench_bundles, bench_gallery
 
-    from edge_runtime.defaults import resolve_bundle
+    from .defaults import resolve_bundle
 
     if not args.models and not args.gallery:
         args.models = [str(resolve_bundle())]
     if args.image and args.models:  # timings of a photo without a face would time nothing ("0.00 ms")
         _faces(_reconstructor(args, args.models[0], threads=1), Path(args.image))
     if args.video:
-        from edge_runtime.bench import bench_video, video_line
+        from .bench import bench_video, video_line
 
         for result in (bench_video(m, args.video, n) for m in args.models for n in args.threads):
             emit(result) if args.json else print(video_line(result))
@@ -394,8 +394,8 @@ def cmd_bench(args) -> None:
 
 def cmd_check(args) -> None:
     """Deployment check: bundle hashes, interpreter backend, one inference on a synthetic image."""
-    from edge_runtime.crop import CropTransform
-    from edge_runtime.interpreter import interpreter_backend
+    from .crop import CropTransform
+    from .interpreter import interpreter_backend
 
     rec = _reconstructor(args)
     grey = np.full((rec.size, rec.size, 3), 128, np.uint8)
@@ -439,7 +439,7 @@ def _decision_options(c: argparse.ArgumentParser) -> None:
 
 
 def parser(prog: str = "python -m edge_runtime") -> argparse.ArgumentParser:
-    from edge_runtime.image_io import MAX_PIXELS, MAX_PIXELS_ENV
+    from .image_io import MAX_PIXELS, MAX_PIXELS_ENV
 
     epilog = (f"environment: SIAMFACE_BUNDLE (default --model), SIAMFACE_GALLERY (default --gallery), "
               f"{MAX_PIXELS_ENV} (largest photo accepted, default {MAX_PIXELS} pixels)\n{EXIT_CODES}")

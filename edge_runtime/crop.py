@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_runtime.errors import SiamfaceError
+from .errors import SiamfaceError
 
 CENTER_SHIFT = 0.14
 SIDE_FACTOR = 1.58

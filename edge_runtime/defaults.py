@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edge_runtime.errors import SiamfaceError
+from .errors import SiamfaceError
 
 BUNDLE_ENV = "SIAMFACE_BUNDLE"
 

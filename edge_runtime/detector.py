@@ -14,9 +14,9 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from edge_runtime.defaults import DETECTOR_DIR
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.interpreter import TFLiteModel
+from .defaults import DETECTOR_DIR
+from .errors import SiamfaceError
+from .interpreter import TFLiteModel
 
 
 

@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.atomic import fsync_path, temp_file
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.normalise import l2_normalize
+from .atomic import fsync_path, temp_file
+from .errors import SiamfaceError
+from .normalise import l2_normalize
 
 log = logging.getLogger(__name__)
 

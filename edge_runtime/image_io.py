@@ -19,7 +19,7 @@ from typing import BinaryIO, Callable
 import cv2
 import numpy as np
 
-from edge_runtime.errors import SiamfaceError
+from .errors import SiamfaceError
 
 # The one list of photo suffixes (folders expand to these; data import and evaluation list the same).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.errors import SiamfaceError
+from .errors import SiamfaceError
 
 
 def interpreter_class() -> tuple[type, str]:

@@ -8,8 +8,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from edge_runtime.atomic import atomic_write, atomic_write_bytes
-from edge_runtime.errors import SiamfaceError
+from .atomic import atomic_write, atomic_write_bytes
+from .errors import SiamfaceError
 
 
 def _mesh_space(vertices: np.ndarray) -> np.ndarray:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.normalise import l2_normalize
+from .errors import SiamfaceError
+from .normalise import l2_normalize
 
 YAW_BINS = ("0-30", "30-60", "60-90")
 YAW_EDGES = (30.0, 60.0)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.camera import project
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.params import ParamLayout
+from .camera import project
+from .errors import SiamfaceError
+from .params import ParamLayout
 
 REQUIRED_KEYS = ("mean", "id_basis", "exp_basis", "exp_names", "triangles", "vertex_region",
                  "region_names", "landmarks68")

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge_runtime.blendshape_names import MEDIAPIPE_NAMES, mediapipe_blendshapes
-from edge_runtime.camera import compose_camera, decompose_camera
+from .blendshape_names import MEDIAPIPE_NAMES, mediapipe_blendshapes
+from .camera import compose_camera, decompose_camera
 
 if TYPE_CHECKING:
-    from edge_runtime.reconstructor import Face
+    from .reconstructor import Face
 
 
 def _array(shape: list[int | None]) -> dict:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edge_runtime.errors import SiamfaceError
+from .errors import SiamfaceError
 
 N_POSE = 12
 

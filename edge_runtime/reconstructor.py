@@ -14,15 +14,15 @@ from functools import cached_property
 
 import numpy as np
 
-from edge_runtime.bundle import Bundle, load_bundle
-from edge_runtime.camera import decompose_camera, project
-from edge_runtime.crop import CropTransform, crop_from_box, crop_image, crop_square, is_crop_side, landmark_box
-from edge_runtime.defaults import resolve_bundle
-from edge_runtime.detector import DEFAULT_DETECTOR, FaceDetector, make_detector, to_rgb
-from edge_runtime.interpreter import TFLiteModel
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.normalise import l2_normalize
-from edge_runtime.params import ParamLayout
+from .bundle import Bundle, load_bundle
+from .camera import decompose_camera, project
+from .crop import CropTransform, crop_from_box, crop_image, crop_square, is_crop_side, landmark_box
+from .defaults import resolve_bundle
+from .detector import DEFAULT_DETECTOR, FaceDetector, make_detector, to_rgb
+from .interpreter import TFLiteModel
+from .morphable_model import MorphableModel
+from .normalise import l2_normalize
+from .params import ParamLayout
 
 
 @dataclass
@@ -64,7 +64,7 @@ class Face:
     @property
     def face_triangles(self) -> np.ndarray:
         """The triangles of the face proper (no scalp, ears, neck): what overlays draw."""
-        from edge_runtime.mesh_io import face_region_triangles
+        from .mesh_io import face_region_triangles
 
         return face_region_triangles(self._model)
 
@@ -96,7 +96,7 @@ class Face:
 
     def to_dict(self) -> dict:
         """The per-face record of the CLI's JSON (outputs.FACE_SCHEMA)."""
-        from edge_runtime.outputs import face_record
+        from .outputs import face_record
 
         return face_record(self)
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime import metrics
-from edge_runtime.camera import decompose_camera
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.params import ParamLayout
+from . import metrics
+from .camera import decompose_camera
+from .errors import SiamfaceError
+from .morphable_model import MorphableModel
+from .params import ParamLayout
 
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (i, j, same) indices into the images

@@ -7,7 +7,7 @@ import json
 from collections.abc import Collection
 from pathlib import Path
 
-from edge_runtime.errors import SiamfaceError
+from .errors import SiamfaceError
 
 
 def read_versioned_json(path: Path, version: int, what: str, fix: str, kinds: Collection[str] = ()) -> dict:

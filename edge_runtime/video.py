@@ -19,9 +19,9 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from edge_runtime.crop import CropTransform, crop_square, is_crop_side, landmark_box
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.reconstructor import Face, Reconstructor, refined_crop
+from .crop import CropTransform, crop_square, is_crop_side, landmark_box
+from .errors import SiamfaceError
+from .reconstructor import Face, Reconstructor, refined_crop
 
 OVERLAY_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
 
@@ -172,7 +172,7 @@ class OverlayWriter:
         self.fps, self.codec, self.writer = fps, codec, None
 
     def write(self, image_rgb: np.ndarray, faces: list[Face]) -> None:
-        from edge_runtime.mesh_io import draw_overlay
+        from .mesh_io import draw_overlay
 
         frame = draw_overlay(image_rgb, faces)
         if self.writer is None:

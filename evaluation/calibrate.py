@@ -14,17 +14,17 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime.atomic import atomic_folder
-from edge_runtime.bundle import DIGEST, META, Bundle, load_bundle, metadata_digest, write_meta
-from edge_runtime.cli import native_stderr_silenced
-from edge_runtime.detector import DEFAULT_DETECTOR
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.provenance import utc_now
-from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
-from evaluation.eval_data import NO_FACE
-from evaluation.pair_files import read_lfw_pairs, read_pairs_csv
-from export.calibration import check_measurable, every_pair, operating_point, pair_scores
-from training.data.real_formats import IdentityFolderLoader, SampleError, read_image
+from siamface.edge_runtime.atomic import atomic_folder
+from siamface.edge_runtime.bundle import DIGEST, META, Bundle, load_bundle, metadata_digest, write_meta
+from siamface.edge_runtime.cli import native_stderr_silenced
+from siamface.edge_runtime.detector import DEFAULT_DETECTOR
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.provenance import utc_now
+from siamface.edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
+from siamface.evaluation.eval_data import NO_FACE
+from siamface.evaluation.pair_files import read_lfw_pairs, read_pairs_csv
+from siamface.export.calibration import check_measurable, every_pair, operating_point, pair_scores
+from siamface.training.data.real_formats import IdentityFolderLoader, SampleError, read_image
 
 @dataclass
 class PairSet:

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
-from edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark_box
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.scoring import GroundTruth
+from siamface.edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark_box
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.scoring import GroundTruth
 
 if TYPE_CHECKING:
-    from training.data.real_formats import Loader
+    from siamface.training.data.real_formats import Loader
 
 NO_FACE = "no face detected"
 NOT_ANNOTATED_FACE = "no detected face overlaps the annotated one"
@@ -42,7 +42,7 @@ class EvalSet:
 
 def synthetic_split(root: str | Path, split: str = "test", limit: int | None = None) -> EvalSet:
     """Held-out identities of a dataset made by `siamface data synth` (or `data fit`)."""
-    from training.data.dataset import Dataset
+    from siamface.training.data.dataset import Dataset
 
     data = Dataset.open(root).split(split)
     if len(data) == 0:
@@ -69,7 +69,7 @@ def landmarked_photos(loader: Loader, name: str, size: int, detector: str | None
     (the usual protocol), or with ``detector`` as the device crops them: the detected face that
     overlaps the annotated one most (IoU >= MIN_IOU, else the photo is skipped), then each model's
     refine pass. Ground truth is in the first crop's coordinates either way."""
-    from edge_runtime.detector import make_detector
+    from siamface.edge_runtime.detector import make_detector
 
     find = make_detector(detector) if detector else None
     crops, lms, poses, paths, transforms, skipped = [], [], [], [], [], []
@@ -101,7 +101,7 @@ def landmarked_photos(loader: Loader, name: str, size: int, detector: str | None
 
 def aflw2000(root: str | Path, size: int, limit: int | None = None, detector: str | None = None) -> EvalSet:
     """AFLW2000-3D: crops from the ground-truth 68-landmark box (the usual protocol) or detected."""
-    from training.data.real_formats import AFLW2000Loader
+    from siamface.training.data.real_formats import AFLW2000Loader
 
     return landmarked_photos(AFLW2000Loader(root), f"AFLW2000-3D ({Path(root).name})", size, detector, limit)
 
@@ -109,7 +109,7 @@ def aflw2000(root: str | Path, size: int, limit: int | None = None, detector: st
 def pts_folder(root: str | Path, size: int, limit: int | None = None, detector: str | None = None) -> EvalSet:
     """Images with iBUG .pts files (300-W, LFPW, HELEN, AFW, iBUG, the real dev set): 2D-convention
     landmarks, no pose, so NME is over all images (no yaw bins) and per landmark group."""
-    from training.data.real_formats import PtsFolderLoader
+    from siamface.training.data.real_formats import PtsFolderLoader
 
     return landmarked_photos(PtsFolderLoader(root), f"pts ({Path(root).name})", size, detector, limit)
 
@@ -120,7 +120,7 @@ def face_cropper(size: int, box: Sequence[float] | None = None, detector: str | 
     face the edge runtime's detector finds, or of one fixed ``box`` for photos that are already
     aligned crops. The device's second (refine) pass needs a model's landmarks, so evaluation
     does it per model (``PhotoCrops``)."""
-    from edge_runtime.detector import DEFAULT_DETECTOR, make_detector
+    from siamface.edge_runtime.detector import DEFAULT_DETECTOR, make_detector
 
     find = make_detector(detector or DEFAULT_DETECTOR) if box is None else None
 
@@ -136,7 +136,7 @@ def photo_crops(paths: Iterable[Path], size: int, box: Sequence[float] | None = 
     """(used photos and their first crops, the crops' pixels, skipped (path, reason)): unreadable
     photos and photos without a detected face are recorded and left out, so one bad file never
     stops an evaluation."""
-    from training.data.real_formats import SampleError, read_image
+    from siamface.training.data.real_formats import SampleError, read_image
 
     find = face_cropper(size, box, detector)
     used, pixels, skipped = PhotoCrops([], []), [], []
@@ -169,7 +169,7 @@ def identity_folder(root: str | Path, size: int, box: Sequence[float] | None = N
     """A folder per person (LFW layout): identities are the only ground truth, so only identity
     metrics are scored (on ``GroundTruth.verification_pairs`` of the usable photos). Detected
     faces are refined per model as on the device; a fixed ``box`` is used as it is."""
-    from training.data.real_formats import IdentityFolderLoader
+    from siamface.training.data.real_formats import IdentityFolderLoader
 
     root = Path(root)
     person = {entry.image_path: entry.identity for entry in IdentityFolderLoader(root).entries}
@@ -186,7 +186,7 @@ def pairs_file(path: str | Path, size: int, images: str | Path | None = None,
     """LFW ``pairs.txt`` (images under ``images``, default its folder) or a CSV ``file_a,file_b,same``:
     exactly the listed pairs, in file order so the 10-fold accuracy follows LFW's folds; a pair
     with an unusable photo is dropped (the name says how many were kept)."""
-    from evaluation.pair_files import read_lfw_pairs, read_pairs_csv
+    from siamface.evaluation.pair_files import read_lfw_pairs, read_pairs_csv
 
     path = Path(path)
     pairs = read_pairs_csv(path) if path.suffix.lower() == ".csv" else read_lfw_pairs(path, images)

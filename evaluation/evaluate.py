@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime import metrics
-from edge_runtime.atomic import atomic_write_json
-from edge_runtime.crop import CropTransform, crop_image
-from edge_runtime.image_io import read_image
-from edge_runtime.params import ParamLayout
-from edge_runtime.reconstructor import refined_crop
-from edge_runtime.scoring import score
-from evaluation import report
-from evaluation.eval_data import EvalSet, PhotoCrops
-from evaluation.predictors import Predictor
+from siamface.edge_runtime import metrics
+from siamface.edge_runtime.atomic import atomic_write_json
+from siamface.edge_runtime.crop import CropTransform, crop_image
+from siamface.edge_runtime.image_io import read_image
+from siamface.edge_runtime.params import ParamLayout
+from siamface.edge_runtime.reconstructor import refined_crop
+from siamface.edge_runtime.scoring import score
+from siamface.evaluation import report
+from siamface.evaluation.eval_data import EvalSet, PhotoCrops
+from siamface.evaluation.predictors import Predictor
 
 
 def reframe(params: np.ndarray, layout: ParamLayout, src: CropTransform, dst: CropTransform) -> np.ndarray:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_runtime.camera import CameraPose, compose_camera
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.scoring import shape_errors_mm
-from training.data.fitting import FitConfig, fit_identity, fit_landmarks
+from siamface.edge_runtime.camera import CameraPose, compose_camera
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.scoring import shape_errors_mm
+from siamface.training.data.fitting import FitConfig, fit_identity, fit_landmarks
 
 
 @dataclass

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime import metrics
-from edge_runtime.camera import decompose_camera
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from training.data.fitting import FitConfig, fit_landmarks
+from siamface.edge_runtime import metrics
+from siamface.edge_runtime.camera import decompose_camera
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.training.data.fitting import FitConfig, fit_landmarks
 
 # iBUG 68: the index of each landmark's mirror image (left-right flip of the face).
 MIRROR = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31,
@@ -169,7 +169,7 @@ def leave_one_out(model: MorphableModel, faces: dict[str, np.ndarray], config: L
 def annotated_faces(folder: str | Path) -> tuple[dict[str, np.ndarray], list[tuple[Path, str]]]:
     """({name: (68, 2) 0-based annotation}, skipped (path, reason)) of a folder of images with iBUG
     .pts files; only the .pts files are read (the fit needs no pixels)."""
-    from training.data.real_formats import PtsFolderLoader, SampleError, read_pts
+    from siamface.training.data.real_formats import PtsFolderLoader, SampleError, read_pts
 
     loader = PtsFolderLoader(folder)
     faces, skipped = {}, list(loader.skipped)
@@ -255,8 +255,8 @@ def markdown(report: dict) -> str:
 def write_fit_report(model: MorphableModel, faces: tuple[dict[str, np.ndarray], list[tuple[Path, str]]],
                      config: LandmarkFitConfig, out: Path, search: bool = True) -> str:
     """landmark_fit.json and landmark_fit.md into ``out``; returns the Markdown."""
-    from edge_runtime.atomic import atomic_write_json
-    from evaluation.report import write_text
+    from siamface.edge_runtime.atomic import atomic_write_json
+    from siamface.evaluation.report import write_text
 
     annotations, skipped = faces
     report = fit_report(model, annotations, config, search)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.errors import SiamfaceError
 
 
 class Pair(NamedTuple):

@@ -13,10 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.normalise import l2_normalize, normalise_pixels
-from edge_runtime.params import ParamLayout, Whitening
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.normalise import l2_normalize, normalise_pixels
+from siamface.edge_runtime.params import ParamLayout, Whitening
 
 
 @dataclass
@@ -40,8 +40,8 @@ class Predictor:
 
 
 def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.interpreter import TFLiteModel
+    from siamface.edge_runtime.bundle import load_bundle
+    from siamface.edge_runtime.interpreter import TFLiteModel
 
     bundle = load_bundle(path)
     model = TFLiteModel(bundle.model_path, num_threads)
@@ -55,8 +55,8 @@ def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
 
 
 def checkpoint_predictor(path: str | Path) -> Predictor:
-    from training.checkpoint import load_checkpoint
-    from training.face_model import load_training_face_model
+    from siamface.training.checkpoint import load_checkpoint
+    from siamface.training.face_model import load_training_face_model
 
     encoder, meta = load_checkpoint(path)
     model = load_training_face_model(meta["config"].get("face_model") or None)

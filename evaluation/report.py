@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime import metrics
-from edge_runtime.atomic import atomic_write, atomic_write_bytes
+from siamface.edge_runtime import metrics
+from siamface.edge_runtime.atomic import atomic_write, atomic_write_bytes
 
 COLUMNS = ("images", "size MB", "invoke ms", "NME 0-30", "NME 30-60", "NME 60-90", "NME mean", "ΔNME", "pose MAE",
            "shape mm", "EER emb", "ΔEER", "TAR@1e-2", "TAR@1e-3", "EER shape")

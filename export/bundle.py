@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.atomic import atomic_folder
-from edge_runtime.bundle import DECODER, FORMAT_VERSION, MODEL, write_meta
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel, file_sha256
-from edge_runtime.params import ParamLayout
-from edge_runtime.provenance import utc_now
-from training.face_model import resolve_face_model_path
+from siamface.edge_runtime.atomic import atomic_folder
+from siamface.edge_runtime.bundle import DECODER, FORMAT_VERSION, MODEL, write_meta
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel, file_sha256
+from siamface.edge_runtime.params import ParamLayout
+from siamface.edge_runtime.provenance import utc_now
+from siamface.training.face_model import resolve_face_model_path
 
 DEVICE_REGION = "face"  # the device decodes the face geometry only; the other regions are render-only interiors
 # Bases rounded to multiples of 2^-10 cm (at most 0.005 mm per unit coefficient) before float16: runs of

@@ -8,9 +8,9 @@ import math
 
 import numpy as np
 
-from edge_runtime import metrics
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.identity import cosine_threshold
+from siamface.edge_runtime import metrics
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.identity import cosine_threshold
 
 _CHUNK = 1 << 16  # pairs scored at once: bounded memory for the ~N^2/2 pairs of a big folder
 

@@ -12,20 +12,20 @@ from typing import Annotated
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime.bundle import load_bundle
-from edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.normalise import PIXEL_NORMALISATION
-from edge_runtime.params import Whitening
-from edge_runtime.provenance import package_versions
-from export import parity
-from export.bundle import write_bundle
-from export.calibration import every_pair, operating_point, pair_scores, shortfall
-from export.tflite import FULL_INTEGER, VARIANTS, convert
-from training.checkpoint import load_checkpoint
-from training.config_io import Range
-from training.data.dataset import Dataset, SplitData
-from training.face_model import load_training_face_model
+from siamface.edge_runtime.bundle import load_bundle
+from siamface.edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.normalise import PIXEL_NORMALISATION
+from siamface.edge_runtime.params import Whitening
+from siamface.edge_runtime.provenance import package_versions
+from siamface.export import parity
+from siamface.export.bundle import write_bundle
+from siamface.export.calibration import every_pair, operating_point, pair_scores, shortfall
+from siamface.export.tflite import FULL_INTEGER, VARIANTS, convert
+from siamface.training.checkpoint import load_checkpoint
+from siamface.training.config_io import Range
+from siamface.training.data.dataset import Dataset, SplitData
+from siamface.training.face_model import load_training_face_model
 
 FLOAT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq")
 QAT_VARIANTS = ("int8-qat",)

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime import metrics
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.interpreter import TFLiteModel
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.normalise import normalise_pixels
-from edge_runtime.params import ParamLayout, Whitening
+from siamface.edge_runtime import metrics
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.interpreter import TFLiteModel
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.normalise import normalise_pixels
+from siamface.edge_runtime.params import ParamLayout, Whitening
 
 # fp32 must match Keras this closely or the export fails.
 FP32_TOLERANCE = {"params_max_abs": 1e-3, "landmark_nme_percent": 0.01, "embedding_cosine_min": 0.9999}

@@ -12,9 +12,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.interpreter import interpreter_class
-from edge_runtime.normalise import PIXEL_MEAN, PIXEL_SCALE
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.interpreter import interpreter_class
+from siamface.edge_runtime.normalise import PIXEL_MEAN, PIXEL_SCALE
 
 VARIANTS = {
     "fp32": "float32 weights and activations",

@@ -5,14 +5,14 @@ import os
 
 import pytest
 
-from edge_runtime.terminal import tensorflow_env
+from siamface.edge_runtime.terminal import tensorflow_env
 
 tensorflow_env()
 
 
 @pytest.fixture(scope="session")
 def face_model():
-    from training.face_model import load_training_face_model
+    from siamface.training.face_model import load_training_face_model
 
     return load_training_face_model()
 
@@ -63,7 +63,7 @@ def tiny_data(tmp_path_factory):
     made once per session for the training and cluster tests."""
 
     def build(root):
-        from training.data.synth import SynthConfig, synthesize
+        from siamface.training.data.synth import SynthConfig, synthesize
 
         cfg = SynthConfig(train_identities=6, val_identities=3, test_identities=0, images_per_identity=4,
                           image_size=64, n_id=20, shard_size=12)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from training.data.rasterizer import (FASTMATH_KEEP_INF, cull_triangles, rasterize_surface, shade_textured,
+from siamface.training.data.rasterizer import (FASTMATH_KEEP_INF, cull_triangles, rasterize_surface, shade_textured,
                                       vertex_normals)
 
 

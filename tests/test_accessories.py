@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from render_helpers import rasterize, visible_triangles
-from edge_runtime.camera import FLIP, CameraPose, compose_camera, euler_to_matrix, project
-from edge_runtime.crop import crop_from_box, landmark_box
-from edge_runtime.morphable_model import load_face_model
-from training.data.accessories import (ShellCanvas, draw_edge_face, draw_face_mask, draw_glasses,
+from siamface.edge_runtime.camera import FLIP, CameraPose, compose_camera, euler_to_matrix, project
+from siamface.edge_runtime.crop import crop_from_box, landmark_box
+from siamface.edge_runtime.morphable_model import load_face_model
+from siamface.training.data.accessories import (ShellCanvas, draw_edge_face, draw_face_mask, draw_glasses,
                                        draw_hand, draw_hat, draw_microphone, skin_colour)
-from training.data.scene import HairStyle, SceneConfig, SceneContext, _frame
-from training.face_model import WORKSPACE_ASSET
+from siamface.training.data.scene import HairStyle, SceneConfig, SceneContext, _frame
+from siamface.training.face_model import WORKSPACE_ASSET
 
 V2_PATH = WORKSPACE_ASSET.with_name("ict_face_model_v2.npz")
 SHORT = HairStyle("short", (0.12, 0.08, 0.05), length=0.9, volume=0.1, hairline=0.6, fringe=0.0, sweep=0.0,
@@ -24,7 +24,7 @@ LONG = replace(SHORT, kind="long", length=3.5, volume=0.2)
 # Nothing but clothes and hair: each test switches on what it looks at.
 BARE = SceneConfig(glasses_p=0, hat_p=0, mask_p=0, hand_p=0, microphone_p=0, edge_face_p=0, flyaway_p=0, tied_p=0,
                    hair_volume_jitter=0)
-PinholeCamera = getattr(importlib.import_module("training.data.sampling"), "PinholeCamera", None)
+PinholeCamera = getattr(importlib.import_module("siamface.training.data.sampling"), "PinholeCamera", None)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("pinhole_cm", [None, 30.0])
 def test_head_frame_maps_both_ways_and_encloses_the_cranium(head_model, pinhole_cm):
     if pinhole_cm and PinholeCamera is None:
-        pytest.skip("training.data.sampling has no PinholeCamera")
+        pytest.skip("siamface.training.data.sampling has no PinholeCamera")
     _, ctx = head_scene(head_model, yaw_deg=40, pitch_deg=15, pinhole_cm=pinhole_cm)
     frame = _frame(ctx)
     pts = ctx.verts[::97]

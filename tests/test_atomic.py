@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from edge_runtime.atomic import atomic_folder, atomic_write, atomic_write_json
+from siamface.edge_runtime.atomic import atomic_folder, atomic_write, atomic_write_json
 
 
 def mode(path) -> int:

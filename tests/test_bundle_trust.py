@@ -15,12 +15,12 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import DIGEST, META, load_bundle, metadata_digest
-from edge_runtime.detector import SHORT_RANGE, packaged_weights
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.interpreter import TFLiteModel
-from edge_runtime.morphable_model import file_sha256
-from edge_runtime.params import Whitening
+from siamface.edge_runtime.bundle import DIGEST, META, load_bundle, metadata_digest
+from siamface.edge_runtime.detector import SHORT_RANGE, packaged_weights
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.interpreter import TFLiteModel
+from siamface.edge_runtime.morphable_model import file_sha256
+from siamface.edge_runtime.params import Whitening
 
 SIZE, N_ID, DIM = 16, 4, 8
 REPO = Path(__file__).resolve().parents[1]
@@ -41,8 +41,8 @@ def _encoder(size: int, n_params: int, dim: int):
 def exported(face_model, tmp_path_factory) -> Path:
     """A real fp32 bundle written by export.bundle (16 px input, 4 identity modes, 8-d embedding)."""
     pytest.importorskip("tensorflow")
-    from export.bundle import write_bundle
-    from export.tflite import convert
+    from siamface.export.bundle import write_bundle
+    from siamface.export.tflite import convert
 
     layout = face_model.layout(N_ID)
     rng = np.random.default_rng(0)

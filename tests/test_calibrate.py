@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edge_runtime.bundle import META, load_bundle, write_meta
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.identity import Gallery, cosine_threshold
-from edge_runtime.image_io import read_image
-from edge_runtime.reconstructor import Reconstructor
-from evaluation import metrics
-from evaluation.calibrate import calibrate_bundle, open_pairs
-from export.calibration import every_pair, operating_point, shortfall
+from siamface.edge_runtime.bundle import META, load_bundle, write_meta
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.identity import Gallery, cosine_threshold
+from siamface.edge_runtime.image_io import read_image
+from siamface.edge_runtime.reconstructor import Reconstructor
+from siamface.evaluation import metrics
+from siamface.evaluation.calibrate import calibrate_bundle, open_pairs
+from siamface.export.calibration import every_pair, operating_point, shortfall
 from test_edge_cli import FACE_REGION, colour_bundle, run, synthetic, user_error  # noqa: F401 (fixtures)
 
 SIAMFACE = [str(Path(sys.executable).with_name("siamface"))]

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.cli import COMMANDS, main, parser
-from edge_runtime.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE
+from siamface.edge_runtime.cli import COMMANDS, main, parser
+from siamface.edge_runtime.errors import EXIT_BAD_INPUT, EXIT_NO_MATCH, EXIT_OK, EXIT_USAGE
 from test_edge_cli import SIAMFACE, photos, run  # noqa: F401 (photos is a fixture)
 
 SIZE, N_ID = 64, 8
@@ -30,9 +30,9 @@ def write_fixed_bundle(out: Path, face_model, camera: list[float]) -> Path:
     the crop's mean colour as its embedding, so different photos score differently."""
     import tf_keras as keras
 
-    from edge_runtime.params import Whitening
-    from export.bundle import write_bundle
-    from export.tflite import convert
+    from siamface.edge_runtime.params import Whitening
+    from siamface.export.bundle import write_bundle
+    from siamface.export.tflite import convert
 
     layout = face_model.layout(N_ID)
     params = np.zeros(layout.size, np.float32)
@@ -90,7 +90,7 @@ def records(lines: list[str]) -> list[dict]:
 def test_one_command_list_for_both_clis():
     from click.testing import CliRunner
 
-    from cli.main import main as siamface
+    from siamface.cli.main import main as siamface
 
     sub = next(a for a in parser()._actions if a.dest == "command")
     assert list(sub.choices) == list(COMMANDS)

@@ -9,13 +9,13 @@ from typing import Annotated, Literal
 
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from export.exporter import ExportConfig
-from training.config_io import Range, build_config, config_to_dict, load_config
-from training.data.fit_dataset import RealDatasetConfig
-from training.data.synth import SynthConfig
-from training.qat import QATConfig
-from training.train import TrainConfig
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.export.exporter import ExportConfig
+from siamface.training.config_io import Range, build_config, config_to_dict, load_config
+from siamface.training.data.fit_dataset import RealDatasetConfig
+from siamface.training.data.synth import SynthConfig
+from siamface.training.qat import QATConfig
+from siamface.training.train import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

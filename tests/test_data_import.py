@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.crop import crop_from_box, crop_image, landmark_box
-from edge_runtime.detector import make_detector
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.image_io import read_image
-from training.data.dataset import LABELS_IDENTITY_ONLY, SPLITS, Dataset, label_columns
-from training.data.import_people import (FAILURES_FILE, NO_FACE, UNREADABLE, ImportConfig, import_people,
+from siamface.edge_runtime.crop import crop_from_box, crop_image, landmark_box
+from siamface.edge_runtime.detector import make_detector
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.image_io import read_image
+from siamface.training.data.dataset import LABELS_IDENTITY_ONLY, SPLITS, Dataset, label_columns
+from siamface.training.data.import_people import (FAILURES_FILE, NO_FACE, UNREADABLE, ImportConfig, import_people,
                                          split_of)
 
 SIAMFACE = str(Path(sys.executable).parent / "siamface")
@@ -46,8 +46,8 @@ def add_person(face_model):
     of a blurred-noise photo. A photo is kept only if the detector finds its face in the written
     file (the renderer's occluders and lighting can hide one), so the folder holds exactly the
     faces a device would find."""
-    from training.data.sampling import PoseConfig
-    from training.data.synth import FaceSynthesizer, SynthConfig
+    from siamface.training.data.sampling import PoseConfig
+    from siamface.training.data.synth import FaceSynthesizer, SynthConfig
 
     pose = PoseConfig(yaw_max_deg=20, pitch_max_deg=10, roll_max_deg=10, scale_jitter=0, shift_jitter=0)
     synth = FaceSynthesizer(face_model, SynthConfig(images_per_identity=3 * PHOTOS_EACH, n_id=N_ID, pose=pose))
@@ -248,10 +248,10 @@ def test_model_bundle_refines_each_crop_as_the_reconstructor_does(people_dir, fa
     3DDFA crop of that face's landmarks placed in the detector's crop."""
     import tf_keras as keras
 
-    from edge_runtime.bundle import load_bundle
-    from edge_runtime.params import Whitening
-    from export.bundle import write_bundle
-    from export.tflite import convert
+    from siamface.edge_runtime.bundle import load_bundle
+    from siamface.edge_runtime.params import Whitening
+    from siamface.export.bundle import write_bundle
+    from siamface.export.tflite import convert
 
     layout = face_model.layout(N_ID)
     params = np.zeros(layout.size, np.float32)  # a frontal mean face (cm) 44 px wide, off the crop's centre
@@ -282,8 +282,8 @@ def test_model_bundle_refines_each_crop_as_the_reconstructor_does(people_dir, fa
 
 
 def test_preview_of_an_identity_only_dataset_draws_faces_without_landmarks(imported, tmp_path):
-    from training.data.dataset import Dataset
-    from training.data.preview import write_preview
+    from siamface.training.data.dataset import Dataset
+    from siamface.training.data.preview import write_preview
 
     out = tmp_path / "preview.png"
     assert write_preview(Dataset.open(imported), out, n=4, columns=2) == 4

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import DECODER, DIGEST, META, load_bundle, metadata_digest
-from edge_runtime.defaults import BUNDLE_ENV, resolve_bundle
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import file_sha256, load_face_model
-from edge_runtime.params import Whitening
+from siamface.edge_runtime.bundle import DECODER, DIGEST, META, load_bundle, metadata_digest
+from siamface.edge_runtime.defaults import BUNDLE_ENV, resolve_bundle
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import file_sha256, load_face_model
+from siamface.edge_runtime.params import Whitening
 
 SIZE, N_ID, DIM = 16, 20, 8
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +30,8 @@ def bundle(face_model, tmp_path_factory) -> Path:
     pytest.importorskip("tensorflow")
     import tf_keras as keras
 
-    from export.bundle import write_bundle
-    from export.tflite import convert
+    from siamface.export.bundle import write_bundle
+    from siamface.export.tflite import convert
 
     layout = face_model.layout(N_ID)
     keras.utils.set_random_seed(0)
@@ -107,7 +107,7 @@ def test_resolution_order(bundle, tmp_path, monkeypatch):
 def test_python_api_without_a_path_uses_the_environment_bundle(bundle, tmp_path, monkeypatch):
     """Reconstructor.from_bundle() resolves like the device commands: $SIAMFACE_BUNDLE, then an
     explicit path wins over it."""
-    from edge_runtime.reconstructor import Reconstructor
+    from siamface.edge_runtime.reconstructor import Reconstructor
 
     monkeypatch.setenv(BUNDLE_ENV, str(bundle))
     rec = Reconstructor.from_bundle()

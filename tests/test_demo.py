@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cv2
 
-from export.exporter import FLOAT_VARIANTS
+from siamface.export.exporter import FLOAT_VARIANTS
 
 VARIANTS = (*FLOAT_VARIANTS, "int8-qat")
 SIAMFACE = str(Path(sys.executable).parent / "siamface")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edge_runtime.detector import (
+from siamface.edge_runtime.detector import (
     DEFAULT_DETECTOR,
     DETECTORS,
     Detection,
@@ -19,7 +19,7 @@ from edge_runtime.detector import (
     ssd_anchors,
     to_rgb,
 )
-from edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.errors import SiamfaceError
 
 # The astronaut's face in skimage.data.astronaut() (512x512), found by hand: brow to chin, ear to ear.
 ASTRONAUT_FACE = (175, 70, 275, 175)

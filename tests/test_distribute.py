@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from edge_runtime.errors import SiamfaceError
-from training.config_io import config_to_dict
-from training.data.dataset import Dataset
-from training.distribute import current_cluster
-from training.losses import LossConfig
-from training.model import EncoderConfig, build_encoder
-from training.pairs import PKSampler
-from training.pipeline import PKBatches
-from training.train import TrainConfig, peak_learning_rate, train
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.training.config_io import config_to_dict
+from siamface.training.data.dataset import Dataset
+from siamface.training.distribute import current_cluster
+from siamface.training.losses import LossConfig
+from siamface.training.model import EncoderConfig, build_encoder
+from siamface.training.pairs import PKSampler
+from siamface.training.pipeline import PKBatches
+from siamface.training.train import TrainConfig, peak_learning_rate, train
 
 SIAMFACE = str(Path(sys.executable).parent / "siamface")
 TINY = EncoderConfig(width=0.35, last_channels=256, embedding_dim=32, dropout=0.0)
@@ -181,7 +181,7 @@ def test_a_bad_tf_config_is_one_clear_error(monkeypatch):
 
 
 def test_the_learning_rate_follows_the_global_batch():
-    from training.config_io import load_config
+    from siamface.training.config_io import load_config
 
     gpu = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / "train-gpu.yaml")
     assert peak_learning_rate(gpu, 256) == pytest.approx(0.008)       # 0.004 at 64 images, square root

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edge_runtime.bundle import load_bundle
-from edge_runtime.crop import crop_image
-from edge_runtime.params import ParamLayout
-from edge_runtime.reconstructor import Reconstructor
+from siamface.edge_runtime.bundle import load_bundle
+from siamface.edge_runtime.crop import crop_image
+from siamface.edge_runtime.params import ParamLayout
+from siamface.edge_runtime.reconstructor import Reconstructor
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
@@ -98,7 +98,7 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def synthetic(tiny_bundles, tmp_path_factory) -> dict:
     """Test-split images of the tiny dataset as PNG files, with their identities and face boxes."""
-    from training.data.dataset import Dataset
+    from siamface.training.data.dataset import Dataset
 
     split = Dataset.open(tiny_bundles / "data").split("test")
     root = tmp_path_factory.mktemp("synthetic")
@@ -301,8 +301,8 @@ def colour_bundle(tiny_bundles, face_model, tmp_path_factory) -> Path:
     embeddings are collapsed (cosines > 0.9999 between any two photos), so scores and rankings
     are checked on this model, where photos differ."""
     import tf_keras as keras
-    from export.bundle import write_bundle
-    from export.tflite import convert
+    from siamface.export.bundle import write_bundle
+    from siamface.export.tflite import convert
 
     meta = load_bundle(bundle(tiny_bundles)).meta
     layout = ParamLayout.from_dict(meta["param_layout"])

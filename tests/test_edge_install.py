@@ -68,7 +68,7 @@ def on_device(device: dict, *args, cwd: str = "app") -> subprocess.CompletedProc
 def test_the_device_has_no_training_stack(device):
     check = on_device(device, "-m", "pip", "check")
     assert check.returncode == 0 and "No broken requirements" in check.stdout, check.stdout + check.stderr
-    for module in ("tensorflow", "tf_keras", "keras", "training.train", "export.exporter"):
+    for module in ("tensorflow", "tf_keras", "keras", "siamface.training.train", "siamface.export.exporter"):
         result = on_device(device, "-c", f"import {module}", cwd="elsewhere")
         assert result.returncode == 1 and "ModuleNotFoundError" in result.stderr, (module, result.stderr)
     listed = json.loads(on_device(device, "-m", "pip", "list", "--format", "json").stdout)
@@ -87,10 +87,14 @@ def test_the_installed_package_runs_without_the_checkout(device, tiny_bundles, t
     photo = tmp_path / "astronaut.jpg"
     assert cv2.imwrite(str(photo), data.astronaut()[..., ::-1])
     bundle = tiny_bundles / "bundles" / "int8-ptq"
-    where = on_device(device, "-c", "import edge_runtime, edge_runtime.defaults as d; "
-                      "print(edge_runtime.__file__); print(d.DETECTOR_DIR)", cwd="elsewhere")
-    package, detector = where.stdout.split()
-    assert "site-packages" in package and detector.endswith("site-packages/edge_runtime/models/detector"), where.stdout
+    where = on_device(device, "-c", "import siamface.edge_runtime as e, siamface.edge_runtime.defaults as d, sysconfig; "
+                      "print(e.__file__); print(d.DETECTOR_DIR); print(sysconfig.get_paths()['purelib'])", cwd="elsewhere")
+    package, detector, site = where.stdout.split()
+    assert package.startswith(site) and detector.endswith("site-packages/siamface/edge_runtime/models/detector"), where.stdout
+    generic = {"edge_runtime", "training", "export", "evaluation", "cli", "models"}
+    assert not generic & {p.name for p in Path(site).iterdir()}, sorted(Path(site).iterdir())  # one name: siamface
+    device_help = on_device(device, "-m", "siamface.edge_runtime", "--help", cwd="elsewhere")
+    assert device_help.returncode == 0 and "reconstruct" in device_help.stdout, device_help.stderr
     siamface = device["python"].parent / "siamface"
     verified = subprocess.run([str(siamface), "verify", str(photo), str(photo), "--model", str(bundle)],
                               cwd=device["elsewhere"], capture_output=True, text=True, env=device["env"], timeout=300)

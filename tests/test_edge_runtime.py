@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.camera import CameraPose, compose_camera, project
-from edge_runtime.crop import crop_from_box, landmark_box
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.image_io import MAX_PIXELS_ENV, header_size, read_image
-from edge_runtime.mesh_io import write_obj, write_ply
-from edge_runtime.params import Whitening
-from edge_runtime.reconstructor import Reconstructor, ReconstructorOptions, refined_crop
+from siamface.edge_runtime.camera import CameraPose, compose_camera, project
+from siamface.edge_runtime.crop import crop_from_box, landmark_box
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.image_io import MAX_PIXELS_ENV, header_size, read_image
+from siamface.edge_runtime.mesh_io import write_obj, write_ply
+from siamface.edge_runtime.params import Whitening
+from siamface.edge_runtime.reconstructor import Reconstructor, ReconstructorOptions, refined_crop
 
 VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
 
@@ -31,7 +31,7 @@ YAW, PITCH, ROLL = 25.0, -10.0, 8.0
 def rendered_face(face_model):
     """A face rendered into a 200x160 photo with known camera, identity and expression."""
     from render_helpers import render
-    from training.data.rasterizer import vertex_normals
+    from siamface.training.data.rasterizer import vertex_normals
 
     rng = np.random.default_rng(7)
     layout = face_model.layout(N_ID)
@@ -65,8 +65,8 @@ def _constant_encoder(params: np.ndarray, embedding: np.ndarray):
 def _constant_bundle(out, face_model, params: np.ndarray, whitening: Whitening, embedding: np.ndarray):
     """A real fp32 bundle (exported by export.bundle) of ``_constant_encoder``: it always predicts
     ``params`` (unwhitened) and ``embedding``."""
-    from export.bundle import write_bundle
-    from export.tflite import convert
+    from siamface.export.bundle import write_bundle
+    from siamface.export.tflite import convert
 
     layout = face_model.layout(N_ID)
     tflite = convert(_constant_encoder(whitening.whiten(params), embedding), "fp32")
@@ -154,7 +154,7 @@ def test_collapsed_landmarks_keep_the_first_crop_and_a_box_without_area_is_an_er
 
 @pytest.fixture(scope="module")
 def test_images(tiny_bundles):
-    from training.data.dataset import Dataset
+    from siamface.training.data.dataset import Dataset
 
     split = Dataset.open(tiny_bundles / "data").split("test")
     return split.images(np.arange(4)), split.face_box[:4]

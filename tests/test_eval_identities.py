@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edge_runtime.crop import crop_from_box, crop_image, whole_image_box
-from edge_runtime.detector import make_detector
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.image_io import read_image
-from edge_runtime.params import Whitening
-from evaluation.eval_data import NO_FACE, EvalSet, open_eval_set
-from evaluation.evaluate import evaluate, write_reports
-from evaluation.predictors import Predictor
+from siamface.edge_runtime.crop import crop_from_box, crop_image, whole_image_box
+from siamface.edge_runtime.detector import make_detector
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.image_io import read_image
+from siamface.edge_runtime.params import Whitening
+from siamface.evaluation.eval_data import NO_FACE, EvalSet, open_eval_set
+from siamface.evaluation.evaluate import evaluate, write_reports
+from siamface.evaluation.predictors import Predictor
 
 SIZE, N_ID, PEOPLE, PER_PERSON = 64, 20, 3, 3
 BOX = whole_image_box(SIZE)  # renders are already crops: the box whose crop is the whole image
@@ -38,7 +38,7 @@ def write_jpeg(path: Path, rgb: np.ndarray) -> Path:
 def people(face_model, tmp_path_factory) -> dict:
     """LFW layout: person_k/person_k_000j.jpg rendered from the face model, plus one unreadable
     person_0/person_0_0004.jpg; ``params`` holds each readable photo's true parameters."""
-    from training.data.synth import FaceSynthesizer, SynthConfig
+    from siamface.training.data.synth import FaceSynthesizer, SynthConfig
 
     root = tmp_path_factory.mktemp("lfw")
     synth = FaceSynthesizer(face_model, SynthConfig(image_size=SIZE, n_id=N_ID, images_per_identity=PER_PERSON))
@@ -207,8 +207,8 @@ def test_nothing_usable_is_a_one_line_error_naming_the_path(people, tmp_path):
 
 def test_cli_evaluates_a_checkpoint_on_a_folder_of_people_with_a_fixed_box(people, face_model, tmp_path):
     """An untrained (random) encoder saved as a real checkpoint; `siamface evaluate` in a subprocess."""
-    from training.checkpoint import save_checkpoint
-    from training.model import EncoderConfig, build_encoder
+    from siamface.training.checkpoint import save_checkpoint
+    from siamface.training.model import EncoderConfig, build_encoder
 
     layout = people["layout"]
     encoder = build_encoder(EncoderConfig(input_size=SIZE, width=0.35, last_channels=128, embedding_dim=16,

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edge_runtime.camera import CameraPose, compose_camera
-from edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark_box
-from edge_runtime.detector import make_detector
-from edge_runtime.image_io import read_image
-from edge_runtime.params import Whitening
-from edge_runtime.reconstructor import refined_crop
-from evaluation.eval_data import NO_FACE, NOT_ANNOTATED_FACE, open_eval_set
-from evaluation.evaluate import evaluate, predict, reframe, write_reports
-from evaluation.predictors import Predictor
-from training.data.fitting import camera_to_crop
+from siamface.edge_runtime.camera import CameraPose, compose_camera
+from siamface.edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark_box
+from siamface.edge_runtime.detector import make_detector
+from siamface.edge_runtime.image_io import read_image
+from siamface.edge_runtime.params import Whitening
+from siamface.edge_runtime.reconstructor import refined_crop
+from siamface.evaluation.eval_data import NO_FACE, NOT_ANNOTATED_FACE, open_eval_set
+from siamface.evaluation.evaluate import evaluate, predict, reframe, write_reports
+from siamface.evaluation.predictors import Predictor
+from siamface.training.data.fitting import camera_to_crop
 
 SIZE, N_ID = 64, 10
 SIAMFACE = str(Path(sys.executable).with_name("siamface"))
@@ -242,8 +242,8 @@ def test_detector_crops_refine_per_model_and_score_in_the_first_crop(astronaut_s
 def test_device_and_evaluate_give_the_same_embedding_for_a_photo(tiny_bundles, tmp_path):
     """The edge runtime's Reconstructor and `evaluate` on the same photos (a folder of people and a
     .pts folder with --detector) through the same bundle: same crops, refine pass included."""
-    from edge_runtime.reconstructor import Reconstructor
-    from evaluation.predictors import bundle_predictor
+    from siamface.edge_runtime.reconstructor import Reconstructor
+    from siamface.evaluation.predictors import bundle_predictor
 
     photo = data.astronaut()
     people = {"alice/a.jpg": photo, "alice/b.jpg": photo[:, ::-1], "bob/c.jpg": photo[20:300, 60:400]}
@@ -284,7 +284,7 @@ def test_cli_evaluates_a_bundle_on_a_pts_folder_both_ways(tiny_bundles, astronau
 def raised_brows(face_model) -> np.ndarray:
     """A definition whose brow points sit on the highest face vertex within 8 mm of the model's
     (brows annotated on their upper edge), mirrored so it stays symmetric."""
-    from evaluation.landmark_fit import MIRROR, candidates, mirror_vertices
+    from siamface.evaluation.landmark_fit import MIRROR, candidates, mirror_vertices
 
     mirror, definition = mirror_vertices(face_model), face_model.landmarks68.copy()
     for i in range(17, 22):
@@ -296,7 +296,7 @@ def raised_brows(face_model) -> np.ndarray:
 
 def annotations(face_model, definition: np.ndarray, n: int = 4) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     """({name: (68, 2) landmarks of ``definition``}, true parameters) of ``n`` random near-frontal people."""
-    from evaluation.landmark_fit import with_landmarks
+    from siamface.evaluation.landmark_fit import with_landmarks
 
     model, layout, rng = with_landmarks(face_model, definition), face_model.layout(N_ID), np.random.default_rng(0)
     params = [face_params(face_model, rng, 6.0, 120.0, 130.0) for _ in range(n)]
@@ -305,8 +305,8 @@ def annotations(face_model, definition: np.ndarray, n: int = 4) -> tuple[dict[st
 
 
 def test_the_models_own_landmarks_fit_with_no_residual(face_model):
-    from evaluation.landmark_fit import fit_faces, residuals
-    from training.data.fitting import FitConfig
+    from siamface.evaluation.landmark_fit import fit_faces, residuals
+    from siamface.training.data.fitting import FitConfig
 
     faces, _ = annotations(face_model, face_model.landmarks68)
     fits = fit_faces(face_model, faces, FitConfig(n_id=N_ID))
@@ -318,8 +318,8 @@ def test_the_models_own_landmarks_fit_with_no_residual(face_model):
 def test_search_finds_the_vertices_annotations_were_drawn_on(face_model):
     """Given each face's true parameters, the search moves exactly the brows, onto the vertices the
     annotations came from (mirrored pairs together); groups not searched keep their vertices."""
-    from evaluation.landmark_fit import FaceFit, LandmarkFitConfig, search_vertices
-    from training.data.fitting import FitConfig
+    from siamface.evaluation.landmark_fit import FaceFit, LandmarkFitConfig, search_vertices
+    from siamface.training.data.fitting import FitConfig
 
     truth = raised_brows(face_model)
     assert (truth != face_model.landmarks68).sum() == 10
@@ -334,7 +334,7 @@ def test_search_finds_the_vertices_annotations_were_drawn_on(face_model):
 def test_evaluate_fit_reports_residuals_and_a_leave_one_out_proposal(face_model, tmp_path):
     from click.testing import CliRunner
 
-    from cli.evaluate import evaluate_fit
+    from siamface.cli.evaluate import evaluate_fit
 
     faces, _ = annotations(face_model, raised_brows(face_model))
     for name, landmarks in faces.items():

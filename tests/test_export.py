@@ -10,13 +10,13 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import load_bundle, metadata_digest
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.interpreter import TFLiteModel
-from export.exporter import ExportConfig, export_checkpoint
-from export.parity import check_fp32, compare, run_tflite
-from training.checkpoint import load_checkpoint
-from training.data.dataset import Dataset
+from siamface.edge_runtime.bundle import load_bundle, metadata_digest
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.interpreter import TFLiteModel
+from siamface.export.exporter import ExportConfig, export_checkpoint
+from siamface.export.parity import check_fp32, compare, run_tflite
+from siamface.training.checkpoint import load_checkpoint
+from siamface.training.data.dataset import Dataset
 
 VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
 
@@ -137,8 +137,8 @@ def test_full_integer_variants_take_int8_pixels(tiny_bundles):
 
 
 def test_qat_wrapper_keeps_siamese_weights_shared(tiny_bundles):
-    from training.model import build_siamese
-    from training.qat import quantize_encoder
+    from siamface.training.model import build_siamese
+    from siamface.training.qat import quantize_encoder
 
     encoder, _ = load_checkpoint(tiny_bundles / "train" / "best")
     quantized = quantize_encoder(encoder)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import load_face_model
-from training.data.face_model_convert import FaceKitLayout, convert_facekit, write_face_model
-from training.face_model import WORKSPACE_ASSET
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import load_face_model
+from siamface.training.data.face_model_convert import FaceKitLayout, convert_facekit, write_face_model
+from siamface.training.face_model import WORKSPACE_ASSET
 
 # The asset's keys and dtypes (shared/assets/ict-face-model/README.md).
 ASSET_DTYPES = {"mean": "float32", "id_basis": "float16", "exp_basis": "float16", "exp_names": "U",

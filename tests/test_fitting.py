@@ -9,13 +9,13 @@ import pytest
 import scipy.io
 from scipy.optimize import lsq_linear
 
-from edge_runtime.camera import CameraPose, compose_camera, project
-from edge_runtime.crop import crop_from_box
-from training.data.dataset import Dataset
-from training.data.fit_dataset import RealDatasetConfig, fit_to_dataset
-from training.data.fitting import FitConfig, box_qp, camera_to_crop, fit_camera, fit_identity, fit_landmarks
-from evaluation.fit_check import FitCheckConfig, fit_check, random_photo
-from training.data.real_formats import AFLW2000Loader, RealSample
+from siamface.edge_runtime.camera import CameraPose, compose_camera, project
+from siamface.edge_runtime.crop import crop_from_box
+from siamface.training.data.dataset import Dataset
+from siamface.training.data.fit_dataset import RealDatasetConfig, fit_to_dataset
+from siamface.training.data.fitting import FitConfig, box_qp, camera_to_crop, fit_camera, fit_identity, fit_landmarks
+from siamface.evaluation.fit_check import FitCheckConfig, fit_check, random_photo
+from siamface.training.data.real_formats import AFLW2000Loader, RealSample
 
 K = 20
 CONFIG = FitConfig(n_id=K)

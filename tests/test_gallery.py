@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime import atomic
-from edge_runtime.atomic import atomic_folder, atomic_write_json, clean_stale_temps
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.identity import APPLICATION_ID, MAX_NAME_CHARS, SCHEMA_VERSION, Gallery, person_name
+from siamface.edge_runtime import atomic
+from siamface.edge_runtime.atomic import atomic_folder, atomic_write_json, clean_stale_temps
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.identity import APPLICATION_ID, MAX_NAME_CHARS, SCHEMA_VERSION, Gallery, person_name
 
 HASH = "a" * 64
 OTHER_HASH = "b" * 64
@@ -92,8 +92,8 @@ def test_a_folder_or_a_dangling_symlink_as_the_path(tmp_path):
 
 PROBE = f"""
 import os, sys
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.identity import Gallery
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.identity import Gallery
 if os.geteuid() == 0:  # after the imports: this Python lives under root's 0700 home
     os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})
 for path, action in zip(sys.argv[1::2], sys.argv[2::2]):
@@ -179,11 +179,11 @@ def test_a_locked_gallery_is_busy_not_damaged(path, gallery):
 
 def test_a_group_readable_gallery_is_used_with_a_warning(path, gallery, caplog):
     gallery.enroll("alice", [1.0, 0.0])
-    with caplog.at_level(logging.WARNING, logger="edge_runtime.identity"):
+    with caplog.at_level(logging.WARNING, logger="siamface.edge_runtime.identity"):
         Gallery(path, HASH, 0.5)
     assert caplog.records == []
     os.chmod(path, 0o644)  # as a copy with cp or a restore from a backup may leave it
-    with caplog.at_level(logging.WARNING, logger="edge_runtime.identity"):
+    with caplog.at_level(logging.WARNING, logger="siamface.edge_runtime.identity"):
         assert Gallery(path, HASH, 0.5).identify([1.0, 0.0]).best == "alice"
     assert [r.getMessage() for r in caplog.records] == [
         f"gallery {path} can be read by other users (mode 0644) and holds biometric templates; run `chmod 600 {path}`"]
@@ -295,7 +295,7 @@ def test_identify_stays_correct_while_processes_create_and_enrol(path):
 def test_gallery_list_lists_the_path_it_is_given_and_creates_nothing(tiny_bundles, tmp_path):
     """`gallery list PATH` lists PATH (it used to list the default gallery, creating it); a mistyped
     path is exit 3 with one line, and neither it, its folder nor the default gallery appear."""
-    from edge_runtime.bundle import load_bundle
+    from siamface.edge_runtime.bundle import load_bundle
 
     model = tiny_bundles / "bundles" / "fp32"
     people = tmp_path / "people.db"
@@ -317,7 +317,7 @@ def test_gallery_list_lists_the_path_it_is_given_and_creates_nothing(tiny_bundle
 
 
 def test_bench_prints_the_identify_line(capsys):
-    from edge_runtime.cli import main
+    from siamface.edge_runtime.cli import main
 
     assert main(["bench", "--gallery", "1000"]) == 0
     line = capsys.readouterr().out.strip()

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.identity import Gallery, Identification, as_embeddings, cosine_threshold
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.identity import Gallery, Identification, as_embeddings, cosine_threshold
 
 from test_gallery import HASH, gallery, path  # noqa: F401  (the gallery tests' fixtures, one definition)
 

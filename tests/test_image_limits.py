@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.image_io import (
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.image_io import (
     IMAGE_SUFFIXES,
     MAX_FILE_BYTES_ENV,
     MAX_PIXELS_ENV,
@@ -129,8 +129,8 @@ def test_every_listed_suffix_reads_as_rgb(tmp_path):
 
 
 def test_one_suffix_list_for_the_device_and_data_import():
-    from edge_runtime import cli
-    from training.data import real_formats
+    from siamface.edge_runtime import cli
+    from siamface.training.data import real_formats
 
     assert cli.IMAGE_SUFFIXES is IMAGE_SUFFIXES and real_formats.IMAGE_SUFFIXES is IMAGE_SUFFIXES
     assert {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"} == IMAGE_SUFFIXES
@@ -140,8 +140,8 @@ def test_one_suffix_list_for_the_device_and_data_import():
 # decode of any of them (>= 0.8 GB of pixels) could not happen, so the refusal came from the header.
 BOUNDED_READER = """
 import json, resource, sys
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.image_io import read_image
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.image_io import read_image
 used = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (used + 700 * 2**20, resource.RLIM_INFINITY))
 out = {}

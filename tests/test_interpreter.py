@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.interpreter import (
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.interpreter import (
     TensorInfo,
     TFLiteModel,
     dequantize,

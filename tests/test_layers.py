@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.normalise import PIXEL_NORMALISATION, l2_normalize, normalise_pixels
-from edge_runtime.versioned_json import read_versioned_json
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.normalise import PIXEL_NORMALISATION, l2_normalize, normalise_pixels
+from siamface.edge_runtime.versioned_json import read_versioned_json
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_PARTY = ("edge_runtime", "training", "export", "evaluation", "cli")
@@ -36,17 +36,30 @@ EDGE_THIRD_PARTY = {"numpy", "cv2", "ai_edge_litert", "tqdm", "tflite_runtime"}
 EDGE_LAZY = {("interpreter.py", "tensorflow")}
 
 
+def package_of(module: str, names: list[str] = ()) -> str:
+    """The package an import reaches: `siamface.training.x` and `from siamface import training` count
+    as training (first-party code lives under the siamface name), anything else as its top level."""
+    parts = module.split(".")
+    if parts[0] == "siamface":
+        return parts[1] if len(parts) > 1 else (names[0] if len(names) == 1 else "siamface")
+    return parts[0]
+
+
 def imports(path: Path) -> list[tuple[str, int, bool]]:
-    """(top-level module, line, inside a function) of every absolute import in a file."""
+    """(package, line, inside a function) of every import in a file; a relative import stays in the
+    file's own package."""
     found, stack = [], [(ast.parse(path.read_text(), str(path)), False)]
+    own = path.relative_to(REPO).parts[0]
     while stack:
         node, in_function = stack.pop()
         for child in ast.iter_child_nodes(node):
             inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.Import):
-                found += [(a.name.split(".")[0], child.lineno, inner) for a in child.names]
-            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
-                found.append((child.module.split(".")[0], child.lineno, inner))
+                found += [(package_of(a.name), child.lineno, inner) for a in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.level:
+                found.append((own, child.lineno, inner))
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                found.append((package_of(child.module, [a.name for a in child.names]), child.lineno, inner))
             stack.append((child, inner))
     return found
 
@@ -74,20 +87,30 @@ def test_the_device_package_imports_only_what_a_device_has():
     assert found == [(file, name, True) for file, name in sorted(EDGE_LAZY)]
 
 
+def test_the_device_package_imports_itself_relatively():
+    """edge_runtime/ copied alone onto a device runs as `python -m edge_runtime`: it never names siamface."""
+    absolute = [f"{path.name}:{node.lineno}" for path in modules("edge_runtime")
+                for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0]
+                in ("siamface", "edge_runtime")]
+    assert absolute == []
+
+
 def test_the_table_catches_an_upward_import(tmp_path, monkeypatch):
     """A training module importing evaluation is reported with its file and line."""
     fake = tmp_path / "training"
     fake.mkdir()
-    (fake / "bad.py").write_text("import numpy\n\ndef f():\n    from evaluation.report import write\n")
+    (fake / "bad.py").write_text("import numpy\n\ndef f():\n    from siamface.evaluation.report import write\n"
+                                 "    from siamface import export\n")
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
-    assert violations("training") == ["training/bad.py:4 imports evaluation"]
+    assert violations("training") == ["training/bad.py:4 imports evaluation", "training/bad.py:5 imports export"]
 
 
 def test_importing_the_device_package_loads_no_tensorflow():
     """Every edge_runtime module imported in a fresh interpreter: no TensorFlow, Keras or training code."""
     names = [p.stem for p in modules("edge_runtime") if p.stem not in ("__init__", "__main__")]
-    code = (f"import sys\nfor n in {names!r}: __import__('edge_runtime.' + n)\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+    code = (f"import sys\nfor n in {names!r}: __import__('siamface.edge_runtime.' + n)\n"
+            "heavy = sorted(m for m in sys.modules if m.removeprefix('siamface.').split('.')[0] in "
             "{'tensorflow', 'tf_keras', 'keras', 'training', 'export', 'evaluation', 'cli'})\n"
             "assert not heavy, heavy\nprint(len(sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -133,9 +156,9 @@ def test_versioned_json_one_way_to_open(tmp_path):
 
 def test_dataset_checkpoint_and_bundle_open_through_it(tmp_path):
     """A newer format version gets the same one-line error from each of the three readers."""
-    from edge_runtime.bundle import load_bundle
-    from training.checkpoint import ENCODER, META as CHECKPOINT_META, read_checkpoint_meta
-    from training.data.dataset import MANIFEST, Dataset
+    from siamface.edge_runtime.bundle import load_bundle
+    from siamface.training.checkpoint import ENCODER, META as CHECKPOINT_META, read_checkpoint_meta
+    from siamface.training.data.dataset import MANIFEST, Dataset
 
     (tmp_path / MANIFEST).write_text(json.dumps({"format_version": 99}))
     (tmp_path / CHECKPOINT_META).write_text(json.dumps({"format_version": 99, "kind": "float"}))

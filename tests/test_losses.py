@@ -6,19 +6,19 @@ import math
 import numpy as np
 import pytest
 
-import training  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from siamface import training  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.params import ParamLayout
-from evaluation.scoring import shape_errors_mm
-from training.losses import (MarginHead, aligned_shape_loss, arcface_logits, batch_contrastive_loss,
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.params import ParamLayout
+from siamface.evaluation.scoring import shape_errors_mm
+from siamface.training.losses import (MarginHead, aligned_shape_loss, arcface_logits, batch_contrastive_loss,
                              batch_embedding_contrastive_loss, batch_hard_triplet_loss, contrastive_loss,
                              cosface_logits, embedding_contrastive_loss, geometry_loss, margin_loss, masked_mean,
                              point_sensitivity, similarity_free_basis, supervised_contrastive_loss, wpdc_loss,
                              wpdc_weights)
-from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
+from siamface.training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
 
 TINY_LAYOUT = ParamLayout(n_id=1, n_exp=1)  # 12 pose + 1 + 1 = 14 values; tx = 3, tz = 11, id = 12
 

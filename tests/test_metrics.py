@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_runtime.camera import euler_to_matrix
-from edge_runtime.errors import SiamfaceError
-from evaluation import metrics as m
+from siamface.edge_runtime.camera import euler_to_matrix
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.evaluation import metrics as m
 
 
 # ----------------------------------------------------------------------------- landmarks

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import training  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from siamface import training  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 
-from edge_runtime.params import ParamLayout
-from edge_runtime.errors import SiamfaceError
-from training.model import (MOBILENET_V2_STAGES, EncoderConfig, build_batch_model, build_encoder, build_siamese,
+from siamface.edge_runtime.params import ParamLayout
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.training.model import (MOBILENET_V2_STAGES, EncoderConfig, build_batch_model, build_encoder, build_siamese,
                             make_divisible, multiply_adds)
 
 CFG = EncoderConfig()
@@ -232,8 +232,8 @@ def test_batch_model_runs_photo_slices_separately(images):
 
 def test_embedding_branch_quantizes_and_converts_to_int8():
     """QAT wraps the branch as it is, and full-integer conversion keeps every op int8 (small model: fast)."""
-    from export.tflite import convert
-    from edge_runtime.interpreter import interpreter_class
+    from siamface.export.tflite import convert
+    from siamface.edge_runtime.interpreter import interpreter_class
 
     small = EncoderConfig(input_size=64, width=0.35, last_channels=128, embedding_dim=16, n_params=40,
                           embedding_from_stage=4, embedding_channels=64)

@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.camera import (CameraPose, compose_camera, decompose_camera, euler_to_matrix,
+from siamface.edge_runtime.camera import (CameraPose, compose_camera, decompose_camera, euler_to_matrix,
                                  matrix_to_euler, project)
-from edge_runtime.crop import crop_from_box, crop_image, landmark_box
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import load_face_model
-from edge_runtime.params import ParamLayout, Whitening
-from training.face_model import ENV_VAR, load_training_face_model, resolve_face_model_path
+from siamface.edge_runtime.crop import crop_from_box, crop_image, landmark_box
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import load_face_model
+from siamface.edge_runtime.params import ParamLayout, Whitening
+from siamface.training.face_model import ENV_VAR, load_training_face_model, resolve_face_model_path
 
 
 def test_decode_matches_hand_computation(face_model):
@@ -155,7 +155,7 @@ def test_training_face_model_resolution_order(tmp_path, monkeypatch):
 
 def test_device_package_names_no_workspace_path():
     """The device reads its face model from the bundle: no module of edge_runtime points at ../shared."""
-    import edge_runtime
+    from siamface import edge_runtime
 
     for module in Path(edge_runtime.__file__).parent.rglob("*.py"):
         text = module.read_text()

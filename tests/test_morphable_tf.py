@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_runtime.camera import CameraPose, compose_camera
-from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
+from siamface.edge_runtime.camera import CameraPose, compose_camera
+from siamface.training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
 
 N_ID = 40  # a prefix of the identity modes, to check the basis is cut to K
 
@@ -81,8 +81,8 @@ def test_sample_indices_are_spread_face_vertices(face_model):
 
 
 def test_too_many_identity_modes_is_a_user_error(face_model):
-    from edge_runtime.errors import SiamfaceError
-    from edge_runtime.params import ParamLayout
+    from siamface.edge_runtime.errors import SiamfaceError
+    from siamface.edge_runtime.params import ParamLayout
 
     with pytest.raises(SiamfaceError, match="identity modes"):
         TFMorphableModel.from_numpy(face_model, ParamLayout(n_id=101))

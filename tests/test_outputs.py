@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from edge_runtime.blendshape_names import MEDIAPIPE_NAMES, mediapipe_name
-from edge_runtime.camera import CameraPose, compose_camera
-from edge_runtime.crop import CropTransform
-from edge_runtime.mesh_io import SKIN_GREY, draw_overlay, face_region_triangles, vertex_colours, vertex_normals, \
+from siamface.edge_runtime.blendshape_names import MEDIAPIPE_NAMES, mediapipe_name
+from siamface.edge_runtime.camera import CameraPose, compose_camera
+from siamface.edge_runtime.crop import CropTransform
+from siamface.edge_runtime.mesh_io import SKIN_GREY, draw_overlay, face_region_triangles, vertex_colours, vertex_normals, \
     write_obj, write_ply
-from edge_runtime.outputs import FACE_SCHEMA, FRAME_SCHEMA
-from edge_runtime.reconstructor import Face
+from siamface.edge_runtime.outputs import FACE_SCHEMA, FRAME_SCHEMA
+from siamface.edge_runtime.reconstructor import Face
 
 N_ID, W, H = 10, 256, 256
 CROP = CropTransform(30.0, 20.0, 240.0, 120)  # crop pixels = image pixels / 2

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from training.pairs import PairSampler, PKSampler
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.training.pairs import PairSampler, PKSampler
 
 
 def _labels(n_ids: int = 50, per_id: int = 8, seed: int = 0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from render_helpers import render, render_textured, visible_triangles
-from training.data.rasterizer import (drawn_vertices, rasterize_surface, restrict_to_openings, soften_silhouette,
+from siamface.training.data.rasterizer import (drawn_vertices, rasterize_surface, restrict_to_openings, soften_silhouette,
                                      vertex_normals, vertex_normals_where)
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.

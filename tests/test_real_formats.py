@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from edge_runtime.camera import CameraPose, compose_camera
-from edge_runtime.errors import SiamfaceError
-from evaluation.pair_files import Pair, read_lfw_pairs, read_pairs_csv
-from training.data.real_formats import (AFLW2000Loader, IdentityFolderLoader, PtsFolderLoader, SampleError,
+from siamface.edge_runtime.camera import CameraPose, compose_camera
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.evaluation.pair_files import Pair, read_lfw_pairs, read_pairs_csv
+from siamface.training.data.real_formats import (AFLW2000Loader, IdentityFolderLoader, PtsFolderLoader, SampleError,
                                         W300LPLoader, pose_from_3ddfa, read_pts, split_by_identity)
 
 RNG = np.random.default_rng(7)

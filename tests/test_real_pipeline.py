@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import scipy.io
 
-from training.data.dataset import Dataset
+from siamface.training.data.dataset import Dataset
 
 SIAMFACE = str(Path(sys.executable).parent / "siamface")
 K = 20
@@ -19,7 +19,7 @@ K = 20
 
 def _faces(model, rng, n):
     """Landmarks (n, 68, 3) of random faces posed inside a 200x200 photo."""
-    from edge_runtime.camera import CameraPose, compose_camera
+    from siamface.edge_runtime.camera import CameraPose, compose_camera
 
     layout = model.layout(K)
     out = []
@@ -67,8 +67,8 @@ def test_fit_300wlp_and_train_on_a_mix(face_model, tiny_bundles, tmp_path):
     assert not set(train.identity) & set(val.identity)                 # identity-disjoint
     assert fitted.manifest["fitting"]["train"]["mean_px"] < 1.0        # noise-free landmarks fit closely
 
-    from training.model import EncoderConfig
-    from training.train import LossConfig, TrainConfig, train as run_training
+    from siamface.training.model import EncoderConfig
+    from siamface.training.train import LossConfig, TrainConfig, train as run_training
 
     cfg = TrainConfig(data=[str(tiny_bundles / "data"), str(tmp_path / "fitted")], steps=2, batch_size=4,
                       warmup_steps=1, eval_every=2, eval_images=8,

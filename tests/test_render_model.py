@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from training.data.render_model import V2_NAME, load_render_model
-from training.face_model import resolve_face_model_path
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.training.data.render_model import V2_NAME, load_render_model
+from siamface.training.face_model import resolve_face_model_path
 
 
 def test_render_mesh_extends_the_label_model(face_model):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from test_accessories import BARE, LONG, SHORT, changed, head_model, head_scene, pixels  # noqa: F401 (fixture)
-from training.data.backgrounds import DRAW, KINDS, BackgroundConfig, plate
-from training.data.camera_effects import disk_kernel, motion_kernel
-from training.data.scene import (HAIR_KINDS, DegradationConfig, SceneConfig, channel_affine, degrade, draw_behind,
+from siamface.training.data.backgrounds import DRAW, KINDS, BackgroundConfig, plate
+from siamface.training.data.camera_effects import disk_kernel, motion_kernel
+from siamface.training.data.scene import (HAIR_KINDS, DegradationConfig, SceneConfig, channel_affine, degrade, draw_behind,
                                  draw_front, gaussian_noise, sample_background, sample_hair_style)
 
 # The camera effects added after the first generator, all off.

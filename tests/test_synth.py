@@ -9,10 +9,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from training.config_io import load_config
-from training.data.dataset import Dataset, shard_paths
-from training.data.synth import SynthConfig, synthesize
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.training.config_io import load_config
+from siamface.training.data.dataset import Dataset, shard_paths
+from siamface.training.data.synth import SynthConfig, synthesize
 
 SMALL = dict(train_identities=4, val_identities=2, test_identities=2, images_per_identity=3, shard_size=6, n_id=40)
 
@@ -41,7 +41,7 @@ def test_labels_agree_with_the_face_model(small_dataset, face_model):
     np.testing.assert_allclose(box[:, 2:], split.landmarks2d.max(axis=1), atol=1e-3)
     assert np.all(box[:, 2] - box[:, 0] > 25)
     # The pose label is the label camera's rotation.
-    from edge_runtime.camera import decompose_camera
+    from siamface.edge_runtime.camera import decompose_camera
 
     poses = np.array([decompose_camera(c).degrees for c in layout.split(split.params)[0]])
     np.testing.assert_allclose(poses, split.pose_deg, atol=1e-2)
@@ -63,7 +63,7 @@ def test_manifest_records_how_it_was_made(small_dataset, face_model):
     assert m["config"]["images_per_identity"] == 3 and m["config"]["pose"]["yaw_max_deg"] == 90
     assert m["config"]["scene"]["glasses_p"] > 0 and m["config"]["lighting"]["backlight_p"] > 0
     assert m["face_model"]["sha256"] == face_model.sha256
-    from training.data.render_model import load_render_model
+    from siamface.training.data.render_model import load_render_model
 
     assert m["render_model"] == {"name": "ict_face_model_v2.npz", "sha256": load_render_model(face_model).mesh.sha256}
     assert m["param_layout"] == {"n_id": 40, "n_exp": 53, "n_pose": 12}
@@ -132,15 +132,15 @@ def test_seeds_give_other_photos(small_dataset, tmp_path):
 
 @pytest.fixture(scope="module")
 def synth(face_model):
-    from training.data.synth import FaceSynthesizer
+    from siamface.training.data.synth import FaceSynthesizer
 
     return FaceSynthesizer(face_model, SynthConfig(n_id=40, images_per_identity=4))
 
 
 def test_shapes_and_the_pinhole_projection(synth):
     """add_modes is the model's shape; the camera is a pinhole at ``distance`` from the pivot."""
-    from training.data.sampling import PoseConfig, sample_camera
-    from training.data.synth import add_modes
+    from siamface.training.data.sampling import PoseConfig, sample_camera
+    from siamface.training.data.synth import add_modes
 
     mesh = synth.render.mesh
     rng = np.random.default_rng(1)
@@ -160,8 +160,8 @@ def test_shapes_and_the_pinhole_projection(synth):
 
 def test_scenes_never_move_labels(face_model, synth):
     """The same identities with every accessory, and with none: other pixels, the same labels."""
-    from training.data.scene import SceneConfig
-    from training.data.synth import FaceSynthesizer
+    from siamface.training.data.scene import SceneConfig
+    from siamface.training.data.synth import FaceSynthesizer
 
     every = dict(glasses_p=1.0, hat_p=1.0, mask_p=1.0, hand_p=1.0, microphone_p=1.0, edge_face_p=1.0)
     loaded = FaceSynthesizer(face_model, SynthConfig(n_id=40, images_per_identity=4, scene=SceneConfig(**every)),
@@ -178,9 +178,9 @@ def test_scenes_never_move_labels(face_model, synth):
 def _gbuffer(synth, exp: np.ndarray, angles: tuple[float, float, float], distance: float = 100.0, zoom: float = 1.0):
     """Triangle id per pixel (-1: none) of the mean face, each drawn triangle's region name and the
     z-buffer; ``zoom`` < 1 shows more around the face."""
-    from training.data.rasterizer import rasterize_ids
-    from training.data.sampling import PoseConfig, sample_camera
-    from training.data.synth import add_modes
+    from siamface.training.data.rasterizer import rasterize_ids
+    from siamface.training.data.sampling import PoseConfig, sample_camera
+    from siamface.training.data.synth import add_modes
 
     mesh, size = synth.render.mesh, synth.cfg.image_size
     shape = add_modes(mesh.mean, mesh.exp_basis, exp)
@@ -215,9 +215,9 @@ def test_open_mouth_shows_teeth_and_tongue(synth):
 def test_opening_windows_keep_every_pixel(synth):
     """visible_surface's restriction of the mouth's and eyes' interiors to their openings draws
     exactly what the full mesh does: open and closed mouths and eyes, profiles and close-ups."""
-    from training.data.rasterizer import cull_triangles, rasterize_ids
-    from training.data.sampling import PoseConfig, sample_camera
-    from training.data.synth import add_modes
+    from siamface.training.data.rasterizer import cull_triangles, rasterize_ids
+    from siamface.training.data.sampling import PoseConfig, sample_camera
+    from siamface.training.data.synth import add_modes
 
     mesh, size, names = synth.render.mesh, synth.cfg.image_size, synth.model.exp_names
     rng = np.random.default_rng(3)
@@ -256,7 +256,7 @@ def test_back_of_the_head_is_drawn_in_profile(synth):
 def test_perspective_labels_fit_the_render(synth):
     """The label camera is the least-squares weak-perspective fit with the true rotation: nearly
     exact far away, a few pixels at selfie distance, and no other scale or shift fits better."""
-    from training.data.sampling import PoseConfig, sample_camera
+    from siamface.training.data.sampling import PoseConfig, sample_camera
 
     model = synth.model
     shape = model.shape(np.random.default_rng(0).standard_normal(40))
@@ -293,7 +293,7 @@ def test_occlusion_shadows_and_ambient(synth):
 
 
 def test_shading_a_vertex_subset_matches_shading_all(synth):
-    from training.data.appearance import LightingConfig, sample_lighting, shade
+    from siamface.training.data.appearance import LightingConfig, sample_lighting, shade
 
     rng = np.random.default_rng(2)
     n = synth.render.mesh.n_vertices
@@ -314,7 +314,7 @@ def test_shading_a_vertex_subset_matches_shading_all(synth):
 
 
 def test_light_kinds_come_from_where_they_say():
-    from training.data.appearance import LightingConfig, sample_lighting
+    from siamface.training.data.appearance import LightingConfig, sample_lighting
 
     rng = np.random.default_rng(0)
     side = [sample_lighting(rng, LightingConfig(lights_p=(0, 1, 0), hard_side_p=1.0)) for _ in range(50)]
@@ -331,7 +331,7 @@ def test_light_kinds_come_from_where_they_say():
 
 
 def test_poses_and_expressions_cover_what_photos_show(face_model):
-    from training.data.sampling import PoseConfig, sample_angles, sample_expression
+    from siamface.training.data.sampling import PoseConfig, sample_angles, sample_expression
 
     rng = np.random.default_rng(0)
     angles = np.degrees([sample_angles(rng, PoseConfig()) for _ in range(3000)])
@@ -350,9 +350,9 @@ def test_poses_and_expressions_cover_what_photos_show(face_model):
 def test_bench_finds_the_render_mesh_beside_a_given_face_model(tmp_path, monkeypatch):
     """`data bench --face-model DIR/ict_face_model.npz` renders from DIR's version-2 file, not
     from beside the default model (here pointed at a folder without one)."""
-    from training.data.bench import benchmark
-    from training.data.render_model import V2_NAME, render_model_path
-    from training.face_model import ENV_VAR, resolve_face_model_path
+    from siamface.training.data.bench import benchmark
+    from siamface.training.data.render_model import V2_NAME, render_model_path
+    from siamface.training.face_model import ENV_VAR, resolve_face_model_path
 
     source = resolve_face_model_path(None)
     for name in (source.name, V2_NAME):

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from edge_runtime.errors import SiamfaceError
-from training.data import texture as T
-from training.face_model import WORKSPACE_ASSET
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.training.data import texture as T
+from siamface.training.face_model import WORKSPACE_ASSET
 
 V2 = WORKSPACE_ASSET.with_name("ict_face_model_v2.npz")
 

@@ -11,16 +11,16 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from edge_runtime.errors import SiamfaceError
-from training.checkpoint import load_checkpoint, load_margin_head
-from training.data.dataset import Dataset
-from training.face_model import load_training_face_model
-from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
-from training.pairs import PairSampler, PKSampler
-from training.pipeline import PairBatches, PKBatches
-from training.loop import make_train_step
-from training.losses import CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainingLosses
-from training.train import TrainConfig, train
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.training.checkpoint import load_checkpoint, load_margin_head
+from siamface.training.data.dataset import Dataset
+from siamface.training.face_model import load_training_face_model
+from siamface.training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
+from siamface.training.pairs import PairSampler, PKSampler
+from siamface.training.pipeline import PairBatches, PKBatches
+from siamface.training.loop import make_train_step
+from siamface.training.losses import CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainingLosses
+from siamface.training.train import TrainConfig, train
 
 TINY = EncoderConfig(width=0.35, last_channels=256, embedding_dim=32, dropout=0.0)
 
@@ -262,7 +262,7 @@ def test_pk_training_with_a_branch_on_mixed_datasets(pk_run):
 def test_shipped_configs_load_and_fit_their_batches(name):
     from pathlib import Path
 
-    from training.config_io import load_config
+    from siamface.training.config_io import load_config
 
     cfg = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     assert cfg.sampler in ("pairs", "pk") and cfg.steps > 0

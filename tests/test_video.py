@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edge_runtime.crop import SIDE_FACTOR, landmark_box
-from edge_runtime.reconstructor import Reconstructor
-from edge_runtime.video import Tracker, TrackerOptions, read_frames, track_video
+from siamface.edge_runtime.crop import SIDE_FACTOR, landmark_box
+from siamface.edge_runtime.reconstructor import Reconstructor
+from siamface.edge_runtime.video import Tracker, TrackerOptions, read_frames, track_video
 from test_outputs import FRAME_SCHEMA, conforms
 
 SIZE, N_ID, W, H = 64, 10, 320, 240
@@ -28,7 +28,7 @@ def _centroid_encoder(face_model):
     import tensorflow as tf
     import tf_keras as keras
 
-    from edge_runtime.camera import FLIP
+    from siamface.edge_runtime.camera import FLIP
 
     layout = face_model.layout(N_ID)
     lm = face_model.landmarks3d(np.zeros(N_ID, np.float32))[:, :2] * [1, -1]
@@ -56,8 +56,8 @@ def _centroid_encoder(face_model):
 
 @pytest.fixture(scope="module")
 def centroid_bundle(face_model, tmp_path_factory):
-    from export.bundle import write_bundle
-    from export.tflite import convert
+    from siamface.export.bundle import write_bundle
+    from siamface.export.tflite import convert
 
     encoder, layout = _centroid_encoder(face_model)
     size = layout.size
@@ -128,7 +128,7 @@ def test_track_video_writes_json_lines_and_an_overlay_video(centroid_bundle, tmp
 
 
 def test_bad_sources_are_one_line_errors(tmp_path, centroid_bundle):
-    from edge_runtime.errors import SiamfaceError
+    from siamface.edge_runtime.errors import SiamfaceError
 
     (tmp_path / "junk.avi").write_bytes(b"not a video" * 100)
     for source, words in ((str(tmp_path / "missing.avi"), "not found"), (str(tmp_path / "junk.avi"), "could not be opened|no readable frames")):
@@ -139,7 +139,7 @@ def test_bad_sources_are_one_line_errors(tmp_path, centroid_bundle):
 
 
 def test_cli_video_and_bench(centroid_bundle, tmp_path, capsys):
-    from edge_runtime.cli import main
+    from siamface.edge_runtime.cli import main
 
     video = tmp_path / "cli.avi"
     write_video(video, [(60 + i, 50) for i in range(8)])
@@ -154,7 +154,7 @@ def test_cli_video_and_bench(centroid_bundle, tmp_path, capsys):
 
 def test_timings_keep_only_the_last_n_per_stage(centroid_bundle):
     """A camera runs for days: per-stage timings are a window, not a growing list."""
-    from edge_runtime.reconstructor import ReconstructorOptions
+    from siamface.edge_runtime.reconstructor import ReconstructorOptions
 
     rec = Reconstructor.from_bundle(centroid_bundle, ReconstructorOptions(timing_window=4))
     image = np.zeros((H, W, 3), np.uint8)

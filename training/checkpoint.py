@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.atomic import atomic_folder, atomic_write_json
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.versioned_json import read_versioned_json
+from siamface.edge_runtime.atomic import atomic_folder, atomic_write_json
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.versioned_json import read_versioned_json
 
 META = "checkpoint.json"
 ENCODER = "encoder.h5"

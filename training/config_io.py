@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.errors import SiamfaceError
 
 T = TypeVar("T")
 

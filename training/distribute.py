@@ -21,7 +21,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.errors import SiamfaceError
 
 
 @dataclass(frozen=True)

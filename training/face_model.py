@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel, load_face_model
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel, load_face_model
 
 ENV_VAR = "SIAMFACE_FACE_MODEL"
 WORKSPACE_ASSET = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict-face-model" / "ict_face_model.npz"

@@ -19,19 +19,19 @@ import tensorflow as tf
 import tf_keras as keras
 from tqdm import tqdm
 
-from edge_runtime.atomic import atomic_write
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.normalise import l2_normalize
-from edge_runtime.params import ParamLayout, Whitening
-from edge_runtime.scoring import GroundTruth, score
-from training.data.dataset import SplitData
-from training.distribute import Cluster
-from training.losses import MarginHead, TrainingLosses
-from training.pipeline import image_batches
+from siamface.edge_runtime.atomic import atomic_write
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.normalise import l2_normalize
+from siamface.edge_runtime.params import ParamLayout, Whitening
+from siamface.edge_runtime.scoring import GroundTruth, score
+from siamface.training.data.dataset import SplitData
+from siamface.training.distribute import Cluster
+from siamface.training.losses import MarginHead, TrainingLosses
+from siamface.training.pipeline import image_batches
 
 if TYPE_CHECKING:
-    from training.train import TrainConfig
+    from siamface.training.train import TrainConfig
 
 LOG_EVERY = 20   # steps per TensorBoard / progress-bar window
 

@@ -20,10 +20,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.params import ParamLayout, Whitening
-from training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.params import ParamLayout, Whitening
+from siamface.training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
 
 TZ_INDEX = 11  # the camera's (row 2, column 3) entry in the row-major 3x4 pose block
 

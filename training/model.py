@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 import tf_keras as keras
 
-from edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.errors import SiamfaceError
 
 Stage = tuple[int, int, int, int]  # inverted-residual stage: (expansion t, channels c, repeats n, first stride s)
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.params import ParamLayout
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.params import ParamLayout
 
 
 def landmark_and_sample_indices(model: MorphableModel, n_sample: int, seed: int = 0) -> np.ndarray:

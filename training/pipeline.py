@@ -15,11 +15,11 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.normalise import normalise_pixels
-from edge_runtime.params import Whitening
-from training.data.dataset import SplitData
-from training.pairs import PairSampler, PKSampler
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.normalise import normalise_pixels
+from siamface.edge_runtime.params import Whitening
+from siamface.training.data.dataset import SplitData
+from siamface.training.pairs import PairSampler, PKSampler
 
 
 def normalise(images_uint8: tf.Tensor) -> tf.Tensor:

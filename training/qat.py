@@ -9,10 +9,10 @@ from typing import Annotated
 
 import tf_keras as keras
 
-from edge_runtime.errors import SiamfaceError
-from training.checkpoint import load_checkpoint, read_checkpoint_meta
-from training.config_io import Range, build_config
-from training.train import TrainConfig, train
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.training.checkpoint import load_checkpoint, read_checkpoint_meta
+from siamface.training.config_io import Range, build_config
+from siamface.training.train import TrainConfig, train
 
 
 @dataclass

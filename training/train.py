@@ -17,22 +17,22 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from edge_runtime.atomic import atomic_write_json
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.normalise import PIXEL_NORMALISATION
-from edge_runtime.params import ParamLayout, Whitening
-from edge_runtime.provenance import package_versions, utc_now
-from training.checkpoint import load_margin_head, save_checkpoint
-from training.config_io import build_config, config_to_dict
-from training.data.dataset import Dataset, SplitData, merge_splits
-from training.distribute import current_cluster, distribute
-from training.face_model import load_training_face_model
-from training.loop import TrainState, Validation, make_train_step, run_loop
-from training.losses import LossConfig, MarginHead, TrainingLosses
-from training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
-from training.pairs import PairSampler, PKSampler
-from training.pipeline import PairBatches, PKBatches
+from siamface.edge_runtime.atomic import atomic_write_json
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.normalise import PIXEL_NORMALISATION
+from siamface.edge_runtime.params import ParamLayout, Whitening
+from siamface.edge_runtime.provenance import package_versions, utc_now
+from siamface.training.checkpoint import load_margin_head, save_checkpoint
+from siamface.training.config_io import build_config, config_to_dict
+from siamface.training.data.dataset import Dataset, SplitData, merge_splits
+from siamface.training.distribute import current_cluster, distribute
+from siamface.training.face_model import load_training_face_model
+from siamface.training.loop import TrainState, Validation, make_train_step, run_loop
+from siamface.training.losses import LossConfig, MarginHead, TrainingLosses
+from siamface.training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
+from siamface.training.pairs import PairSampler, PKSampler
+from siamface.training.pipeline import PairBatches, PKBatches
 
 VERSIONS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy")
 

@@ -16,7 +16,7 @@ import cv2
 import numba
 import numpy as np
 
-from edge_runtime.camera import FLIP, euler_to_matrix
+from siamface.edge_runtime.camera import FLIP, euler_to_matrix
 
 # Materials: pattern codes of the shading table (column 0 of a row).
 SOLID, HAIR, STRIPES, CHECKS, OPENING, KNIT = 0, 1, 2, 3, 4, 5

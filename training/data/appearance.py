@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from edge_runtime.morphable_model import MorphableModel
-from training.data.rasterizer import cull_triangles, rasterize_ids, vertex_normals
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.training.data.rasterizer import cull_triangles, rasterize_ids, vertex_normals
 
 N_DIRECTIONS = 64          # sky directions of the visibility precomputation
 OCCLUSION_GRID = 128       # depth-map pixels across the head, per direction (about 3 mm each)

@@ -14,7 +14,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from training.data.camera_effects import channel_affine
+from siamface.training.data.camera_effects import channel_affine
 
 KINDS = ("room", "outdoor", "surface", "bokeh", "abstract")
 PLATE_SCALE = 2  # plates are this many times the image side: a view crops 1/PLATE_SCALE to all of one

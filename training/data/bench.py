@@ -5,9 +5,9 @@ import os
 import tempfile
 import time
 
-from training.data.render_model import load_render_model
-from training.data.synth import FaceSynthesizer, SynthConfig, synthesize
-from training.face_model import load_training_face_model
+from siamface.training.data.render_model import load_render_model
+from siamface.training.data.synth import FaceSynthesizer, SynthConfig, synthesize
+from siamface.training.face_model import load_training_face_model
 
 
 def benchmark(images: int = 2000, workers: int = 0, face_model: str | None = None) -> list[str]:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.atomic import atomic_write, atomic_write_json  # noqa: F401  (re-exported)
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.params import ParamLayout, Whitening
-from edge_runtime.versioned_json import read_versioned_json
+from siamface.edge_runtime.atomic import atomic_write, atomic_write_json  # noqa: F401  (re-exported)
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.params import ParamLayout, Whitening
+from siamface.edge_runtime.versioned_json import read_versioned_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.atomic import atomic_write
-from edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.atomic import atomic_write
+from siamface.edge_runtime.errors import SiamfaceError
 
 SOURCE_DIR = "FaceXModel"
 NEUTRAL = "generic_neutral_mesh.obj"

@@ -11,17 +11,17 @@ from typing import Annotated, Iterable, Mapping
 
 import numpy as np
 
-from edge_runtime.camera import decompose_camera
-from edge_runtime.crop import crop_from_box, crop_image, landmark_box
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from edge_runtime.params import ParamLayout, Whitening
-from edge_runtime.provenance import package_versions
-from training.config_io import Range
-from training.data.dataset import (MANIFEST, atomic_save_npy, atomic_write_json, column_slices, label_columns,
+from siamface.edge_runtime.camera import decompose_camera
+from siamface.edge_runtime.crop import crop_from_box, crop_image, landmark_box
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.params import ParamLayout, Whitening
+from siamface.edge_runtime.provenance import package_versions
+from siamface.training.config_io import Range
+from siamface.training.data.dataset import (MANIFEST, atomic_save_npy, atomic_write_json, column_slices, label_columns,
                                    manifest_header, write_shard)
-from training.data.fitting import FitConfig, FitResult, camera_to_crop, fit_identity
-from training.data.real_formats import RealSample
+from siamface.training.data.fitting import FitConfig, FitResult, camera_to_crop, fit_identity
+from siamface.training.data.real_formats import RealSample
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from typing import Annotated, Sequence
 import cv2
 import numpy as np
 
-from edge_runtime.camera import orthonormal_rotation, project
-from edge_runtime.crop import CropTransform
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from training.config_io import Range
+from siamface.edge_runtime.camera import orthonormal_rotation, project
+from siamface.edge_runtime.crop import CropTransform
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.training.config_io import Range
 
 
 @dataclass(frozen=True)

@@ -29,18 +29,18 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime import image_io
-from edge_runtime.atomic import atomic_write, atomic_write_json
-from edge_runtime.crop import crop_from_box, crop_image
-from edge_runtime.detector import DEFAULT_DETECTOR, make_detector
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.provenance import package_versions, utc_now
-from edge_runtime.reconstructor import Reconstructor, refined_crop
-from training.config_io import config_to_dict
-from training.data.dataset import (LABELS_IDENTITY_ONLY, MANIFEST, SPLITS, Dataset, column_slices, label_columns,
+from siamface.edge_runtime import image_io
+from siamface.edge_runtime.atomic import atomic_write, atomic_write_json
+from siamface.edge_runtime.crop import crop_from_box, crop_image
+from siamface.edge_runtime.detector import DEFAULT_DETECTOR, make_detector
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.provenance import package_versions, utc_now
+from siamface.edge_runtime.reconstructor import Reconstructor, refined_crop
+from siamface.training.config_io import config_to_dict
+from siamface.training.data.dataset import (LABELS_IDENTITY_ONLY, MANIFEST, SPLITS, Dataset, column_slices, label_columns,
                                    manifest_header, shard_is_complete, start_output, write_shard)
-from training.data.real_formats import IMAGE_SUFFIXES, image_files
-from training.face_model import load_training_face_model
+from siamface.training.data.real_formats import IMAGE_SUFFIXES, image_files
+from siamface.training.face_model import load_training_face_model
 
 GENERATOR = "siamface.import"
 GENERATOR_VERSION = 1

@@ -6,8 +6,8 @@ import os
 import cv2
 import numpy as np
 
-from edge_runtime.atomic import atomic_write_bytes
-from training.data.dataset import Dataset
+from siamface.edge_runtime.atomic import atomic_write_bytes
+from siamface.training.data.dataset import Dataset
 
 # Landmark groups (jaw, brows, nose, eyes, mouth) in distinct BGR colours.
 GROUPS = ((range(0, 17), (255, 255, 0)), (range(17, 27), (0, 200, 255)), (range(27, 36), (0, 255, 0)),

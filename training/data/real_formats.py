@@ -33,10 +33,10 @@ from typing import Iterator
 import numpy as np
 import scipy.io
 
-from edge_runtime import image_io
-from edge_runtime.camera import euler_to_matrix, matrix_to_euler
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.image_io import IMAGE_SUFFIXES  # what the device reads; shared so both sides list the same files
+from siamface.edge_runtime import image_io
+from siamface.edge_runtime.camera import euler_to_matrix, matrix_to_euler
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.image_io import IMAGE_SUFFIXES  # what the device reads; shared so both sides list the same files
 
 SOURCE_300WLP = "300W-LP"
 SOURCE_AFLW2000 = "AFLW2000-3D"

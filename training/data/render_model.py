@@ -15,9 +15,9 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from edge_runtime.errors import SiamfaceError
-from edge_runtime.morphable_model import MorphableModel
-from training.face_model import load_training_face_model, resolve_face_model_path
+from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.training.face_model import load_training_face_model, resolve_face_model_path
 
 V2_NAME = "ict_face_model_v2.npz"
 

@@ -10,8 +10,8 @@ from typing import Literal
 import numba
 import numpy as np
 
-from edge_runtime.camera import FLIP, euler_to_matrix
-from edge_runtime.crop import crop_from_box, landmark_box
+from siamface.edge_runtime.camera import FLIP, euler_to_matrix
+from siamface.edge_runtime.crop import crop_from_box, landmark_box
 
 # Expression groups: (names, weight range, how often a face picks it relative to the others).
 # Open mouths, smiles and blinks are what photos show most; _L/_R pairs usually move together

@@ -19,14 +19,14 @@ import cv2
 import numba
 import numpy as np
 
-from training.data.accessories import (CHECKS, CLOTH, HAIR, OPENING, SOLID, STRIPES, HeadFrame, ShellCanvas,
+from siamface.training.data.accessories import (CHECKS, CLOTH, HAIR, OPENING, SOLID, STRIPES, HeadFrame, ShellCanvas,
                                        draw_edge_face, draw_face_mask, draw_glasses, draw_hand, draw_hat,
                                        draw_microphone, skin_colour)
-from training.data.backgrounds import BackgroundConfig, draw_background
-from training.data.camera_effects import DegradationConfig, add_occluder, channel_affine, degrade, gaussian_noise
+from siamface.training.data.backgrounds import BackgroundConfig, draw_background
+from siamface.training.data.camera_effects import DegradationConfig, add_occluder, channel_affine, degrade, gaussian_noise
 
 if TYPE_CHECKING:
-    from training.data.sampling import PinholeCamera
+    from siamface.training.data.sampling import PinholeCamera
 
 __all__ = ["SceneConfig", "SceneContext", "HairStyle", "sample_hair_style", "sample_background", "draw_behind",
            "draw_front", "degrade", "DegradationConfig", "BackgroundConfig", "channel_affine", "gaussian_noise",

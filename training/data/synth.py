@@ -20,23 +20,23 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime.atomic import atomic_write_json
-from edge_runtime.morphable_model import MorphableModel, file_sha256
-from edge_runtime.params import ParamLayout, Whitening
-from edge_runtime.provenance import package_versions, utc_now
-from training.config_io import Range, config_to_dict
-from training.data.appearance import LightingConfig, Occlusion, sample_lighting, shade
-from training.data.dataset import (MANIFEST, SPLITS, Dataset, column_slices, label_columns, manifest_header,
+from siamface.edge_runtime.atomic import atomic_write_json
+from siamface.edge_runtime.morphable_model import MorphableModel, file_sha256
+from siamface.edge_runtime.params import ParamLayout, Whitening
+from siamface.edge_runtime.provenance import package_versions, utc_now
+from siamface.training.config_io import Range, config_to_dict
+from siamface.training.data.appearance import LightingConfig, Occlusion, sample_lighting, shade
+from siamface.training.data.dataset import (MANIFEST, SPLITS, Dataset, column_slices, label_columns, manifest_header,
                                    shard_is_complete, start_output, write_shard)
-from training.data.rasterizer import (cull_triangles, drawn_vertices, rasterize_surface, restrict_to_openings,
+from siamface.training.data.rasterizer import (cull_triangles, drawn_vertices, rasterize_surface, restrict_to_openings,
                                      shade_textured, soften_silhouette, vertex_normals_where)
-from training.data.render_model import V2_NAME, RenderModel, load_render_model, render_model_path
-from training.data.sampling import (PoseConfig, sample_angles, sample_camera, sample_expression,
+from siamface.training.data.render_model import V2_NAME, RenderModel, load_render_model, render_model_path
+from siamface.training.data.sampling import (PoseConfig, sample_angles, sample_camera, sample_expression,
                                     sample_identity)
-from training.data.scene import (SceneConfig, SceneContext, degrade, draw_behind, draw_front,
+from siamface.training.data.scene import (SceneConfig, SceneContext, degrade, draw_behind, draw_front,
                                  sample_background, sample_hair_style)
-from training.data.texture import Look, TextureConfig, TextureLayout, paint_identity, vary_photo
-from training.face_model import load_training_face_model, resolve_face_model_path
+from siamface.training.data.texture import Look, TextureConfig, TextureLayout, paint_identity, vary_photo
+from siamface.training.face_model import load_training_face_model, resolve_face_model_path
 
 GENERATOR = "siamface.synth"
 # 2: gamma applied to 8-bit levels after noise (faster degrade); 3: same scenes, faster synthesis

@@ -21,7 +21,7 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.errors import SiamfaceError
 
 ATLAS_SPEC = """\
 Atlas: float32 (n_tiles, R, R, 4); channels 0-2 RGB albedo in [0, 1], channel 3 specular strength in [0, 1].
