@@ -11,11 +11,20 @@ from siamface.cli.options import config_option
 @click.option("--variant", "variants", multiple=True,
               help="fp32, fp16, dynamic-int8, int8-ptq (float checkpoint) or int8-qat (QAT checkpoint); "
                    "default: all the checkpoint allows.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for OUT/<variant> bundles.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for OUT/<variant> bundles.")
+@click.option("--metadata-only", is_flag=True,
+              help="CHECKPOINT is a bundle: embed fresh TFLite metadata in its model and reseal it (no conversion).")
 @config_option
 @click.argument("overrides", nargs=-1)
-def export_cmd(checkpoint, variants, out, config_path, overrides) -> None:
+def export_cmd(checkpoint, variants, out, metadata_only, config_path, overrides) -> None:
     """Convert CHECKPOINT to TFLite bundles, check parity, calibrate the verification threshold."""
+    if metadata_only:
+        from siamface.export.tflite_metadata import embed_in_bundle
+
+        click.echo(f"{embed_in_bundle(checkpoint)}: TFLite metadata embedded, bundle.json resealed")
+        return
+    if not out:
+        raise click.UsageError("--out is required (or --metadata-only with a bundle)")
     from siamface.edge_runtime.bundle import load_bundle
     from siamface.export.exporter import FLOAT_VARIANTS, QAT_VARIANTS, ExportConfig, export_checkpoint
     from siamface.training.checkpoint import read_checkpoint_meta

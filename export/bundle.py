@@ -15,6 +15,7 @@ from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.morphable_model import MorphableModel, file_sha256
 from siamface.edge_runtime.params import ParamLayout
 from siamface.edge_runtime.provenance import utc_now
+from siamface.export.tflite_metadata import FACE_MODEL_LICENCE, write_model
 from siamface.training.face_model import resolve_face_model_path
 
 DEVICE_REGION = "face"  # the device decodes the face geometry only; the other regions are render-only interiors
@@ -62,17 +63,17 @@ def decoder_bytes(model: MorphableModel, layout: ParamLayout) -> bytes:
 
 def write_bundle(out: str | os.PathLike, tflite: bytes, meta: dict, model: MorphableModel,
                  layout: ParamLayout, face_model_path: str | None = None) -> Path:
-    """Create (or replace) the bundle folder ``out``; it appears only when complete."""
+    """Create (or replace) the bundle folder ``out``; it appears only when complete. The model is written
+    last, with TFLite metadata made from everything else (export.tflite_metadata), then hashed."""
     with atomic_folder(out) as tmp:
-        (tmp / MODEL).write_bytes(tflite)
         (tmp / DECODER).write_bytes(decoder_bytes(model, layout))
         licence = resolve_face_model_path(face_model_path).parent / "LICENSE"
         if licence.is_file():
-            shutil.copyfile(licence, tmp / "FACE_MODEL_LICENSE")
+            shutil.copyfile(licence, tmp / FACE_MODEL_LICENCE)
         full = {"format_version": FORMAT_VERSION, "kind": "siamface.bundle", "created": utc_now(), **meta}
-        full["model"] = {"file": MODEL, "sha256": file_sha256(tmp / MODEL), "size_bytes": len(tflite)}
         full["face_model"] = {**model.describe(), "decoder": {
             "file": DECODER, "sha256": file_sha256(tmp / DECODER), "n_vertices": device_vertex_count(model),
             "dtype": "float16"}}
+        full["model"] = write_model(tmp / MODEL, tflite, full, model.exp_names)
         write_meta(tmp, full)
     return Path(out)
