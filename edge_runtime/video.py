@@ -1,11 +1,11 @@
 """Video and camera: faces tracked from frame to frame, one JSON Lines record per frame.
 
 A camera app cannot afford a detector pass per frame. Tracking takes each frame's crop from the
-previous frame's landmarks (``reconstructor.refined_crop``, the rule of the refine pass) and runs
-the model once on it; the detector runs on the first frame, every ``detect_every`` frames, and
-whenever a track fails ``plausible_track``. The model has no face-presence score, so a face that
-leaves the picture between detections can be followed as a ghost until the next scheduled
-detection drops it.
+previous frames' landmarks (``reconstructor.refined_crop``, the rule of the refine pass, through a
+``CropFilter`` that smooths it and predicts the motion) and runs the model once on it; the detector
+runs on the first frame, every ``detect_every`` frames, and whenever a track fails
+``plausible_track``. The model has no face-presence score, so a face that leaves the picture
+between detections can be followed as a ghost until the next scheduled detection drops it.
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ class TrackerOptions:
     max_drift: float = 1.5         # lost: face size changed by more than this factor since its detection
     max_shift: float = 0.2         # lost: the face moved more than this fraction of the crop side in one frame
     min_inside: float = 0.5        # lost: fewer than this fraction of the landmarks inside the frame
+    smoothing: float = 0.6         # crop filter: weight of each frame's landmark crop in the level (1: none)
+    trend: float = 0.6             # crop filter: weight of each frame's motion in the predicted velocity (0: none)
 
 
 @dataclass
@@ -74,43 +76,98 @@ def plausible_track(face: Face, crop: CropTransform, detected_side: float, image
                 and _within(side / detected_side, options.max_drift))
 
 
+class CropFilter:
+    """Double exponential smoothing (Holt's linear trend; LaViola 2003's predictive tracker) of one
+    track's crop: centre x, y and log side. The level keeps the model's frame-to-frame noise out of
+    the next crop (an int8 model fed its own jitter jitters more); the trend predicts where the face
+    will be, so a moving face stays near the crop centre, the only place the model follows it (it
+    tracks an offset of up to about 0.1 of the crop side, docs/device-outputs.md). Deterministic:
+    the crops in give the crops out."""
+
+    def __init__(self, crop: CropTransform, smoothing: float, trend: float):
+        if not (0.0 < smoothing <= 1.0 and 0.0 <= trend <= 1.0):
+            raise SiamfaceError(f"crop filter smoothing {smoothing} / trend {trend}: pass 0 < smoothing <= 1 "
+                                f"and 0 <= trend <= 1")
+        self.smoothing, self.trend_weight, self.size = smoothing, trend, crop.size
+        self.level, self.trend = self._state(crop), np.zeros(3)
+
+    @staticmethod
+    def _state(crop: CropTransform) -> np.ndarray:
+        return np.array([crop.x0 + crop.side / 2, crop.y0 + crop.side / 2, np.log(crop.side)])
+
+    def predict(self) -> CropTransform:
+        """The crop for the next frame: the level moved on by one frame of trend."""
+        cx, cy, log_side = self.level + self.trend
+        side = float(np.exp(log_side))
+        return CropTransform(float(cx - side / 2), float(cy - side / 2), side, self.size)
+
+    def update(self, measured: CropTransform) -> CropTransform:
+        """Take this frame's landmark crop; returns the next frame's crop."""
+        previous = self.level
+        self.level = self.smoothing * self._state(measured) + (1 - self.smoothing) * (previous + self.trend)
+        self.trend = self.trend_weight * (self.level - previous) + (1 - self.trend_weight) * self.trend
+        return self.predict()
+
+
+@dataclass
+class Track:
+    """One followed face: its last result, the crop side at its detection (drift) and its crop filter."""
+
+    face: Face
+    detected_side: float
+    crop_filter: CropFilter
+
+
 class Tracker:
     """Faces through a sequence of RGB frames with a Reconstructor (one model pass per tracked face)."""
 
     def __init__(self, rec: Reconstructor, options: TrackerOptions = TrackerOptions()):
         if options.detect_every < 1:
             raise SiamfaceError(f"--detect-every {options.detect_every}: pass a whole number of frames >= 1")
+        CropFilter(CropTransform(0.0, 0.0, 1.0), options.smoothing, options.trend)  # bad weights fail here
         self.rec, self.options = rec, options
-        self.faces: list[Face] = []
-        self._detected_sides: list[float] = []  # each track's next-crop side at its detection
+        self.tracks: list[Track] = []
         self._since_detection = 0
 
-    def _detect(self, image: np.ndarray) -> list[Face]:
+    @property
+    def faces(self) -> list[Face]:
+        return [track.face for track in self.tracks]
+
+    def _next_crop(self, face: Face) -> CropTransform:
+        """The refine crop of a face's landmarks (what the next frame's crop is measured as)."""
+        return refined_crop(face.crop, face.params, self.rec.decoder, self.rec.layout)
+
+    def _detect(self, image: np.ndarray) -> list[Track]:
         faces = self.rec.reconstruct(image)
         faces = faces if self.options.all_faces else faces[:1]
         self._since_detection = 0
-        self._detected_sides = [crop_square(landmark_box(f.landmarks68))[2] for f in faces]
-        return faces
+        tracks = []
+        for face in faces:
+            crop = self._next_crop(face)
+            tracks.append(Track(face, crop.side, CropFilter(crop, self.options.smoothing, self.options.trend)))
+        return tracks
 
-    def _follow(self, image: np.ndarray) -> list[Face] | None:
-        """The tracked faces in this frame, or None when any track is lost."""
-        out = []
-        for prev, detected_side in zip(self.faces, self._detected_sides):
-            crop = refined_crop(prev.crop, prev.params, self.rec.decoder, self.rec.layout)
+    def _follow(self, image: np.ndarray) -> list[Track] | None:
+        """The tracks moved on to this frame, or None when any track is lost."""
+        for track in self.tracks:
+            crop = track.crop_filter.predict()
+            prev = track.face
             face = self.rec.face_in_crop(image, crop, landmark_box(prev.landmarks68), prev.score)
-            if not plausible_track(face, crop, detected_side, image.shape, self.options):
+            if not plausible_track(face, crop, track.detected_side, image.shape, self.options):
                 return None
-            out.append(face)
-        return out
+            track.face = face
+            track.crop_filter.update(self._next_crop(face))
+        return self.tracks
 
     def step(self, image: np.ndarray) -> tuple[list[Face], bool]:
-        """(faces, whether the detector ran) for the next frame."""
+        """(faces, whether the detector ran) for the next frame. The faces' landmarks are the model's
+        on this frame's crop, unsmoothed: only the crops are filtered."""
         self._since_detection += 1
-        faces = None
-        if self.faces and self._since_detection < self.options.detect_every:
-            faces = self._follow(image)
-        detected = faces is None
-        self.faces = self._detect(image) if detected else faces
+        tracks = None
+        if self.tracks and self._since_detection < self.options.detect_every:
+            tracks = self._follow(image)
+        detected = tracks is None
+        self.tracks = self._detect(image) if detected else tracks
         return self.faces, detected
 
 
