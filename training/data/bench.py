@@ -5,20 +5,28 @@ import os
 import tempfile
 import time
 
+from siamface.training.data.backgrounds import plate
 from siamface.training.data.render_model import load_render_model
 from siamface.training.data.synth import FaceSynthesizer, SynthConfig, synthesize
 from siamface.training.face_model import load_training_face_model
 
 
 def benchmark(images: int = 2000, workers: int = 0, face_model: str | None = None) -> list[str]:
-    """Lines of figures: render-only images/s on one core, end-to-end images/s with all workers."""
+    """Lines of figures: render-only images/s on one core once a worker has started (its meshes
+    loaded, numba's cache read, every background plate drawn: what a long run sees), end-to-end
+    images/s with all workers (start-up, rendering and shard writes), and what start-up took."""
     per_id = 10
     cfg = SynthConfig(train_identities=max(1, images // per_id), val_identities=0, test_identities=0,
                       images_per_identity=per_id, shard_size=250)
+    start = time.perf_counter()
     model = load_training_face_model(face_model)
     synth = FaceSynthesizer(model, cfg, load_render_model(model, face_model))  # the render mesh beside it
-    synth.render_identity("train", 0)  # compile / warm up
-    n_single = min(20, cfg.train_identities)
+    synth.render_identity("train", 0)  # numba's cache
+    background, side = cfg.scene.background, cfg.image_size * 2
+    for i in range(background.plates):
+        plate(background, side, i)
+    startup = time.perf_counter() - start
+    n_single = min(40, cfg.train_identities)
     start = time.perf_counter()
     for i in range(n_single):
         synth.render_identity("train", i)
@@ -29,4 +37,5 @@ def benchmark(images: int = 2000, workers: int = 0, face_model: str | None = Non
         synthesize(tmp, cfg, face_model=face_model, workers=workers, progress=False)
         total = cfg.train_identities * per_id / (time.perf_counter() - start)
     return [f"render only, 1 core: {single:.0f} images/s ({cfg.image_size}x{cfg.image_size})",
-            f"end to end, {workers} workers, {cfg.train_identities * per_id} images to disk: {total:.0f} images/s"]
+            f"end to end, {workers} workers, {cfg.train_identities * per_id} images to disk: {total:.0f} images/s",
+            f"start-up of a worker (in this process, one core): {startup:.1f} s"]
