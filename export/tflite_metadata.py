@@ -195,21 +195,44 @@ def _signature(model: tfl.ModelT) -> tuple[bool, list[str]]:
     return graph.tensors[int(graph.inputs[0])].type == tfl.TensorType.INT8, outputs
 
 
+class _PaddedEntry(tfl.MetadataT):
+    """The TFLITE_METADATA entry, preceded by ``pad`` zero bytes (legal between flatbuffer objects)."""
+
+    pad = 0
+
+    def Pack(self, builder: flatbuffers.Builder) -> int:
+        builder.Prep(4, self.pad)
+        builder.Pad(self.pad)
+        return super().Pack(builder)
+
+
+def _serialise(model: tfl.ModelT, entry: _PaddedEntry, size_hint: int) -> bytes:
+    """``model`` as a TFL3 flatbuffer whose root table's vtable directly follows the file identifier, as
+    the converter writes it: the alignment padding Finish would put there goes before the metadata
+    entry instead, so no byte of the head is dead (a damaged head is refused, not ignored)."""
+    while True:
+        b = flatbuffers.Builder(size_hint)
+        root = model.Pack(b)
+        gap = -(b.Offset() + 8) % b.minalign  # what Finish would pad after the 8-byte header
+        if gap == 0 or entry.pad >= BUFFER_ALIGN:  # the second: padding in the head is legal, only unusual
+            b.Finish(root, file_identifier=MODEL_ID)
+            return bytes(b.Output())
+        entry.pad += gap
+
+
 def attach(tflite: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
     """``tflite`` with ``metadata`` as its TFLITE_METADATA buffer (replacing one there) and ``files``
     as the zip archive after it (replacing one there); weights and graph unchanged."""
     model = _unpack_model(tflite)
     model.buffers = [_AlignedBuffer(b.data, b.offset, b.size) for b in model.buffers]
-    model.metadata = model.metadata or []
-    entry = next((m for m in model.metadata if m.name.decode() == METADATA_NAME), None)
-    if entry is None:
-        entry = tfl.MetadataT(name=METADATA_NAME, buffer=len(model.buffers))
-        model.metadata.append(entry)
+    others = [m for m in model.metadata or [] if m.name.decode() != METADATA_NAME]
+    old = [m.buffer for m in model.metadata or [] if m.name.decode() == METADATA_NAME]
+    entry = _PaddedEntry(name=METADATA_NAME, buffer=old[0] if old else len(model.buffers))
+    model.metadata = [*others, entry]
+    if not old:
         model.buffers.append(_AlignedBuffer())
     model.buffers[entry.buffer].data = np.frombuffer(metadata, np.uint8)
-    b = flatbuffers.Builder(len(tflite) + len(metadata) + 4096)
-    b.Finish(model.Pack(b), file_identifier=MODEL_ID)
-    out = io.BytesIO(bytes(b.Output()))
+    out = io.BytesIO(_serialise(model, entry, len(tflite) + len(metadata) + 4096))
     with zipfile.ZipFile(out, "a") as archive:  # appended: offsets count from the model's first byte
         for name, data in files.items():
             archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)  # same bytes every time

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ai_edge_litert import schema_py_generated as tfl
 from click.testing import CliRunner
 
 from siamface.cli.main import main
@@ -108,6 +109,9 @@ def test_model_with_metadata_runs_bit_identical(exported, variant):
     assert set(plain) == {"params", "embedding"}
     for name in plain:
         np.testing.assert_array_equal(plain[name], described[name])
+    root = tfl.Model.GetRootAs((bundle / MODEL).read_bytes(), 0)  # weights stay 16-byte aligned, as converted
+    starts = [root.Buffers(i)._tab.Vector(4) for i in range(root.BuffersLength()) if root.Buffers(i).DataLength()]
+    assert len(starts) > 2 and all(start % 16 == 0 for start in starts)
     int8 = variant == "int8-ptq"
     image_md = read(bundle / MODEL)[0]["subgraph_metadata"][0]["input_tensor_metadata"][0]
     assert image_md["stats"] == ({"min": [-128.0], "max": [127.0]} if int8 else {"min": [0.0], "max": [255.0]})
