@@ -9,7 +9,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -356,40 +355,24 @@ def cmd_gallery(args) -> None:
             print(f"{e.name}\t{e.count} image(s)\tenrolled {e.enrolled_at:%Y-%m-%d %H:%M}")
 
 
-def _bench_record(line: str) -> dict | None:
-    """A bench line as a JSON Lines record (the table's header and footnote give none)."""
-    from .bench import STAGES
-
-    if m := re.fullmatch(r"identify (\d+) people: p50 ([\d.]+) ms", line):
-        return {"identify_people": int(m[1]), "p50_ms": float(m[2])}
-    cells = line.split()
-    if len(cells) != len(STAGES) + 3 or not cells[1].isdigit():
-        return None if line.startswith(("bundle ", "* ")) else {"text": line}
-    ms = [None if c == "-" else dict(zip(("p50", "p90"), map(float, c.split("/")))) for c in cells[2:]]
-    return {"bundle": cells[0], "threads": int(cells[1]), "ms": dict(zip(STAGES, ms)), "per_face_ms": ms[-1]}
-
-
 def cmd_bench(args) -> None:
-    from .bench import bench_bundles, bench_gallery
-
+    """Bench records (edge_runtime.bench) as JSON Lines with --json, else as bench_lines' text."""
+    from .bench import bench_bundles, bench_gallery, bench_lines, bench_video
     from .defaults import resolve_bundle
 
-    if not args.models and not args.gallery:
+    if not args.models and (args.video or not args.gallery):
         args.models = [str(resolve_bundle())]
     if args.image and args.models:  # timings of a photo without a face would time nothing ("0.00 ms")
         _faces(_reconstructor(args, args.models[0], threads=1), Path(args.image))
+    records = [bench_gallery(args.gallery)] if args.gallery else []
     if args.video:
-        from .bench import bench_video, video_line
-
-        for result in (bench_video(m, args.video, n) for m in args.models for n in args.threads):
-            emit(result) if args.json else print(video_line(result))
-        return
-    lines = [bench_gallery(args.gallery)] if args.gallery else []
-    for line in lines + (bench_bundles(args.models, args.threads, args.runs, args.image) if args.models else []):
-        if not args.json:
-            print(line)
-        elif (record := _bench_record(line)) is not None:
-            emit(record)
+        records += [bench_video(m, args.video, n) for m in args.models for n in args.threads]
+    elif args.models:
+        records += bench_bundles(args.models, args.threads, args.runs, args.image)
+    for record in records if args.json else []:
+        emit(record)
+    for line in [] if args.json else bench_lines(records):
+        print(line)
 
 
 def cmd_check(args) -> None:

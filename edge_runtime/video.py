@@ -127,6 +127,7 @@ class Tracker:
         CropFilter(CropTransform(0.0, 0.0, 1.0), options.smoothing, options.trend)  # bad weights fail here
         self.rec, self.options = rec, options
         self.tracks: list[Track] = []
+        self.lost = 0  # detector runs caused by a lost track (not by the schedule)
         self._since_detection = 0
 
     @property
@@ -166,6 +167,7 @@ class Tracker:
         tracks = None
         if self.tracks and self._since_detection < self.options.detect_every:
             tracks = self._follow(image)
+            self.lost += tracks is None
         detected = tracks is None
         self.tracks = self._detect(image) if detected else tracks
         return self.faces, detected
