@@ -53,10 +53,13 @@ FACE_SCHEMA: dict = {
         "blendshapes_mediapipe": _weights(MEDIAPIPE_NAMES),
         "shape_code": _array([None]),
         "embedding": _array([None]),
+        "keypoints": _array([6, 2]),
     },
     "additionalProperties": False,
 }
-FACE_SCHEMA["required"] = [k for k in FACE_SCHEMA["properties"] if k != "embedding"]  # biometric: opt-in
+# embedding: biometric, opt-in; keypoints: only on a face the detector found (BlazeFace's, KEYPOINT_NAMES)
+FACE_SCHEMA["required"] = [k for k in FACE_SCHEMA["properties"] if k not in ("embedding", "keypoints")]
+KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear_tragion", "left_ear_tragion")
 
 FRAME_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -98,4 +101,4 @@ def face_record(face: "Face") -> dict:
                                   mediapipe_blendshapes(tuple(expression), np.array(list(expression.values()))).items()},
         "shape_code": _round(face.shape_code, 4),
         "embedding": _round(face.embedding, 5),
-    }
+    } | ({} if face.keypoints is None else {"keypoints": _round(face.keypoints, 2)})

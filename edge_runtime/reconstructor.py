@@ -36,6 +36,7 @@ class Face:
     embedding: np.ndarray                   # L2-normalised identity embedding
     _model: MorphableModel = field(repr=False)
     _layout: ParamLayout = field(repr=False)
+    keypoints: np.ndarray | None = None     # detector's 6 BlazeFace points (6, 2) pixels; None from a box or a track
 
     @cached_property
     def landmarks3d(self) -> np.ndarray:
@@ -172,26 +173,27 @@ class Reconstructor:
             t = time.perf_counter()
             detections = self.detector.detect(image)
             self._time("detect", t)
-            found = [(d.box, d.score) for d in detections]
+            found = [(d.box, d.score, d.keypoints) for d in detections]
         else:
-            found = [(tuple(float(v) for v in b), 1.0) for b in boxes]
+            found = [(tuple(float(v) for v in b), 1.0, None) for b in boxes]
         faces = []
-        for box, score in found:
+        for box, score, keypoints in found:
             crop = crop_from_box(box, self.size)
             if self.options.refine:
                 params, _ = self.predict_crop(image, crop)
                 t = time.perf_counter()
                 crop = refined_crop(crop, params, self.decoder, self.layout)
                 self._time("decode", t)
-            faces.append(self.face_in_crop(image, crop, box, score))
+            faces.append(self.face_in_crop(image, crop, box, score, keypoints))
         return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
-    def face_in_crop(self, image: np.ndarray, crop: CropTransform, box, score: float = 1.0) -> Face:
+    def face_in_crop(self, image: np.ndarray, crop: CropTransform, box, score: float = 1.0,
+                     keypoints: np.ndarray | None = None) -> Face:
         """One pass on a known crop of an RGB image (the last pass of ``reconstruct``; a tracker's
         only pass, on the crop from the previous frame's landmarks)."""
         params, emb = self.predict_crop(image, crop)
         t = time.perf_counter()
-        face = Face(tuple(float(v) for v in box), float(score), crop, params, emb, self.decoder, self.layout)
+        face = Face(tuple(float(v) for v in box), float(score), crop, params, emb, self.decoder, self.layout, keypoints)
         face.landmarks3d  # decode now so timings and errors happen here
         self._time("decode", t)
         return face
