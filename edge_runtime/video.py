@@ -78,18 +78,22 @@ def plausible_track(face: Face, crop: CropTransform, detected_side: float, image
 
 class CropFilter:
     """Double exponential smoothing (Holt's linear trend; LaViola 2003's predictive tracker) of one
-    track's crop: centre x, y and log side. The level keeps the model's frame-to-frame noise out of
-    the next crop (an int8 model fed its own jitter jitters more); the trend predicts where the face
-    will be, so a moving face stays near the crop centre, the only place the model follows it (it
-    tracks an offset of up to about 0.1 of the crop side, docs/device-outputs.md). Deterministic:
-    the crops in give the crops out."""
+    track's crop: centre x, y and log side. The trend predicts where the face will be, so a moving
+    face stays near the crop centre, the only place the model follows it (it tracks an offset of up
+    to about 0.1 of the crop side, docs/device-outputs.md); the level smooths the measured crops.
+    With the default weights the trend costs what the level smooths (noise passes about unchanged);
+    lower weights calm the crop and react later. Deterministic: the crops in give the crops out."""
 
     def __init__(self, crop: CropTransform, smoothing: float, trend: float):
+        self.check_weights(smoothing, trend)
+        self.smoothing, self.trend_weight, self.size = smoothing, trend, crop.size
+        self.level, self.trend = self._state(crop), np.zeros(3)
+
+    @staticmethod
+    def check_weights(smoothing: float, trend: float) -> None:
         if not (0.0 < smoothing <= 1.0 and 0.0 <= trend <= 1.0):
             raise SiamfaceError(f"crop filter smoothing {smoothing} / trend {trend}: pass 0 < smoothing <= 1 "
                                 f"and 0 <= trend <= 1")
-        self.smoothing, self.trend_weight, self.size = smoothing, trend, crop.size
-        self.level, self.trend = self._state(crop), np.zeros(3)
 
     @staticmethod
     def _state(crop: CropTransform) -> np.ndarray:
@@ -124,7 +128,7 @@ class Tracker:
     def __init__(self, rec: Reconstructor, options: TrackerOptions = TrackerOptions()):
         if options.detect_every < 1:
             raise SiamfaceError(f"--detect-every {options.detect_every}: pass a whole number of frames >= 1")
-        CropFilter(CropTransform(0.0, 0.0, 1.0), options.smoothing, options.trend)  # bad weights fail here
+        CropFilter.check_weights(options.smoothing, options.trend)
         self.rec, self.options = rec, options
         self.tracks: list[Track] = []
         self.lost = 0  # detector runs caused by a lost track (not by the schedule)
