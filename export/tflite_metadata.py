@@ -175,23 +175,27 @@ class _AlignedBuffer(tfl.BufferT):
         return tfl.BufferEnd(builder)
 
 
-def _unpack_model(tflite: bytes) -> tfl.ModelT:
-    if not flatbuffers.util.BufferHasIdentifier(tflite, 0, MODEL_ID):
-        raise SiamfaceError("not a TFLite model (no TFL3 identifier): re-export it with `siamface export`")
+def _check_model(data: bytes, where: object) -> None:
+    if len(data) < 8 or not flatbuffers.util.BufferHasIdentifier(data, 0, MODEL_ID):
+        raise SiamfaceError(f"{where} is not a TFLite model (no TFL3 identifier): re-export it with `siamface export`")
+
+
+def _unpack_model(tflite: bytes, where: object) -> tfl.ModelT:
+    _check_model(tflite, where)
     model = tfl.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
     if any(b.offset > 1 for b in model.buffers or []):
-        raise SiamfaceError("the model keeps its weights outside the flatbuffer (a model over 2 GB): "
+        raise SiamfaceError(f"{where} keeps its weights outside the flatbuffer (a model over 2 GB): "
                             "metadata cannot be added to it")
     return model
 
 
-def _signature(model: tfl.ModelT) -> tuple[bool, list[str]]:
+def _signature(model: tfl.ModelT, where: object) -> tuple[bool, list[str]]:
     """(the input is int8, the output names in the subgraph's output order) from the model itself."""
     graph = model.subgraphs[0]
     names = {t.tensorIndex: t.name.decode() for t in model.signatureDefs[0].outputs} if model.signatureDefs else {}
     outputs = [names.get(int(i), "") for i in graph.outputs]
     if sorted(outputs) != ["embedding", "params"]:
-        raise SiamfaceError(f"the model's outputs are {outputs}, not params and embedding: export it with `siamface export`")
+        raise SiamfaceError(f"{where} has outputs {outputs}, not params and embedding: export it with `siamface export`")
     return graph.tensors[int(graph.inputs[0])].type == tfl.TensorType.INT8, outputs
 
 
@@ -206,10 +210,11 @@ class _PaddedEntry(tfl.MetadataT):
         return super().Pack(builder)
 
 
-def _serialise(model: tfl.ModelT, entry: _PaddedEntry, size_hint: int) -> bytes:
+def _serialise(model: tfl.ModelT, entry: _PaddedEntry) -> bytes:
     """``model`` as a TFL3 flatbuffer whose root table's vtable directly follows the file identifier, as
     the converter writes it: the alignment padding Finish would put there goes before the metadata
     entry instead, so no byte of the head is dead (a damaged head is refused, not ignored)."""
+    size_hint = sum(len(b.data) for b in model.buffers if b.data is not None) + (1 << 16)
     while True:
         b = flatbuffers.Builder(size_hint)
         root = model.Pack(b)
@@ -220,10 +225,10 @@ def _serialise(model: tfl.ModelT, entry: _PaddedEntry, size_hint: int) -> bytes:
         entry.pad += gap
 
 
-def attach(tflite: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
-    """``tflite`` with ``metadata`` as its TFLITE_METADATA buffer (replacing one there) and ``files``
-    as the zip archive after it (replacing one there); weights and graph unchanged."""
-    model = _unpack_model(tflite)
+def attach(model: tfl.ModelT, metadata: bytes, files: dict[str, bytes]) -> bytes:
+    """The bytes of ``model`` (unpacked) with ``metadata`` as its TFLITE_METADATA buffer (replacing one
+    there) and ``files`` as the zip archive after it (any old one is not in ``model``); weights and
+    graph unchanged."""
     model.buffers = [_AlignedBuffer(b.data, b.offset, b.size) for b in model.buffers]
     others = [m for m in model.metadata or [] if m.name.decode() != METADATA_NAME]
     old = [m.buffer for m in model.metadata or [] if m.name.decode() == METADATA_NAME]
@@ -232,7 +237,7 @@ def attach(tflite: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
     if not old:
         model.buffers.append(_AlignedBuffer())
     model.buffers[entry.buffer].data = np.frombuffer(metadata, np.uint8)
-    out = io.BytesIO(_serialise(model, entry, len(tflite) + len(metadata) + 4096))
+    out = io.BytesIO(_serialise(model, entry))
     with zipfile.ZipFile(out, "a") as archive:  # appended: offsets count from the model's first byte
         for name, data in files.items():
             archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)  # same bytes every time
@@ -242,6 +247,7 @@ def attach(tflite: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
 def read(model: str | Path | bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The ModelMetadata dict and the associated files (name -> bytes) of a .tflite file or its bytes."""
     data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    _check_model(data, "the model" if isinstance(model, bytes) else model)
     root = tfl.Model.GetRootAs(data, 0)
     for i in range(root.MetadataLength()):
         if root.Metadata(i).Name().decode() == METADATA_NAME:
@@ -335,7 +341,8 @@ def model_metadata(meta: dict, int8: bool, outputs: list[str], licence_text: str
 def write_model(path: Path, tflite: bytes, meta: dict, exp_names: Sequence[str]) -> dict:
     """Write ``tflite`` to ``path`` with metadata from bundle.json's ``meta`` (and the face-model licence
     beside ``path``, when there); returns bundle.json's model entry for the file written."""
-    int8, outputs = _signature(_unpack_model(tflite))
+    model = _unpack_model(tflite, path)
+    int8, outputs = _signature(model, path)
     licence = path.parent / FACE_MODEL_LICENCE
     licence_text = licence.read_text() if licence.is_file() else None
     embedded = {k: v for k, v in meta.items() if k not in ("model", DIGEST)}
@@ -344,7 +351,7 @@ def write_model(path: Path, tflite: bytes, meta: dict, exp_names: Sequence[str])
                              + "\n").encode()}
     if licence_text:
         files[FACE_MODEL_LICENCE] = licence_text.encode()
-    data = attach(tflite, metadata_bytes(model_metadata(meta, int8, outputs, licence_text)), files)
+    data = attach(model, metadata_bytes(model_metadata(meta, int8, outputs, licence_text)), files)
     path.write_bytes(data)
     return {"file": path.name, "sha256": file_sha256(path), "size_bytes": len(data)}
 

@@ -174,3 +174,5 @@ def test_metadata_flatbuffer_round_trip():
     assert parse_metadata(data) == metadata
     with pytest.raises(SiamfaceError, match="not TFLite metadata"):
         parse_metadata(b"\x08\x00\x00\x00XXXX" + bytes(8))
+    with pytest.raises(SiamfaceError, match="not a TFLite model"):
+        read(data)
