@@ -361,3 +361,4 @@ def test_bench_finds_the_render_mesh_beside_a_given_face_model(tmp_path, monkeyp
     lines = benchmark(images=10, workers=1, face_model=str(tmp_path / source.name))
     assert render_model_path(tmp_path / source.name) == tmp_path / V2_NAME
     assert "images/s" in lines[0] and "10 images to disk" in lines[1]
+    assert lines[2].startswith("start-up of a worker") and float(lines[2].split(": ")[1].rstrip(" s")) > 0
