@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from render_helpers import render, render_textured, visible_triangles
-from siamface.training.data.rasterizer import (drawn_vertices, rasterize_surface, restrict_to_openings, soften_silhouette,
-                                     vertex_normals, vertex_normals_where)
+from siamface.training.data.rasterizer import (cull_triangles, drawn_vertices, opening_windows, rasterize_surface,
+                                              soften_silhouette, vertex_normals, vertex_normals_where)
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.
 FRONT = np.array([[0, 1, 2]], np.int32)
@@ -95,33 +95,28 @@ def test_drawn_vertices_are_the_corners_of_triangles_that_won_a_pixel():
 
 def test_openings_clip_only_their_triangles_to_the_box_of_their_rim():
     verts, tris = _grid_mesh()
-    visible, boxes, _, _ = visible_triangles(verts, tris, 30, 30)
+    before_visible, before_boxes, _, _ = visible_triangles(verts, tris, 30, 30)
+    before = dict(zip(before_visible.tolist(), before_boxes.tolist()))
     opening = np.full(len(tris), -1, np.int8)
     opening[::3], opening[1::3] = 0, 1
     # Rims: opening 0 round x 5.5-10, y 5.5-9.7; opening 1 a single vertex at (25.5, 1.5).
     verts = np.concatenate([verts, [[5.5, 5.5, 0], [10, 9.7, 0], [25.5, 1.5, 0]]]).astype(np.float32)
     rims, rim_ends = np.array([len(verts) - 3, len(verts) - 2, len(verts) - 1]), np.array([2, 3])
-    windows = np.array([[4, 11, 4, 11], [24, 27, 0, 3]])  # floor / ceil, one pixel of margin
-    visible, boxes = visible.copy(), boxes.copy()
-    before = dict(zip(visible.tolist(), boxes.tolist()))
-    n = restrict_to_openings(verts, visible, boxes, opening, rims, rim_ends, 1)
-    for t, box in zip(visible[:n].tolist(), boxes[:n].tolist()):
+    windows = opening_windows(verts, rims, rim_ends, 1)
+    np.testing.assert_array_equal(windows, [[4, 11, 4, 11], [24, 27, 0, 3]])  # floor / ceil, one pixel of margin
+    visible, boxes = cull_triangles(verts, tris, 30, 30, opening, windows)
+    kept = dict(zip(visible.tolist(), boxes.tolist()))
+    assert list(kept) == sorted(kept)  # mesh order, as without openings
+    assert {0, 1} <= {int(opening[t]) for t in kept}
+    # Others keep their box; a clipped triangle keeps exactly its box's overlap with the window.
+    for t, b in before.items():
         if opening[t] < 0:
-            assert box == before[t]
-        else:
-            x0, x1, y0, y1 = windows[opening[t]]
-            assert x0 <= box[0] <= box[1] <= x1 and y0 <= box[2] <= box[3] <= y1
-    assert {t for t in before if opening[t] < 0} <= set(visible[:n].tolist())
-    reached = {int(opening[t]) for t in visible[:n].tolist()}
-    assert {0, 1} <= reached
-    # Every clipped triangle keeps exactly its box's overlap with the window.
-    for t in before:
-        if opening[t] >= 0:
-            x0, x1, y0, y1 = windows[opening[t]]
-            b = before[t]
-            clipped = [max(b[0], x0), min(b[1], x1), max(b[2], y0), min(b[3], y1)]
-            empty = clipped[0] > clipped[1] or clipped[2] > clipped[3]
-            assert (t in set(visible[:n].tolist())) != empty
+            assert kept[t] == b
+            continue
+        x0, x1, y0, y1 = windows[opening[t]]
+        clipped = [max(b[0], x0), min(b[1], x1), max(b[2], y0), min(b[3], y1)]
+        empty = clipped[0] > clipped[1] or clipped[2] > clipped[3]
+        assert (t in kept) != empty and (empty or kept[t] == clipped)
 
 
 # A big front-facing triangle for the textured tests: corners at pixels (2, 2), (2, 40), (40, 2).

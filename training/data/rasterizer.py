@@ -73,10 +73,11 @@ def vertex_normals_where(verts: np.ndarray, tris: np.ndarray, wanted: np.ndarray
 
 
 @numba.njit(cache=True, fastmath=True)
-def _cull(verts, tris, height, width, visible, boxes):
+def _cull(verts, tris, height, width, opening, windows, visible, boxes):
     """The one pass over all triangles (see ``cull_triangles``); returns how many survive."""
     n = 0
     xmax_px, ymax_px = np.float32(width - 1), np.float32(height - 1)
+    clipped = opening.shape[0] > 0
     for t in range(tris.shape[0]):
         a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
         x0, y0, x1, y1, x2, y2 = verts[a, 0], verts[a, 1], verts[b, 0], verts[b, 1], verts[c, 0], verts[c, 1]
@@ -90,32 +91,46 @@ def _cull(verts, tris, height, width, visible, boxes):
         # Written unconditionally and kept only if the count moves on: whether a box holds a pixel
         # centre is as good as random for sub-pixel triangles, a branch on it would mispredict.
         visible[n] = t
-        boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = int(xlo), int(xhi), int(ylo), int(yhi)
-        n += (xlo <= xhi) & (ylo <= yhi)
+        keep = (xlo <= xhi) & (ylo <= yhi)
+        bx0, bx1, by0, by1 = int(xlo), int(xhi), int(ylo), int(yhi)
+        w = opening[t] if clipped else -1
+        if w >= 0:  # inside an opening: only its window (openings are runs of the mesh: predictable)
+            bx0, bx1 = max(bx0, windows[w, 0]), min(bx1, windows[w, 1])
+            by0, by1 = max(by0, windows[w, 2]), min(by1, windows[w, 3])
+            keep &= (bx0 <= bx1) & (by0 <= by1)
+        boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = bx0, bx1, by0, by1
+        n += keep
     return n
 
 
-def cull_triangles(verts: np.ndarray, tris: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+_NO_OPENINGS = np.empty(0, np.int8)
+_NO_WINDOWS = np.empty((0, 4), np.int32)
+
+
+def cull_triangles(verts: np.ndarray, tris: np.ndarray, height: int, width: int, opening: np.ndarray | None = None,
+                   windows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Front-facing triangles with a pixel centre inside an (height, width) image, in mesh order:
     (indices (n,) int32, pixel boxes (n, 4) int32 as x0, x1, y0, y1 inclusive), from one pass over
-    the image-space x and y of ``verts`` and ``tris`` (uint32 spares a copy)."""
+    the image-space x and y of ``verts`` and ``tris`` (uint32 spares a copy).
+
+    With ``opening`` (per triangle: the index k of the opening it is seen through, or -1) and
+    ``windows`` (``opening_windows``), the box of a triangle seen through opening k is clipped to
+    window k and the triangle dropped if nothing is left: for surfaces seen only through an opening
+    (a mouth, an eye), the same pixels for less work."""
     verts = np.ascontiguousarray(verts, np.float32)
     tris = np.ascontiguousarray(tris, np.uint32)  # unsigned: numba skips negative-index handling
     visible = np.empty(len(tris), np.int32)
     boxes = np.empty((len(tris), 4), np.int32)
-    n = _cull(verts, tris, height, width, visible, boxes)
+    n = _cull(verts, tris, height, width, _NO_OPENINGS if opening is None else opening,
+              _NO_WINDOWS if windows is None else windows, visible, boxes)
     return visible[:n], boxes[:n]
 
 
 @numba.njit(cache=True)
-def restrict_to_openings(verts: np.ndarray, visible: np.ndarray, boxes: np.ndarray, opening: np.ndarray,
-                         rims: np.ndarray, rim_ends: np.ndarray, margin: int) -> int:
-    """Clip the pixel boxes of the visible triangles seen through an opening to its window, and
-    drop those left empty, compacting ``visible`` and ``boxes`` in place. ``opening`` (per mesh
-    triangle) is the index k of an opening or -1 for none; opening k's rim is the vertices
-    ``rims[rim_ends[k - 1]:rim_ends[k]]`` (from 0 for k = 0), and its window the pixel box of their
-    image-space x, y in ``verts``, ``margin`` pixels wider. For surfaces seen only through an
-    opening (a mouth, an eye): same pixels, less work. Returns the new count."""
+def opening_windows(verts: np.ndarray, rims: np.ndarray, rim_ends: np.ndarray, margin: int) -> np.ndarray:
+    """(K, 4) int32 pixel boxes (x0, x1, y0, y1 inclusive) of K openings: opening k's rim is the
+    vertices ``rims[rim_ends[k - 1]:rim_ends[k]]`` (from 0 for k = 0), its window the box of their
+    image-space x, y in ``verts`` (floor and ceil), ``margin`` pixels wider."""
     windows = np.empty((rim_ends.shape[0], 4), np.int32)
     start = 0
     for k in range(rim_ends.shape[0]):
@@ -128,20 +143,7 @@ def restrict_to_openings(verts: np.ndarray, visible: np.ndarray, boxes: np.ndarr
         windows[k, 0], windows[k, 1] = int(np.floor(x0)) - margin, int(np.ceil(x1)) + margin
         windows[k, 2], windows[k, 3] = int(np.floor(y0)) - margin, int(np.ceil(y1)) + margin
         start = rim_ends[k]
-    n = 0
-    for k in range(visible.shape[0]):
-        t = visible[k]
-        x0, x1, y0, y1 = boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3]
-        w = opening[t]
-        if w >= 0:
-            x0, x1 = max(x0, windows[w, 0]), min(x1, windows[w, 1])
-            y0, y1 = max(y0, windows[w, 2]), min(y1, windows[w, 3])
-            if x0 > x1 or y0 > y1:
-                continue
-        visible[n] = t
-        boxes[n, 0], boxes[n, 1], boxes[n, 2], boxes[n, 3] = x0, x1, y0, y1
-        n += 1
-    return n
+    return windows
 
 
 @numba.njit(cache=True)

@@ -28,8 +28,8 @@ from siamface.training.config_io import Range, config_to_dict
 from siamface.training.data.appearance import LightingConfig, Occlusion, sample_lighting, shade
 from siamface.training.data.dataset import (MANIFEST, SPLITS, Dataset, column_slices, label_columns, manifest_header,
                                    shard_is_complete, start_output, write_shard)
-from siamface.training.data.rasterizer import (cull_triangles, drawn_vertices, rasterize_surface, restrict_to_openings,
-                                     shade_textured, soften_silhouette, vertex_normals_where)
+from siamface.training.data.rasterizer import (cull_triangles, drawn_vertices, opening_windows, rasterize_surface,
+                                              shade_textured, soften_silhouette, vertex_normals_where)
 from siamface.training.data.render_model import V2_NAME, RenderModel, load_render_model, render_model_path
 from siamface.training.data.sampling import (PoseConfig, sample_angles, sample_camera, sample_expression,
                                     sample_identity)
@@ -233,9 +233,8 @@ class FaceSynthesizer:
         opening (the inner lips, the lids), OPENING_MARGIN_PX wider: it shows only through it, and
         a closed mouth leaves a sliver. Same pixels, less work."""
         size = self.cfg.image_size
-        visible, boxes = cull_triangles(verts, self.triangles, size, size)
-        n = restrict_to_openings(verts, visible, boxes, self.opening, self.rims, self.rim_ends, OPENING_MARGIN_PX)
-        return visible[:n], boxes[:n]
+        windows = opening_windows(verts, self.rims, self.rim_ends, OPENING_MARGIN_PX)
+        return cull_triangles(verts, self.triangles, size, size, self.opening, windows)
 
     def render_shard(self, task: ShardTask) -> tuple[np.ndarray, np.ndarray]:
         parts = [self.render_identity(task.split, i) for i in range(task.first, task.stop)]
