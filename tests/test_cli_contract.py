@@ -371,3 +371,27 @@ def test_progress_bar_on_a_terminal_only_and_off_with_quiet(bundles, photos, tmp
         assert result.returncode == EXIT_OK
     assert "0/2" in shown[()] and "photo" in shown[()], shown
     assert shown[("--quiet",)] == ""
+
+
+def test_only_a_missing_training_extra_is_reported_as_one():
+    """A device install missing TensorFlow gets the one-line `pip install 'siamface[train]'`; any other
+    missing module (a broken checkout, a stale cache naming an old module) keeps its traceback."""
+    import click
+    from click.testing import CliRunner
+
+    from siamface.cli.main import SiamfaceGroup
+
+    @click.group(cls=SiamfaceGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    @click.argument("module")
+    def needs(module: str) -> None:
+        __import__(module)
+
+    extra = CliRunner().invoke(group, ["needs", "training_old_name_that_is_gone"])
+    assert extra.exit_code == 1 and isinstance(extra.exception, ModuleNotFoundError)
+    missing = "scipy.not_a_module"
+    result = CliRunner().invoke(group, ["needs", missing])
+    assert result.exit_code == EXIT_BAD_INPUT and "siamface[train]" in result.output, result.output
