@@ -11,6 +11,7 @@ $(STAMP): requirements.txt requirements-train.txt edge_runtime/requirements.txt 
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
+	find training -name '*.nb[ic]' -delete  # numba's cached kernels name the modules they came from
 	touch $(STAMP)
 
 venv: $(STAMP)
