@@ -24,20 +24,26 @@ SIZE, N_ID, DIM = 16, 20, 8
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def bundle(face_model, tmp_path_factory) -> Path:
-    """A real fp32 bundle from export.bundle: a seeded 16-px encoder, 20 identity modes, 8-d embedding."""
-    pytest.importorskip("tensorflow")
+def tiny_encoder(face_model):
+    """(layout, Keras encoder): a seeded 16-px encoder with 20 identity modes and an 8-d embedding, the
+    smallest model export converts for real."""
     import tf_keras as keras
-
-    from siamface.export.bundle import write_bundle
-    from siamface.export.tflite import convert
 
     layout = face_model.layout(N_ID)
     keras.utils.set_random_seed(0)
     pixels = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(pixels))
-    encoder = keras.Model(pixels, [keras.layers.Dense(layout.size)(x), keras.layers.Dense(DIM)(x)])
+    return layout, keras.Model(pixels, [keras.layers.Dense(layout.size)(x), keras.layers.Dense(DIM)(x)])
+
+
+@pytest.fixture(scope="module")
+def bundle(face_model, tmp_path_factory) -> Path:
+    """A real fp32 bundle from export.bundle: tiny_encoder converted and written."""
+    pytest.importorskip("tensorflow")
+    from siamface.export.bundle import write_bundle
+    from siamface.export.tflite import convert
+
+    layout, encoder = tiny_encoder(face_model)
     meta = {"variant": "fp32", "input": {"name": "pixels", "size": SIZE, "dtype": "float32"},
             "param_layout": layout.to_dict(), "embedding": {"dim": DIM, "similarity": "cosine"},
             "whitening": Whitening(np.zeros(layout.size), np.ones(layout.size)).to_dict(),

@@ -26,23 +26,17 @@ from siamface.export.tflite_metadata import (FACE_MODEL_LICENCE, MIN_PARSER_VERS
                                              TENSOR_AXIS_LABELS, embed_in_bundle, metadata_bytes, param_labels,
                                              parse_metadata, read)
 
-SIZE, N_ID, DIM = 16, 20, 8
+from test_default_bundle import DIM, SIZE, tiny_encoder
 
 
 @pytest.fixture(scope="module")
 def exported(face_model, tmp_path_factory) -> dict:
     """The converter's fp32 and int8-ptq bytes of a seeded 16-px encoder, and the bundles export writes."""
     pytest.importorskip("tensorflow")
-    import tf_keras as keras
-
     from siamface.export.bundle import write_bundle
     from siamface.export.tflite import convert
 
-    layout = face_model.layout(N_ID)
-    keras.utils.set_random_seed(0)
-    pixels = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(pixels))
-    encoder = keras.Model(pixels, [keras.layers.Dense(layout.size)(x), keras.layers.Dense(DIM)(x)])
+    layout, encoder = tiny_encoder(face_model)
     images = np.random.default_rng(0).uniform(0, 255, (8, SIZE, SIZE, 3)).astype(np.float32)
     root, out = tmp_path_factory.mktemp("metadata"), {}
     for variant, dtype in (("fp32", "float32"), ("int8-ptq", "int8")):
