@@ -46,6 +46,9 @@ def poses_deg(params: np.ndarray, layout: ParamLayout) -> np.ndarray:
     return np.array([decompose_camera(c).degrees for c in cams])
 
 
+SHAPE_BLOCK = 256  # faces per block of shape_errors_mm: about 60 MB per float64 array of 9,409 vertices
+
+
 def neutral_shapes(model: MorphableModel, id_coeffs: np.ndarray, vertices: np.ndarray) -> np.ndarray:
     """Identity-only shapes (no expression) on a vertex subset, model space (cm)."""
     k = id_coeffs.shape[-1]
@@ -61,8 +64,11 @@ def shape_errors_mm(model: MorphableModel, pred_id: np.ndarray, true_id: np.ndar
     identity mode is 97% a uniform scaling.) NoW-style benchmarks align scale for the same reason.
     """
     v = model.face_vertices
-    return metrics.shape_error_mm(neutral_shapes(model, pred_id, v), neutral_shapes(model, true_id, v),
-                                  with_scale=True)
+    pred_id, true_id = np.atleast_2d(pred_id), np.atleast_2d(true_id)
+    return np.concatenate([  # in blocks: a whole set's shapes at once (N x V x 3, float64) outgrow memory
+        metrics.shape_error_mm(neutral_shapes(model, pred_id[i:i + SHAPE_BLOCK], v),
+                               neutral_shapes(model, true_id[i:i + SHAPE_BLOCK], v), with_scale=True)
+        for i in range(0, max(len(true_id), 1), SHAPE_BLOCK)])
 
 
 def _verification(codes: dict[str, np.ndarray], pairs: Pairs) -> dict:
