@@ -12,7 +12,7 @@ import tensorflow_model_optimization as tfmot
 
 from siamface.edge_runtime.params import ParamLayout
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.training.model import (MOBILENET_V2_STAGES, EncoderConfig, build_batch_model, build_encoder, build_siamese,
+from siamface.training.model import (MOBILENET_V2_STAGES, EncoderConfig, pool_features, build_batch_model, build_encoder, build_siamese,
                             make_divisible, multiply_adds)
 
 CFG = EncoderConfig()
@@ -202,6 +202,31 @@ def test_embedding_branch_keeps_the_signature_and_the_budget(encoder, images):
         EncoderConfig(embedding_from_stage=8)
 
 
+def test_depthwise_pooling_keeps_where_a_feature_sits(images):
+    """Global depthwise pooling weighs each map position by its own weight: moving a feature from
+    one corner of the map to another changes the embedding; global average pooling cannot see it."""
+    inputs = keras.Input((4, 4, 8))
+    pooled = {pool: keras.Model(inputs, pool_features(inputs, 8, 0.0, pool, relu=False, pool=pool))
+              for pool in ("average", "depthwise")}
+    rng = np.random.default_rng(1)
+    for model in pooled.values():
+        for weight in model.weights:
+            if weight.trainable:
+                weight.assign(rng.normal(size=weight.shape))
+    corner, other = np.zeros((1, 4, 4, 8), np.float32), np.zeros((1, 4, 4, 8), np.float32)
+    corner[0, 0, 0], other[0, 3, 3] = 1.0, 1.0
+    gap, gdc = pooled["average"], pooled["depthwise"]
+    np.testing.assert_allclose(gap(corner), gap(other), atol=1e-6)
+    assert np.abs(gdc(corner) - gdc(other)).max() > 0.1
+    assert gdc.get_layer("depthwisepool_conv").depthwise_kernel.shape == (4, 4, 8, 1)
+    branched = build_encoder(EncoderConfig(embedding_from_stage=3, embedding_pool="depthwise",
+                                           embedding_stages=((6, 96, 1, 1), (6, 128, 1, 2))))
+    assert branched.get_layer("emb0_0_expand_conv").input_shape == (None, 8, 8, 16)
+    assert branched.get_layer("emb_pool").output_shape == (None, 512)
+    with pytest.raises(SiamfaceError, match="embedding_pool must be one of average, depthwise"):
+        EncoderConfig(embedding_pool="max")
+
+
 def test_embedding_branch_does_not_read_the_later_stages(images):
     """Geometry keeps stages 5-7 and the head: changing them moves the parameters, not the embedding."""
     branched = build_encoder(EncoderConfig(embedding_from_stage=4, dropout=0.0))
@@ -230,13 +255,14 @@ def test_batch_model_runs_photo_slices_separately(images):
                                atol=1e-5)
 
 
-def test_embedding_branch_quantizes_and_converts_to_int8():
+@pytest.mark.parametrize("pool", ["average", "depthwise"])
+def test_embedding_branch_quantizes_and_converts_to_int8(pool):
     """QAT wraps the branch as it is, and full-integer conversion keeps every op int8 (small model: fast)."""
     from siamface.export.tflite import convert
     from siamface.edge_runtime.interpreter import interpreter_class
 
     small = EncoderConfig(input_size=64, width=0.35, last_channels=128, embedding_dim=16, n_params=40,
-                          embedding_from_stage=4, embedding_channels=64)
+                          embedding_from_stage=4, embedding_channels=64, embedding_pool=pool)
     encoder = build_encoder(small)
     qencoder = tfmot.quantization.keras.quantize_model(encoder)
     assert qencoder.output_names == ["quant_params", "quant_embedding"]

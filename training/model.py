@@ -33,6 +33,9 @@ FAST_STAGES: tuple[Stage, ...] = ((1, 16, 1, 2), (6, 24, 2, 2), (6, 32, 3, 2), (
                                   (6, 96, 3, 1), (6, 160, 3, 1), (6, 320, 1, 1))
 
 
+EMBEDDING_POOLS = ("average", "depthwise")
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Shape of the encoder; the defaults give about 1.1 M parameters (under the 1.5 M budget)."""
@@ -52,6 +55,10 @@ class EncoderConfig:
     embedding_from_stage: int = 0
     embedding_stages: tuple[Stage, ...] = ((6, 96, 2, 1),)  # the branch's inverted residuals
     embedding_channels: int = 512                            # the branch's 1x1 conv before pooling
+    # How the branch's map becomes a vector: "average" (global average pooling) or "depthwise"
+    # (MobileFaceNet's global depthwise conv: one learnt weight per channel and map position, so
+    # where on the face a feature sits is kept; GAP would weigh a brow like a cheek).
+    embedding_pool: str = "average"
 
     def __post_init__(self):  # YAML gives lists; keep the config hashable and comparable
         for name in ("stages", "embedding_stages"):
@@ -59,6 +66,9 @@ class EncoderConfig:
         if not 0 <= self.embedding_from_stage <= len(self.stages):
             raise SiamfaceError(f"encoder.embedding_from_stage={self.embedding_from_stage} is not a stage: "
                                 f"use 0 (shared features) or 1..{len(self.stages)}")
+        if self.embedding_pool not in EMBEDDING_POOLS:
+            raise SiamfaceError(f"encoder.embedding_pool must be one of {', '.join(EMBEDDING_POOLS)}, "
+                                f"not {self.embedding_pool!r}")
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -97,10 +107,16 @@ def _stages(x, stages: tuple[Stage, ...], width: float, prefix: str, branch_afte
     return x, branch
 
 
-def _pooled(x, channels: int, dropout: float, prefix: str, relu: bool = True):
-    """1x1 conv, global average pooling and (training-only) dropout: the features a dense head reads."""
+def pool_features(x, channels: int, dropout: float, prefix: str, relu: bool = True, pool: str = "average"):
+    """1x1 conv, global pooling and (training-only) dropout: the features a dense head reads."""
     x = conv_bn(x, channels, 1, 1, f"{prefix}head", relu)
-    x = keras.layers.GlobalAveragePooling2D(name=f"{prefix}pool")(x)
+    if pool == "depthwise":
+        x = keras.layers.DepthwiseConv2D(tuple(x.shape[1:3]), padding="valid", use_bias=False,
+                                         name=f"{prefix}pool_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"{prefix}pool_bn")(x)
+        x = keras.layers.Flatten(name=f"{prefix}pool")(x)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name=f"{prefix}pool")(x)
     return keras.layers.Dropout(dropout, name=f"{prefix}dropout")(x) if dropout > 0 else x
 
 
@@ -109,13 +125,13 @@ def build_encoder(cfg: EncoderConfig = EncoderConfig()) -> keras.Model:
     image = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
     x = conv_bn(image, make_divisible(32 * cfg.width), cfg.stem_kernel, 2, "stem")
     x, branch = _stages(x, cfg.stages, cfg.width, "block", cfg.embedding_from_stage)
-    x = _pooled(x, cfg.last_channels, cfg.dropout, "")
+    x = pool_features(x, cfg.last_channels, cfg.dropout, "")
     if branch is not None:
         branch, _ = _stages(branch, cfg.embedding_stages, cfg.width, "emb")
         # linear 1x1 (as MobileFaceNet's embedding layers): pooled ReLU6 features all lie in one
         # orthant, so every face starts at nearly the same direction (cosine ~0.9) and losses on
         # normalised embeddings get almost no gradient; centred features start spread out.
-        branch = _pooled(branch, cfg.embedding_channels, cfg.dropout, "emb_", relu=False)
+        branch = pool_features(branch, cfg.embedding_channels, cfg.dropout, "emb_", relu=False, pool=cfg.embedding_pool)
     # float32 heads: under a mixed_float16 policy the outputs and the losses stay in float32.
     params = keras.layers.Dense(cfg.n_params, dtype="float32", name="params")(x)
     embedding = keras.layers.Dense(cfg.embedding_dim, dtype="float32", name="embedding")(
