@@ -175,6 +175,31 @@ def test_scenes_never_move_labels(face_model, synth):
         assert np.abs(images_a.astype(int) - images_b).mean() > 5
 
 
+def test_clean_photos_keep_labels_and_steady_the_face(face_model, synth):
+    """Clean photos change pixels only (labels equal), show no accessories or camera effects, and a
+    person's face colour varies less between them than between photos of the full variation."""
+    from siamface.training.data.appearance import LightingConfig
+    from siamface.training.data.scene import SceneConfig
+    from siamface.training.data.synth import FaceSynthesizer, clean_photo_settings
+
+    light, scene = clean_photo_settings(LightingConfig(), SceneConfig())
+    assert scene.glasses_p == scene.mask_p == scene.hand_p == scene.degradation.jpeg_p == 0.0
+    assert light.backlight_p == 0.0 and light.exposure == (0.9, 1.0)
+    full = FaceSynthesizer(face_model, SynthConfig(n_id=40, images_per_identity=6), synth.render)
+    clean = FaceSynthesizer(face_model, SynthConfig(n_id=40, images_per_identity=6, clean_photos=1.0), synth.render)
+    spreads = {"full": [], "clean": []}
+    for identity in range(3):
+        for name, synthesizer in (("full", full), ("clean", clean)):
+            images, labels = synthesizer.render_identity("train", identity)
+            inner = images[:, 50:80, 45:75].reshape(len(images), -1, 3).mean(axis=1)  # cheeks, nose and mouth
+            spreads[name].append(inner.std(axis=0).mean())
+            if name == "full":
+                full_labels = labels
+            else:
+                np.testing.assert_array_equal(labels, full_labels)
+    assert np.mean(spreads["clean"]) < 0.7 * np.mean(spreads["full"]), spreads
+
+
 def _gbuffer(synth, exp: np.ndarray, angles: tuple[float, float, float], distance: float = 100.0, zoom: float = 1.0):
     """Triangle id per pixel (-1: none) of the mean face, each drawn triangle's region name and the
     z-buffer; ``zoom`` < 1 shows more around the face."""

@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Annotated, Iterator
 
@@ -77,6 +77,11 @@ class SynthConfig:
     texture: TextureConfig = field(default_factory=TextureConfig)
     lighting: LightingConfig = field(default_factory=LightingConfig)
     scene: SceneConfig = field(default_factory=SceneConfig)
+    # Share of photos drawn clean (``clean_photo_settings``): same person, pose, expression, camera,
+    # hair and clothes, but no accessories, occluders or camera effects, in even white light. Photo
+    # collections hold many such portraits; without them identity cues are rarely all visible at
+    # once and identity learns slowly (docs/generator.md). 0 draws nothing: v5's pixels exactly.
+    clean_photos: Annotated[float, Range(ge=0, le=1)] = 0.0
 
     def identities(self, split: str) -> int:
         return {"train": self.train_identities, "val": self.val_identities, "test": self.test_identities}[split]
@@ -90,6 +95,16 @@ class SynthConfig:
     def first_identity(self, split: str) -> int:
         """Global identity ids: train first, then val, then test (disjoint by construction)."""
         return sum(self.identities(s) for s in SPLITS[: SPLITS.index(split)])
+
+
+def clean_photo_settings(lighting: LightingConfig, scene: SceneConfig) -> tuple[LightingConfig, SceneConfig]:
+    """The light and scene of a clean photo: every accessory, occluder and camera effect off, and
+    white, even light that exposes the face well (a soft key light, no hard side or back light)."""
+    light = replace(lighting, hard_side_p=0.0, backlight_p=0.0, coloured_lobes=0, ambient=(0.6, 0.75),
+                    key=(0.5, 0.6), exposure=(0.9, 1.0))
+    effects = replace(scene.degradation, **{f.name: 0.0 for f in fields(scene.degradation) if f.name.endswith("_p")})
+    return light, replace(scene, glasses_p=0.0, hat_p=0.0, hand_p=0.0, mask_p=0.0, microphone_p=0.0, edge_face_p=0.0,
+                          hair_volume_jitter=0.0, degradation=effects)
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,7 @@ class FaceSynthesizer:
         self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
         self.occlusion = Occlusion.of_mesh(mesh)
         self.jaw_open = mesh.exp_names.index("jawOpen")
+        self.clean = clean_photo_settings(cfg.lighting, cfg.scene)
         self.skin = mesh.region_mask("face", "head_neck")  # what auto-exposure meters
         # Openings: the mouth's interior behind the lips, each eye (socket, sclera, iris) behind its lids.
         self.opening = np.full(len(self.triangles), -1, np.int8)     # per drawn triangle: which, or -1
@@ -208,8 +224,10 @@ class FaceSynthesizer:
                rng: np.random.Generator) -> np.ndarray:
         """One image: the lit, textured head in its scene, degraded (uint8 RGB). ``ctx`` holds the
         image-space vertices and the camera; ``cam`` the camera-space ones."""
-        size, verts, scene = self.cfg.image_size, ctx.verts, self.cfg.scene
-        light = sample_lighting(rng, self.cfg.lighting)
+        size, verts, lighting, scene = self.cfg.image_size, ctx.verts, self.cfg.lighting, self.cfg.scene
+        if self.cfg.clean_photos and rng.uniform() < self.cfg.clean_photos:
+            lighting, scene = self.clean
+        light = sample_lighting(rng, lighting)
         image = sample_background(rng, size, scene)  # drawn over in place
         draw_behind(image, ctx, scene, rng)
         visible, boxes = self.visible_surface(verts)
