@@ -106,6 +106,12 @@ def test_resume_renders_only_missing_shards(small_dataset, tmp_path):
     np.testing.assert_array_equal(ds.split("train").labels, small_dataset.split("train").labels)
     with pytest.raises(SiamfaceError, match="different config.*--overwrite"):
         synthesize(out, SynthConfig(**{**SMALL, "seed": 1}), workers=1, progress=False)
+    recorded = json.loads((out / "synth_config.json").read_text())
+    del recorded["synth"]["clean_photos"]          # a dataset written before the setting existed
+    (out / "synth_config.json").write_text(json.dumps(recorded))
+    assert synthesize(out, SynthConfig(**SMALL), workers=1, progress=False).manifest["shards_rendered_this_run"] == 0
+    with pytest.raises(SiamfaceError, match=r"different config \(synth differ"):
+        synthesize(out, SynthConfig(**{**SMALL, "clean_photos": 0.5}), workers=1, progress=False)
 
 
 def test_config_file_and_overrides(tmp_path):

@@ -7,6 +7,7 @@ of workers or the shard size.
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -95,6 +96,22 @@ class SynthConfig:
     def first_identity(self, split: str) -> int:
         """Global identity ids: train first, then val, then test (disjoint by construction)."""
         return sum(self.identities(s) for s in SPLITS[: SPLITS.index(split)])
+
+
+# Settings added after datasets were written without them, with the value those datasets were
+# made with: a dataset started before ``clean_photos`` existed resumes under clean_photos=0.
+IMPLIED_SETTINGS = {"clean_photos": 0.0}
+
+
+def _record_implied_settings(path: Path) -> None:
+    """Write the implied values of newer settings into an older dataset's recorded config."""
+    if not path.is_file():
+        return
+    recorded = json.loads(path.read_text())
+    synth = recorded.get("synth", {})
+    missing = {k: v for k, v in IMPLIED_SETTINGS.items() if k not in synth}
+    if missing:
+        atomic_write_json(path, {**recorded, "synth": {**synth, **missing}})
 
 
 def clean_photo_settings(lighting: LightingConfig, scene: SceneConfig) -> tuple[LightingConfig, SceneConfig]:
@@ -312,6 +329,7 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None 
                 "generator_version": GENERATOR_VERSION}
     if overwrite and out.exists():
         shutil.rmtree(out)
+    _record_implied_settings(out / CONFIG_FILE)
     start_output(out, CONFIG_FILE, cfg_dict,
                  "pass --overwrite or delete the folder to replace it, or choose another --out")
     tasks = plan_shards(cfg)
