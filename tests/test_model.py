@@ -255,14 +255,14 @@ def test_batch_model_runs_photo_slices_separately(images):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("pool", ["average", "depthwise"])
-def test_embedding_branch_quantizes_and_converts_to_int8(pool):
-    """QAT wraps the branch as it is, and full-integer conversion keeps every op int8 (small model: fast)."""
+def test_embedding_branch_quantizes_and_converts_to_int8():
+    """QAT wraps the branch as it is, and full-integer conversion keeps every op int8 (small model: fast).
+    Depthwise pooling here; `siamface demo --quick` (tests/conftest.py) converts the average-pooled branch."""
     from siamface.export.tflite import convert
     from siamface.edge_runtime.interpreter import interpreter_class
 
     small = EncoderConfig(input_size=64, width=0.35, last_channels=128, embedding_dim=16, n_params=40,
-                          embedding_from_stage=4, embedding_channels=64, embedding_pool=pool)
+                          embedding_from_stage=4, embedding_channels=64, embedding_pool="depthwise")
     encoder = build_encoder(small)
     qencoder = tfmot.quantization.keras.quantize_model(encoder)
     assert qencoder.output_names == ["quant_params", "quant_embedding"]
