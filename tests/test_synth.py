@@ -110,6 +110,7 @@ def test_resume_renders_only_missing_shards(small_dataset, tmp_path):
     del recorded["synth"]["clean_photos"]          # a dataset written before the setting existed
     (out / "synth_config.json").write_text(json.dumps(recorded))
     assert synthesize(out, SynthConfig(**SMALL), workers=1, progress=False).manifest["shards_rendered_this_run"] == 0
+    assert json.loads((out / "synth_config.json").read_text()) == recorded   # compared, not rewritten
     with pytest.raises(SiamfaceError, match=r"different config \(synth differ"):
         synthesize(out, SynthConfig(**{**SMALL, "clean_photos": 0.5}), workers=1, progress=False)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -54,14 +55,16 @@ def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
     return stem.with_suffix(".images.npy"), stem.with_suffix(".labels.npy")
 
 
-def start_output(out: Path, config_file: str, settings: dict, remedy: str) -> None:
+def start_output(out: Path, config_file: str, settings: dict, remedy: str,
+                 implied: Callable[[dict], dict] = lambda recorded: recorded) -> None:
     """Begin or resume writing a dataset into ``out``: refuse to mix shards made with other
     settings (one line naming the keys that differ and ``remedy``), record the settings, and
-    clear the temp files a killed run left behind."""
+    clear the temp files a killed run left behind. ``implied`` completes settings recorded before
+    newer ones existed with the values those older shards were made under (compared, not rewritten)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / config_file
     if path.is_file():
-        before = json.loads(path.read_text())
+        before = implied(json.loads(path.read_text()))
         if before != settings:
             keys = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
             raise SiamfaceError(f"{out} holds a dataset started with a different config ({', '.join(keys)} "

@@ -103,15 +103,10 @@ class SynthConfig:
 IMPLIED_SETTINGS = {"clean_photos": 0.0}
 
 
-def _record_implied_settings(path: Path) -> None:
-    """Write the implied values of newer settings into an older dataset's recorded config."""
-    if not path.is_file():
-        return
-    recorded = json.loads(path.read_text())
+def _with_implied_settings(recorded: dict) -> dict:
+    """An older dataset's recorded config with the implied values of settings added since."""
     synth = recorded.get("synth", {})
-    missing = {k: v for k, v in IMPLIED_SETTINGS.items() if k not in synth}
-    if missing:
-        atomic_write_json(path, {**recorded, "synth": {**synth, **missing}})
+    return {**recorded, "synth": {**IMPLIED_SETTINGS, **synth}}
 
 
 def clean_photo_settings(lighting: LightingConfig, scene: SceneConfig) -> tuple[LightingConfig, SceneConfig]:
@@ -329,9 +324,8 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None 
                 "generator_version": GENERATOR_VERSION}
     if overwrite and out.exists():
         shutil.rmtree(out)
-    _record_implied_settings(out / CONFIG_FILE)
     start_output(out, CONFIG_FILE, cfg_dict,
-                 "pass --overwrite or delete the folder to replace it, or choose another --out")
+                 "pass --overwrite or delete the folder to replace it, or choose another --out", _with_implied_settings)
     tasks = plan_shards(cfg)
     counts = {t: (t.stop - t.first) * cfg.images(t.split) for t in tasks}
     todo = [t for t in tasks if not shard_is_complete(out / t.split, t.index, counts[t])]
