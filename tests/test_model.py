@@ -225,6 +225,12 @@ def test_depthwise_pooling_keeps_where_a_feature_sits(images):
     assert branched.get_layer("emb_pool").output_shape == (None, 512)
     with pytest.raises(SiamfaceError, match="embedding_pool must be one of average, depthwise"):
         EncoderConfig(embedding_pool="max")
+    located = build_encoder(EncoderConfig(params_pool="depthwise"))   # the parameters' head too
+    assert located.get_layer("pool_conv").depthwise_kernel.shape == (4, 4, 1280, 1)
+    assert located.get_layer("params").input_shape == (None, 1280)
+    assert located.count_params() < 1_500_000
+    with pytest.raises(SiamfaceError, match="params_pool must be one of average, depthwise"):
+        EncoderConfig(params_pool="max")
 
 
 def test_embedding_branch_does_not_read_the_later_stages(images):

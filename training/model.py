@@ -33,7 +33,7 @@ FAST_STAGES: tuple[Stage, ...] = ((1, 16, 1, 2), (6, 24, 2, 2), (6, 32, 3, 2), (
                                   (6, 96, 3, 1), (6, 160, 3, 1), (6, 320, 1, 1))
 
 
-EMBEDDING_POOLS = ("average", "depthwise")
+POOLS = ("average", "depthwise")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,9 @@ class EncoderConfig:
     # (MobileFaceNet's global depthwise conv: one learnt weight per channel and map position, so
     # where on the face a feature sits is kept; GAP would weigh a brow like a cheek).
     embedding_pool: str = "average"
+    # The same choice for the parameters' head: where the jaw, the eyes and the mouth sit on the
+    # final map is what landmarks are, and global average pooling keeps it only in the channels.
+    params_pool: str = "average"
 
     def __post_init__(self):  # YAML gives lists; keep the config hashable and comparable
         for name in ("stages", "embedding_stages"):
@@ -66,9 +69,9 @@ class EncoderConfig:
         if not 0 <= self.embedding_from_stage <= len(self.stages):
             raise SiamfaceError(f"encoder.embedding_from_stage={self.embedding_from_stage} is not a stage: "
                                 f"use 0 (shared features) or 1..{len(self.stages)}")
-        if self.embedding_pool not in EMBEDDING_POOLS:
-            raise SiamfaceError(f"encoder.embedding_pool must be one of {', '.join(EMBEDDING_POOLS)}, "
-                                f"not {self.embedding_pool!r}")
+        for name in ("embedding_pool", "params_pool"):
+            if getattr(self, name) not in POOLS:
+                raise SiamfaceError(f"encoder.{name} must be one of {', '.join(POOLS)}, not {getattr(self, name)!r}")
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -125,7 +128,7 @@ def build_encoder(cfg: EncoderConfig = EncoderConfig()) -> keras.Model:
     image = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
     x = conv_bn(image, make_divisible(32 * cfg.width), cfg.stem_kernel, 2, "stem")
     x, branch = _stages(x, cfg.stages, cfg.width, "block", cfg.embedding_from_stage)
-    x = pool_features(x, cfg.last_channels, cfg.dropout, "")
+    x = pool_features(x, cfg.last_channels, cfg.dropout, "", pool=cfg.params_pool)
     if branch is not None:
         branch, _ = _stages(branch, cfg.embedding_stages, cfg.width, "emb")
         # linear 1x1 (as MobileFaceNet's embedding layers): pooled ReLU6 features all lie in one
