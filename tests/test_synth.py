@@ -4,6 +4,8 @@ drawn; light, occlusion and the pose and expression draws."""
 from __future__ import annotations
 
 import json
+import sys
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.training.config_io import load_config
 from siamface.training.data.dataset import Dataset, shard_paths
-from siamface.training.data.synth import SynthConfig, synthesize
+from siamface.training.data.synth import SynthConfig, synthesize, worker_start_method
 
 SMALL = dict(train_identities=4, val_identities=2, test_identities=2, images_per_identity=3, shard_size=6, n_id=40)
 
@@ -72,11 +74,33 @@ def test_manifest_records_how_it_was_made(small_dataset, face_model):
 
 
 def test_deterministic_regardless_of_workers_and_shards(small_dataset, tmp_path):
+    """Forked workers where this process may fork (Linux, no other thread, no TensorFlow)."""
+    expected = "fork" if sys.platform == "linux" and threading.active_count() == 1 and "tensorflow" not in sys.modules \
+        else "spawn"
+    assert worker_start_method() == expected
     other = synthesize(tmp_path / "b", SynthConfig(**{**SMALL, "shard_size": 3}), workers=2, progress=False)
     for split in ("train", "test"):
         a, b = small_dataset.split(split), other.split(split)
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_array_equal(a.images(np.arange(len(a))), b.images(np.arange(len(b))))
+
+
+def test_a_threaded_caller_spawns_workers_with_the_same_output(small_dataset, tmp_path):
+    """A process running another thread must not fork (a child could inherit a held lock): its
+    workers are spawned and load everything themselves, with the same images and labels."""
+    stop = threading.Event()
+    busy = threading.Thread(target=stop.wait)
+    busy.start()
+    try:
+        assert worker_start_method() == "spawn"
+        two = {"train_identities": 2, "val_identities": 0, "test_identities": 0, "shard_size": 3}
+        other = synthesize(tmp_path / "s", SynthConfig(**{**SMALL, **two}), workers=2, progress=False).split("train")
+    finally:
+        stop.set()
+        busy.join()
+    first = np.arange(6)  # the first two people
+    np.testing.assert_array_equal(small_dataset.split("train").labels[first], other.labels)
+    np.testing.assert_array_equal(small_dataset.split("train").images(first), other.images(first))
 
 
 def test_held_out_splits_can_have_more_photos_per_person(small_dataset, tmp_path):
