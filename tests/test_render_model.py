@@ -44,3 +44,30 @@ def test_missing_or_foreign_render_mesh_is_a_one_line_error(face_model, tmp_path
     with pytest.raises(SiamfaceError, match="does not extend the face model") as err:
         load_render_model(face_model, v1)
     assert "\n" not in str(err.value)
+
+
+def test_cached_arrays_are_built_once_per_mesh_and_source(face_model, tmp_path, monkeypatch):
+    from siamface.training.data import appearance, texture
+    from siamface.training.data.render_model import CACHE_ENV, cached_arrays
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    render, builds = load_render_model(face_model), []
+
+    def build():
+        builds.append(1)
+        return {"a": np.arange(5, dtype=np.int32), "b": np.full((2, 3), 0.5, np.float32)}
+
+    first = cached_arrays(render, "thing", build, (texture,))
+    again = cached_arrays(render, "thing", build, (texture,))
+    assert len(builds) == 1 and len(list((tmp_path / "cache").glob("thing-*.npz"))) == 1
+    for k in first:
+        assert again[k].dtype == first[k].dtype and np.array_equal(again[k], first[k])
+    cached_arrays(render, "thing", build, (appearance,))  # other code derives it: another entry
+    assert len(builds) == 2
+    for entry in (tmp_path / "cache").glob("thing-*.npz"):  # a damaged entry is rebuilt
+        entry.write_bytes(b"not an npz")
+    assert np.array_equal(cached_arrays(render, "thing", build, (texture,))["a"], np.arange(5)) and len(builds) == 3
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv(CACHE_ENV, str(blocker / "cache"))  # cannot be created: built each time, no error
+    assert np.array_equal(cached_arrays(render, "thing", build, (texture,))["b"], np.full((2, 3), 0.5)) and len(builds) == 4

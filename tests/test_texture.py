@@ -210,3 +210,19 @@ def test_speed_is_printed(layout):
     vary_ms = (time.process_time() - start) / (5 * n) * 1e3
     print(f"\ntexture R={layout.resolution}: paint_identity {paint_ms:.2f} ms, vary_photo {vary_ms:.3f} ms "
           "(CPU time, one core)")
+
+
+def test_layout_round_trips_through_arrays(layout):
+    """What the start-up cache stores gives the same layout back, scalars as the same Python types
+    (a float64 array in place of a float would change float32 arithmetic under NumPy 2)."""
+    back = T.TextureLayout.from_arrays(layout.to_arrays())
+    for name, value in vars(layout).items():
+        other = getattr(back, name)
+        assert type(other) is type(value), name
+        if name == "sites":
+            assert len(other) == len(value) == len(T.SITE_NAMES)
+            assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(value, other))
+        elif isinstance(value, np.ndarray):
+            assert other.dtype == value.dtype and np.array_equal(other, value), name
+        else:
+            assert other == value, name

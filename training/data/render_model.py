@@ -6,20 +6,26 @@ so a label can never describe another mesh than the one drawn.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import ModuleType
+from typing import Callable
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from siamface.edge_runtime.atomic import atomic_write
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.training.face_model import load_training_face_model, resolve_face_model_path
 
 V2_NAME = "ict_face_model_v2.npz"
+CACHE_ENV = "SIAMFACE_CACHE"  # where arrays derived from the asset are kept (default: the user's cache folder)
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,3 +83,35 @@ def load_render_model(labels: MorphableModel, face_model: str | os.PathLike | No
         raise SiamfaceError(f"render mesh {path} does not extend the face model {labels.name} (its first "
                             f"{n} vertices, triangles or bases differ): use the {V2_NAME} of the same asset")
     return RenderModel(mesh=mesh, path=path)
+
+
+def cache_dir() -> Path:
+    """$SIAMFACE_CACHE, else $XDG_CACHE_HOME/siamface, else ~/.cache/siamface."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "siamface"
+
+
+def cached_arrays(render: RenderModel, name: str, build: Callable[[], dict[str, np.ndarray]],
+                  sources: tuple[ModuleType, ...]) -> dict[str, np.ndarray]:
+    """``build()``'s arrays, read back from ``cache_dir()`` when the same render mesh (by sha256) and
+    the same source of the ``sources`` modules made them: a synthesis worker's texture layout and
+    shadow maps take about a second to derive and a hundredth to read. An unreadable entry is
+    rebuilt; a cache folder that cannot be written only costs the time."""
+    key = hashlib.sha256(f"{name}:{render.mesh.sha256}".encode())
+    for module in sources:
+        key.update(Path(module.__file__).read_bytes())
+    path = cache_dir() / f"{name}-{key.hexdigest()[:24]}.npz"
+    try:
+        with np.load(path) as stored:
+            return {k: stored[k] for k in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        pass
+    arrays = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:  # whole or absent: workers may write it at once
+            np.savez(f, **arrays)
+    except OSError:
+        pass
+    return arrays

@@ -29,12 +29,14 @@ from siamface.edge_runtime.morphable_model import MorphableModel, file_sha256
 from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.edge_runtime.provenance import package_versions, utc_now
 from siamface.training.config_io import Range, config_to_dict
+from siamface.training.data import appearance, rasterizer, texture
 from siamface.training.data.appearance import LightingConfig, Occlusion, sample_lighting, shade
 from siamface.training.data.dataset import (MANIFEST, SPLITS, Dataset, column_slices, label_columns, manifest_header,
                                    shard_is_complete, start_output, write_shard)
 from siamface.training.data.rasterizer import (cull_triangles, drawn_vertices, opening_windows, rasterize_surface,
                                               shade_textured, soften_silhouette, vertex_normals_where)
-from siamface.training.data.render_model import V2_NAME, RenderModel, load_render_model, render_model_path
+from siamface.training.data.render_model import (V2_NAME, RenderModel, cached_arrays, load_render_model,
+                                                  render_model_path)
 from siamface.training.data.sampling import (PoseConfig, sample_angles, sample_camera, sample_expression,
                                     sample_identity)
 from siamface.training.data.scene import (SceneConfig, SceneContext, degrade, draw_behind, draw_front,
@@ -174,9 +176,12 @@ class FaceSynthesizer:
         mesh = self.render.mesh
         drawn = self.render.drawn_triangles
         self.triangles = np.ascontiguousarray(mesh.triangles[drawn], np.uint32)  # as cull_triangles wants them
-        self.texture = TextureLayout.from_npz(self.render.path)
+        # Derived from the asset once, then read from the cache (about a second less per start-up).
+        self.texture = TextureLayout.from_arrays(cached_arrays(
+            self.render, "texture_layout", lambda: TextureLayout.from_npz(self.render.path).to_arrays(), (texture,)))
         self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
-        self.occlusion = Occlusion.of_mesh(mesh)
+        self.occlusion = Occlusion(**cached_arrays(self.render, "occlusion", lambda: vars(Occlusion.of_mesh(mesh)),
+                                                   (appearance, rasterizer)))
         self.jaw_open = mesh.exp_names.index("jawOpen")
         self.clean = clean_photo_settings(cfg.lighting, cfg.scene)
         self.skin = mesh.region_mask("face", "head_neck")  # what auto-exposure meters

@@ -9,7 +9,7 @@ driven by a few dozen numbers drawn per person, and a photo's variation rewrites
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields as dataclass_fields
 from pathlib import Path
 from typing import Callable
 
@@ -108,6 +108,21 @@ class TextureLayout:
     def part_mask(self, *names: str) -> np.ndarray:
         """(n_tiles, R, R) bool: texels that show any of the named parts (PART_NAMES)."""
         return np.isin(self.part, [PART_NAMES.index(n) for n in names])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every field as arrays (``from_arrays`` gives the same layout back): what a cache stores."""
+        arrays = {k: np.asarray(v) for k, v in vars(self).items() if k != "sites"}
+        return arrays | {f"sites_{i}": site for i, site in enumerate(self.sites)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "TextureLayout":
+        """The layout ``to_arrays`` stored, with its scalars as the Python numbers ``from_npz`` gives."""
+        sites = tuple(arrays[f"sites_{i}"] for i in range(sum(k.startswith("sites_") for k in arrays)))
+        plain = {"resolution": int(arrays["resolution"]), "iris_degrees": float(arrays["iris_degrees"]),
+                 "mouth_degrees": float(arrays["mouth_degrees"]),
+                 "face_box": tuple(int(x) for x in arrays["face_box"])}
+        return cls(**{f.name: arrays[f.name] for f in dataclass_fields(cls) if f.name not in plain and f.name != "sites"},
+                   sites=sites, **plain)
 
     @classmethod
     def from_npz(cls, path: str | Path, resolution: int = 128) -> "TextureLayout":
