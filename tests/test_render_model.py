@@ -8,7 +8,7 @@ import pytest
 
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.training.data.render_model import V2_NAME, load_render_model
-from siamface.training.face_model import resolve_face_model_path
+from siamface.training.face_model import load_training_face_model, resolve_face_model_path
 
 
 def test_render_mesh_extends_the_label_model(face_model):
@@ -51,23 +51,46 @@ def test_cached_arrays_are_built_once_per_mesh_and_source(face_model, tmp_path, 
     from siamface.training.data.render_model import CACHE_ENV, cached_arrays
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    render, builds = load_render_model(face_model), []
+    sha, builds = load_render_model(face_model).mesh.sha256, []
 
     def build():
         builds.append(1)
         return {"a": np.arange(5, dtype=np.int32), "b": np.full((2, 3), 0.5, np.float32)}
 
-    first = cached_arrays(render, "thing", build, (texture,))
-    again = cached_arrays(render, "thing", build, (texture,))
-    assert len(builds) == 1 and len(list((tmp_path / "cache").glob("thing-*.npz"))) == 1
+    first = cached_arrays(sha, "thing", build, (texture,))
+    again = cached_arrays(sha, "thing", build, (texture,))
+    assert len(builds) == 1 and len(list((tmp_path / "cache").glob("thing-*"))) == 1
     for k in first:
         assert again[k].dtype == first[k].dtype and np.array_equal(again[k], first[k])
-    cached_arrays(render, "thing", build, (appearance,))  # other code derives it: another entry
+    cached_arrays(sha, "thing", build, (appearance,))  # other code derives it: another entry
     assert len(builds) == 2
-    for entry in (tmp_path / "cache").glob("thing-*.npz"):  # a damaged entry is rebuilt
-        entry.write_bytes(b"not an npz")
-    assert np.array_equal(cached_arrays(render, "thing", build, (texture,))["a"], np.arange(5)) and len(builds) == 3
+    for entry in (tmp_path / "cache").glob("thing-*/a.npy"):  # a damaged entry is rebuilt
+        entry.write_bytes(b"not an array")
+    assert np.array_equal(cached_arrays(sha, "thing", build, (texture,))["a"], np.arange(5)) and len(builds) == 3
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv(CACHE_ENV, str(blocker / "cache"))  # cannot be created: built each time, no error
-    assert np.array_equal(cached_arrays(render, "thing", build, (texture,))["b"], np.full((2, 3), 0.5)) and len(builds) == 4
+    assert np.array_equal(cached_arrays(sha, "thing", build, (texture,))["b"], np.full((2, 3), 0.5)) and len(builds) == 4
+
+
+def test_render_mesh_from_the_cache_is_the_loaded_one(face_model, tmp_path, monkeypatch):
+    """Mapped copy-on-write from the cache: the same fields, values and types as loading the asset,
+    writable, and a write stays in this process."""
+    from siamface.training.data.render_model import CACHE_ENV, render_model_path
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    built, mapped = load_render_model(face_model).mesh, load_render_model(face_model).mesh
+    loaded = load_training_face_model(render_model_path())
+    assert isinstance(mapped.id_basis.base, np.memmap) and not isinstance(built.id_basis.base, np.memmap)
+    for name, value in vars(loaded).items():
+        other = getattr(mapped, name)
+        assert type(other) is type(value), name
+        if name == "extras":
+            assert other.keys() == value.keys()
+            assert all(other[k].dtype == v.dtype and np.array_equal(other[k], v) for k, v in value.items())
+        elif isinstance(value, np.ndarray):
+            assert other.dtype == value.dtype and np.array_equal(other, value), name
+        else:
+            assert other == value, name
+    mapped.mean[0] += 1.0
+    assert load_render_model(face_model).mesh.mean[0, 0] == loaded.mean[0, 0]

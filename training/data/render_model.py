@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,9 +19,10 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from siamface.edge_runtime.atomic import atomic_write
+from siamface.edge_runtime import morphable_model
+from siamface.edge_runtime.atomic import atomic_folder
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.morphable_model import MorphableModel, file_sha256
 from siamface.training.face_model import load_training_face_model, resolve_face_model_path
 
 V2_NAME = "ict_face_model_v2.npz"
@@ -72,7 +73,9 @@ def render_model_path(face_model: str | os.PathLike | None = None) -> Path:
 def load_render_model(labels: MorphableModel, face_model: str | os.PathLike | None = None) -> RenderModel:
     """Load the render mesh beside ``face_model`` and check that it extends ``labels``."""
     path = render_model_path(face_model)
-    mesh = load_training_face_model(path)
+    mesh = _mesh_from_arrays(cached_arrays(file_sha256(path), "render_mesh",
+                                           lambda: _mesh_arrays(load_training_face_model(path)),
+                                           (morphable_model, sys.modules[__name__])))
     n, t = labels.n_vertices, len(labels.triangles)
     same = (mesh.n_vertices > n and mesh.exp_names == labels.exp_names and mesh.n_id_total == labels.n_id_total
             and np.array_equal(mesh.mean[:n], labels.mean) and np.array_equal(mesh.triangles[:t], labels.triangles)
@@ -85,6 +88,22 @@ def load_render_model(labels: MorphableModel, face_model: str | os.PathLike | No
     return RenderModel(mesh=mesh, path=path)
 
 
+def _mesh_arrays(mesh: MorphableModel) -> dict[str, np.ndarray]:
+    """A MorphableModel as arrays (names as unicode arrays, extras prefixed), for the cache."""
+    plain = {k: np.asarray(v) for k, v in vars(mesh).items() if k != "extras"}
+    return plain | {f"extras.{k}": np.asarray(v) for k, v in mesh.extras.items()}
+
+
+def _mesh_from_arrays(arrays: dict[str, np.ndarray]) -> MorphableModel:
+    """The MorphableModel ``_mesh_arrays`` stored, as ``load_face_model`` gives it."""
+    names = {"name": str(arrays["name"]), "sha256": str(arrays["sha256"]),
+             "exp_names": tuple(str(n) for n in arrays["exp_names"]),
+             "region_names": tuple(str(n) for n in arrays["region_names"])}
+    extras = {k.removeprefix("extras."): v for k, v in arrays.items() if k.startswith("extras.")}
+    return MorphableModel(**{k: v for k, v in arrays.items() if k not in names and not k.startswith("extras.")},
+                          **names, extras=extras)
+
+
 def cache_dir() -> Path:
     """$SIAMFACE_CACHE, else $XDG_CACHE_HOME/siamface, else ~/.cache/siamface."""
     if os.environ.get(CACHE_ENV):
@@ -92,26 +111,27 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "siamface"
 
 
-def cached_arrays(render: RenderModel, name: str, build: Callable[[], dict[str, np.ndarray]],
+def cached_arrays(asset_sha256: str, name: str, build: Callable[[], dict[str, np.ndarray]],
                   sources: tuple[ModuleType, ...]) -> dict[str, np.ndarray]:
-    """``build()``'s arrays, read back from ``cache_dir()`` when the same render mesh (by sha256) and
-    the same source of the ``sources`` modules made them: a synthesis worker's texture layout and
-    shadow maps take about a second to derive and a hundredth to read. An unreadable entry is
-    rebuilt; a cache folder that cannot be written only costs the time."""
-    key = hashlib.sha256(f"{name}:{render.mesh.sha256}".encode())
+    """``build()``'s arrays, read back from ``cache_dir()`` when the same asset (by sha256) and the
+    same source of the ``sources`` modules made them: a synthesis worker's render mesh, texture
+    layout and shadow maps take about 1.5 s to derive and a few hundredths to map. Arrays come
+    memory-mapped copy-on-write (workers share the pages; writing changes only the process's own
+    copy). An unreadable entry is rebuilt; a cache folder that cannot be written only costs the time."""
+    key = hashlib.sha256(f"{name}:{asset_sha256}".encode())
     for module in sources:
         key.update(Path(module.__file__).read_bytes())
-    path = cache_dir() / f"{name}-{key.hexdigest()[:24]}.npz"
+    folder = cache_dir() / f"{name}-{key.hexdigest()[:24]}"
     try:
-        with np.load(path) as stored:
-            return {k: stored[k] for k in stored.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        if folder.is_dir():
+            return {f.stem: np.asarray(np.load(f, mmap_mode="c")) for f in sorted(folder.glob("*.npy"))}
+    except (OSError, ValueError):
         pass
     arrays = build()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as f:  # whole or absent: workers may write it at once
-            np.savez(f, **arrays)
+        with atomic_folder(folder) as tmp:  # whole or absent
+            for k, v in arrays.items():
+                np.save(tmp / f"{k}.npy", v, allow_pickle=False)
     except OSError:
         pass
     return arrays

@@ -177,12 +177,12 @@ class FaceSynthesizer:
         mesh = self.render.mesh
         drawn = self.render.drawn_triangles
         self.triangles = np.ascontiguousarray(mesh.triangles[drawn], np.uint32)  # as cull_triangles wants them
-        # Derived from the asset once, then read from the cache (about a second less per start-up).
+        # Derived from the asset once, then mapped from the cache (about a second less per start-up).
         self.texture = TextureLayout.from_arrays(cached_arrays(
-            self.render, "texture_layout", lambda: TextureLayout.from_npz(self.render.path).to_arrays(), (texture,)))
+            mesh.sha256, "texture_layout", lambda: TextureLayout.from_npz(self.render.path).to_arrays(), (texture,)))
         self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
         self.adjacency = vertex_triangles(self.triangles, mesh.n_vertices)  # for normals where light is needed
-        self.occlusion = Occlusion(**cached_arrays(self.render, "occlusion", lambda: vars(Occlusion.of_mesh(mesh)),
+        self.occlusion = Occlusion(**cached_arrays(mesh.sha256, "occlusion", lambda: vars(Occlusion.of_mesh(mesh)),
                                                    (appearance, rasterizer)))
         self.jaw_open = mesh.exp_names.index("jawOpen")
         self.clean = clean_photo_settings(cfg.lighting, cfg.scene)
