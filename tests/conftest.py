@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import signal
+from pathlib import Path
 
 import pytest
+from shared_builds import build_once, build_tiny_bundles, start_in_background
 
 from siamface.edge_runtime.terminal import tensorflow_env
 
@@ -17,22 +20,35 @@ def face_model():
     return load_training_face_model()
 
 
-def _shared(tmp_path_factory, name: str, build):
-    """Build an artifact once per test session, shared by all xdist workers (file lock)."""
-    import fcntl
-    from pathlib import Path
-
+def _shared_root(tmp_path_factory) -> Path:
     base = Path(tmp_path_factory.getbasetemp())
     # xdist workers have basetemp <session>/popen-gwN: share the session folder, nothing older.
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-artifacts"
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / name
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / ".done").exists():
-            build(target)
-            (target / ".done").touch()
-    return target
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-artifacts"
+
+
+def _shared(tmp_path_factory, name: str, build):
+    """Build an artifact once per test session, shared by all xdist workers (file lock)."""
+    return build_once(_shared_root(tmp_path_factory), name, build)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests of the shared bundles last: while the background build runs, workers run the rest."""
+    items.sort(key=lambda item: "tiny_bundles" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _early_builds(request, tmp_path_factory):
+    """Start `siamface demo --quick` in the background when the session begins, if a collected
+    test needs it (tests/shared_builds.py); a stopped session stops it, else it is waited for."""
+    if not any("tiny_bundles" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield
+        return
+    process = start_in_background(_shared_root(tmp_path_factory), "tiny-bundles")
+    yield
+    if process is not None:
+        if request.session.shouldstop or request.session.shouldfail:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -42,19 +58,7 @@ def tiny_bundles(tmp_path_factory):
 
     Returns the folder: data/, train/best, qat/best, bundles/<variant>/, compare/, ..., demo.log.
     """
-
-    def build(root):
-        import subprocess
-        import sys
-        from pathlib import Path
-
-        siamface = str(Path(sys.executable).parent / "siamface")
-        r = subprocess.run([siamface, "demo", "--quick", "--out", str(root)], capture_output=True, text=True,
-                           timeout=900)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        (root / "demo.log").write_text(r.stdout)
-
-    return _shared(tmp_path_factory, "tiny-bundles", build)
+    return _shared(tmp_path_factory, "tiny-bundles", build_tiny_bundles)
 
 
 @pytest.fixture(scope="session")
