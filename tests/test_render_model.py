@@ -62,11 +62,12 @@ def test_cached_arrays_are_built_once_per_mesh_and_source(face_model, tmp_path, 
     assert len(builds) == 1 and len(list((tmp_path / "cache").glob("thing-*"))) == 1
     for k in first:
         assert again[k].dtype == first[k].dtype and np.array_equal(again[k], first[k])
-    cached_arrays(sha, "thing", build, (appearance,))  # other code derives it: another entry
-    assert len(builds) == 2
+    cached_arrays(sha, "thing", build, (appearance,))  # other code derives it: another entry, replacing it
+    assert len(builds) == 2 and len(list((tmp_path / "cache").glob("thing-*"))) == 1
     for entry in (tmp_path / "cache").glob("thing-*/a.npy"):  # a damaged entry is rebuilt
         entry.write_bytes(b"not an array")
-    assert np.array_equal(cached_arrays(sha, "thing", build, (texture,))["a"], np.arange(5)) and len(builds) == 3
+    assert np.array_equal(cached_arrays(sha, "thing", build, (appearance,))["a"], np.arange(5)) and len(builds) == 3
+    assert np.array_equal(cached_arrays(sha, "thing", build, (appearance,))["a"], np.arange(5)) and len(builds) == 3
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv(CACHE_ENV, str(blocker / "cache"))  # cannot be created: built each time, no error

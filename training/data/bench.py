@@ -6,9 +6,8 @@ import tempfile
 import time
 
 from siamface.training.data.backgrounds import plate
-from siamface.training.data.render_model import load_render_model
+from siamface.training.data.render_model import cached_face_model, load_render_model
 from siamface.training.data.synth import FaceSynthesizer, SynthConfig, synthesize
-from siamface.training.face_model import load_training_face_model
 
 
 def benchmark(images: int = 2000, workers: int = 0, face_model: str | None = None) -> list[str]:
@@ -19,7 +18,7 @@ def benchmark(images: int = 2000, workers: int = 0, face_model: str | None = Non
     cfg = SynthConfig(train_identities=max(1, images // per_id), val_identities=0, test_identities=0,
                       images_per_identity=per_id, shard_size=250)
     start = time.perf_counter()
-    model = load_training_face_model(face_model)
+    model = cached_face_model(face_model)
     synth = FaceSynthesizer(model, cfg, load_render_model(model, face_model))  # the render mesh beside it
     synth.render_identity("train", 0)  # numba's cache
     background, side = cfg.scene.background, cfg.image_size * 2

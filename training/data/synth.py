@@ -36,14 +36,14 @@ from siamface.training.data.dataset import (MANIFEST, SPLITS, Dataset, column_sl
 from siamface.training.data.rasterizer import (cull_triangles, drawn_vertices, opening_windows, rasterize_surface,
                                               shade_textured, soften_silhouette, vertex_normals_where,
                                               vertex_triangles)
-from siamface.training.data.render_model import (V2_NAME, RenderModel, cached_arrays, load_render_model,
-                                                  render_model_path)
+from siamface.training.data.render_model import (V2_NAME, RenderModel, cached_arrays, cached_face_model,
+                                                  load_render_model, render_model_path)
 from siamface.training.data.sampling import (PoseConfig, sample_angles, sample_camera, sample_expression,
                                     sample_identity)
 from siamface.training.data.scene import (SceneConfig, SceneContext, degrade, draw_behind, draw_front,
                                  sample_background, sample_hair_style)
 from siamface.training.data.texture import Look, TextureConfig, TextureLayout, paint_identity, vary_photo
-from siamface.training.face_model import load_training_face_model, resolve_face_model_path
+from siamface.training.face_model import resolve_face_model_path
 
 GENERATOR = "siamface.synth"
 # 2: gamma applied to 8-bit levels after noise (faster degrade); 3: same scenes, faster synthesis
@@ -286,7 +286,7 @@ _WORKER: FaceSynthesizer | None = None
 
 def _init_worker(model_path: str, cfg: SynthConfig) -> None:
     global _WORKER
-    model = load_training_face_model(model_path)
+    model = cached_face_model(model_path)
     _WORKER = FaceSynthesizer(model, cfg, load_render_model(model, model_path))
 
 
@@ -358,7 +358,7 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None 
     """Render (or finish rendering) a dataset into ``out`` and write its manifest."""
     out = Path(out)
     model_path = resolve_face_model_path(face_model)
-    model = load_training_face_model(model_path)
+    model = cached_face_model(model_path)
     model.layout(cfg.n_id)  # validates n_id against the model
     render_sha256 = file_sha256(render_model_path(model_path))  # images come from it: part of what resumes
     cfg_dict = {"synth": config_to_dict(cfg), "face_model_sha256": model.sha256, "render_model_sha256": render_sha256,
