@@ -4,6 +4,7 @@ drawn; light, occlusion and the pose and expression draws."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 from dataclasses import replace
@@ -74,11 +75,15 @@ def test_manifest_records_how_it_was_made(small_dataset, face_model):
 
 
 def test_deterministic_regardless_of_workers_and_shards(small_dataset, tmp_path):
-    """Forked workers where this process may fork (Linux, no other thread, no TensorFlow)."""
-    expected = "fork" if sys.platform == "linux" and threading.active_count() == 1 and "tensorflow" not in sys.modules \
-        else "spawn"
-    assert worker_start_method() == expected
-    other = synthesize(tmp_path / "b", SynthConfig(**{**SMALL, "shard_size": 3}), workers=2, progress=False)
+    """Forked workers and other shards give the same dataset. Run in a fresh process, which forks
+    on Linux (no other thread, no TensorFlow); this one may run threads (xdist's) and then spawns."""
+    cfg = {**SMALL, "shard_size": 3}
+    script = ("import sys\nfrom siamface.training.data.synth import SynthConfig, synthesize, worker_start_method\n"
+              "print(worker_start_method())\n"
+              f"synthesize(sys.argv[1], SynthConfig(**{cfg!r}), workers=2, progress=False)\n")
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "b")], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == ("fork" if sys.platform == "linux" else "spawn")
+    other = Dataset.open(tmp_path / "b")
     for split in ("train", "test"):
         a, b = small_dataset.split(split), other.split(split)
         np.testing.assert_array_equal(a.labels, b.labels)
