@@ -32,7 +32,10 @@ def test_render_mesh_extends_the_label_model(face_model):
     assert mesh.mean[np.intersect1d(kept, regions["eyelashes_left"]), 1].mean() > eye_y
 
 
-def test_missing_or_foreign_render_mesh_is_a_one_line_error(face_model, tmp_path):
+def test_missing_or_foreign_render_mesh_is_a_one_line_error(face_model, tmp_path, monkeypatch):
+    from siamface.training.data.render_model import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # the foreign mesh stays out of the user's cache
     v1 = tmp_path / "ict_face_model.npz"
     shutil.copy(resolve_face_model_path(), v1)
     with pytest.raises(SiamfaceError, match=f"render mesh not found at {tmp_path / V2_NAME}"):

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +22,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from siamface.edge_runtime import morphable_model
-from siamface.edge_runtime.atomic import atomic_folder
+from siamface.edge_runtime.atomic import TEMP_SUFFIX, clean_stale_temps
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.morphable_model import MorphableModel, file_sha256
 from siamface.training.face_model import load_training_face_model, resolve_face_model_path
@@ -134,18 +135,47 @@ def cached_arrays(asset_sha256: str, name: str, build: Callable[[], dict[str, np
         key.update(Path(module.__file__).read_bytes())
     folder = cache_dir() / f"{name}-{key.hexdigest()[:24]}"
     try:
-        if folder.is_dir():
-            return {f.stem: np.asarray(np.load(f, mmap_mode="c")) for f in sorted(folder.glob("*.npy"))}
+        stored = {f.stem: np.asarray(np.load(f, mmap_mode="c")) for f in sorted(folder.glob("*.npy"))}
+        if stored:  # an entry being removed reads as none
+            return stored
     except (OSError, ValueError):
-        pass
+        _remove(folder)  # damaged: built again below
     arrays = build()
-    try:
-        with atomic_folder(folder) as tmp:  # whole or absent
-            for k, v in arrays.items():
-                np.save(tmp / f"{k}.npy", v, allow_pickle=False)
-    except OSError:
-        return arrays
-    for stale in folder.parent.glob(f"{name}-*"):  # made by other code or another asset: one entry per name
-        if stale != folder:
-            shutil.rmtree(stale, ignore_errors=True)
+    if _store(folder, arrays):
+        for stale in folder.parent.glob(f"{name}-*"):  # made by other code or another asset
+            if stale != folder:
+                _remove(stale)
     return arrays
+
+
+def _store(folder: Path, arrays: dict[str, np.ndarray]) -> bool:
+    """Write the entry ``folder`` whole: built beside it, each file synced, then renamed into place
+    unless another process got there first (an entry is never rewritten, so no reader sees one
+    half gone). False where the cache cannot be written."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(folder.parent)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=TEMP_SUFFIX))
+    except OSError:
+        return False
+    try:
+        for k, v in arrays.items():
+            with open(tmp / f"{k}.npy", "wb") as f:
+                np.save(f, v, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+        os.rename(tmp, folder)
+        return True
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return folder.is_dir()
+
+
+def _remove(entry: Path) -> None:
+    """Delete an entry by first renaming it away (readers then find it whole or not at all)."""
+    try:
+        gone = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=TEMP_SUFFIX))
+        os.replace(entry, gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)

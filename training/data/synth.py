@@ -24,6 +24,7 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
+from siamface.edge_runtime import morphable_model
 from siamface.edge_runtime.atomic import atomic_write_json
 from siamface.edge_runtime.morphable_model import MorphableModel, file_sha256
 from siamface.edge_runtime.params import ParamLayout, Whitening
@@ -181,7 +182,7 @@ class FaceSynthesizer:
             mesh.sha256, "texture_layout", lambda: TextureLayout.from_npz(self.render.path).to_arrays(), (texture,)))
         self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
         self.occlusion = Occlusion(**cached_arrays(mesh.sha256, "occlusion", lambda: vars(Occlusion.of_mesh(mesh)),
-                                                   (appearance, rasterizer)))
+                                                   (appearance, rasterizer, morphable_model)))
         self.jaw_open = mesh.exp_names.index("jawOpen")
         self.clean = clean_photo_settings(cfg.lighting, cfg.scene)
         self.skin = mesh.region_mask("face", "head_neck")  # what auto-exposure meters
