@@ -119,7 +119,7 @@ def draw_overlay(image_rgb: np.ndarray, faces) -> np.ndarray:
         cv2.polylines(wire, list(np.round(front * 4).astype(np.int32)), True, (255, 200, 80), 1, cv2.LINE_AA, shift=2)
     out = cv2.addWeighted(wire, 0.45, out, 0.55, 0)
     for face in faces:
-        for x, y in face.landmarks68:
+        for x, y in face.landmarks68_2d:  # the visible contour, as people draw landmarks
             cv2.circle(out, (int(round(x)), int(round(y))), 2, (0, 0, 255), -1, cv2.LINE_AA)
         x0, y0 = int(face.box[0]), int(face.box[1])
         yaw, pitch, roll = face.pose

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .camera import project
+from .contour import CONVENTIONS, ContourLines, contour_lines, march
 from .errors import SiamfaceError
 from .params import ParamLayout
 
@@ -86,32 +87,59 @@ class MorphableModel:
         flat = np.asarray(exp_coeffs, np.float32) @ self._flat_bases[1]
         return flat.reshape(flat.shape[:-1] + (self.n_vertices, 3))
 
-    @cached_property
-    def _landmark_bases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Mean and bases on the 68 landmark vertices, flat: a landmark decode is one small matmul
-        per basis (the device decodes twice per face)."""
-        idx = self.landmarks68
+    def _bases_at(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean and bases on a few vertices, flat: decoding them is one small matmul per basis."""
         return (self.mean[idx].reshape(-1), self.id_basis[:, idx].reshape(self.n_id_total, -1),
                 self.exp_basis[:, idx].reshape(len(self.exp_names), -1))
 
-    def landmarks3d(self, id_coeffs: np.ndarray, exp_coeffs: np.ndarray | None = None) -> np.ndarray:
-        """Model-space 68 landmarks (..., 68, 3), computed on those vertices only."""
-        mean, id_basis, exp_basis = self._landmark_bases
+    def _decode_at(self, bases: tuple[np.ndarray, np.ndarray, np.ndarray], id_coeffs: np.ndarray,
+                   exp_coeffs: np.ndarray | None) -> np.ndarray:
+        mean, id_basis, exp_basis = bases
         id_coeffs = np.asarray(id_coeffs, np.float32)
         flat = mean + id_coeffs @ id_basis[: id_coeffs.shape[-1]]
         if exp_coeffs is not None:
             flat = flat + np.asarray(exp_coeffs, np.float32) @ exp_basis
-        return flat.reshape(flat.shape[:-1] + (len(self.landmarks68), 3))
+        return flat.reshape(flat.shape[:-1] + (-1, 3))
+
+    @cached_property
+    def _landmark_bases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The 68 landmark vertices' bases (the device decodes landmarks twice per face)."""
+        return self._bases_at(self.landmarks68)
+
+    def landmarks3d(self, id_coeffs: np.ndarray, exp_coeffs: np.ndarray | None = None) -> np.ndarray:
+        """Model-space 68 landmarks (..., 68, 3), computed on those vertices only."""
+        return self._decode_at(self._landmark_bases, id_coeffs, exp_coeffs)
+
+    @cached_property
+    def contour_lines(self) -> ContourLines:
+        """The 2D convention's candidate lines (edge_runtime.contour) on this model's face proper:
+        the narrow face area's ``face`` region when the model says which vertices those are."""
+        ids = np.arange(int(self.extras.get("narrow_face_vertices", self.n_vertices)))
+        if "face" in self.region_names:
+            ids = ids[self.vertex_region[ids] == self.region_names.index("face")]
+        return contour_lines(self.mean, self.landmarks68, ids)
+
+    @cached_property
+    def _contour_bases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._bases_at(self.contour_lines.vertices)
+
+    def image_landmarks(self, params: np.ndarray, layout: ParamLayout, convention: str = "3d") -> np.ndarray:
+        """Image-space 68 landmarks (..., 68, 3) of parameter vectors (x, y pixels; z depth): fixed
+        vertices ("3d", what the network learns), or with the jaw on the visible contour ("2d", the
+        convention of 300-W-style annotations; edge_runtime.contour)."""
+        if convention not in CONVENTIONS:
+            raise SiamfaceError(f"unknown landmark convention {convention!r}: use one of {', '.join(CONVENTIONS)}")
+        camera, id_coeffs, exp_coeffs = layout.split(params)
+        landmarks = project(self.landmarks3d(id_coeffs, exp_coeffs), camera)
+        if convention == "3d":
+            return landmarks
+        candidates = project(self._decode_at(self._contour_bases, id_coeffs, exp_coeffs), camera)
+        return march(landmarks, candidates, self.contour_lines, camera)
 
     def image_vertices(self, params: np.ndarray, layout: ParamLayout) -> np.ndarray:
         """Image-space vertices (..., V, 3) of parameter vectors."""
         camera, id_coeffs, exp_coeffs = layout.split(params)
         return project(self.shape(id_coeffs, exp_coeffs), camera)
-
-    def image_landmarks(self, params: np.ndarray, layout: ParamLayout) -> np.ndarray:
-        """Image-space 68 landmarks (..., 68, 3) of parameter vectors (x, y pixels; z depth)."""
-        camera, id_coeffs, exp_coeffs = layout.split(params)
-        return project(self.landmarks3d(id_coeffs, exp_coeffs), camera)
 
     def region_mask(self, *names: str) -> np.ndarray:
         ids = [self.region_names.index(n) for n in names]

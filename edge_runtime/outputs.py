@@ -1,6 +1,6 @@
 """The per-face record: one dict, the same in the CLI's JSON, JSON Lines and the Python API.
 
-Frames: ``landmarks68`` and ``box`` are image pixels (x right, y down); ``landmarks3d`` is the
+Frames: ``landmarks68`` (fixed vertices), ``landmarks68_2d`` (jaw on the visible contour) and ``box`` are image pixels (x right, y down); ``landmarks3d`` is the
 face model's space (centimetres, +y up, +z out of the face, no pose); ``head_transform`` maps
 that space to the image: ``[x, y, z, 1] = M @ [X, Y, Z, 1]`` with x, y pixels and z depth in
 pixels (+z away from the viewer), ``M[:3, :3] = scale * diag(1, -1, -1) @ R`` where ``R`` is the
@@ -48,6 +48,7 @@ FACE_SCHEMA: dict = {
         "scale_px_per_cm": {"type": "number", "exclusiveMinimum": 0},
         "head_transform": _array([4, 4]),
         "landmarks68": _array([68, 2]),
+        "landmarks68_2d": _array([68, 2]),
         "landmarks3d": _array([68, 3]),
         "blendshapes": _weights(None),
         "blendshapes_mediapipe": _weights(MEDIAPIPE_NAMES),
@@ -95,6 +96,7 @@ def face_record(face: "Face") -> dict:
         "scale_px_per_cm": round(pose.scale, 4),
         "head_transform": _round(head_transform(face.camera), 5),
         "landmarks68": _round(face.landmarks68, 2),
+        "landmarks68_2d": _round(face.landmarks68_2d, 2),
         "landmarks3d": _round(face.model_landmarks, 4),
         "blendshapes": {k: round(v, 4) for k, v in expression.items()},
         "blendshapes_mediapipe": {k: round(v, 4) for k, v in

@@ -45,7 +45,14 @@ class Face:
 
     @property
     def landmarks68(self) -> np.ndarray:
+        """(68, 2) image pixels: the fixed vertices the network learns (3D convention, as AFLW2000-3D)."""
         return self.landmarks3d[:, :2]
+
+    @cached_property
+    def landmarks68_2d(self) -> np.ndarray:
+        """(68, 2) image pixels in the 2D convention of 300-W-style annotations: jaw points 0-6 and
+        10-16 on the visible contour (edge_runtime.contour); the same as ``landmarks68`` elsewhere."""
+        return self.crop.to_image(self._model.image_landmarks(self.params, self._layout, "2d"))[:, :2]
 
     @cached_property
     def pose(self) -> tuple[float, float, float]:

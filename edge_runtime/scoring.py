@@ -29,6 +29,7 @@ class GroundTruth:
     identity: np.ndarray | None = None  # (N,)
     params: np.ndarray | None = None    # (N, P) when synthetic: exact identity coefficients
     pairs: Pairs | None = None          # the listed pairs of a pairs file (LFW protocol)
+    convention: str = "3d"              # landmarks68's: "3d" fixed vertices, "2d" jaw on the contour (.pts sets)
 
     def verification_pairs(self, max_pairs: int = 20000) -> Pairs | None:
         """The pairs identity metrics use: the listed ones, else all pairs of a set with several
@@ -113,9 +114,10 @@ def score(pred_params: np.ndarray, embeddings: np.ndarray | None, truth: GroundT
     invariance (``identity_score`` for photos without landmarks)."""
     if truth.landmarks2d is None:
         return identity_score(pred_params, embeddings, truth, layout, max_pairs)
-    pred_lm = model.image_landmarks(pred_params, layout)[..., :2]
+    pred_lm = model.image_landmarks(pred_params, layout, truth.convention)[..., :2]
     per_image = metrics.nme(pred_lm, truth.landmarks2d)
-    out = {"n_images": int(len(pred_params)), "landmark_groups": metrics.landmark_groups(pred_lm, truth.landmarks2d)}
+    out = {"n_images": int(len(pred_params)), "landmark_convention": truth.convention,
+           "landmark_groups": metrics.landmark_groups(pred_lm, truth.landmarks2d)}
     if truth.pose_deg is None:
         out["nme"] = {"mean": float(100.0 * per_image.mean()), "mean_all": float(100.0 * per_image.mean())}
     else:

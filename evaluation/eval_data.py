@@ -64,11 +64,12 @@ MIN_IOU = 0.3  # a detection further from the annotated face is another face (or
 
 
 def landmarked_photos(loader: Loader, name: str, size: int, detector: str | None = None,
-                      limit: int | None = None) -> EvalSet:
+                      limit: int | None = None, convention: str = "3d") -> EvalSet:
     """Annotated photos (AFLW2000-3D, .pts folders) cropped from the ground-truth 68-landmark box
     (the usual protocol), or with ``detector`` as the device crops them: the detected face that
     overlaps the annotated one most (IoU >= MIN_IOU, else the photo is skipped), then each model's
-    refine pass. Ground truth is in the first crop's coordinates either way."""
+    refine pass. Ground truth is in the first crop's coordinates either way; ``convention`` is the
+    annotations' ("2d": the jaw follows the visible contour, edge_runtime.contour)."""
     from siamface.edge_runtime.detector import make_detector
 
     find = make_detector(detector) if detector else None
@@ -95,7 +96,7 @@ def landmarked_photos(loader: Loader, name: str, size: int, detector: str | None
         raise SiamfaceError(f"no usable {loader.source} samples in {loader.root} ({len(skipped)} skipped: "
                             f"{', '.join(sorted({r for _, r in skipped}))}): check the folder")
     pose = None if any(p is None for p in poses) else np.asarray(poses, np.float64)
-    return EvalSet(name, np.stack(crops), GroundTruth(np.stack(lms), pose), skipped,
+    return EvalSet(name, np.stack(crops), GroundTruth(np.stack(lms), pose, convention=convention), skipped,
                    PhotoCrops(paths, transforms) if find is not None else None, real=True)
 
 
@@ -108,10 +109,11 @@ def aflw2000(root: str | Path, size: int, limit: int | None = None, detector: st
 
 def pts_folder(root: str | Path, size: int, limit: int | None = None, detector: str | None = None) -> EvalSet:
     """Images with iBUG .pts files (300-W, LFPW, HELEN, AFW, iBUG, the real dev set): 2D-convention
-    landmarks, no pose, so NME is over all images (no yaw bins) and per landmark group."""
+    landmarks, so predictions are scored with the jaw on the visible contour; no pose, so NME is
+    over all images (no yaw bins) and per landmark group."""
     from siamface.training.data.real_formats import PtsFolderLoader
 
-    return landmarked_photos(PtsFolderLoader(root), f"pts ({Path(root).name})", size, detector, limit)
+    return landmarked_photos(PtsFolderLoader(root), f"pts ({Path(root).name})", size, detector, limit, "2d")
 
 
 def face_cropper(size: int, box: Sequence[float] | None = None, detector: str | None = None

@@ -65,7 +65,7 @@ def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: boo
                   size_bytes=predictor.meta.get("size_bytes"))
     curves = {}
     if data.truth.landmarks2d is not None:
-        lm = predictor.decoder.image_landmarks(params, predictor.layout)[..., :2]
+        lm = predictor.decoder.image_landmarks(params, predictor.layout, data.truth.convention)[..., :2]
         curves["nme"] = metrics.nme(lm, data.truth.landmarks2d)
     pairs = data.truth.verification_pairs()
     if pairs is not None:
@@ -102,6 +102,8 @@ def describe_data(result: dict) -> str:
                 if result.get("refined") else "cropped from the ground-truth landmark box" if "nme" in result
                 else "cropped from the given box")
         line += f", {crop}; {MEASURE_ONLY}"
+    if result.get("landmark_convention") == "2d":
+        line += "; landmarks in the annotations' 2D convention (jaw on the visible contour, docs/landmarks.md)"
     return line + "."
 
 

@@ -65,13 +65,18 @@ def annotated(face_model, tmp_path_factory) -> dict:
     for name in ("a.png", "b.jpg", "indoor/c.png"):
         params = face_params(face_model, rng, rng.uniform(5, 7), rng.uniform(100, 120), rng.uniform(110, 130))
         path = write_rgb(root / name, rng.integers(0, 256, (240, 220, 3), np.uint8))
-        write_pts(path.with_suffix(".pts"), face_model.image_landmarks(params, layout))
+        write_pts(path.with_suffix(".pts"), face_model.image_landmarks(params, layout, "2d"))  # as 300-W annotates
         truth[path] = params
     return {"root": root, "truth": truth, "layout": layout}
 
 
 def gt_crop(path: Path, annotated, face_model) -> CropTransform:
-    lm = face_model.image_landmarks(annotated["truth"][path], annotated["layout"])
+    """The crop evaluation cuts from the annotation: the .pts as written (2D convention, 6 decimals),
+    else (AFLW2000-3D) the fixed vertices."""
+    from siamface.training.data.real_formats import read_pts
+
+    pts = path.with_suffix(".pts")
+    lm = read_pts(pts) if pts.exists() else face_model.image_landmarks(annotated["truth"][path], annotated["layout"])
     return crop_from_box(landmark_box(lm), SIZE)
 
 
@@ -108,7 +113,7 @@ def test_pts_folder_crops_from_the_landmark_box_and_scores_in_crop_space(annotat
     for crop, lm, path in zip(eval_set.crops, eval_set.truth.landmarks2d, paths):
         transform = gt_crop(path, annotated, face_model)
         assert np.array_equal(crop, crop_image(read_image(path), transform))
-        true_lm = face_model.image_landmarks(annotated["truth"][path], annotated["layout"])[:, :2]
+        true_lm = face_model.image_landmarks(annotated["truth"][path], annotated["layout"], "2d")[:, :2]
         np.testing.assert_allclose(lm, transform.to_crop(true_lm), atol=1e-5)  # .pts is 1-based: read back 0-based
 
 

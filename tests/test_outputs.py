@@ -76,6 +76,12 @@ def test_record_follows_the_schema_and_states_the_geometry(face_model):
     image_lm = model_lm @ m[:3, :3].T + m[:3, 3]
     np.testing.assert_allclose(image_lm, face.landmarks3d, atol=0.01)
     np.testing.assert_allclose(np.array(record["landmarks68"]), image_lm[:, :2], atol=0.02)
+    # the 2D convention: at yaw 20 the jaw side turning away (+x, points 10-16) moves outwards onto
+    # the contour, by a few pixels; the other points are the same
+    contour, fixed = np.array(record["landmarks68_2d"]), np.array(record["landmarks68"])
+    np.testing.assert_allclose(contour[17:], fixed[17:], atol=0.011)
+    np.testing.assert_allclose(contour[:10], fixed[:10], atol=0.011)
+    assert np.linalg.norm(contour[10:17] - fixed[10:17], axis=1).max() > 1.0
     np.testing.assert_allclose(m[3], [0, 0, 0, 1])
     rotation = m[:3, :3] / record["scale_px_per_cm"]
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-4)
