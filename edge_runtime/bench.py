@@ -1,4 +1,4 @@
-"""Latency on this device: per-stage times of bundles (detect, crop, invoke, decode, embed), gallery
+"""Latency on this device: per-stage times of bundles (detect, crop, invoke, decode, embed, mirror), gallery
 search, video tracking. Each bench returns records (dicts, the CLI's --json lines); ``bench_lines``
 is the one place that turns them into text."""
 from __future__ import annotations
@@ -11,9 +11,10 @@ import numpy as np
 from .image_io import read_image
 from .reconstructor import Reconstructor, ReconstructorOptions
 
-STAGES = ("detect", "crop", "invoke", "decode", "embed")
+STAGES = ("detect", "crop", "invoke", "decode", "embed", "mirror")
 TABLE_HEADER = "bundle          threads  " + "  ".join(f"{s:>11}" for s in STAGES) + "   per face*  (ms p50/p90)"
-TABLE_FOOTNOTE = "* per face = crop + invoke + decode + embed over both passes (detector box, then landmark refine)"
+TABLE_FOOTNOTE = ("* per face = crop + invoke + decode + embed over both passes (detector box, then landmark refine);"
+                  " mirror: the mirrored crop's invoke an identity check adds (bundles with embedding.flip)")
 
 
 def _percentiles(values) -> dict | None:
@@ -38,9 +39,10 @@ def bench_bundles(bundles: list[str], threads: list[int], runs: int = 50, image_
             totals = []
             for _ in range(runs):
                 start = time.perf_counter()
-                rec.reconstruct(image, boxes)
+                faces = rec.reconstruct(image, boxes)
                 detect = rec.timings["detect"][-1] if boxes is None else 0.0
                 totals.append((time.perf_counter() - start) * 1e3 - detect)
+                faces[0].embedding  # what verify / identify add: the mirrored crop, timed as "mirror"
             records.append({"bundle": rec.bundle.variant, "threads": n,
                             "ms": {s: _percentiles(rec.timings.get(s, [])) for s in STAGES},
                             "per_face_ms": _percentiles(totals)})

@@ -58,6 +58,12 @@ class Bundle:
         return ParamLayout.from_dict(self.meta["param_layout"])
 
     @property
+    def flip_embedding(self) -> bool:
+        """Whether a face's embedding fuses its crop with the mirrored crop (normalise.fuse_mirrored);
+        bundles written before it existed embed the crop alone."""
+        return bool(self.meta.get("embedding", {}).get("flip", False))
+
+    @property
     def whitening(self) -> Whitening:
         return Whitening.from_dict(self.meta["whitening"])
 

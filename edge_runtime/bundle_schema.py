@@ -61,7 +61,7 @@ BUNDLE: Schema = {
               "dtype?": Rule(lambda x: x in ("float32", "int8", "uint8"), "float32, int8 or uint8")},
     "param_layout": {"n_id": COUNT, "n_exp": COUNT, "n_pose?": Rule(lambda x: x == 12, "12 (a 3x4 camera)")},
     "whitening": {"mean": NUMBERS, "std": NUMBERS},
-    "embedding?": {"dim?": POSITIVE},
+    "embedding?": {"dim?": POSITIVE, "flip?": Rule(lambda x: isinstance(x, bool), "true or false")},
     "model": {"file": FILE, "sha256": SHA256},
     "face_model": {"decoder": {"file": FILE, "sha256": SHA256}},
 }

@@ -237,7 +237,7 @@ def cmd_reconstruct(args) -> None:
         yaw, pitch, roll = faces[0].pose
         if args.json:
             emit({"image": str(path), "faces": [{"box": [round(float(v), 1) for v in f.box],
-                                                 "pose_deg": f.to_dict()["pose_deg"]} for f in faces],
+                                                 "pose_deg": f.to_dict(embedding=False)["pose_deg"]} for f in faces],
                   "files": written})
         else:
             print(f"{path}: {len(faces)} face(s), yaw {yaw:+.1f} pitch {pitch:+.1f} roll {roll:+.1f} -> {stem}.json")
@@ -262,10 +262,7 @@ def _write_reconstruction(mesh_io, args, rec, path: Path, image: np.ndarray, fac
     if args.overlay:
         written.append(f"{stem}_overlay.png")
         mesh_io.write_png(written[-1], mesh_io.draw_overlay(image, faces))
-    records = [f.to_dict() for f in faces]
-    if not args.embedding:
-        for record in records:
-            record.pop("embedding", None)
+    records = [f.to_dict(embedding=args.embedding) for f in faces]
     written.append(f"{stem}.json")
     with atomic_write(written[-1], "w", permissions=0o600 if args.embedding else None) as f:
         f.write(json.dumps({"image": str(path), "bundle": rec.bundle.variant, "model_sha256": rec.bundle.model_hash,

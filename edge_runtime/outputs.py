@@ -85,9 +85,9 @@ def _round(a, digits: int) -> list:
     return np.round(np.asarray(a, np.float64), digits).tolist()
 
 
-def face_record(face: "Face") -> dict:
-    """A Face as plain JSON types (FACE_SCHEMA); every blendshape, the shape code and the
-    embedding in full."""
+def face_record(face: "Face", embedding: bool = True) -> dict:
+    """A Face as plain JSON types (FACE_SCHEMA); every blendshape, the shape code and, unless
+    ``embedding`` is false (biometric data; it may cost the mirrored crop's invoke), the embedding."""
     pose = decompose_camera(face.camera)
     expression = face.expression
     return {
@@ -102,5 +102,5 @@ def face_record(face: "Face") -> dict:
         "blendshapes_mediapipe": {k: round(v, 4) for k, v in
                                   mediapipe_blendshapes(tuple(expression), np.array(list(expression.values()))).items()},
         "shape_code": _round(face.shape_code, 4),
-        "embedding": _round(face.embedding, 5),
-    } | ({} if face.keypoints is None else {"keypoints": _round(face.keypoints, 2)})
+    } | ({"embedding": _round(face.embedding, 5)} if embedding else {}) \
+      | ({} if face.keypoints is None else {"keypoints": _round(face.keypoints, 2)})

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from .defaults import resolve_bundle
 from .detector import DEFAULT_DETECTOR, FaceDetector, make_detector, to_rgb
 from .interpreter import TFLiteModel
 from .morphable_model import MorphableModel
-from .normalise import l2_normalize
+from .normalise import fuse_mirrored, l2_normalize, mirror
 from .params import ParamLayout
 
 
@@ -33,10 +34,18 @@ class Face:
     score: float                            # detector score (1.0 for a given box)
     crop: CropTransform                     # the square crop the model saw
     params: np.ndarray                      # unwhitened 3DMM parameters in crop space
-    embedding: np.ndarray                   # L2-normalised identity embedding
+    crop_embedding: np.ndarray              # L2-normalised identity embedding of the crop alone
     _model: MorphableModel = field(repr=False)
     _layout: ParamLayout = field(repr=False)
     keypoints: np.ndarray | None = None     # detector's 6 BlazeFace points (6, 2) pixels; None from a box or a track
+    _mirrored: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # the mirrored crop's embedding
+
+    @cached_property
+    def embedding(self) -> np.ndarray:
+        """The L2-normalised identity embedding: with a bundle that says ``embedding.flip``, fused
+        with the mirrored crop's (normalise.fuse_mirrored), whose invoke runs on first use, so a
+        reconstruction that never asks for identity does not pay for it."""
+        return self.crop_embedding if self._mirrored is None else fuse_mirrored(self.crop_embedding, self._mirrored())
 
     @cached_property
     def landmarks3d(self) -> np.ndarray:
@@ -102,11 +111,12 @@ class Face:
         _, id_coeffs, exp_coeffs = self._layout.split(self.params)
         return self._model.landmarks3d(id_coeffs, exp_coeffs).astype(np.float64)
 
-    def to_dict(self) -> dict:
-        """The per-face record of the CLI's JSON (outputs.FACE_SCHEMA)."""
+    def to_dict(self, embedding: bool = True) -> dict:
+        """The per-face record of the CLI's JSON (outputs.FACE_SCHEMA); ``embedding=False`` leaves
+        the embedding out."""
         from .outputs import face_record
 
-        return face_record(self)
+        return face_record(self, embedding)
 
 
 def refined_crop(crop: CropTransform, params: np.ndarray, decoder: MorphableModel,
@@ -162,7 +172,7 @@ class Reconstructor:
         return now
 
     def predict_crop(self, image: np.ndarray, crop: CropTransform) -> tuple[np.ndarray, np.ndarray]:
-        """(unwhitened params, normalised embedding) of one crop of the image."""
+        """(unwhitened params, normalised embedding) of one crop of the image, the crop alone."""
         t = time.perf_counter()
         pixels = crop_image(image, crop)
         t = self._time("crop", t)
@@ -172,6 +182,13 @@ class Reconstructor:
         emb = l2_normalize(out["embedding"][0])
         self._time("embed", t)
         return params, emb
+
+    def mirrored_embedding(self, image: np.ndarray, crop: CropTransform) -> np.ndarray:
+        """The embedding of the crop seen in a mirror (timed as "mirror")."""
+        t = time.perf_counter()
+        emb = self.model.run(mirror(crop_image(image, crop))[None])["embedding"][0]
+        self._time("mirror", t)
+        return emb
 
     def reconstruct(self, image: np.ndarray, boxes=None) -> list[Face]:
         """Faces in an RGB image (grayscale/RGBA converted), largest first; ``boxes`` skips detection."""
@@ -200,7 +217,9 @@ class Reconstructor:
         only pass, on the crop from the previous frame's landmarks)."""
         params, emb = self.predict_crop(image, crop)
         t = time.perf_counter()
-        face = Face(tuple(float(v) for v in box), float(score), crop, params, emb, self.decoder, self.layout, keypoints)
+        mirrored = (lambda: self.mirrored_embedding(image, crop)) if self.bundle.flip_embedding else None
+        face = Face(tuple(float(v) for v in box), float(score), crop, params, emb, self.decoder, self.layout,
+                    keypoints, mirrored)
         face.landmarks3d  # decode now so timings and errors happen here
         self._time("decode", t)
         return face

@@ -47,9 +47,7 @@ class FrameResult:
 
     def to_dict(self, embedding: bool = False) -> dict:
         """One JSON Lines record (outputs.FRAME_SCHEMA); the embedding only when asked."""
-        faces = [f.to_dict() for f in self.faces]
-        for face in faces if not embedding else []:
-            face.pop("embedding")
+        faces = [f.to_dict(embedding) for f in self.faces]
         return {"frame": self.index, "time_s": round(self.time_s, 4), "detected": self.detected, "faces": faces}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.morphable_model import MorphableModel
-from siamface.edge_runtime.normalise import l2_normalize, normalise_pixels
+from siamface.edge_runtime.normalise import fuse_mirrored, l2_normalize, mirror, normalise_pixels
 from siamface.edge_runtime.params import ParamLayout, Whitening
 
 
@@ -29,6 +29,7 @@ class Predictor:
     decoder: MorphableModel
     run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # uint8 crops -> (z, raw embedding)
     meta: dict
+    flip_embedding: bool = False  # fuse each embedding with the mirrored crop's, as the device does
     invoke_ms: list[float] = field(default_factory=list)
 
     def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +37,8 @@ class Predictor:
         start = time.perf_counter()
         z, emb = self.run(crops)
         self.invoke_ms.append((time.perf_counter() - start) * 1000.0 / max(1, len(crops)))
+        if self.flip_embedding:
+            emb = fuse_mirrored(emb, self.run(mirror(crops))[1])
         return self.whitening.unwhiten(z), l2_normalize(emb)
 
 
@@ -51,10 +54,14 @@ def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
         return np.concatenate([o["params"] for o in outs]), np.concatenate([o["embedding"] for o in outs])
 
     return Predictor(str(path), bundle.variant, bundle.input_size, bundle.layout, bundle.whitening,
-                     bundle.face_model, run, {**bundle.meta, "size_bytes": bundle.meta["model"]["size_bytes"]})
+                     bundle.face_model, run, {**bundle.meta, "size_bytes": bundle.meta["model"]["size_bytes"]},
+                     bundle.flip_embedding)
 
 
 def checkpoint_predictor(path: str | Path) -> Predictor:
+    """A Keras checkpoint, its embedding made as the bundles ``siamface export`` writes from it
+    (mirrored crop fused by default)."""
+    from siamface.export.exporter import ExportConfig
     from siamface.training.checkpoint import load_checkpoint
     from siamface.training.face_model import load_training_face_model
 
@@ -71,7 +78,7 @@ def checkpoint_predictor(path: str | Path) -> Predictor:
 
     return Predictor(str(path), f"checkpoint-{meta['kind']}", int(meta["image_size"]),
                      ParamLayout.from_dict(meta["param_layout"]), Whitening.from_dict(meta["whitening"]),
-                     model, run, meta)
+                     model, run, meta, ExportConfig.flip_embedding)
 
 
 def mean_face_predictor(reference: Predictor) -> Predictor:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from siamface.edge_runtime.bundle import load_bundle
 from siamface.edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.edge_runtime.normalise import PIXEL_NORMALISATION
+from siamface.edge_runtime.normalise import PIXEL_NORMALISATION, fuse_mirrored, mirror
 from siamface.edge_runtime.params import Whitening
 from siamface.edge_runtime.provenance import package_versions
 from siamface.export import parity
@@ -37,6 +37,7 @@ class ExportConfig:
     representative_images: Annotated[int, Range(ge=1)] = 200  # training images for int8 calibration (PTQ)
     parity_images: Annotated[int, Range(ge=1)] = 64           # held-out images compared against Keras
     calibration_images: Annotated[int, Range(ge=2)] = 1000    # held-out images whose pairs set the threshold
+    flip_embedding: bool = True   # the device fuses each embedding with the mirrored crop's (normalise.fuse_mirrored)
     face_model: str = ""
 
 
@@ -94,6 +95,8 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
             path = Path(tmp) / "model.tflite"
             path.write_bytes(tflite)
             params, embs = parity.run_tflite(path, cal_images)
+            # the threshold is calibrated on the embeddings the device will compare
+            scored = fuse_mirrored(embs, parity.run_tflite(path, mirror(cal_images))[1]) if cfg.flip_embedding else embs
         n = min(cfg.parity_images, len(cal_images))
         figures = parity.compare((params[:n], embs[:n]), encoder, cal_images[:n], model, layout, whitening)
         if variant == "fp32":
@@ -108,9 +111,10 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
             "outputs": {"params": "params (whitened)", "embedding": "embedding (not normalised)"},
             "param_layout": layout.to_dict(), "whitening": meta["whitening"],
             "crop": {"convention": "3ddfa", "center_shift": CENTER_SHIFT, "side_factor": SIDE_FACTOR},
-            "embedding": {"dim": int(embs.shape[1]), "normalise": "l2", "similarity": "cosine"},
+            "embedding": {"dim": int(embs.shape[1]), "normalise": "l2", "similarity": "cosine",
+                          "flip": cfg.flip_embedding},
             "verification": {"source": "synthetic", "data": f"{heldout.name} split of {dataset.root}",
-                             **calibrate(embs, cal_ids, cfg.far_target)},
+                             **calibrate(scored, cal_ids, cfg.far_target)},
             "parity": figures,
             "training": {"checkpoint": str(checkpoint), "kind": meta["kind"], "step": meta["step"],
                          "validation_nme": meta["validation"]["nme"]["mean"], "data": meta["training_data"],

@@ -416,12 +416,12 @@ def test_bench_prints_stage_percentiles_per_bundle_and_thread_count(tiny_bundles
     stdout = ok(run("bench", bundle(tiny_bundles, "fp32"), bundle(tiny_bundles, "int8-ptq"), "--threads", "1", "2",
                     "--runs", "3"))
     header, *rows, footer = stdout.strip().splitlines()
-    assert header.split()[:7] == ["bundle", "threads", "detect", "crop", "invoke", "decode", "embed"]
+    assert header.split()[:8] == ["bundle", "threads", "detect", "crop", "invoke", "decode", "embed", "mirror"]
     assert "p50/p90" in header and footer.startswith("* per face")
     assert [r.split()[:2] for r in rows] == [["fp32", "1"], ["fp32", "2"], ["int8-ptq", "1"], ["int8-ptq", "2"]]
     for row in rows:
         cells = row.split()[2:]
-        assert cells[0] == "-" and len(cells) == 6  # no detection on the default synthetic input
+        assert cells[0] == "-" and len(cells) == 7  # no detection on the default synthetic input
         for cell in cells[1:]:
             p50, p90 = map(float, re.fullmatch(CELL, cell).groups())
             assert 0 <= p50 <= p90

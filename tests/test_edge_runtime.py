@@ -192,6 +192,32 @@ def test_gray_and_rgba_inputs_match_rgb(tiny_bundles, test_images):
                                rec.reconstruct(images[1], [boxes[1]])[0].embedding, atol=1e-6)
 
 
+def test_embedding_fuses_the_mirrored_crop(tiny_bundles, test_images):
+    """Exported bundles say embedding.flip; the device's embedding is then the unit mean of the
+    final crop's and its mirror image's, each normalised, from the real interpreter."""
+    from siamface.edge_runtime.crop import crop_image
+    from siamface.edge_runtime.normalise import l2_normalize
+
+    images, boxes = test_images
+    for variant in ("fp32", "int8-qat"):
+        rec = Reconstructor.from_bundle(tiny_bundles / "bundles" / variant)
+        assert rec.bundle.flip_embedding and rec.bundle.meta["embedding"]["flip"] is True
+        seen, run = [], rec.model.run
+        rec.model.run = lambda pixels: seen.append(pixels.copy()) or run(pixels)  # the real interpreter, watched
+        face = rec.reconstruct(images[2], [boxes[2]])[0]
+        face.to_dict(embedding=False)
+        assert len(seen) == 2        # box crop, refined crop: a reconstruction without identity pays no mirror
+        face.embedding
+        # the mirror image of the final crop, once, on first use
+        pixels = crop_image(images[2], face.crop)
+        assert len(seen) == 3 and np.array_equal(seen[1][0], pixels) and np.array_equal(seen[2][0], pixels[:, ::-1])
+        face.embedding
+        assert len(seen) == 3 and len(rec.timings["mirror"]) == 1
+        plain = l2_normalize(run(pixels[None])["embedding"][0])
+        flipped = l2_normalize(run(np.ascontiguousarray(pixels[None, :, ::-1]))["embedding"][0])
+        assert float(face.embedding @ l2_normalize(plain + flipped)) > 0.99999
+
+
 # -- image reading ---------------------------------------------------------------------------------
 
 
