@@ -303,9 +303,12 @@ def _tensors(meta: dict, int8: bool, outputs: list[str]) -> tuple[dict, list[dic
             "one label per params value: pose_sR<row><col> and pose_t<row>, identity_NNN, then the "
             "face model's blendshape names (ARKit raw names)")}]}
     dim = meta.get("embedding", {}).get("dim", "N")
+    mirror = (" A face's embedding is the unit mean of this output for its crop and for the crop mirrored "
+              "left to right, each normalised first (bundle.json 'embedding.flip'); the threshold was set on "
+              "that." if meta.get("embedding", {}).get("flip") else "")
     embedding = {"name": "embedding", "description": (
         f"{dim}-d identity embedding, not normalised: scale it to unit L2 length and compare by cosine; "
-        f"two faces are the same person at cosine >= bundle.json 'verification.threshold'.{dequantise}"),
+        f"two faces are the same person at cosine >= bundle.json 'verification.threshold'.{mirror}{dequantise}"),
         "content": {"content_properties": {"type": "FeatureProperties"}}}
     return image, [{"params": params, "embedding": embedding}[name] for name in outputs]
 
