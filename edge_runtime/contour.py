@@ -19,7 +19,7 @@ import numpy as np
 CONVENTIONS = ("3d", "2d")
 MARCHING_LANDMARKS = tuple(range(0, 7)) + tuple(range(10, 17))
 BAND = 0.035           # half-height of a line, as a fraction of the outer eye corners' distance (~3 mm)
-INNER_FRACTION = 0.2   # a line runs inwards to half its landmark's distance from the midline
+INNER_FRACTION = 0.2   # a line runs inwards to a fifth of its landmark's distance from the midline
 
 
 @dataclass(frozen=True)

@@ -173,9 +173,16 @@ class Reconstructor:
 
     def predict_crop(self, image: np.ndarray, crop: CropTransform) -> tuple[np.ndarray, np.ndarray]:
         """(unwhitened params, normalised embedding) of one crop of the image, the crop alone."""
+        return self._predict_pixels(self._crop(image, crop))
+
+    def _crop(self, image: np.ndarray, crop: CropTransform) -> np.ndarray:
         t = time.perf_counter()
         pixels = crop_image(image, crop)
-        t = self._time("crop", t)
+        self._time("crop", t)
+        return pixels
+
+    def _predict_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = time.perf_counter()
         out = self.model.run(pixels[None])
         t = self._time("invoke", t)
         params = self.whitening.unwhiten(out["params"][0])
@@ -183,10 +190,10 @@ class Reconstructor:
         self._time("embed", t)
         return params, emb
 
-    def mirrored_embedding(self, image: np.ndarray, crop: CropTransform) -> np.ndarray:
-        """The embedding of the crop seen in a mirror (timed as "mirror")."""
+    def _mirrored_embedding(self, pixels: np.ndarray) -> np.ndarray:
+        """The embedding of a crop seen in a mirror (timed as "mirror")."""
         t = time.perf_counter()
-        emb = self.model.run(mirror(crop_image(image, crop))[None])["embedding"][0]
+        emb = self.model.run(mirror(pixels)[None])["embedding"][0]
         self._time("mirror", t)
         return emb
 
@@ -215,9 +222,11 @@ class Reconstructor:
                      keypoints: np.ndarray | None = None) -> Face:
         """One pass on a known crop of an RGB image (the last pass of ``reconstruct``; a tracker's
         only pass, on the crop from the previous frame's landmarks)."""
-        params, emb = self.predict_crop(image, crop)
+        pixels = self._crop(image, crop)
+        params, emb = self._predict_pixels(pixels)
         t = time.perf_counter()
-        mirrored = (lambda: self.mirrored_embedding(image, crop)) if self.bundle.flip_embedding else None
+        # the Face keeps the crop, not the whole image, for its mirrored embedding
+        mirrored = (lambda: self._mirrored_embedding(pixels)) if self.bundle.flip_embedding else None
         face = Face(tuple(float(v) for v in box), float(score), crop, params, emb, self.decoder, self.layout,
                     keypoints, mirrored)
         face.landmarks3d  # decode now so timings and errors happen here

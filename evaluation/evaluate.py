@@ -46,7 +46,7 @@ def predict(predictor: Predictor, data: EvalSet, batch: int = 64, progress: bool
     device's refine pass included, so a bundle gives what the edge runtime gives on that photo."""
     params, embs = [], []
     for i in tqdm(range(0, len(data.crops), batch), desc=predictor.kind, disable=not progress, leave=False):
-        p, e = predictor.predict(data.crops[i:i + batch])
+        p, e = predictor.predict(data.crops[i:i + batch], mirrored=data.refine is None)
         if data.refine is not None:
             p, e = refine_pass(predictor, PhotoCrops(data.refine.paths[i:i + batch], data.refine.crops[i:i + batch]), p)
         params.append(p)

@@ -32,14 +32,14 @@ class Predictor:
     flip_embedding: bool = False  # fuse each embedding with the mirrored crop's, as the device does
     invoke_ms: list[float] = field(default_factory=list)
 
-    def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(unwhitened params (N, P), unit embeddings (N, D))."""
+    def predict(self, crops: np.ndarray, mirrored: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(unwhitened params (N, P), unit embeddings (N, D)); ``mirrored=False`` skips the mirrored
+        crops (the crop-only embedding) where the embedding is dropped, as a refine pass's first crop."""
         start = time.perf_counter()
         z, emb = self.run(crops)
         self.invoke_ms.append((time.perf_counter() - start) * 1000.0 / max(1, len(crops)))
-        if self.flip_embedding:
-            emb = fuse_mirrored(emb, self.run(mirror(crops))[1])
-        return self.whitening.unwhiten(z), l2_normalize(emb)
+        fused = fuse_mirrored(emb, self.run(mirror(crops))[1]) if mirrored and self.flip_embedding else l2_normalize(emb)
+        return self.whitening.unwhiten(z), fused
 
 
 def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
