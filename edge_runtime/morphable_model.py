@@ -48,6 +48,7 @@ class MorphableModel:
     region_names: tuple[str, ...]
     landmarks68: np.ndarray   # (68,) int32
     extras: dict              # optional index sets (fitting_vertices, rigid_vertices, ...)
+    landmark_definition: str = "asset"  # which vertices landmarks68 holds: the file's, or training's own choice
 
     @property
     def n_vertices(self) -> int:
@@ -148,7 +149,7 @@ class MorphableModel:
     def describe(self) -> dict:
         """What artifacts record about the face model they were made with."""
         return {"name": self.name, "sha256": self.sha256, "n_vertices": int(self.n_vertices),
-                "n_id_total": int(self.n_id_total), "n_exp": len(self.exp_names)}
+                "n_id_total": int(self.n_id_total), "n_exp": len(self.exp_names), "landmarks": self.landmark_definition}
 
 
 def load_face_model(path: str | os.PathLike, how_to_fix: str = HOW_TO_FIX) -> MorphableModel:

@@ -63,13 +63,12 @@ def checkpoint_predictor(path: str | Path) -> Predictor:
     (mirrored crop fused by default)."""
     from siamface.export.exporter import ExportConfig
     from siamface.training.checkpoint import load_checkpoint
-    from siamface.training.face_model import load_training_face_model
+    from siamface.training.face_model import check_same_face_model, load_training_face_model
 
     encoder, meta = load_checkpoint(path)
     model = load_training_face_model(meta["config"].get("face_model") or None)
-    if model.sha256 != meta["face_model"]["sha256"]:
-        raise SiamfaceError(f"{path} was trained with another face model ({meta['face_model']['sha256'][:12]}): "
-                            f"set SIAMFACE_FACE_MODEL to the matching asset")
+    check_same_face_model(meta["face_model"], model, f"checkpoint {path}",
+                          "set SIAMFACE_FACE_MODEL to the matching asset, or evaluate its exported bundle")
 
     def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outs = [encoder(normalise_pixels(crops[i:i + 64].astype(np.float32)), training=False)

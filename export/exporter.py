@@ -25,7 +25,7 @@ from siamface.export.tflite import FULL_INTEGER, VARIANTS, convert
 from siamface.training.checkpoint import load_checkpoint
 from siamface.training.config_io import Range
 from siamface.training.data.dataset import Dataset, SplitData
-from siamface.training.face_model import load_training_face_model
+from siamface.training.face_model import check_same_face_model, load_training_face_model
 
 FLOAT_VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq")
 QAT_VARIANTS = ("int8-qat",)
@@ -77,9 +77,8 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
             raise SiamfaceError(f"variant {v} cannot be exported from the {meta['kind']} checkpoint {checkpoint}: "
                                 f"it exports {', '.join(allowed)}" + (" (run `siamface qat` for int8-qat)" if v == "int8-qat" else ""))
     model = load_training_face_model(cfg.face_model or meta["config"].get("face_model") or None)
-    if model.sha256 != meta["face_model"]["sha256"]:
-        raise SiamfaceError(f"{checkpoint} was trained with face model {meta['face_model']['sha256'][:12]}, "
-                            f"{model.name} is {model.sha256[:12]}: pass the matching --face-model")
+    check_same_face_model(meta["face_model"], model, f"checkpoint {checkpoint}",
+                          "pass the matching --face-model, or retrain with this code")
     layout = model.layout(meta["param_layout"]["n_id"])
     dataset = Dataset.open(meta["config"]["data"][0])
     whitening = Whitening.from_dict(meta["whitening"])

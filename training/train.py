@@ -27,7 +27,7 @@ from siamface.training.checkpoint import load_margin_head, save_checkpoint
 from siamface.training.config_io import build_config, config_to_dict
 from siamface.training.data.dataset import Dataset, SplitData, merge_splits
 from siamface.training.distribute import current_cluster, distribute
-from siamface.training.face_model import load_training_face_model
+from siamface.training.face_model import check_same_face_model, load_training_face_model
 from siamface.training.loop import TrainState, Validation, make_train_step, run_loop
 from siamface.training.losses import LossConfig, MarginHead, TrainingLosses
 from siamface.training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
@@ -75,10 +75,8 @@ def open_training_data(cfg: TrainConfig, model: MorphableModel) -> tuple[SplitDa
         raise SiamfaceError(f"none of {cfg.data} has 3D labels (all identity-only): add a synthetic or fitted "
                             f"dataset, whose labels give the parameter whitening and the validation scores")
     for ds in datasets:
-        if ds.face_model["sha256"] != model.sha256:
-            raise SiamfaceError(f"dataset {ds.root} was made with face model {ds.face_model['name']} "
-                                f"({ds.face_model['sha256'][:12]}), training uses {model.name} ({model.sha256[:12]}): "
-                                f"regenerate the data or pass the matching --face-model")
+        check_same_face_model(ds.face_model, model, f"dataset {ds.root}",
+                              "regenerate the data or pass the matching --face-model")
         if ds.layout != first.layout or ds.image_size != first.image_size:
             raise SiamfaceError(f"dataset {ds.root} has layout {ds.layout} / size {ds.image_size}, "
                                 f"{first.root} has {first.layout} / {first.image_size}: mix only matching datasets")

@@ -25,6 +25,7 @@ from siamface.edge_runtime import morphable_model
 from siamface.edge_runtime.atomic import TEMP_SUFFIX, clean_stale_temps
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.morphable_model import MorphableModel, file_sha256
+from siamface.training import face_model as training_face_model
 from siamface.training.face_model import load_training_face_model, resolve_face_model_path
 
 V2_NAME = "ict_face_model_v2.npz"
@@ -96,7 +97,7 @@ def cached_face_model(path: str | os.PathLike | None = None) -> MorphableModel:
         return load_training_face_model(path)  # its one-line error
     return _mesh_from_arrays(cached_arrays(file_sha256(path), path.stem,
                                            lambda: _mesh_arrays(load_training_face_model(path)),
-                                           (morphable_model, sys.modules[__name__])))
+                                           (morphable_model, training_face_model, sys.modules[__name__])))
 
 
 def _mesh_arrays(mesh: MorphableModel) -> dict[str, np.ndarray]:
@@ -109,7 +110,8 @@ def _mesh_from_arrays(arrays: dict[str, np.ndarray]) -> MorphableModel:
     """The MorphableModel ``_mesh_arrays`` stored, as ``load_face_model`` gives it."""
     names = {"name": str(arrays["name"]), "sha256": str(arrays["sha256"]),
              "exp_names": tuple(str(n) for n in arrays["exp_names"]),
-             "region_names": tuple(str(n) for n in arrays["region_names"])}
+             "region_names": tuple(str(n) for n in arrays["region_names"]),
+             "landmark_definition": str(arrays["landmark_definition"])}
     extras = {k.removeprefix("extras."): v for k, v in arrays.items() if k.startswith("extras.")}
     return MorphableModel(**{k: v for k, v in arrays.items() if k not in names and not k.startswith("extras.")},
                           **names, extras=extras)

@@ -43,6 +43,7 @@ from siamface.training.data.sampling import (PoseConfig, sample_angles, sample_c
 from siamface.training.data.scene import (SceneConfig, SceneContext, degrade, draw_behind, draw_front,
                                  sample_background, sample_hair_style)
 from siamface.training.data.texture import Look, TextureConfig, TextureLayout, paint_identity, vary_photo
+from siamface.training import face_model as training_face_model
 from siamface.training.face_model import resolve_face_model_path
 
 GENERATOR = "siamface.synth"
@@ -179,7 +180,7 @@ class FaceSynthesizer:
         self.triangles = np.ascontiguousarray(mesh.triangles[drawn], np.uint32)  # as cull_triangles wants them
         # Derived from the asset once, then mapped from the cache (about a second less per start-up).
         self.texture = TextureLayout.from_arrays(cached_arrays(
-            mesh.sha256, "texture_layout", lambda: TextureLayout.from_npz(self.render.path).to_arrays(), (texture,)))
+            mesh.sha256, "texture_layout", lambda: TextureLayout.from_npz(self.render.path).to_arrays(), (texture, training_face_model)))
         self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
         self.occlusion = Occlusion(**cached_arrays(mesh.sha256, "occlusion", lambda: vars(Occlusion.of_mesh(mesh)),
                                                    (appearance, rasterizer, morphable_model)))

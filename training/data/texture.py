@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from siamface.edge_runtime.errors import SiamfaceError
+from siamface.training.face_model import project_landmarks
 
 ATLAS_SPEC = """\
 Atlas: float32 (n_tiles, R, R, 4); channels 0-2 RGB albedo in [0, 1], channel 3 specular strength in [0, 1].
@@ -182,6 +183,7 @@ def _load_v2(path: str | Path) -> dict[str, np.ndarray]:
     if missing:
         raise SiamfaceError(f"{path}: no {', '.join(missing)}; textures need the version-2 face model "
                             "(ict_face_model_v2.npz, see shared/assets/ict-face-model/README.md)")
+    arrays["landmarks68"] = project_landmarks(arrays["landmarks68"])[0]  # brows painted where they are labelled
     return arrays
 
 
