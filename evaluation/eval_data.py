@@ -38,18 +38,21 @@ class EvalSet:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (image, reason) left out
     refine: PhotoCrops | None = None  # set: each model refines the crops as the device does
     real: bool = False         # photos of real people: reports give the count and "measure only"
+    landmarks: str | None = None  # synthetic sets: the landmark definition their labels follow
 
 
 def synthetic_split(root: str | Path, split: str = "test", limit: int | None = None) -> EvalSet:
     """Held-out identities of a dataset made by `siamface data synth` (or `data fit`)."""
     from siamface.training.data.dataset import Dataset
 
-    data = Dataset.open(root).split(split)
+    dataset = Dataset.open(root)
+    data = dataset.split(split)
     if len(data) == 0:
         raise SiamfaceError(f"split {split!r} of {root} is empty: pick another split or regenerate the data")
     idx = np.arange(len(data)) if not limit or limit >= len(data) else np.linspace(0, len(data) - 1, limit).astype(int)
     truth = GroundTruth(data.landmarks2d[idx], data.pose_deg[idx], data.identity[idx], data.params[idx])
-    return EvalSet(f"{Path(root).name}/{split}", data.images(idx), truth)
+    return EvalSet(f"{Path(root).name}/{split}", data.images(idx), truth,
+                   landmarks=dataset.face_model.get("landmarks", "asset"))
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:

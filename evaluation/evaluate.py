@@ -10,6 +10,7 @@ from tqdm import tqdm
 from siamface.edge_runtime import metrics
 from siamface.edge_runtime.atomic import atomic_write_json
 from siamface.edge_runtime.crop import CropTransform, crop_image
+from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.image_io import read_image
 from siamface.edge_runtime.params import ParamLayout
 from siamface.edge_runtime.reconstructor import refined_crop
@@ -56,6 +57,10 @@ def predict(predictor: Predictor, data: EvalSet, batch: int = 64, progress: bool
 
 def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: bool = True) -> tuple[dict, dict]:
     """(result, curves): the scored metrics, and per-image arrays for plots."""
+    trained_on = predictor.meta.get("face_model", {}).get("landmarks", "asset")
+    if data.landmarks is not None and data.landmarks != trained_on:
+        raise SiamfaceError(f"{data.name} labels landmark definition {data.landmarks!r}, {predictor.name} was trained "
+                            f"on {trained_on!r} (docs/landmarks.md): evaluate it on data made by the same code")
     params, embs = predict(predictor, data, batch, progress)
     result = score(params, embs, data.truth, predictor.decoder, predictor.layout)
     result.update(model=predictor.name, kind=predictor.kind, data=data.name, real_photos=data.real,

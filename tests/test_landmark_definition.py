@@ -56,3 +56,23 @@ def test_brows_are_painted_along_the_labelled_vertices(face_model):
 
     v2 = _load_v2(render_model_path())
     assert np.array_equal(v2["landmarks68"], face_model.landmarks68)
+
+
+def test_evaluate_refuses_synthetic_labels_of_another_definition(tiny_bundles, tmp_path):
+    """Brow labels of another definition would score a correct model as wrong: refused, not scored."""
+    import json
+    import shutil
+
+    from siamface.evaluation.eval_data import synthetic_split
+    from siamface.evaluation.evaluate import evaluate
+    from siamface.evaluation.predictors import bundle_predictor
+
+    predictor = bundle_predictor(tiny_bundles / "bundles" / "fp32")
+    result, _ = evaluate(predictor, synthetic_split(tiny_bundles / "data", "test"), progress=False)
+    assert result["nme"]["mean"] > 0
+    data = shutil.copytree(tiny_bundles / "data", tmp_path / "data")
+    manifest = json.loads((data / "manifest.json").read_text())
+    del manifest["face_model"]["landmarks"]                       # a dataset made before the definition
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SiamfaceError, match=rf"labels landmark definition 'asset'.*trained on '{BROWS_2D_NAME}'"):
+        evaluate(predictor, synthetic_split(data, "test"), progress=False)
