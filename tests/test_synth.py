@@ -406,6 +406,12 @@ def test_poses_and_expressions_cover_what_photos_show(face_model):
     assert (blink.max(axis=1) > 0.5).mean() > 0.05
     one_sided = (smile.max(axis=1) > 0.3) & (smile.min(axis=1) < 0.3 * smile.max(axis=1))
     assert one_sided.mean() > 0.03                                     # winks and half smiles
+    # grins: smile, raised upper lip, lowered lower lip and squinting cheeks together (teeth show)
+    part = {n: exps[:, [names.index(f"{n}_L"), names.index(f"{n}_R")]].min(axis=1)
+            for n in ("mouthSmile", "mouthUpperUp", "mouthLowerDown", "cheekSquint")}
+    grin = (part["mouthSmile"] > 0.35) & (part["mouthUpperUp"] > 0.1) & (part["cheekSquint"] > 0.1)
+    assert 0.18 < grin.mean() < 0.3 and (part["mouthLowerDown"][grin] > 0.05).mean() > 0.9
+    assert np.all((exps >= 0) & (exps <= 1))
 
 
 def test_bench_finds_the_render_mesh_beside_a_given_face_model(tmp_path, monkeypatch):
