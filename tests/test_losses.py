@@ -340,3 +340,30 @@ def test_aligned_shape_loss_is_the_similarity_aligned_error(face_model):
     true = np.random.default_rng(0).standard_normal((8, face_model.id_basis.shape[0]))
     loss = float(aligned_shape_loss(tf.constant(true), tf.zeros_like(tf.constant(true)), basis))
     assert loss == pytest.approx(shape_errors_mm(face_model, np.zeros_like(true), true).mean(), rel=0.02)
+
+
+def test_expression_term_sees_only_the_expression(face_model):
+    """loss.expression decodes the prediction's expression under the true pose and identity: a
+    wrong pose or identity adds nothing to it, a wrong expression does, and its gradient reaches
+    only the expression outputs (pose errors cannot drown the expression's signal)."""
+    from siamface.edge_runtime.params import Whitening
+    from siamface.training.losses import LossConfig, TrainingLosses
+
+    layout = face_model.layout(20)
+    cfg = LossConfig(geometry=0.0, param=0.0, shape=0.0, shape_contrastive=0.0, identity="none", expression=1.0)
+    losses = TrainingLosses(cfg, face_model, layout, Whitening(np.zeros(layout.size, np.float32),
+                                                              np.ones(layout.size, np.float32)), 4, 8)
+    true = np.zeros((2, layout.size), np.float32)
+    true[:, [0, 5, 10]] = 3.0                                  # 3 px per cm, frontal
+    true[:, layout.identity] = np.random.default_rng(0).normal(0, 1, (2, 20))
+    true[1, layout.expression.start + face_model.exp_names.index("jawOpen")] = 0.8
+    off_pose = true.copy()
+    off_pose[:, [3, 7]] += 5.0
+    off_pose[:, layout.identity] += 1.0
+    assert losses.image_terms(true, off_pose)["expression"].numpy() == pytest.approx(0.0, abs=1e-5)
+    wrong = off_pose.copy()
+    wrong[:, layout.expression.start + face_model.exp_names.index("mouthSmile_L")] = 0.7
+    value, grad = gradient(lambda z: losses.image_terms(true, z)["expression"], wrong)
+    assert value > 0.05
+    assert np.all(grad[:, layout.pose] == 0) and np.all(grad[:, layout.identity] == 0)
+    assert np.abs(grad[:, layout.expression]).max() > 0

@@ -326,6 +326,10 @@ class LossConfig:
     param: float = 2.0                # L2 on whitened parameters: keeps the shape code near its posterior mean
     shape: float = 3.0                # mm between neutral identity shapes, similarity part removed
     wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
+    # The predicted expression's geometry alone (decoded with the true pose and identity, crop pixels):
+    # in `geometry` pose errors of several pixels set every point's gradient direction, and the
+    # expression, a pixel or two at the mouth and eyes, learnt almost nothing (README).
+    expression: float = 0.0
     shape_contrastive: float = 0.05   # contrastive on identity coefficients (the pair; pk: every pair)
     shape_margin: float = 4.0
     # On the embedding: "contrastive" (the paper's; pk: over every pair of the batch), "triplet"
@@ -398,6 +402,9 @@ class TrainingLosses:
             p_geo = p_pred if cfg.geometry_shapes_identity else tf.concat(
                 [p_pred[:, lay.pose], tf.stop_gradient(p_pred[:, lay.identity]), p_pred[:, lay.expression]], 1)
             terms[f"geometry{suffix}"] = cfg.geometry * geometry_loss(p_true, p_geo, self.tf_model, mask)
+        if cfg.expression:
+            p_exp = tf.concat([p_true[:, lay.pose], p_true[:, lay.identity], p_pred[:, lay.expression]], 1)
+            terms[f"expression{suffix}"] = cfg.expression * geometry_loss(p_true, p_exp, self.tf_model, mask)
         if cfg.param:
             terms[f"param{suffix}"] = cfg.param * masked_mean(tf.square(z_true - z_pred), mask)
         if cfg.shape:
