@@ -89,7 +89,8 @@ def mean_face_predictor(reference: Predictor) -> Predictor:
         return np.zeros((n, reference.layout.size), np.float32), np.ones((n, 2), np.float32)
 
     return Predictor(f"mean of {reference.name}", "mean-face", reference.size, reference.layout,
-                     reference.whitening, reference.decoder, run, {})
+                     reference.whitening, reference.decoder, run,
+                     {"face_model": reference.meta["face_model"]} if "face_model" in reference.meta else {})
 
 
 def open_predictor(path: str | Path) -> Predictor:
