@@ -44,6 +44,7 @@ class EvalSet:
 def synthetic_split(root: str | Path, split: str = "test", limit: int | None = None) -> EvalSet:
     """Held-out identities of a dataset made by `siamface data synth` (or `data fit`)."""
     from siamface.training.data.dataset import Dataset
+    from siamface.training.face_model import recorded_definition
 
     dataset = Dataset.open(root)
     data = dataset.split(split)
@@ -52,7 +53,7 @@ def synthetic_split(root: str | Path, split: str = "test", limit: int | None = N
     idx = np.arange(len(data)) if not limit or limit >= len(data) else np.linspace(0, len(data) - 1, limit).astype(int)
     truth = GroundTruth(data.landmarks2d[idx], data.pose_deg[idx], data.identity[idx], data.params[idx])
     return EvalSet(f"{Path(root).name}/{split}", data.images(idx), truth,
-                   landmarks=dataset.face_model.get("landmarks", "asset"))
+                   landmarks=recorded_definition(dataset.face_model))
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:

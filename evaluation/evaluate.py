@@ -18,6 +18,7 @@ from siamface.edge_runtime.scoring import score
 from siamface.evaluation import report
 from siamface.evaluation.eval_data import EvalSet, PhotoCrops
 from siamface.evaluation.predictors import Predictor
+from siamface.training.face_model import recorded_definition
 
 
 def reframe(params: np.ndarray, layout: ParamLayout, src: CropTransform, dst: CropTransform) -> np.ndarray:
@@ -57,7 +58,7 @@ def predict(predictor: Predictor, data: EvalSet, batch: int = 64, progress: bool
 
 def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: bool = True) -> tuple[dict, dict]:
     """(result, curves): the scored metrics, and per-image arrays for plots."""
-    trained_on = predictor.meta.get("face_model", {}).get("landmarks", "asset")
+    trained_on = recorded_definition(predictor.meta.get("face_model", {}))
     if data.landmarks is not None and data.landmarks != trained_on:
         raise SiamfaceError(f"{data.name} labels landmark definition {data.landmarks!r}, {predictor.name} was trained "
                             f"on {trained_on!r} (docs/landmarks.md): evaluate it on data made by the same code")

@@ -65,13 +65,19 @@ def load_training_face_model(path: str | os.PathLike | None = None) -> Morphable
     return dataclasses.replace(model, landmarks68=landmarks68, landmark_definition=definition)
 
 
+def recorded_definition(record: dict) -> str:
+    """The landmark definition an artifact's face-model record names ("asset" for records written
+    before definitions were recorded)."""
+    return record.get("landmarks", "asset")
+
+
 def check_same_face_model(recorded: dict, model: MorphableModel, artifact: str, fix: str) -> None:
     """A one-line error when ``artifact`` was made with another face model than ``model``: another
     asset (sha256), or the same asset labelled with other landmark vertices (older code)."""
     if recorded["sha256"] != model.sha256:
         raise SiamfaceError(f"{artifact} was made with face model {recorded.get('name', '?')} "
                             f"({recorded['sha256'][:12]}), this run uses {model.name} ({model.sha256[:12]}): {fix}")
-    made_with = recorded.get("landmarks", "asset")
+    made_with = recorded_definition(recorded)
     if made_with != model.landmark_definition:
         raise SiamfaceError(f"{artifact} was made with landmark definition {made_with!r}, this code labels "
                             f"{model.landmark_definition!r} (docs/landmarks.md): {fix}")

@@ -82,12 +82,18 @@ def sample_identity(rng: np.random.Generator, n_id: int, truncation: float | Non
 
 
 @lru_cache(maxsize=8)
-def _group_indices(exp_names: tuple[str, ...]) -> tuple[tuple[tuple[int, ...], float, float], ...]:
-    """EXPRESSION_GROUPS as (indices of the names the model has, lo, hi)."""
+def _indexed(exp_names: tuple[str, ...], parts: tuple) -> tuple[tuple[tuple[int, ...], float, float], ...]:
+    """``parts`` ((names, (lo, hi)), ...) as (indices of the names the model has, lo, hi)."""
     index = {n: i for i, n in enumerate(exp_names)}
-    return tuple((tuple(index[n] for n in names if n in index), lo, hi) for names, (lo, hi), _ in EXPRESSION_GROUPS)
+    return tuple((tuple(index[n] for n in names if n in index), lo, hi) for names, (lo, hi) in parts)
 
 
+def _jittered(lo: float, hi: float, u: np.ndarray, intensity: float = 1.0) -> np.ndarray:
+    """Both sides' weights: lo + (hi - lo) * intensity * u[0], each side jittered by 0.85-1.15 (u[1:3])."""
+    return (lo + (hi - lo) * intensity * u[0]) * (0.85 + 0.3 * u[1:3])
+
+
+_GROUP_PARTS = tuple((names, weight_range) for names, weight_range, _ in EXPRESSION_GROUPS)
 _GROUP_RATE = np.array([f for _, _, f in EXPRESSION_GROUPS])
 _GROUP_COUNT_CDF = np.cumsum(GROUP_COUNT_P)
 
@@ -95,29 +101,22 @@ _GROUP_COUNT_CDF = np.cumsum(GROUP_COUNT_P)
 def sample_expression(rng: np.random.Generator, exp_names: tuple[str, ...]) -> np.ndarray:
     """Sparse activations: 0-3 groups; pairs nearly equal on both sides, or one-sided."""
     weights = np.zeros(len(exp_names), np.float32)
-    groups = _group_indices(tuple(exp_names))
+    groups = _indexed(tuple(exp_names), _GROUP_PARTS)
     n_groups = int(np.searchsorted(_GROUP_COUNT_CDF, rng.random() * _GROUP_COUNT_CDF[-1], side="right"))
     # Groups without replacement, each as likely as its rate: the first n of exponential arrivals.
     arrivals = rng.exponential(size=len(groups)) / _GROUP_RATE
     for g, u in zip(np.argsort(arrivals)[:n_groups], rng.random((n_groups, 6))):
         indices, lo, hi = groups[g]
-        sides = (lo + (hi - lo) * u[0]) * (0.85 + 0.3 * u[1:3])   # weight, jittered per side
+        sides = _jittered(lo, hi, u)
         if len(indices) == 2 and u[3] < ASYMMETRIC_P:
             sides[int(u[4] < 0.5)] *= 0.3 * u[5]
         weights[list(indices)] = np.clip(sides[: len(indices)], 0.0, 1.0)
     if rng.random() < GRIN_P:
         intensity = 0.3 + 0.7 * rng.random()
-        for (indices, lo, hi), u in zip(_grin_indices(tuple(exp_names)), rng.random((len(GRIN), 3))):
-            sides = (lo + (hi - lo) * intensity * u[0]) * (0.85 + 0.3 * u[1:3])
+        for (indices, lo, hi), u in zip(_indexed(tuple(exp_names), GRIN), rng.random((len(GRIN), 3))):
+            sides = _jittered(lo, hi, u, intensity)
             weights[list(indices)] = np.maximum(weights[list(indices)], np.clip(sides[: len(indices)], 0.0, 1.0))
     return weights
-
-
-@lru_cache(maxsize=8)
-def _grin_indices(exp_names: tuple[str, ...]) -> tuple[tuple[tuple[int, ...], float, float], ...]:
-    """GRIN as (indices of the names the model has, lo, hi)."""
-    index = {n: i for i, n in enumerate(exp_names)}
-    return tuple((tuple(index[n] for n in names if n in index), lo, hi) for names, (lo, hi) in GRIN)
 
 
 def _truncated_normal(rng: np.random.Generator, sigma: float, limit: float) -> float:
