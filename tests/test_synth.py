@@ -354,6 +354,24 @@ def test_occlusion_shadows_and_ambient(synth):
     assert cavity < 0.2 < 0.8 < ambient[nose]
     teeth = synth.render.region_vertices["teeth"]
     assert occ.ambient[1, teeth].mean() > occ.ambient[0, teeth].mean()   # an open mouth lets light in
+    # A grin bares the upper teeth with the jaw shut: the raised upper lip's state lets light onto them.
+    x, y, z = mesh.mean[teeth].T                                          # the upper incisors' crowns, in front
+    crowns = teeth[(np.abs(x) < 1.5) & (y > mesh.mean[synth.model.landmarks68[62], 1] - 0.3) & (y < -2.6) & (z > 10)]
+    assert len(crowns) > 50 and occ.ambient[2, crowns].mean() > 2 * occ.ambient[0, crowns].mean()
+
+
+def test_mouth_states_blend_by_how_the_mouth_opens(synth):
+    occ, names = synth.occlusion, synth.render.mesh.exp_names
+    e = np.zeros(len(names), np.float32)
+    np.testing.assert_allclose(occ.mouth_states(e), [1, 0, 0, 0])
+    e[names.index("jawOpen")] = 1.0
+    np.testing.assert_allclose(occ.mouth_states(e), [0, 1, 0, 0])
+    e[:] = 0
+    e[names.index("mouthUpperUp_L")] = e[names.index("mouthUpperUp_R")] = 0.6
+    e[names.index("mouthLowerDown_L")] = 0.2                         # one side: half the state
+    np.testing.assert_allclose(occ.mouth_states(e), [0.3, 0, 0.6, 0.1], atol=1e-6)
+    e[:] = 1.0                                                      # every opener full: shares that sum to 1
+    np.testing.assert_allclose(occ.mouth_states(e), [0, 1 / 3, 1 / 3, 1 / 3], atol=1e-6)
 
 
 def test_shading_a_vertex_subset_matches_shading_all(synth):
@@ -367,13 +385,13 @@ def test_shading_a_vertex_subset_matches_shading_all(synth):
     light = sample_lighting(np.random.default_rng(5), LightingConfig(lights_p=(0.0, 0.0, 1.0), metering=0.0))
     every = np.ones(n, bool)
     used = rng.uniform(size=n) < 0.5
-    full = shade(normals, positions, every, light, synth.occlusion, np.eye(3), 0.0, every)
-    part = shade(normals, positions, used, light, synth.occlusion, np.eye(3), 0.0, every)
+    full = shade(normals, positions, every, light, synth.occlusion, np.eye(3), np.zeros(len(synth.render.mesh.exp_names), np.float32), every)
+    part = shade(normals, positions, used, light, synth.occlusion, np.eye(3), np.zeros(len(synth.render.mesh.exp_names), np.float32), every)
     for a, b in zip(full, part):
         np.testing.assert_array_equal(b[used], a[used])
         assert not b[~used].any()
     # Auto-exposure: the metered vertices' mean diffuse light goes to the target.
-    metered = shade(normals, positions, every, replace(light, metering=1.0), synth.occlusion, np.eye(3), 0.0, used)[0]
+    metered = shade(normals, positions, every, replace(light, metering=1.0), synth.occlusion, np.eye(3), np.zeros(len(synth.render.mesh.exp_names), np.float32), used)[0]
     np.testing.assert_allclose(metered[used].mean(), light.exposure, rtol=1e-3)
 
 

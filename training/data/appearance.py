@@ -2,7 +2,9 @@
 with soft self-shadows, and specular highlights, evaluated per vertex for the textured rasterizer.
 
 Self-shadowing is precomputed once per mesh (``Occlusion``): whether each vertex of the mean head
-sees the sky in each of N_DIRECTIONS directions, with the mouth closed and open. Ambient occlusion
+sees the sky in each of N_DIRECTIONS directions, with the mouth closed and with each way of opening
+it (MOUTH_OPENERS: the jaw dropped, the upper lip raised, the lower lip lowered), blended per photo
+by its expression, so a grin's bared teeth are lit though the jaw stays shut. Ambient occlusion
 is the cosine-weighted share of visible directions; a directional light is shadowed by the
 visibility of the directions nearest to it, blended, so shadows are soft (a nose shadow under a
 hard side light, a dark mouth cavity, the eye sockets under the brows).
@@ -28,6 +30,8 @@ SHADOW_BIAS_CM = 0.3       # a vertex is lit when at most this much behind the n
 SHADOW_OFFSET_CM = 0.5     # looked up this far out along its normal (no self-shadowing "acne")
 SHADOW_NEIGHBOURS = 3      # directions blended for one light's shadow
 AO_EXPONENT = 0.5          # ambient occlusion is applied as ao ** this: light bounces into creases and mouths
+# The ways a mouth opens that the occlusion tracks: each an expression at 1 (blendshape names).
+MOUTH_OPENERS = (("jawOpen",), ("mouthUpperUp_L", "mouthUpperUp_R"), ("mouthLowerDown_L", "mouthLowerDown_R"))
 SH_BAND_GAIN = (np.pi, 2 * np.pi / 3, np.pi / 4)  # clamped-cosine convolution per SH band (Ramamoorthi 2001)
 
 
@@ -191,28 +195,42 @@ def _visibility(verts: np.ndarray, normals: np.ndarray, tris: np.ndarray, direct
 
 @dataclass(frozen=True)
 class Occlusion:
-    """Per-vertex visibility of the mean head from N_DIRECTIONS model-space directions, with the
-    mouth closed (state 0) and open (state 1), and the ambient occlusion that follows from it."""
+    """Per-vertex visibility of the mean head from N_DIRECTIONS model-space directions in 1 + S
+    mouth states (closed, then each of MOUTH_OPENERS at full strength), and the ambient occlusion
+    that follows from it."""
 
     directions: np.ndarray  # (D, 3) float32, model space
-    visibility: np.ndarray  # (V, D, 2) uint8, 0 or 1 (both states of a direction side by side: one load)
-    ambient: np.ndarray     # (2, V) float32 in [0, 1]
+    visibility: np.ndarray  # (V, D, 1 + S) uint8, 0 or 1 (a direction's states side by side: one load)
+    ambient: np.ndarray     # (1 + S, V) float32 in [0, 1]
+    openers: np.ndarray     # (S, 2) int32: each opener's blendshape indices (one repeated for the jaw)
 
     @classmethod
     def of_mesh(cls, mesh: MorphableModel) -> "Occlusion":
-        """Shadow maps of the mean shape, neutral and with jawOpen at 1; about a quarter second."""
+        """Shadow maps of the mean shape, neutral and with each opener at 1; about a second."""
         directions = fibonacci_sphere(N_DIRECTIONS)
         tris = np.ascontiguousarray(mesh.triangles, np.uint32)
-        jaw = np.zeros(len(mesh.exp_names), np.float32)
-        jaw[mesh.exp_names.index("jawOpen")] = 1.0
+        openers = np.array([[mesh.exp_names.index(n) for n in (names * 2)[:2]] for names in MOUTH_OPENERS], np.int32)
+        states = [mesh.mean]
+        for pair in openers:
+            w = np.zeros(len(mesh.exp_names), np.float32)
+            w[pair] = 1.0
+            states.append(mesh.mean + mesh.expression_offsets(w))
         vis, ambient = [], []
-        for verts in (mesh.mean, mesh.mean + mesh.expression_offsets(jaw)):
+        for verts in states:
             normals = vertex_normals(np.ascontiguousarray(verts, np.float32), tris)
             v = _visibility(np.asarray(verts, np.float64), normals, tris, directions)
             cosine = np.maximum(normals @ directions.T.astype(np.float32), 0)
             vis.append(v)
             ambient.append(((v * cosine).sum(1) / np.maximum(cosine.sum(1), 1e-6)) ** AO_EXPONENT)
-        return cls(directions.astype(np.float32), np.stack(vis, axis=-1), np.stack(ambient).astype(np.float32))
+        return cls(directions.astype(np.float32), np.stack(vis, axis=-1), np.stack(ambient).astype(np.float32),
+                   openers)
+
+    def mouth_states(self, expression: np.ndarray) -> np.ndarray:
+        """(1 + S,) float32 blend of the precomputed states for a photo's expression weights: each
+        opener's mean weight (clipped to [0, 1]), scaled down to sum at most 1, the rest closed."""
+        open_ = np.clip(np.asarray(expression, np.float32)[self.openers], 0.0, 1.0).mean(axis=1)
+        open_ /= max(1.0, float(open_.sum()))
+        return np.concatenate([[1.0 - open_.sum()], open_]).astype(np.float32)
 
     def neighbours(self, model_dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For light directions (L, 3) in model space: the SHADOW_NEIGHBOURS nearest sample
@@ -225,11 +243,11 @@ class Occlusion:
 
 
 def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: Lighting, occlusion: Occlusion,
-          rotation: np.ndarray, mouth_open: float, metered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+          rotation: np.ndarray, expression: np.ndarray, metered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-vertex (diffuse (V, 3), specular (V, 3)) light of camera-space unit ``normals`` and
     ``positions`` (cm), for the vertices in ``used`` (others stay 0): ambient-occluded environment
     plus shadowed directional lights; Blinn-Phong highlights plus a sheen of the environment. ``rotation``
-    maps model to camera space; ``mouth_open`` (jawOpen, 0-1) blends the two occlusion states.
+    maps model to camera space; the photo's ``expression`` weights blend the mouth's occlusion states.
 
     Then auto-exposure, as a camera meters a face: both terms are scaled towards making the mean
     diffuse light of the ``metered`` vertices (V,) bool (the visible skin) ``light.exposure``."""
@@ -238,7 +256,7 @@ def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: L
     diffuse = np.zeros_like(normals)
     specular = np.zeros_like(normals)
     total, count = _shade(normals, positions, used, metered, light.sh, light.directions, light.colours, idx, weights,
-                          occlusion.visibility, occlusion.ambient, f32(min(max(mouth_open, 0.0), 1.0)),
+                          occlusion.visibility, occlusion.ambient, occlusion.mouth_states(expression),
                           f32(light.specular), f32(light.shininess), f32(light.env_specular), diffuse, specular)
     if count and light.metering:  # metered on the mean over channels (brightness, not colour)
         gain = f32(np.clip((light.exposure / max(total / count, 1e-3)) ** light.metering, 0.2, 5.0))
@@ -251,8 +269,8 @@ def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: L
 def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, visibility, ambient, mouth, gain,
            shininess, env_gain, diffuse, specular):
     """Fills diffuse and specular of the used vertices; returns the sum of the metered vertices'
-    diffuse (over channels) and their count."""
-    closed = np.float32(1.0) - mouth
+    diffuse (over channels) and their count. ``mouth`` (states,) blends the occlusion states."""
+    states = mouth.shape[0]
     zero = np.float32(0.0)
     basis = np.empty(9, np.float32)
     total, count = 0.0, 0
@@ -263,7 +281,9 @@ def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, v
         px, py, pz = positions[v, 0], positions[v, 1], positions[v, 2]
         inv = np.float32(1.0) / np.sqrt(px * px + py * py + pz * pz)
         vx, vy, vz = -px * inv, -py * inv, -pz * inv          # towards the lens
-        ao = closed * ambient[0, v] + mouth * ambient[1, v]
+        ao = zero
+        for m in range(states):
+            ao += mouth[m] * ambient[m, v]
         _sh_terms(nx, ny, nz, basis)
         for ch in range(3):
             d = zero
@@ -280,7 +300,8 @@ def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, v
             lit = zero
             for j in range(idx.shape[1]):
                 seen = visibility[v, idx[k, j]]
-                lit += weights[k, j] * (closed * np.float32(seen[0]) + mouth * np.float32(seen[1]))
+                for m in range(states):
+                    lit += weights[k, j] * mouth[m] * np.float32(seen[m])
             hx, hy, hz = lx + vx, ly + vy, lz + vz
             h = max((nx * hx + ny * hy + nz * hz) / np.sqrt(hx * hx + hy * hy + hz * hz), zero)
             spec = gain * h / (shininess - shininess * h + h)  # Schlick's h ** shininess

@@ -58,8 +58,9 @@ GENERATOR = "siamface.synth"
 # the corners of triangles that won a pixel): auto-exposure meters the skin seen in the image rather than
 # all front-facing skin in the crop (images about 3 levels darker on average, labels unchanged); the eyes'
 # sockets and eyeballs drawn only within their lids' box like the mouth's interior within its lips', both
-# boxes a pixel wider (the mouth's exact box missed a proud tooth in 1 of 240 photos)
-GENERATOR_VERSION = 5
+# boxes a pixel wider (the mouth's exact box missed a proud tooth in 1 of 240 photos); 6: the mouth's
+# self-shadowing follows the lips as well as the jaw (appearance.MOUTH_OPENERS), so a grin's bared teeth are lit
+GENERATOR_VERSION = 6
 CONFIG_FILE = "synth_config.json"
 # Openings' windows reach this far beyond the box of the rim: an eyeball's front or the teeth can
 # stand a pixel proud of the lids or lips seen from the side (none did beyond it in 320 photos).
@@ -184,7 +185,6 @@ class FaceSynthesizer:
         self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
         self.occlusion = Occlusion(**cached_arrays(mesh.sha256, "occlusion", lambda: vars(Occlusion.of_mesh(mesh)),
                                                    (appearance, rasterizer, morphable_model)))
-        self.jaw_open = mesh.exp_names.index("jawOpen")
         self.clean = clean_photo_settings(cfg.lighting, cfg.scene)
         self.skin = mesh.region_mask("face", "head_neck")  # what auto-exposure meters
         # Openings: the mouth's interior behind the lips, each eye (socket, sclera, iris) behind its lids.
@@ -231,7 +231,7 @@ class FaceSynthesizer:
             lms[k, :, 2] = shape[model.landmarks68] @ cameras[k, 2, :3]  # depth: the label camera's
             ctx = SceneContext(size, verts, verts[model.landmarks68], tuple(angles[k]), None,
                                self.render.region_vertices, hair, camera=camera)
-            images[k] = self._photo(ctx, cam, look, float(exps[k, self.jaw_open]), rng)
+            images[k] = self._photo(ctx, cam, look, exps[k], rng)
         labels = np.empty((n, max(s.stop for s in self.columns.values())), np.float32)
         cols = self.columns
         labels[:, cols["identity"]] = cfg.first_identity(split) + identity
@@ -242,7 +242,7 @@ class FaceSynthesizer:
         labels[:, cols["face_box"]] = boxes
         return images, labels
 
-    def _photo(self, ctx: SceneContext, cam: np.ndarray, look: Look, mouth_open: float,
+    def _photo(self, ctx: SceneContext, cam: np.ndarray, look: Look, expression: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
         """One image: the lit, textured head in its scene, degraded (uint8 RGB). ``ctx`` holds the
         image-space vertices and the camera; ``cam`` the camera-space ones."""
@@ -256,7 +256,7 @@ class FaceSynthesizer:
         zbuf, tri_id, bary = rasterize_surface(verts, cam[:, 2], self.triangles, visible, boxes, size, size)
         drawn = drawn_vertices(tri_id, self.triangles, len(verts))  # light is needed at these only
         normals = vertex_normals_where(cam, self.triangles, drawn)
-        diffuse, specular = shade(normals, cam, drawn, light, self.occlusion, ctx.camera.rotation, mouth_open,
+        diffuse, specular = shade(normals, cam, drawn, light, self.occlusion, ctx.camera.rotation, expression,
                                   drawn & self.skin)
         atlas = vary_photo(look, rng)
         shade_textured(tri_id, bary, self.triangles, self.texture.uv, self.uv_triangles, atlas, diffuse, specular,
