@@ -233,6 +233,24 @@ def test_depthwise_pooling_keeps_where_a_feature_sits(images):
         EncoderConfig(params_pool="max")
 
 
+def test_centred_embedding_has_zero_mean_over_a_batch_whatever_the_weights():
+    """encoder.embedding_centred: no shift in the branch's last batch norm, no bias in the embedding
+    layer, so in training mode the batch's embeddings average to zero for any weights; the default
+    branch, given a shift, does not."""
+    rng = np.random.default_rng(3)
+    batch = rng.uniform(-1, 1, size=(8, 120, 120, 3)).astype(np.float32)
+    means = {}
+    for centred in (True, False):
+        encoder = build_encoder(EncoderConfig(embedding_from_stage=4, dropout=0.0, embedding_centred=centred))
+        for var in encoder.trainable_weights:                     # trained-looking weights, shifts included
+            var.assign(var + rng.normal(0, 0.2, var.shape).astype(np.float32))
+        assert (encoder.get_layer("embedding").bias is None) == centred
+        assert (encoder.get_layer("emb_head_bn").beta is None) == centred
+        embedding = encoder(batch, training=True)[1].numpy()
+        means[centred] = np.abs(embedding.mean(axis=0)).max() / np.abs(embedding).mean()
+    assert means[True] < 1e-4 < 0.05 < means[False]
+
+
 def test_embedding_branch_does_not_read_the_later_stages(images):
     """Geometry keeps stages 5-7 and the head: changing them moves the parameters, not the embedding."""
     branched = build_encoder(EncoderConfig(embedding_from_stage=4, dropout=0.0))

@@ -59,6 +59,10 @@ class EncoderConfig:
     # (MobileFaceNet's global depthwise conv: one learnt weight per channel and map position, so
     # where on the face a feature sits is kept; GAP would weigh a brow like a cheek).
     embedding_pool: str = "average"
+    # The branch's features zero-mean over faces (its last batch norm without a shift, the
+    # embedding layer without a bias): embeddings start and stay centred, not in a narrow cone
+    # (the re-identification "BN neck" idea, kept foldable for quantization).
+    embedding_centred: bool = False
     # The same choice for the parameters' head: where the jaw, the eyes and the mouth sit on the
     # final map is what landmarks are, and global average pooling keeps it only in the channels.
     params_pool: str = "average"
@@ -80,9 +84,9 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-def conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True):
+def conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True, shift: bool = True):
     x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(center=shift, name=f"{name}_bn")(x)
     return keras.layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
 
 
@@ -110,9 +114,10 @@ def _stages(x, stages: tuple[Stage, ...], width: float, prefix: str, branch_afte
     return x, branch
 
 
-def pool_features(x, channels: int, dropout: float, prefix: str, relu: bool = True, pool: str = "average"):
+def pool_features(x, channels: int, dropout: float, prefix: str, relu: bool = True, pool: str = "average",
+                  shift: bool = True):
     """1x1 conv, global pooling and (training-only) dropout: the features a dense head reads."""
-    x = conv_bn(x, channels, 1, 1, f"{prefix}head", relu)
+    x = conv_bn(x, channels, 1, 1, f"{prefix}head", relu, shift)
     if pool == "depthwise":
         x = keras.layers.DepthwiseConv2D(tuple(x.shape[1:3]), padding="valid", use_bias=False,
                                          name=f"{prefix}pool_conv")(x)
@@ -134,10 +139,12 @@ def build_encoder(cfg: EncoderConfig = EncoderConfig()) -> keras.Model:
         # linear 1x1 (as MobileFaceNet's embedding layers): pooled ReLU6 features all lie in one
         # orthant, so every face starts at nearly the same direction (cosine ~0.9) and losses on
         # normalised embeddings get almost no gradient; centred features start spread out.
-        branch = pool_features(branch, cfg.embedding_channels, cfg.dropout, "emb_", relu=False, pool=cfg.embedding_pool)
+        branch = pool_features(branch, cfg.embedding_channels, cfg.dropout, "emb_", relu=False, pool=cfg.embedding_pool,
+                               shift=not cfg.embedding_centred)
     # float32 heads: under a mixed_float16 policy the outputs and the losses stay in float32.
     params = keras.layers.Dense(cfg.n_params, dtype="float32", name="params")(x)
-    embedding = keras.layers.Dense(cfg.embedding_dim, dtype="float32", name="embedding")(
+    centred = branch is not None and cfg.embedding_centred
+    embedding = keras.layers.Dense(cfg.embedding_dim, use_bias=not centred, dtype="float32", name="embedding")(
         x if branch is None else branch)
     return keras.Model(image, [params, embedding], name="encoder")
 
