@@ -269,8 +269,9 @@ def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: L
 def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, visibility, ambient, mouth, gain,
            shininess, env_gain, diffuse, specular):
     """Fills diffuse and specular of the used vertices; returns the sum of the metered vertices'
-    diffuse (over channels) and their count. ``mouth`` (states,) blends the occlusion states."""
-    states = mouth.shape[0]
+    diffuse (over channels) and their count. ``mouth`` (states,) blends the occlusion states; only
+    those with a weight are read (most photos: the closed mouth alone)."""
+    active = np.flatnonzero(mouth)
     zero = np.float32(0.0)
     basis = np.empty(9, np.float32)
     total, count = 0.0, 0
@@ -282,7 +283,7 @@ def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, v
         inv = np.float32(1.0) / np.sqrt(px * px + py * py + pz * pz)
         vx, vy, vz = -px * inv, -py * inv, -pz * inv          # towards the lens
         ao = zero
-        for m in range(states):
+        for m in active:
             ao += mouth[m] * ambient[m, v]
         _sh_terms(nx, ny, nz, basis)
         for ch in range(3):
@@ -300,7 +301,7 @@ def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, v
             lit = zero
             for j in range(idx.shape[1]):
                 seen = visibility[v, idx[k, j]]
-                for m in range(states):
+                for m in active:
                     lit += weights[k, j] * mouth[m] * np.float32(seen[m])
             hx, hy, hz = lx + vx, ly + vy, lz + vz
             h = max((nx * hx + ny * hy + nz * hz) / np.sqrt(hx * hx + hy * hy + hz * hz), zero)
