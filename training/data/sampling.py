@@ -46,15 +46,12 @@ ASYMMETRIC_P = 0.3                    # a pair group acts on one side: the other
 # The social smile with teeth that photos of people show most (HELEN, LFPW, 300-W are full of
 # them): one blendshape alone does not make it, and the sparse groups above rarely draw its parts
 # together. Drawn on top of them for GRIN_P of the faces, every part scaled by one intensity.
-# It bares the upper incisors' crowns (about 8-10 mm): both mouthUpperUp at 1 raise the upper
-# lip's middle 7.6 mm in ICT, so the grin's raise starts at half of that; the lower lip drops
-# (mouthLowerDown at 1: 6.7 mm) over a jaw nearly shut (jawOpen at 1 drops the chin 28 mm).
 GRIN = (
     (("mouthSmile_L", "mouthSmile_R"), (0.5, 1.0)),
-    (("mouthUpperUp_L", "mouthUpperUp_R"), (0.5, 1.0)),
-    (("mouthLowerDown_L", "mouthLowerDown_R"), (0.2, 0.8)),
+    (("mouthUpperUp_L", "mouthUpperUp_R"), (0.2, 0.8)),
+    (("mouthLowerDown_L", "mouthLowerDown_R"), (0.1, 0.7)),
     (("mouthStretch_L", "mouthStretch_R"), (0.0, 0.5)),
-    (("jawOpen",), (0.0, 0.25)),
+    (("jawOpen",), (0.0, 0.3)),
     (("cheekSquint_L", "cheekSquint_R"), (0.2, 0.8)),
     (("eyeSquint_L", "eyeSquint_R"), (0.1, 0.6)),
 )
