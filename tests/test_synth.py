@@ -385,13 +385,14 @@ def test_shading_a_vertex_subset_matches_shading_all(synth):
     light = sample_lighting(np.random.default_rng(5), LightingConfig(lights_p=(0.0, 0.0, 1.0), metering=0.0))
     every = np.ones(n, bool)
     used = rng.uniform(size=n) < 0.5
-    full = shade(normals, positions, every, light, synth.occlusion, np.eye(3), np.zeros(len(synth.render.mesh.exp_names), np.float32), every)
-    part = shade(normals, positions, used, light, synth.occlusion, np.eye(3), np.zeros(len(synth.render.mesh.exp_names), np.float32), every)
+    shut = np.zeros(len(synth.render.mesh.exp_names), np.float32)  # no expression: the closed mouth's occlusion
+    full = shade(normals, positions, every, light, synth.occlusion, np.eye(3), shut, every)
+    part = shade(normals, positions, used, light, synth.occlusion, np.eye(3), shut, every)
     for a, b in zip(full, part):
         np.testing.assert_array_equal(b[used], a[used])
         assert not b[~used].any()
     # Auto-exposure: the metered vertices' mean diffuse light goes to the target.
-    metered = shade(normals, positions, every, replace(light, metering=1.0), synth.occlusion, np.eye(3), np.zeros(len(synth.render.mesh.exp_names), np.float32), used)[0]
+    metered = shade(normals, positions, every, replace(light, metering=1.0), synth.occlusion, np.eye(3), shut, used)[0]
     np.testing.assert_allclose(metered[used].mean(), light.exposure, rtol=1e-3)
 
 
