@@ -65,7 +65,7 @@ def test_splits_are_disjoint_and_counted(small_dataset):
 
 def test_manifest_records_how_it_was_made(small_dataset, face_model):
     m = json.loads((small_dataset.root / "manifest.json").read_text())
-    assert m["generator"] == {"name": "siamface.synth", "version": 6} and m["seed"] == 0
+    assert m["generator"] == {"name": "siamface.synth", "version": 7} and m["seed"] == 0
     assert m["config"]["images_per_identity"] == 3 and m["config"]["pose"]["yaw_max_deg"] == 90
     assert m["config"]["scene"]["glasses_p"] > 0 and m["config"]["lighting"]["backlight_p"] > 0
     assert m["face_model"]["sha256"] == face_model.sha256
@@ -372,6 +372,40 @@ def test_mouth_states_blend_by_how_the_mouth_opens(synth):
     np.testing.assert_allclose(occ.mouth_states(e), [0.3, 0, 0.6, 0.1], atol=1e-6)
     e[:] = 1.0                                                      # every opener full: shares that sum to 1
     np.testing.assert_allclose(occ.mouth_states(e), [0, 1 / 3, 1 / 3, 1 / 3], atol=1e-6)
+
+
+def test_light_inside_a_laugh_follows_exact_shadow_maps(synth):
+    """A laugh opens the mouth several ways at once (jaw, both lips, the smile): blending one-way
+    states leaves its bared teeth half as lit as exact shadow maps of that mouth; the inside's model
+    of the lips' opening is within a few percent of them, and the shading uses it."""
+    from siamface.training.data.appearance import N_DIRECTIONS, Lighting, _ambient_occlusion, fibonacci_sphere, shade
+
+    occ, mesh = synth.occlusion, synth.render.mesh
+    names = list(mesh.exp_names)
+    laugh = np.zeros(len(names), np.float32)
+    for name, w in (("jawOpen", 0.3), ("mouthSmile_L", 0.9), ("mouthSmile_R", 0.9), ("mouthUpperUp_L", 0.5),
+                    ("mouthUpperUp_R", 0.5), ("mouthLowerDown_L", 0.5), ("mouthLowerDown_R", 0.5)):
+        laugh[names.index(name)] = w
+    inside = np.flatnonzero(occ.inside >= 0)
+    exact = _ambient_occlusion(mesh.mean + mesh.expression_offsets(laugh), np.ascontiguousarray(mesh.triangles, np.uint32),
+                               fibonacci_sphere(N_DIRECTIONS))[1][inside]
+    model = occ.inside_ambient(laugh)
+    blend = (occ.mouth_states(laugh)[:, None] * occ.ambient[:, inside]).sum(0)
+    lit = exact > 0.3                                                   # the bared teeth and the tongue's tip
+    assert lit.sum() > 200
+    assert blend[lit].mean() < 0.6 * exact[lit].mean() < 0.6 * 1.25 * model[lit].mean()
+    assert np.sqrt(((model - exact) ** 2).mean()) < 0.6 * np.sqrt(((blend - exact) ** 2).mean())
+    # Shading: under an even environment with no lights, a vertex's diffuse light is its ambient
+    # occlusion: the model's inside the mouth, the blended states' elsewhere.
+    n, nose = mesh.n_vertices, synth.model.landmarks68[30]
+    sh = np.zeros((9, 3), np.float32)
+    sh[0] = 1 / 0.282095                                                # the constant band: irradiance 1
+    even = Lighting(sh, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), 0.0, 10.0, 0.0, 0.5, 0.0)
+    normals = np.tile(np.float32([0, 0, -1]), (n, 1))
+    positions = np.tile(np.float32([0, 0, 60]), (n, 1))
+    diffuse = shade(normals, positions, np.ones(n, bool), even, occ, np.eye(3), laugh, np.ones(n, bool))[0]
+    np.testing.assert_allclose(diffuse[inside, 1], model, rtol=1e-5, atol=1e-6)
+    assert diffuse[nose, 1] == pytest.approx(occ.mouth_states(laugh) @ occ.ambient[:, nose], rel=1e-5)
 
 
 def test_shading_a_vertex_subset_matches_shading_all(synth):

@@ -4,7 +4,11 @@ with soft self-shadows, and specular highlights, evaluated per vertex for the te
 Self-shadowing is precomputed once per mesh (``Occlusion``): whether each vertex of the mean head
 sees the sky in each of N_DIRECTIONS directions, with the mouth closed and with each way of opening
 it (MOUTH_OPENERS: the jaw dropped, the upper lip raised, the lower lip lowered), blended per photo
-by its expression, so a grin's bared teeth are lit though the jaw stays shut. Ambient occlusion
+by its expression, so a grin's bared teeth are lit though the jaw stays shut. Blending states
+that each open the mouth one way darkens a mouth opened several ways at once (a laugh: the jaw,
+both lips and the smile together), so the light inside the mouth (teeth, gums, tongue, socket)
+comes from a per-vertex model of the inner lips' opening, fitted to exact shadow maps of the
+generator's own expressions (``Occlusion.inside_light``). Ambient occlusion
 is the cosine-weighted share of visible directions; a directional light is shadowed by the
 visibility of the directions nearest to it, blended, so shadows are soft (a nose shadow under a
 hard side light, a dark mouth cavity, the eye sockets under the brows).
@@ -23,6 +27,7 @@ import numpy as np
 
 from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.training.data.rasterizer import cull_triangles, rasterize_ids, vertex_normals
+from siamface.training.data.sampling import sample_expression
 
 N_DIRECTIONS = 64          # sky directions of the visibility precomputation
 OCCLUSION_GRID = 128       # depth-map pixels across the head, per direction (about 3 mm each)
@@ -32,6 +37,10 @@ SHADOW_NEIGHBOURS = 3      # directions blended for one light's shadow
 AO_EXPONENT = 0.5          # ambient occlusion is applied as ao ** this: light bounces into creases and mouths
 # The ways a mouth opens that the occlusion tracks: each an expression at 1 (blendshape names).
 MOUTH_OPENERS = (("jawOpen",), ("mouthUpperUp_L", "mouthUpperUp_R"), ("mouthLowerDown_L", "mouthLowerDown_R"))
+# Lit through the lips' opening: their light follows the opening's shape (Occlusion.inside_light).
+MOUTH_INSIDE = ("teeth", "gums_tongue", "mouth_socket")
+INSIDE_SAMPLES = 80        # expressions (the generator's) whose exact shadow maps fit that model
+INSIDE_BOOST_MAX = 4.0     # a directional light's blended visibility inside the mouth scales with it, up to this
 SH_BAND_GAIN = (np.pi, 2 * np.pi / 3, np.pi / 4)  # clamped-cosine convolution per SH band (Ramamoorthi 2001)
 
 
@@ -193,6 +202,34 @@ def _visibility(verts: np.ndarray, normals: np.ndarray, tris: np.ndarray, direct
     return np.ascontiguousarray(out.T)
 
 
+def _ambient_occlusion(verts: np.ndarray, tris: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V, D) visibility and (V,) ambient occlusion (AO_EXPONENT applied) of one shape."""
+    normals = vertex_normals(np.ascontiguousarray(verts, np.float32), tris)
+    v = _visibility(np.asarray(verts, np.float64), normals, tris, directions)
+    cosine = np.maximum(normals @ directions.T.astype(np.float32), 0)
+    return v, ((v * cosine).sum(1) / np.maximum(cosine.sum(1), 1e-6)) ** AO_EXPONENT
+
+
+@numba.njit(cache=True)
+def lip_features(rest: np.ndarray, basis: np.ndarray, expression: np.ndarray) -> np.ndarray:
+    """(6,) float32: what the light inside a mouth follows, from the inner lips (landmarks 60-67,
+    model space, cm) of the closed mouth ``rest`` (8, 3) moved by ``expression`` (E,) along
+    ``basis`` (E, 8, 3): 1, the opening's frontal area (cm^2) and its root, how far the upper lip
+    rose and the lower fell (cm, averaged over 61-63 and 65-67), and the opening's width (cm)."""
+    lips = rest.astype(np.float64)
+    for e in range(expression.shape[0]):
+        if expression[e] != 0.0:
+            lips += expression[e] * basis[e]
+    area = 0.0
+    for i in range(8):
+        j = (i + 7) % 8
+        area += lips[i, 0] * lips[j, 1] - lips[i, 1] * lips[j, 0]
+    area = 0.5 * abs(area)
+    rise = max((lips[1:4, 1] - rest[1:4, 1]).mean(), 0.0)
+    fall = max((rest[5:8, 1] - lips[5:8, 1]).mean(), 0.0)
+    return np.array([1.0, area, math.sqrt(area), rise, fall, lips[4, 0] - lips[0, 0]], np.float32)
+
+
 @dataclass(frozen=True)
 class Occlusion:
     """Per-vertex visibility of the mean head from N_DIRECTIONS model-space directions in 1 + S
@@ -203,27 +240,48 @@ class Occlusion:
     visibility: np.ndarray  # (V, D, 1 + S) uint8, 0 or 1 (a direction's states side by side: one load)
     ambient: np.ndarray     # (1 + S, V) float32 in [0, 1]
     openers: np.ndarray     # (S, 2) int32: each opener's blendshape indices (one repeated for the jaw)
+    inside: np.ndarray      # (V,) int32: a MOUTH_INSIDE vertex's column in inside_light, else -1
+    inside_light: np.ndarray  # (F, I) float32: its ambient occlusion = lip_features(...) @ this
+    lips: np.ndarray        # (8, 3) float32: the inner lips (landmarks 60-67) of the mean shape
+    lips_basis: np.ndarray  # (E, 8, 3) float32: their expression deltas
 
     @classmethod
     def of_mesh(cls, mesh: MorphableModel) -> "Occlusion":
-        """Shadow maps of the mean shape, neutral and with each opener at 1; about 0.35 s (then cached)."""
+        """Shadow maps of the mean shape, neutral and with each opener at 1, and the inside's light
+        model from INSIDE_SAMPLES more; about 12 s of CPU (then cached)."""
         directions = fibonacci_sphere(N_DIRECTIONS)
         tris = np.ascontiguousarray(mesh.triangles, np.uint32)
         openers = np.array([[mesh.exp_names.index(n) for n in (names * 2)[:2]] for names in MOUTH_OPENERS], np.int32)
-        states = [mesh.mean]
-        for pair in openers:
+        regions = [i for i, n in enumerate(mesh.region_names) if n in MOUTH_INSIDE]
+        inside_ids = np.flatnonzero(np.isin(mesh.vertex_region, regions))
+        lip_ids = np.asarray(mesh.landmarks68)[60:68]
+        lips, lips_basis = mesh.mean[lip_ids].astype(np.float32), mesh.exp_basis[:, lip_ids].astype(np.float32)
+        states = []
+        for pair in [[]] + list(openers):
             w = np.zeros(len(mesh.exp_names), np.float32)
             w[pair] = 1.0
-            states.append(mesh.mean + mesh.expression_offsets(w))
-        vis, ambient = [], []
-        for verts in states:
-            normals = vertex_normals(np.ascontiguousarray(verts, np.float32), tris)
-            v = _visibility(np.asarray(verts, np.float64), normals, tris, directions)
-            cosine = np.maximum(normals @ directions.T.astype(np.float32), 0)
-            vis.append(v)
-            ambient.append(((v * cosine).sum(1) / np.maximum(cosine.sum(1), 1e-6)) ** AO_EXPONENT)
+            states.append(w)
+        rng = np.random.default_rng(0)
+        samples = states + [sample_expression(rng, tuple(mesh.exp_names)) for _ in range(INSIDE_SAMPLES)]
+        vis, ambient, features, exact = [], [], [], []
+        for k, w in enumerate(samples):  # the states are samples of the inside's model too
+            v, a = _ambient_occlusion(mesh.mean + mesh.expression_offsets(w), tris, directions)
+            if k < len(states):
+                vis.append(v)
+                ambient.append(a)
+            features.append(lip_features(lips, lips_basis, w))
+            exact.append(a[inside_ids])
+        inside_light = np.linalg.lstsq(np.array(features), np.array(exact), rcond=None)[0]
+        inside = np.full(len(mesh.mean), -1, np.int32)
+        inside[inside_ids] = np.arange(len(inside_ids))
         return cls(directions.astype(np.float32), np.stack(vis, axis=-1), np.stack(ambient).astype(np.float32),
-                   openers)
+                   openers, inside, inside_light.astype(np.float32), lips, lips_basis)
+
+    def inside_ambient(self, expression: np.ndarray) -> np.ndarray:
+        """(I,) float32 ambient occlusion of the mouth's inside for a photo's expression weights
+        (what ``shade`` computes for the inside vertices it draws)."""
+        features = lip_features(self.lips, self.lips_basis, np.asarray(expression, np.float32))
+        return np.clip(features @ self.inside_light, 0.0, 1.0).astype(np.float32)
 
     def mouth_states(self, expression: np.ndarray) -> np.ndarray:
         """(1 + S,) float32 blend of the precomputed states for a photo's expression weights: each
@@ -257,6 +315,8 @@ def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: L
     specular = np.zeros_like(normals)
     total, count = _shade(normals, positions, used, metered, light.sh, light.directions, light.colours, idx, weights,
                           occlusion.visibility, occlusion.ambient, occlusion.mouth_states(expression),
+                          occlusion.inside, occlusion.inside_light,
+                          lip_features(occlusion.lips, occlusion.lips_basis, np.asarray(expression, np.float32)),
                           f32(light.specular), f32(light.shininess), f32(light.env_specular), diffuse, specular)
     if count and light.metering:  # metered on the mean over channels (brightness, not colour)
         gain = f32(np.clip((light.exposure / max(total / count, 1e-3)) ** light.metering, 0.2, 5.0))
@@ -266,11 +326,14 @@ def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: L
 
 
 @numba.njit(cache=True, fastmath=True)
-def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, visibility, ambient, mouth, gain,
-           shininess, env_gain, diffuse, specular):
+def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, visibility, ambient, mouth,
+           inside, inside_light, lips, gain, shininess, env_gain, diffuse, specular):
     """Fills diffuse and specular of the used vertices; returns the sum of the metered vertices'
     diffuse (over channels) and their count. ``mouth`` (states,) blends the occlusion states; only
-    those with a weight are read (most photos: the closed mouth alone)."""
+    those with a weight are read (most photos: the closed mouth alone). Inside the mouth
+    (``inside`` >= 0) the ambient occlusion is the model's (``lips``: the photo's lip_features, times
+    ``inside_light``, clipped to [0, 1]), and directional light through the blended states scales
+    by its ratio to the blend's (at most INSIDE_BOOST_MAX)."""
     active = np.flatnonzero(mouth)
     zero = np.float32(0.0)
     basis = np.empty(9, np.float32)
@@ -285,6 +348,15 @@ def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, v
         ao = zero
         for m in active:
             ao += mouth[m] * ambient[m, v]
+        boost = np.float32(1.0)
+        slot = inside[v]
+        if slot >= 0:
+            model = zero
+            for f in range(lips.shape[0]):
+                model += lips[f] * inside_light[f, slot]
+            model = min(max(model, zero), np.float32(1.0))
+            boost = min(model / max(ao, np.float32(0.01)), np.float32(INSIDE_BOOST_MAX))
+            ao = model
         _sh_terms(nx, ny, nz, basis)
         for ch in range(3):
             d = zero
@@ -303,6 +375,7 @@ def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, v
                 seen = visibility[v, idx[k, j]]
                 for m in active:
                     lit += weights[k, j] * mouth[m] * np.float32(seen[m])
+            lit = min(lit * boost, np.float32(1.0))
             hx, hy, hz = lx + vx, ly + vy, lz + vz
             h = max((nx * hx + ny * hy + nz * hz) / np.sqrt(hx * hx + hy * hy + hz * hz), zero)
             spec = gain * h / (shininess - shininess * h + h)  # Schlick's h ** shininess

@@ -30,7 +30,7 @@ from siamface.edge_runtime.morphable_model import MorphableModel, file_sha256
 from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.edge_runtime.provenance import package_versions, utc_now
 from siamface.training.config_io import Range, config_to_dict
-from siamface.training.data import appearance, rasterizer, texture
+from siamface.training.data import appearance, rasterizer, sampling, texture
 from siamface.training.data.appearance import LightingConfig, Occlusion, sample_lighting, shade
 from siamface.training.data.dataset import (MANIFEST, SPLITS, Dataset, column_slices, label_columns, manifest_header,
                                    shard_is_complete, start_output, write_shard)
@@ -59,8 +59,10 @@ GENERATOR = "siamface.synth"
 # all front-facing skin in the crop (images about 3 levels darker on average, labels unchanged); the eyes'
 # sockets and eyeballs drawn only within their lids' box like the mouth's interior within its lips', both
 # boxes a pixel wider (the mouth's exact box missed a proud tooth in 1 of 240 photos); 6: the mouth's
-# self-shadowing follows the lips as well as the jaw (appearance.MOUTH_OPENERS), so a grin's bared teeth are lit
-GENERATOR_VERSION = 6
+# self-shadowing follows the lips as well as the jaw (appearance.MOUTH_OPENERS), so a grin's bared teeth are lit;
+# 7: the light inside the mouth follows the inner lips' opening (appearance.Occlusion.inside_light), so a
+# laugh's teeth are lit as exact shadow maps light them, not dimmed by blending one-way openings
+GENERATOR_VERSION = 7
 CONFIG_FILE = "synth_config.json"
 # Openings' windows reach this far beyond the box of the rim: an eyeball's front or the teeth can
 # stand a pixel proud of the lids or lips seen from the side (none did beyond it in 320 photos).
@@ -184,7 +186,7 @@ class FaceSynthesizer:
             mesh.sha256, "texture_layout", lambda: TextureLayout.from_npz(self.render.path).to_arrays(), (texture, training_face_model)))
         self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
         self.occlusion = Occlusion(**cached_arrays(mesh.sha256, "occlusion", lambda: vars(Occlusion.of_mesh(mesh)),
-                                                   (appearance, rasterizer, morphable_model)))
+                                                   (appearance, rasterizer, sampling, morphable_model)))
         self.clean = clean_photo_settings(cfg.lighting, cfg.scene)
         self.skin = mesh.region_mask("face", "head_neck")  # what auto-exposure meters
         # Openings: the mouth's interior behind the lips, each eye (socket, sclera, iris) behind its lids.
