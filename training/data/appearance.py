@@ -277,11 +277,14 @@ class Occlusion:
         return cls(directions.astype(np.float32), np.stack(vis, axis=-1), np.stack(ambient).astype(np.float32),
                    openers, inside, inside_light.astype(np.float32), lips, lips_basis)
 
+    def lip_features(self, expression: np.ndarray) -> np.ndarray:
+        """(F,) float32 lip_features of the mean shape's inner lips under a photo's expression weights."""
+        return lip_features(self.lips, self.lips_basis, np.asarray(expression, np.float32))
+
     def inside_ambient(self, expression: np.ndarray) -> np.ndarray:
         """(I,) float32 ambient occlusion of the mouth's inside for a photo's expression weights
         (what ``shade`` computes for the inside vertices it draws)."""
-        features = lip_features(self.lips, self.lips_basis, np.asarray(expression, np.float32))
-        return np.clip(features @ self.inside_light, 0.0, 1.0).astype(np.float32)
+        return np.clip(self.lip_features(expression) @ self.inside_light, 0.0, 1.0).astype(np.float32)
 
     def mouth_states(self, expression: np.ndarray) -> np.ndarray:
         """(1 + S,) float32 blend of the precomputed states for a photo's expression weights: each
@@ -315,8 +318,7 @@ def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: L
     specular = np.zeros_like(normals)
     total, count = _shade(normals, positions, used, metered, light.sh, light.directions, light.colours, idx, weights,
                           occlusion.visibility, occlusion.ambient, occlusion.mouth_states(expression),
-                          occlusion.inside, occlusion.inside_light,
-                          lip_features(occlusion.lips, occlusion.lips_basis, np.asarray(expression, np.float32)),
+                          occlusion.inside, occlusion.inside_light, occlusion.lip_features(expression),
                           f32(light.specular), f32(light.shininess), f32(light.env_specular), diffuse, specular)
     if count and light.metering:  # metered on the mean over channels (brightness, not colour)
         gain = f32(np.clip((light.exposure / max(total / count, 1e-3)) ** light.metering, 0.2, 5.0))
