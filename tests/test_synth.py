@@ -65,7 +65,7 @@ def test_splits_are_disjoint_and_counted(small_dataset):
 
 def test_manifest_records_how_it_was_made(small_dataset, face_model):
     m = json.loads((small_dataset.root / "manifest.json").read_text())
-    assert m["generator"] == {"name": "siamface.synth", "version": 7} and m["seed"] == 0
+    assert m["generator"] == {"name": "siamface.synth", "version": 8} and m["seed"] == 0
     assert m["config"]["images_per_identity"] == 3 and m["config"]["pose"]["yaw_max_deg"] == 90
     assert m["config"]["scene"]["glasses_p"] > 0 and m["config"]["lighting"]["backlight_p"] > 0
     assert m["face_model"]["sha256"] == face_model.sha256

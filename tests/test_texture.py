@@ -141,6 +141,15 @@ def test_eyes_teeth_and_mouth(layout):
     assert gaps < 0.8 * crowns
     deep = layout.part_mask("mouth_socket") & (f[T.F_DEPTH] > 0.6)
     assert _luminance(atlas[deep]).max() < 0.1
+    # Teeth, gums and tongue are as bright deep in the mouth as near the lips (the shadow maps darken
+    # what the lips hide; generator 7's albedo made the tongue a third of its colour, the back teeth
+    # 0.6); only the socket, whose far end stands for the throat, darkens with depth.
+    for part in ("teeth", "gums", "tongue"):
+        m = layout.part_mask(part) & (f[T.F_TOOTH_GAP] > 0.2 if part == "teeth" else True)
+        near, far = (_luminance(atlas[m & band]).mean() for band in (f[T.F_DEPTH] < 0.25, f[T.F_DEPTH] > 0.45))
+        assert far > 0.85 * near, part
+    socket = layout.part_mask("mouth_socket")
+    assert _luminance(atlas[socket & (f[T.F_DEPTH] > 0.6)]).mean() < 0.5 * _luminance(atlas[socket & (f[T.F_DEPTH] < 0.2)]).mean()
 
 
 def test_config_shares_drive_facial_hair_and_hairlines(layout):

@@ -61,8 +61,9 @@ GENERATOR = "siamface.synth"
 # boxes a pixel wider (the mouth's exact box missed a proud tooth in 1 of 240 photos); 6: the mouth's
 # self-shadowing follows the lips as well as the jaw (appearance.MOUTH_OPENERS), so a grin's bared teeth are lit;
 # 7: the light inside the mouth follows the inner lips' opening (appearance.Occlusion.inside_light), so a
-# laugh's teeth are lit as exact shadow maps light them, not dimmed by blending one-way openings
-GENERATOR_VERSION = 7
+# laugh's teeth are lit as exact shadow maps light them, not dimmed by blending one-way openings; 8: teeth,
+# gums and tongue keep their albedo however deep they sit (the shadow maps alone darken what the lips hide)
+GENERATOR_VERSION = 8
 CONFIG_FILE = "synth_config.json"
 # Openings' windows reach this far beyond the box of the rim: an eyeball's front or the teeth can
 # stand a pixel proud of the lids or lips seen from the side (none did beyond it in 320 photos).

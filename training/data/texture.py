@@ -676,16 +676,19 @@ def _base(out, part, f, noise, offsets, col, s, shift, step):
         elif p == NONE:
             for j in range(4):
                 out[i, j] = _F0
-        else:  # the mouth and eye sockets: teeth dark where they meet, all darker deeper inside
+        else:  # the mouth and eye sockets: teeth dark where they meet; the socket darker deeper inside
+            # Teeth, gums and tongue keep their albedo however deep they sit: the shadow maps already
+            # darken what the lips hide (appearance.Occlusion). The socket's far end stands for the
+            # throat, an opening the mesh closes, so it alone darkens with depth.
             depth, grain = f[F_DEPTH, i], _nz(noise, offsets, N_FINE, nr, nc)
             if p == TEETH:
                 gap = s[S_TEETH_GAPS] * _clip01(_F1 - f[F_TOOTH_GAP, i] / _f(0.1))
-                shade = (_F1 - _f(0.75) * depth) * (_F1 - gap) * (_F1 + _f(0.03) * grain)
+                shade = (_F1 - gap) * (_F1 + _f(0.03) * grain)
                 colour, spec = C_TEETH, _f(0.5)
             elif p == GUMS:
-                colour, shade, spec = C_GUMS, (_F1 - _f(0.85) * depth) * (_F1 + _f(0.05) * grain), _f(0.4)
+                colour, shade, spec = C_GUMS, _F1 + _f(0.05) * grain, _f(0.4)
             elif p == TONGUE:
-                colour, shade, spec = C_TONGUE, (_F1 - _f(0.85) * depth) * (_F1 + _f(0.12) * grain), _f(0.5)
+                colour, shade, spec = C_TONGUE, _F1 + _f(0.12) * grain, _f(0.5)
             elif p == MOUTH_SOCKET:
                 colour, shade, spec = C_SOCKET, _F1 - _f(0.9) * depth, _f(0.3)
             else:
