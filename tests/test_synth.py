@@ -14,6 +14,7 @@ import pytest
 
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.training.config_io import load_config
+from siamface.training.data import texture as T
 from siamface.training.data.dataset import Dataset, shard_paths
 from siamface.training.data.synth import SynthConfig, synthesize, worker_start_method
 
@@ -65,7 +66,7 @@ def test_splits_are_disjoint_and_counted(small_dataset):
 
 def test_manifest_records_how_it_was_made(small_dataset, face_model):
     m = json.loads((small_dataset.root / "manifest.json").read_text())
-    assert m["generator"] == {"name": "siamface.synth", "version": 8} and m["seed"] == 0
+    assert m["generator"] == {"name": "siamface.synth", "version": 9} and m["seed"] == 0
     assert m["config"]["images_per_identity"] == 3 and m["config"]["pose"]["yaw_max_deg"] == 90
     assert m["config"]["scene"]["glasses_p"] > 0 and m["config"]["lighting"]["backlight_p"] > 0
     assert m["face_model"]["sha256"] == face_model.sha256
@@ -407,6 +408,41 @@ def test_light_inside_a_laugh_follows_exact_shadow_maps(synth):
     diffuse = shade(normals, positions, np.ones(n, bool), even, occ, np.eye(3), laugh, np.ones(n, bool))[0]
     np.testing.assert_allclose(diffuse[inside, 1], model, rtol=1e-5, atol=1e-6)
     assert diffuse[nose, 1] == pytest.approx(occ.mouth_states(laugh) @ occ.ambient[:, nose], rel=1e-5)
+
+
+def test_ambient_light_bounces_inside_the_mouth(synth):
+    """Interreflection (generator 9): with an identity's albedo, the ambient light of the laugh's
+    inside is the visibility raised by what the walls reflect: the bright teeth gain most, an open
+    surface (visibility 1) nothing, and nothing gets darker."""
+    from siamface.training.data.appearance import Lighting, bounced, shade
+
+    occ, mesh = synth.occlusion, synth.render.mesh
+    assert bounced(np.float32(1.0), np.float32(0.9)) == pytest.approx(1.0)
+    assert bounced(np.float32(0.3), np.float32(0.0)) == pytest.approx(0.3)
+    assert bounced(np.float32(0.3), np.float32(0.8)) == pytest.approx(0.616, abs=2e-3)   # the published fit's value
+    names = list(mesh.exp_names)
+    laugh = np.zeros(len(names), np.float32)
+    for name, w in (("jawOpen", 0.3), ("mouthSmile_L", 0.9), ("mouthSmile_R", 0.9), ("mouthUpperUp_L", 0.5),
+                    ("mouthUpperUp_R", 0.5), ("mouthLowerDown_L", 0.5), ("mouthLowerDown_R", 0.5)):
+        laugh[names.index(name)] = w
+    look = T.paint_identity(synth.texture, np.random.default_rng(4))
+    albedo = np.ascontiguousarray(look.atlas.reshape(-1, 4)[synth.vertex_texels, :3])
+    teeth, tongue = mesh.region_mask("teeth"), mesh.region_mask("gums_tongue")
+    assert albedo[teeth].mean() > 0.5 > albedo[tongue, 1].mean()        # teeth white, the tongue pink
+    n = mesh.n_vertices
+    sh = np.zeros((9, 3), np.float32)
+    sh[0] = 1 / 0.282095
+    even = Lighting(sh, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), 0.0, 10.0, 0.0, 0.5, 0.0)
+    normals, positions = np.tile(np.float32([0, 0, -1]), (n, 1)), np.tile(np.float32([0, 0, 60]), (n, 1))
+    args = (normals, positions, np.ones(n, bool), even, occ, np.eye(3), laugh, np.ones(n, bool))
+    seen, lit = shade(*args)[0], shade(*args, albedo)[0]
+    assert (lit >= seen - 1e-6).all()
+    gain = lit / np.maximum(seen, 1e-3)
+    deep = seen[:, 1] < 0.5
+    teeth_gain, tongue_gain = np.median(gain[teeth & deep], 0), np.median(gain[tongue & deep], 0)
+    assert teeth_gain.min() > 1.6 and (teeth_gain > tongue_gain).all()  # white teeth about double their light
+    assert tongue_gain[0] > tongue_gain[1] > 1.2                          # pink walls redden what they light
+    assert np.abs(lit[seen[:, 1] > 0.999] - seen[seen[:, 1] > 0.999]).max() < 1e-3
 
 
 def test_shading_a_vertex_subset_matches_shading_all(synth):

@@ -304,11 +304,14 @@ class Occlusion:
 
 
 def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: Lighting, occlusion: Occlusion,
-          rotation: np.ndarray, expression: np.ndarray, metered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+          rotation: np.ndarray, expression: np.ndarray, metered: np.ndarray,
+          albedo: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-vertex (diffuse (V, 3), specular (V, 3)) light of camera-space unit ``normals`` and
     ``positions`` (cm), for the vertices in ``used`` (others stay 0): ambient-occluded environment
     plus shadowed directional lights; Blinn-Phong highlights plus a sheen of the environment. ``rotation``
     maps model to camera space; the photo's ``expression`` weights blend the mouth's occlusion states.
+    ``albedo`` (V, 3), the surface's colour at each vertex, lets the ambient light bounce inside
+    cavities (``bounced``); None: no bounce (visibility alone).
 
     Then auto-exposure, as a camera meters a face: both terms are scaled towards making the mean
     diffuse light of the ``metered`` vertices (V,) bool (the visible skin) ``light.exposure``."""
@@ -316,9 +319,11 @@ def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: L
     idx, weights = occlusion.neighbours(light.directions.astype(np.float64) @ np.asarray(rotation))
     diffuse = np.zeros_like(normals)
     specular = np.zeros_like(normals)
+    if albedo is None:
+        albedo = np.zeros((1, 3), f32)
     total, count = _shade(normals, positions, used, metered, light.sh, light.directions, light.colours, idx, weights,
                           occlusion.visibility, occlusion.ambient, occlusion.mouth_states(expression),
-                          occlusion.inside, occlusion.inside_light, occlusion.lip_features(expression),
+                          occlusion.inside, occlusion.inside_light, occlusion.lip_features(expression), albedo,
                           f32(light.specular), f32(light.shininess), f32(light.env_specular), diffuse, specular)
     if count and light.metering:  # metered on the mean over channels (brightness, not colour)
         gain = f32(np.clip((light.exposure / max(total / count, 1e-3)) ** light.metering, 0.2, 5.0))
@@ -327,16 +332,31 @@ def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: L
     return diffuse, specular
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def bounced(ao, albedo):
+    """Ambient light reaching a point of visibility ``ao`` once its surroundings' reflections are
+    counted (the cubic fit of Jimenez et al. 2016, "Practical real-time strategies for accurate
+    indirect occlusion", per colour channel of ``albedo``): shadow maps count only the sky a point
+    sees, but inside a mouth the teeth and the pink walls light each other. Never below ``ao``;
+    1 stays 1; albedo 0 leaves ``ao``."""
+    a = np.float32(2.0404) * albedo - np.float32(0.3324)
+    b = np.float32(-4.7951) * albedo + np.float32(0.6417)
+    c = np.float32(2.7552) * albedo + np.float32(0.6903)
+    return min(max(ao, ((ao * a + b) * ao + c) * ao), np.float32(1.0))
+
+
 @numba.njit(cache=True, fastmath=True)
 def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, visibility, ambient, mouth,
-           inside, inside_light, lips, gain, shininess, env_gain, diffuse, specular):
+           inside, inside_light, lips, albedo, gain, shininess, env_gain, diffuse, specular):
     """Fills diffuse and specular of the used vertices; returns the sum of the metered vertices'
     diffuse (over channels) and their count. ``mouth`` (states,) blends the occlusion states; only
     those with a weight are read (most photos: the closed mouth alone). Inside the mouth
     (``inside`` >= 0) the ambient occlusion is the model's (``lips``: the photo's lip_features, times
     ``inside_light``, clipped to [0, 1]), and directional light through the blended states scales
-    by its ratio to the blend's (at most INSIDE_BOOST_MAX)."""
+    by its ratio to the blend's (at most INSIDE_BOOST_MAX). The ambient term bounces off ``albedo``
+    (V, 3; one row: the same for every vertex)."""
     active = np.flatnonzero(mouth)
+    per_vertex = albedo.shape[0] > 1
     zero = np.float32(0.0)
     basis = np.empty(9, np.float32)
     total, count = 0.0, 0
@@ -360,11 +380,12 @@ def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, v
             boost = min(model / max(ao, np.float32(0.01)), np.float32(INSIDE_BOOST_MAX))
             ao = model
         _sh_terms(nx, ny, nz, basis)
+        row = v if per_vertex else 0
         for ch in range(3):
             d = zero
             for k in range(9):
                 d += sh[k, ch] * basis[k]
-            d = ao * max(d, zero)
+            d = bounced(ao, albedo[row, ch]) * max(d, zero)
             diffuse[v, ch] = d
             specular[v, ch] = env_gain * d                     # the environment's sheen
         for k in range(dirs.shape[0]):

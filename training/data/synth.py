@@ -62,8 +62,10 @@ GENERATOR = "siamface.synth"
 # self-shadowing follows the lips as well as the jaw (appearance.MOUTH_OPENERS), so a grin's bared teeth are lit;
 # 7: the light inside the mouth follows the inner lips' opening (appearance.Occlusion.inside_light), so a
 # laugh's teeth are lit as exact shadow maps light them, not dimmed by blending one-way openings; 8: teeth,
-# gums and tongue keep their albedo however deep they sit (the shadow maps alone darken what the lips hide)
-GENERATOR_VERSION = 8
+# gums and tongue keep their albedo however deep they sit (the shadow maps alone darken what the lips hide);
+# 9: the ambient light bounces off the identity's albedo (appearance.bounced), so white teeth and pink
+# walls light a mouth's inside as interreflection does
+GENERATOR_VERSION = 9
 CONFIG_FILE = "synth_config.json"
 # Openings' windows reach this far beyond the box of the rim: an eyeball's front or the teeth can
 # stand a pixel proud of the lids or lips seen from the side (none did beyond it in 320 photos).
@@ -186,6 +188,7 @@ class FaceSynthesizer:
         self.texture = TextureLayout.from_arrays(cached_arrays(
             mesh.sha256, "texture_layout", lambda: TextureLayout.from_npz(self.render.path).to_arrays(), (texture, training_face_model)))
         self.uv_triangles = np.ascontiguousarray(self.texture.uv_triangles[drawn], np.uint32)
+        self.vertex_texels = self.texture.vertex_texels(mesh.n_vertices)  # per-vertex albedo: the ambient's bounce
         self.occlusion = Occlusion(**cached_arrays(mesh.sha256, "occlusion", lambda: vars(Occlusion.of_mesh(mesh)),
                                                    (appearance, rasterizer, sampling, morphable_model)))
         self.clean = clean_photo_settings(cfg.lighting, cfg.scene)
@@ -214,6 +217,7 @@ class FaceSynthesizer:
         id_rng = np.random.default_rng([cfg.seed, split_code, identity, 0])
         id_coeffs = sample_identity(id_rng, cfg.n_id, cfg.id_truncation)
         look = paint_identity(self.texture, id_rng, cfg.texture)
+        albedo = np.ascontiguousarray(look.atlas.reshape(-1, 4)[self.vertex_texels, :3])  # the identity's, before any photo's
         hair = sample_hair_style(id_rng, look.hair_colour, cfg.scene)
         rngs = [np.random.default_rng([cfg.seed, split_code, identity, 1 + k]) for k in range(n)]
         exps = np.stack([sample_expression(r, model.exp_names) for r in rngs])
@@ -234,7 +238,7 @@ class FaceSynthesizer:
             lms[k, :, 2] = shape[model.landmarks68] @ cameras[k, 2, :3]  # depth: the label camera's
             ctx = SceneContext(size, verts, verts[model.landmarks68], tuple(angles[k]), None,
                                self.render.region_vertices, hair, camera=camera)
-            images[k] = self._photo(ctx, cam, look, exps[k], rng)
+            images[k] = self._photo(ctx, cam, look, albedo, exps[k], rng)
         labels = np.empty((n, max(s.stop for s in self.columns.values())), np.float32)
         cols = self.columns
         labels[:, cols["identity"]] = cfg.first_identity(split) + identity
@@ -245,10 +249,11 @@ class FaceSynthesizer:
         labels[:, cols["face_box"]] = boxes
         return images, labels
 
-    def _photo(self, ctx: SceneContext, cam: np.ndarray, look: Look, expression: np.ndarray,
+    def _photo(self, ctx: SceneContext, cam: np.ndarray, look: Look, albedo: np.ndarray, expression: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
         """One image: the lit, textured head in its scene, degraded (uint8 RGB). ``ctx`` holds the
-        image-space vertices and the camera; ``cam`` the camera-space ones."""
+        image-space vertices and the camera; ``cam`` the camera-space ones; ``albedo`` (V, 3) the
+        identity's colour at each vertex, off which the ambient light bounces."""
         size, verts, lighting, scene = self.cfg.image_size, ctx.verts, self.cfg.lighting, self.cfg.scene
         if self.cfg.clean_photos and rng.uniform() < self.cfg.clean_photos:
             lighting, scene = self.clean
@@ -260,7 +265,7 @@ class FaceSynthesizer:
         drawn = drawn_vertices(tri_id, self.triangles, len(verts))  # light is needed at these only
         normals = vertex_normals_where(cam, self.triangles, drawn)
         diffuse, specular = shade(normals, cam, drawn, light, self.occlusion, ctx.camera.rotation, expression,
-                                  drawn & self.skin)
+                                  drawn & self.skin, albedo)
         atlas = vary_photo(look, rng)
         shade_textured(tri_id, bary, self.triangles, self.texture.uv, self.uv_triangles, atlas, diffuse, specular,
                        image)

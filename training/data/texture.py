@@ -102,6 +102,13 @@ class TextureLayout:
         """uv (n, 2) of mesh vertices (one of their corners where seams give several)."""
         return self.uv[self.vertex_uv_index[np.asarray(vertices)]]
 
+    def vertex_texels(self, n_vertices: int) -> np.ndarray:
+        """(n_vertices,) int64: each mesh vertex's nearest texel as an index into the atlas's flat
+        (n_tiles * R * R) texels, for reading per-vertex colours from an identity's atlas."""
+        tile, texel = self.texel(self.vertex_uv(np.arange(n_vertices)))
+        col, row = (np.clip(np.rint(texel[:, k]), 0, self.resolution - 1).astype(np.int64) for k in (0, 1))
+        return (np.clip(tile, 0, self.n_tiles - 1) * self.resolution + row) * self.resolution + col
+
     def texel(self, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tile index (...,) and (col, row) texel coordinates (..., 2) of uv points (ATLAS_SPEC)."""
         return _texel_coords(np.asarray(uv, np.float64), self.resolution)
