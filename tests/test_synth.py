@@ -375,19 +375,39 @@ def test_mouth_states_blend_by_how_the_mouth_opens(synth):
     np.testing.assert_allclose(occ.mouth_states(e), [0, 1 / 3, 1 / 3, 1 / 3], atol=1e-6)
 
 
+def _laugh(exp_names) -> np.ndarray:
+    """Expression weights of a laugh: the jaw dropped, both smiles, both lips opened."""
+    names = list(exp_names)
+    laugh = np.zeros(len(names), np.float32)
+    for name, w in (("jawOpen", 0.3), ("mouthSmile_L", 0.9), ("mouthSmile_R", 0.9), ("mouthUpperUp_L", 0.5),
+                    ("mouthUpperUp_R", 0.5), ("mouthLowerDown_L", 0.5), ("mouthLowerDown_R", 0.5)):
+        laugh[names.index(name)] = w
+    return laugh
+
+
+def _even_light():
+    """An even environment of irradiance 1 and no lights: a vertex's diffuse light is its ambient."""
+    from siamface.training.data.appearance import Lighting
+
+    sh = np.zeros((9, 3), np.float32)
+    sh[0] = 1 / 0.282095                                                # the constant band: irradiance 1
+    return Lighting(sh, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), 0.0, 10.0, 0.0, 0.5, 0.0)
+
+
+def _facing_the_lens(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-space normals and positions (cm) of n vertices facing the lens from 60 cm."""
+    return np.tile(np.float32([0, 0, -1]), (n, 1)), np.tile(np.float32([0, 0, 60]), (n, 1))
+
+
 def test_light_inside_a_laugh_follows_exact_shadow_maps(synth):
     """A laugh opens the mouth several ways at once (jaw, both lips, the smile): blending one-way
     states leaves its exposed inside half as lit as exact shadow maps of that mouth; the inside's
     model of the lips' opening comes within a fifth of them, at under 0.6 of the blend's rms error,
     and the shading uses it."""
-    from siamface.training.data.appearance import N_DIRECTIONS, Lighting, _ambient_occlusion, fibonacci_sphere, shade
+    from siamface.training.data.appearance import N_DIRECTIONS, _ambient_occlusion, fibonacci_sphere, shade
 
     occ, mesh = synth.occlusion, synth.render.mesh
-    names = list(mesh.exp_names)
-    laugh = np.zeros(len(names), np.float32)
-    for name, w in (("jawOpen", 0.3), ("mouthSmile_L", 0.9), ("mouthSmile_R", 0.9), ("mouthUpperUp_L", 0.5),
-                    ("mouthUpperUp_R", 0.5), ("mouthLowerDown_L", 0.5), ("mouthLowerDown_R", 0.5)):
-        laugh[names.index(name)] = w
+    laugh = _laugh(mesh.exp_names)
     inside = np.flatnonzero(occ.inside >= 0)
     exact = _ambient_occlusion(mesh.mean + mesh.expression_offsets(laugh), np.ascontiguousarray(mesh.triangles, np.uint32),
                                fibonacci_sphere(N_DIRECTIONS))[1][inside]
@@ -400,12 +420,8 @@ def test_light_inside_a_laugh_follows_exact_shadow_maps(synth):
     # Shading: under an even environment with no lights, a vertex's diffuse light is its ambient
     # occlusion: the model's inside the mouth, the blended states' elsewhere.
     n, nose = mesh.n_vertices, synth.model.landmarks68[30]
-    sh = np.zeros((9, 3), np.float32)
-    sh[0] = 1 / 0.282095                                                # the constant band: irradiance 1
-    even = Lighting(sh, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), 0.0, 10.0, 0.0, 0.5, 0.0)
-    normals = np.tile(np.float32([0, 0, -1]), (n, 1))
-    positions = np.tile(np.float32([0, 0, 60]), (n, 1))
-    diffuse = shade(normals, positions, np.ones(n, bool), even, occ, np.eye(3), laugh, np.ones(n, bool))[0]
+    even = _even_light()
+    diffuse = shade(*_facing_the_lens(n), np.ones(n, bool), even, occ, np.eye(3), laugh, np.ones(n, bool))[0]
     np.testing.assert_allclose(diffuse[inside, 1], model, rtol=1e-5, atol=1e-6)
     assert diffuse[nose, 1] == pytest.approx(occ.mouth_states(laugh) @ occ.ambient[:, nose], rel=1e-5)
 
@@ -414,27 +430,20 @@ def test_ambient_light_bounces_inside_the_mouth(synth):
     """Interreflection (generator 9): with an identity's albedo, the ambient light of the laugh's
     inside is the visibility raised by what the walls reflect: the bright teeth gain most, an open
     surface (visibility 1) nothing, and nothing gets darker."""
-    from siamface.training.data.appearance import Lighting, bounced, shade
+    from siamface.training.data.appearance import bounced, shade
 
     occ, mesh = synth.occlusion, synth.render.mesh
     assert bounced(np.float32(1.0), np.float32(0.9)) == pytest.approx(1.0)
     assert bounced(np.float32(0.3), np.float32(0.0)) == pytest.approx(0.3)
     assert bounced(np.float32(0.3), np.float32(0.8)) == pytest.approx(0.616, abs=2e-3)   # the published fit's value
-    names = list(mesh.exp_names)
-    laugh = np.zeros(len(names), np.float32)
-    for name, w in (("jawOpen", 0.3), ("mouthSmile_L", 0.9), ("mouthSmile_R", 0.9), ("mouthUpperUp_L", 0.5),
-                    ("mouthUpperUp_R", 0.5), ("mouthLowerDown_L", 0.5), ("mouthLowerDown_R", 0.5)):
-        laugh[names.index(name)] = w
+    laugh = _laugh(mesh.exp_names)
     look = T.paint_identity(synth.texture, np.random.default_rng(4))
     albedo = np.ascontiguousarray(look.atlas.reshape(-1, 4)[synth.vertex_texels, :3])
     teeth, tongue = mesh.region_mask("teeth"), mesh.region_mask("gums_tongue")
     assert albedo[teeth].mean() > 0.5 > albedo[tongue, 1].mean()        # teeth white, the tongue pink
     n = mesh.n_vertices
-    sh = np.zeros((9, 3), np.float32)
-    sh[0] = 1 / 0.282095
-    even = Lighting(sh, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), 0.0, 10.0, 0.0, 0.5, 0.0)
-    normals, positions = np.tile(np.float32([0, 0, -1]), (n, 1)), np.tile(np.float32([0, 0, 60]), (n, 1))
-    args = (normals, positions, np.ones(n, bool), even, occ, np.eye(3), laugh, np.ones(n, bool))
+    even = _even_light()
+    args = (*_facing_the_lens(n), np.ones(n, bool), even, occ, np.eye(3), laugh, np.ones(n, bool))
     seen, lit = shade(*args)[0], shade(*args, albedo)[0]
     assert (lit >= seen - 1e-6).all()
     gain = lit / np.maximum(seen, 1e-3)
