@@ -438,7 +438,7 @@ def test_ambient_light_bounces_inside_the_mouth(synth):
     assert bounced(np.float32(0.3), np.float32(0.8)) == pytest.approx(0.616, abs=2e-3)   # the published fit's value
     laugh = _laugh(mesh.exp_names)
     look = T.paint_identity(synth.texture, np.random.default_rng(4))
-    albedo = np.ascontiguousarray(look.atlas.reshape(-1, 4)[synth.vertex_texels, :3])
+    albedo = synth.vertex_albedo(look)
     teeth, tongue = mesh.region_mask("teeth"), mesh.region_mask("gums_tongue")
     assert albedo[teeth].mean() > 0.5 > albedo[tongue, 1].mean()        # teeth white, the tongue pink
     n = mesh.n_vertices

@@ -320,7 +320,7 @@ def shade(normals: np.ndarray, positions: np.ndarray, used: np.ndarray, light: L
     diffuse = np.zeros_like(normals)
     specular = np.zeros_like(normals)
     if albedo is None:
-        albedo = np.zeros((1, 3), f32)
+        albedo = np.zeros_like(normals)
     total, count = _shade(normals, positions, used, metered, light.sh, light.directions, light.colours, idx, weights,
                           occlusion.visibility, occlusion.ambient, occlusion.mouth_states(expression),
                           occlusion.inside, occlusion.inside_light, occlusion.lip_features(expression), albedo,
@@ -354,9 +354,8 @@ def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, v
     (``inside`` >= 0) the ambient occlusion is the model's (``lips``: the photo's lip_features, times
     ``inside_light``, clipped to [0, 1]), and directional light through the blended states scales
     by its ratio to the blend's (at most INSIDE_BOOST_MAX). The ambient term bounces off ``albedo``
-    (V, 3; one row: the same for every vertex)."""
+    (V, 3)."""
     active = np.flatnonzero(mouth)
-    per_vertex = albedo.shape[0] > 1
     zero = np.float32(0.0)
     basis = np.empty(9, np.float32)
     total, count = 0.0, 0
@@ -380,12 +379,11 @@ def _shade(normals, positions, used, metered, sh, dirs, colours, idx, weights, v
             boost = min(model / max(ao, np.float32(0.01)), np.float32(INSIDE_BOOST_MAX))
             ao = model
         _sh_terms(nx, ny, nz, basis)
-        row = v if per_vertex else 0
         for ch in range(3):
             d = zero
             for k in range(9):
                 d += sh[k, ch] * basis[k]
-            d = bounced(ao, albedo[row, ch]) * max(d, zero)
+            d = bounced(ao, albedo[v, ch]) * max(d, zero)
             diffuse[v, ch] = d
             specular[v, ch] = env_gain * d                     # the environment's sheen
         for k in range(dirs.shape[0]):

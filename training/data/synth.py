@@ -217,7 +217,7 @@ class FaceSynthesizer:
         id_rng = np.random.default_rng([cfg.seed, split_code, identity, 0])
         id_coeffs = sample_identity(id_rng, cfg.n_id, cfg.id_truncation)
         look = paint_identity(self.texture, id_rng, cfg.texture)
-        albedo = np.ascontiguousarray(look.atlas.reshape(-1, 4)[self.vertex_texels, :3])  # the identity's, before any photo's
+        albedo = self.vertex_albedo(look)
         hair = sample_hair_style(id_rng, look.hair_colour, cfg.scene)
         rngs = [np.random.default_rng([cfg.seed, split_code, identity, 1 + k]) for k in range(n)]
         exps = np.stack([sample_expression(r, model.exp_names) for r in rngs])
@@ -248,6 +248,11 @@ class FaceSynthesizer:
         labels[:, cols["pose_deg"]] = np.degrees(angles)
         labels[:, cols["face_box"]] = boxes
         return images, labels
+
+    def vertex_albedo(self, look: Look) -> np.ndarray:
+        """(V, 3) float32: the identity's colour at each render vertex, read before any photo varies
+        its atlas; the ambient light bounces off it."""
+        return np.ascontiguousarray(look.atlas.reshape(-1, 4)[self.vertex_texels, :3])
 
     def _photo(self, ctx: SceneContext, cam: np.ndarray, look: Look, albedo: np.ndarray, expression: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
