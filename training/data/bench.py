@@ -27,8 +27,7 @@ def benchmark(images: int = 2000, workers: int = 0, face_model: str | None = Non
     startup = time.perf_counter() - start
     n_single = min(40, cfg.train_identities)
     start = time.perf_counter()
-    for i in range(n_single):
-        synth.render_identity("train", i)
+    synth.render_identities("train", 0, n_single)  # as a worker renders a shard
     single = n_single * per_id / (time.perf_counter() - start)
     workers = workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
