@@ -190,6 +190,11 @@ def test_shapes_and_the_pinhole_projection(synth):
     shape = add_modes(add_modes(mesh.mean, mesh.id_basis, id_coeffs), mesh.exp_basis, exp)
     assert shape.shape == (mesh.n_vertices, 3) and shape.dtype == np.float32
     np.testing.assert_allclose(shape, mesh.shape(id_coeffs, exp), atol=1e-4)
+    people = rng.standard_normal((5, 40)).astype(np.float32)   # a shard's people in one pass: each as alone, exactly
+    together = add_modes(mesh.mean, mesh.id_basis, people)
+    assert together.shape == (5, mesh.n_vertices, 3)
+    for row, alone in zip(together, people):
+        np.testing.assert_array_equal(row, add_modes(mesh.mean, mesh.id_basis, alone))
     camera, _ = sample_camera(shape[synth.model.landmarks68], (0.4, -0.2, 0.1), 120, PoseConfig(), rng)
     image, cam = camera.project(shape)
     expected_cam = (shape - camera.pivot) @ camera.rotation.T + [0, 0, camera.distance]
