@@ -24,7 +24,6 @@ from .interpreter import TensorInfo, model_signature
 from .morphable_model import MorphableModel, file_sha256, load_face_model
 from .params import ParamLayout, Whitening
 from .versioned_json import read_versioned_json
-from .versioned_json import read_versioned_json
 
 FORMAT_VERSION = 1
 META = "bundle.json"
@@ -33,7 +32,7 @@ DECODER = "face_model.npz"
 DIGEST = "metadata_sha256"
 # What decides a match or a reconstruction; descriptive keys (created, parity, training, versions) stay free.
 SEALED_KEYS = ("format_version", "kind", "variant", "input", "outputs", "param_layout", "whitening", "crop",
-               "embedding", "verification", "model", "face_model")
+               "embedding", "reconstruction", "verification", "model", "face_model")
 
 
 @dataclass
@@ -62,6 +61,12 @@ class Bundle:
         """Whether a face's embedding fuses its crop with the mirrored crop (normalise.fuse_mirrored);
         bundles written before it existed embed the crop alone."""
         return bool(self.meta.get("embedding", {}).get("flip", False))
+
+    @property
+    def flip_params(self) -> bool:
+        """Whether a reconstruction fuses its crop's parameters with the mirrored crop's, mapped back
+        (mirror_params); bundles written before it existed use the crop alone."""
+        return bool(self.meta.get("reconstruction", {}).get("flip", False))
 
     @property
     def whitening(self) -> Whitening:

@@ -53,6 +53,7 @@ SHA256 = Rule(lambda x: isinstance(x, str) and len(x) == 64 and all(c in "012345
               "a sha256 (64 lowercase hex digits)")
 NUMBERS = Rule(lambda x: isinstance(x, list) and bool(x) and all(_number(v) for v in x), "a list of finite numbers")
 NUMBER = Rule(_number, "a finite number")
+BOOLEAN = Rule(lambda x: isinstance(x, bool), "true or false")
 RATE = Rule(lambda x: _number(x) and 0.0 <= x <= 1.0, "a number in [0, 1]")
 
 BUNDLE: Schema = {
@@ -61,7 +62,8 @@ BUNDLE: Schema = {
               "dtype?": Rule(lambda x: x in ("float32", "int8", "uint8"), "float32, int8 or uint8")},
     "param_layout": {"n_id": COUNT, "n_exp": COUNT, "n_pose?": Rule(lambda x: x == 12, "12 (a 3x4 camera)")},
     "whitening": {"mean": NUMBERS, "std": NUMBERS},
-    "embedding?": {"dim?": POSITIVE, "flip?": Rule(lambda x: isinstance(x, bool), "true or false")},
+    "embedding?": {"dim?": POSITIVE, "flip?": BOOLEAN},
+    "reconstruction?": {"flip?": BOOLEAN},
     "model": {"file": FILE, "sha256": SHA256},
     "face_model": {"decoder": {"file": FILE, "sha256": SHA256}},
 }

@@ -10,7 +10,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property, partial
 from typing import Callable
 
 import numpy as np
@@ -22,6 +22,7 @@ from .defaults import resolve_bundle
 from .detector import DEFAULT_DETECTOR, FaceDetector, make_detector, to_rgb
 from .interpreter import TFLiteModel
 from .morphable_model import MorphableModel
+from .mirror_params import param_mirror
 from .normalise import fuse_mirrored, l2_normalize, mirror
 from .params import ParamLayout
 
@@ -44,7 +45,8 @@ class Face:
     def embedding(self) -> np.ndarray:
         """The L2-normalised identity embedding: with a bundle that says ``embedding.flip``, fused
         with the mirrored crop's (normalise.fuse_mirrored), whose invoke runs on first use, so a
-        reconstruction that never asks for identity does not pay for it."""
+        reconstruction that never asks for identity does not pay for it (unless the bundle's
+        ``reconstruction.flip`` already ran it for the parameters)."""
         return self.crop_embedding if self._mirrored is None else fuse_mirrored(self.crop_embedding, self._mirrored())
 
     @cached_property
@@ -139,6 +141,7 @@ class ReconstructorOptions:
     num_threads: int = 1
     refine: bool = True    # second pass on the crop from the first pass's landmarks
     timing_window: int = 1000  # per-stage timings kept: the last N of each (a video would grow a list forever)
+    flip: bool = True      # with a bundle that says reconstruction.flip, fuse the last pass with its mirrored crop
 
 
 class Reconstructor:
@@ -150,6 +153,8 @@ class Reconstructor:
         self.decoder = bundle.face_model
         self.layout, self.whitening = bundle.layout, bundle.whitening
         self.size = bundle.input_size
+        # the mirrored crop's parameters mapped back (mirror_params), when the bundle and the options ask for it
+        self.mirror = param_mirror(self.decoder, self.layout.n_id) if options.flip and bundle.flip_params else None
         self._detector: FaceDetector | None = None
         self.timings: dict[str, deque[float]] = {}
 
@@ -190,12 +195,12 @@ class Reconstructor:
         self._time("embed", t)
         return params, emb
 
-    def _mirrored_embedding(self, pixels: np.ndarray) -> np.ndarray:
-        """The embedding of a crop seen in a mirror (timed as "mirror")."""
+    def _mirrored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(unwhitened params, raw embedding) of a crop seen in a mirror (timed as "mirror")."""
         t = time.perf_counter()
-        emb = self.model.run(mirror(pixels)[None])["embedding"][0]
+        out = self.model.run(mirror(pixels)[None])
         self._time("mirror", t)
-        return emb
+        return self.whitening.unwhiten(out["params"][0]), out["embedding"][0]
 
     def reconstruct(self, image: np.ndarray, boxes=None) -> list[Face]:
         """Faces in an RGB image (grayscale/RGBA converted), largest first; ``boxes`` skips detection."""
@@ -224,11 +229,14 @@ class Reconstructor:
         only pass, on the crop from the previous frame's landmarks)."""
         pixels = self._crop(image, crop)
         params, emb = self._predict_pixels(pixels)
+        # the mirrored crop's invoke runs at most once: now for the parameters, or when the embedding is first used
+        # (the Face keeps the crop, not the whole image)
+        mirrored = cache(partial(self._mirrored, pixels))
+        if self.mirror is not None:
+            params = self.mirror.fuse(params, mirrored()[0], self.layout, self.size)
         t = time.perf_counter()
-        # the Face keeps the crop, not the whole image, for its mirrored embedding
-        mirrored = (lambda: self._mirrored_embedding(pixels)) if self.bundle.flip_embedding else None
         face = Face(tuple(float(v) for v in box), float(score), crop, params, emb, self.decoder, self.layout,
-                    keypoints, mirrored)
+                    keypoints, (lambda: mirrored()[1]) if self.bundle.flip_embedding else None)
         face.landmarks3d  # decode now so timings and errors happen here
         self._time("decode", t)
         return face

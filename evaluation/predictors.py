@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.mirror_params import param_mirror
 from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.edge_runtime.normalise import fuse_mirrored, l2_normalize, mirror, normalise_pixels
 from siamface.edge_runtime.params import ParamLayout, Whitening
@@ -30,16 +31,23 @@ class Predictor:
     run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # uint8 crops -> (z, raw embedding)
     meta: dict
     flip_embedding: bool = False  # fuse each embedding with the mirrored crop's, as the device does
+    flip_params: bool = False     # fuse the parameters with the mirrored crop's, mapped back, as the device does
     invoke_ms: list[float] = field(default_factory=list)
 
     def predict(self, crops: np.ndarray, mirrored: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(unwhitened params (N, P), unit embeddings (N, D)); ``mirrored=False`` skips the mirrored
-        crops (the crop-only embedding) where the embedding is dropped, as a refine pass's first crop."""
+        crops (crop-only parameters and embedding), as the device's refine pass does on its first crop."""
         start = time.perf_counter()
         z, emb = self.run(crops)
         self.invoke_ms.append((time.perf_counter() - start) * 1000.0 / max(1, len(crops)))
-        fused = fuse_mirrored(emb, self.run(mirror(crops))[1]) if mirrored and self.flip_embedding else l2_normalize(emb)
-        return self.whitening.unwhiten(z), fused
+        params = self.whitening.unwhiten(z)
+        if not (mirrored and (self.flip_embedding or self.flip_params)):
+            return params, l2_normalize(emb)
+        mirrored_z, mirrored_emb = self.run(mirror(crops))
+        if self.flip_params:
+            params = param_mirror(self.decoder, self.layout.n_id).fuse(
+                params, self.whitening.unwhiten(mirrored_z), self.layout, crops.shape[2])
+        return params, fuse_mirrored(emb, mirrored_emb) if self.flip_embedding else l2_normalize(emb)
 
 
 def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
@@ -55,12 +63,12 @@ def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
 
     return Predictor(str(path), bundle.variant, bundle.input_size, bundle.layout, bundle.whitening,
                      bundle.face_model, run, {**bundle.meta, "size_bytes": bundle.meta["model"]["size_bytes"]},
-                     bundle.flip_embedding)
+                     bundle.flip_embedding, bundle.flip_params)
 
 
 def checkpoint_predictor(path: str | Path) -> Predictor:
-    """A Keras checkpoint, its embedding made as the bundles ``siamface export`` writes from it
-    (mirrored crop fused by default)."""
+    """A Keras checkpoint, its parameters and embedding made as the bundles ``siamface export``
+    writes from it (mirrored crop fused by default)."""
     from siamface.export.exporter import ExportConfig
     from siamface.training.checkpoint import load_checkpoint
     from siamface.training.face_model import check_same_face_model, load_training_face_model
@@ -77,7 +85,7 @@ def checkpoint_predictor(path: str | Path) -> Predictor:
 
     return Predictor(str(path), f"checkpoint-{meta['kind']}", int(meta["image_size"]),
                      ParamLayout.from_dict(meta["param_layout"]), Whitening.from_dict(meta["whitening"]),
-                     model, run, meta, ExportConfig.flip_embedding)
+                     model, run, meta, ExportConfig.flip_embedding, ExportConfig.flip_params)
 
 
 def mean_face_predictor(reference: Predictor) -> Predictor:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from siamface.edge_runtime.bundle import load_bundle
 from siamface.edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
 from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.mirror_params import param_mirror
 from siamface.edge_runtime.normalise import PIXEL_NORMALISATION, fuse_mirrored, mirror
 from siamface.edge_runtime.params import Whitening
 from siamface.edge_runtime.provenance import package_versions
@@ -38,6 +39,7 @@ class ExportConfig:
     parity_images: Annotated[int, Range(ge=1)] = 64           # held-out images compared against Keras
     calibration_images: Annotated[int, Range(ge=2)] = 1000    # held-out images whose pairs set the threshold
     flip_embedding: bool = True   # the device fuses each embedding with the mirrored crop's (normalise.fuse_mirrored)
+    flip_params: bool = True      # ... and each reconstruction's parameters, mapped back (edge_runtime.mirror_params)
     face_model: str = ""
 
 
@@ -80,6 +82,8 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
     check_same_face_model(meta["face_model"], model, f"checkpoint {checkpoint}",
                           "pass the matching --face-model, or retrain with this code")
     layout = model.layout(meta["param_layout"]["n_id"])
+    if cfg.flip_params:
+        param_mirror(model, layout.n_id)  # a face model without mirror partners fails here, before any conversion
     dataset = Dataset.open(meta["config"]["data"][0])
     whitening = Whitening.from_dict(meta["whitening"])
     train = dataset.split("train")
@@ -112,6 +116,7 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
             "crop": {"convention": "3ddfa", "center_shift": CENTER_SHIFT, "side_factor": SIDE_FACTOR},
             "embedding": {"dim": int(embs.shape[1]), "normalise": "l2", "similarity": "cosine",
                           "flip": cfg.flip_embedding},
+            "reconstruction": {"flip": cfg.flip_params},
             "verification": {"source": "synthetic", "data": f"{heldout.name} split of {dataset.root}",
                              **calibrate(scored, cal_ids, cfg.far_target)},
             "parity": figures,

@@ -192,30 +192,74 @@ def test_gray_and_rgba_inputs_match_rgb(tiny_bundles, test_images):
                                rec.reconstruct(images[1], [boxes[1]])[0].embedding, atol=1e-6)
 
 
-def test_embedding_fuses_the_mirrored_crop(tiny_bundles, test_images):
-    """Exported bundles say embedding.flip; the device's embedding is then the unit mean of the
-    final crop's and its mirror image's, each normalised, from the real interpreter."""
+def test_parameters_and_embedding_fuse_the_mirrored_crop(tiny_bundles, test_images):
+    """Exported bundles say reconstruction.flip and embedding.flip: the device runs the final crop's
+    mirror image once, fuses the parameters with its own (mapped back, mirror_params) and the
+    embedding (the unit mean of both, each normalised), all from the real interpreter. With the
+    flip off in the options, a reconstruction without identity pays no mirror, and the embedding
+    runs it on first use."""
     from siamface.edge_runtime.crop import crop_image
     from siamface.edge_runtime.normalise import l2_normalize
 
     images, boxes = test_images
-    for variant in ("fp32", "int8-qat"):
-        rec = Reconstructor.from_bundle(tiny_bundles / "bundles" / variant)
-        assert rec.bundle.flip_embedding and rec.bundle.meta["embedding"]["flip"] is True
+
+    def watched(rec: Reconstructor) -> list[np.ndarray]:
         seen, run = [], rec.model.run
         rec.model.run = lambda pixels: seen.append(pixels.copy()) or run(pixels)  # the real interpreter, watched
+        return seen
+
+    for variant in ("fp32", "int8-qat"):
+        rec = Reconstructor.from_bundle(tiny_bundles / "bundles" / variant)
+        assert rec.bundle.meta["embedding"]["flip"] is True and rec.bundle.meta["reconstruction"]["flip"] is True
+        run = rec.model.run
+        seen = watched(rec)
         face = rec.reconstruct(images[2], [boxes[2]])[0]
-        face.to_dict(embedding=False)
-        assert len(seen) == 2        # box crop, refined crop: a reconstruction without identity pays no mirror
-        face.embedding
-        # the mirror image of the final crop, once, on first use
         pixels = crop_image(images[2], face.crop)
+        # box crop, refined crop, the refined crop's mirror image
         assert len(seen) == 3 and np.array_equal(seen[1][0], pixels) and np.array_equal(seen[2][0], pixels[:, ::-1])
         face.embedding
         assert len(seen) == 3 and len(rec.timings["mirror"]) == 1
-        plain = l2_normalize(run(pixels[None])["embedding"][0])
-        flipped = l2_normalize(run(np.ascontiguousarray(pixels[None, :, ::-1]))["embedding"][0])
-        assert float(face.embedding @ l2_normalize(plain + flipped)) > 0.99999
+        plain, flipped = run(pixels[None]), run(np.ascontiguousarray(pixels[None, :, ::-1]))
+        unwhiten = rec.whitening.unwhiten
+        np.testing.assert_allclose(face.params, rec.mirror.fuse(unwhiten(plain["params"][0]), unwhiten(
+            flipped["params"][0]), rec.layout, rec.size), atol=1e-5)
+        expected = l2_normalize(l2_normalize(plain["embedding"][0]) + l2_normalize(flipped["embedding"][0]))
+        assert float(face.embedding @ expected) > 0.99999
+    rec = Reconstructor.from_bundle(tiny_bundles / "bundles" / "fp32", ReconstructorOptions(flip=False))
+    seen = watched(rec)
+    face = rec.reconstruct(images[2], [boxes[2]])[0]
+    face.to_dict(embedding=False)
+    assert len(seen) == 2 and "mirror" not in rec.timings
+    face.embedding
+    assert len(seen) == 3 and np.array_equal(seen[2][0], seen[1][0][:, ::-1])
+
+
+def test_evaluation_fuses_the_mirrored_crop_whichever_way_round(tiny_bundles, test_images):
+    """A bundle with reconstruction.flip (as exported) predicts on a crop and on its mirror image
+    two faces that are each other's mirror image: the landmarks no longer depend on which way
+    round the crop is. The crop alone (as before) does not have that symmetry."""
+    from siamface.edge_runtime.crop import crop_image
+    from siamface.evaluation.landmark_fit import MIRROR
+    from siamface.evaluation.predictors import bundle_predictor
+
+    images, boxes = test_images
+    predictor = bundle_predictor(tiny_bundles / "bundles" / "fp32")
+    side = predictor.size
+    crops = np.stack([crop_image(image, crop_from_box(box, side)) for image, box in zip(images, boxes)])
+    assert predictor.flip_params and predictor.meta["reconstruction"]["flip"] is True
+    model, layout = predictor.decoder, predictor.layout
+
+    def asymmetry(mirrored: bool) -> float:
+        """Largest distance (pixels) between the landmarks of the crops and the mirror image of the
+        landmarks of the mirrored crops."""
+        plain = model.image_landmarks(predictor.predict(crops, mirrored)[0], layout)[..., :2]
+        flipped = model.image_landmarks(predictor.predict(crops[:, :, ::-1].copy(), mirrored)[0], layout)[..., :2]
+        flipped = flipped[:, MIRROR]
+        flipped[..., 0] = side - 1 - flipped[..., 0]
+        return float(np.abs(plain - flipped).max())
+
+    assert asymmetry(True) < 0.05
+    assert asymmetry(False) > 0.5
 
 
 # -- image reading ---------------------------------------------------------------------------------
