@@ -13,8 +13,9 @@ from .reconstructor import Reconstructor, ReconstructorOptions
 
 STAGES = ("detect", "crop", "invoke", "decode", "embed", "mirror")
 TABLE_HEADER = "bundle          threads  " + "  ".join(f"{s:>11}" for s in STAGES) + "   per face*  (ms p50/p90)"
-TABLE_FOOTNOTE = ("* per face = crop + invoke + decode + embed over both passes (detector box, then landmark refine);"
-                  " mirror: the mirrored crop's invoke an identity check adds (bundles with embedding.flip)")
+TABLE_FOOTNOTE = ("* per face = crop + invoke + decode + embed over both passes (detector box, then landmark refine),"
+                  " + mirror with reconstruction.flip; mirror: the final crop's mirror image's invoke, in every"
+                  " reconstruction with reconstruction.flip (the embedding reuses it), else what an identity check adds")
 
 
 def _percentiles(values) -> dict | None:

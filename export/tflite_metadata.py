@@ -293,11 +293,14 @@ def _tensors(meta: dict, int8: bool, outputs: list[str]) -> tuple[dict, list[dic
              "stats": {"min": [-128.0 if int8 else 0.0], "max": [127.0 if int8 else 255.0]}}
     dequantise = " int8: dequantise with the tensor's scale and zero point first." if int8 else ""
     p, i, e = layout.pose, layout.identity, layout.expression
+    fused = (" A reconstruction is the mean of these parameters for its crop and, mapped back through the face "
+             "model's mirror symmetry, for the crop mirrored left to right (bundle.json 'reconstruction.flip'; "
+             "siamface edge_runtime/mirror_params.py)." if meta.get("reconstruction", {}).get("flip") else "")
     params = {"name": "params", "description": (
         f"{layout.size} whitened 3D morphable model parameters (p = z * std + mean, bundle.json 'whitening'): "
         f"[{p.start}:{p.stop}] pose, a 3x4 camera [sR | t] row-major; [{i.start}:{i.stop}] identity shape "
         f"coefficients; [{e.start}:{e.stop}] expression blendshape weights. One label per value in "
-        f"{PARAMS_LABELS}.{dequantise}"),
+        f"{PARAMS_LABELS}.{fused}{dequantise}"),
         "content": {"content_properties": {"type": "FeatureProperties"}},
         "associated_files": [{"name": PARAMS_LABELS, "type": TENSOR_AXIS_LABELS, "description": (
             "one label per params value: pose_sR<row><col> and pose_t<row>, identity_NNN, then the "

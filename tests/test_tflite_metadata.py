@@ -44,6 +44,7 @@ def exported(face_model, tmp_path_factory) -> dict:
         (root / f"{variant}.tflite").write_bytes(raw)
         meta = {"variant": variant, "input": {"name": "pixels", "size": SIZE, "dtype": dtype},
                 "param_layout": layout.to_dict(), "embedding": {"dim": DIM, "similarity": "cosine", "flip": variant == "fp32"},
+                "reconstruction": {"flip": variant == "fp32"},
                 "whitening": Whitening(np.zeros(layout.size), np.ones(layout.size)).to_dict(),
                 "crop": {"convention": "3ddfa", "center_shift": 0.14, "side_factor": 1.58},
                 "verification": {"source": "synthetic", "threshold": 0.5, "far": 0.01, "far_target": 0.01}}
@@ -70,6 +71,7 @@ def test_metadata_says_what_goes_in_and_comes_out(exported, face_model):
     described = {t["name"]: t for t in graph["output_tensor_metadata"]}
     assert "not normalised" in described["embedding"]["description"] and f"{DIM}-d" in described["embedding"]["description"]
     assert "mirrored left to right" in described["embedding"]["description"]   # embedding.flip: true
+    assert "mirrored left to right" in described["params"]["description"]      # reconstruction.flip: true
     int8_graph = read(exported["int8-ptq"][1] / MODEL)[0]["subgraph_metadata"][0]
     assert all("mirrored" not in t["description"] for t in int8_graph["output_tensor_metadata"])  # flip false
     assert "[0:12] pose" in described["params"]["description"] and "whitened" in described["params"]["description"]
