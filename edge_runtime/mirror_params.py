@@ -50,7 +50,7 @@ class ParamMirror:
 @lru_cache(maxsize=4)
 def param_mirror(model: MorphableModel, n_id: int) -> ParamMirror:
     """The mirror maps of ``model``'s first ``n_id`` identity modes and its expressions, derived
-    from the mesh (a few tens of ms, once per model); a one-line error when the mesh is not
+    from the mesh (0.1-0.2 s on the development VM, once per model); a one-line error when the mesh is not
     left-right symmetric, as a model without mirror partners cannot be fused."""
     sample = model.face_vertices[::SAMPLE_STEP]
     flip = np.array([-1.0, 1.0, 1.0], np.float32)

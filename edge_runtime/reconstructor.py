@@ -21,8 +21,8 @@ from .crop import CropTransform, crop_from_box, crop_image, crop_square, is_crop
 from .defaults import resolve_bundle
 from .detector import DEFAULT_DETECTOR, FaceDetector, make_detector, to_rgb
 from .interpreter import TFLiteModel
-from .morphable_model import MorphableModel
 from .mirror_params import param_mirror
+from .morphable_model import MorphableModel
 from .normalise import fuse_mirrored, l2_normalize, mirror
 from .params import ParamLayout
 
