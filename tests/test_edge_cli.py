@@ -19,7 +19,7 @@ from skimage import data
 from siamface.edge_runtime.bundle import load_bundle
 from siamface.edge_runtime.crop import crop_image
 from siamface.edge_runtime.params import ParamLayout
-from siamface.edge_runtime.reconstructor import Reconstructor
+from siamface.edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
@@ -248,6 +248,12 @@ def test_reconstruct_writes_meshes_overlay_and_json(tiny_bundles, photos, tmp_pa
     np.testing.assert_allclose(face["landmarks68"], expected.landmarks68, atol=0.3)  # JPEG round trip
     assert set(face["pose_deg"]) == {"yaw", "pitch", "roll"} and len(face["embedding"]) == 32
     assert np.linalg.norm(face["embedding"]) == pytest.approx(1.0, abs=1e-3)
+    # --no-flip: the crop alone, as the Python API's ReconstructorOptions(flip=False)
+    ok(run("reconstruct", photos / "astronaut.jpg", "--model", model, "--out", tmp_path / "crop", "--no-flip"))
+    (alone,) = json.loads((tmp_path / "crop" / "astronaut.json").read_text())["faces"]
+    expected = Reconstructor.from_bundle(model, ReconstructorOptions(flip=False)).reconstruct(data.astronaut())[0]
+    np.testing.assert_allclose(alone["landmarks68"], expected.landmarks68, atol=0.3)
+    assert np.abs(np.subtract(alone["landmarks68"], face["landmarks68"])).max() > 0.5
 
 
 def test_several_faces_largest_first_or_all(tiny_bundles, photos, tmp_path):
