@@ -47,24 +47,36 @@ class ParamMirror:
         return ((np.asarray(params, np.float64) + self.unmirror(mirrored, layout, side)) / 2).astype(np.float32)
 
 
+FLIP_X = np.array([-1.0, 1.0, 1.0])
+
+
+def mirror_partners(points: np.ndarray, queries: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``queries`` (indices into ``points`` (V, 3)): the index of the point nearest its
+    mirror image (x -> -x) and the distance to it, in numpy (the device has no KD-tree), a few
+    hundred queries at a time."""
+    points = np.asarray(points, np.float64)
+    norms = (points ** 2).sum(axis=1)
+    index = np.empty(len(queries), np.int64)
+    for lo in range(0, len(queries), chunk):
+        seen = points[queries[lo:lo + chunk]] * FLIP_X
+        index[lo:lo + chunk] = (norms[None, :] - 2.0 * seen @ points.T).argmin(axis=1)  # |seen|^2 is the row's constant
+    return index, np.linalg.norm(points[queries] * FLIP_X - points[index], axis=1)
+
+
 @lru_cache(maxsize=4)
 def param_mirror(model: MorphableModel, n_id: int) -> ParamMirror:
     """The mirror maps of ``model``'s first ``n_id`` identity modes and its expressions, derived
     from the mesh (0.1-0.2 s on the development VM, once per model); a one-line error when the mesh is not
     left-right symmetric, as a model without mirror partners cannot be fused."""
     sample = model.face_vertices[::SAMPLE_STEP]
-    flip = np.array([-1.0, 1.0, 1.0], np.float32)
-    mean = model.mean.astype(np.float32)
-    seen = mean[sample] * flip
-    squared = (seen ** 2).sum(1)[:, None] + (mean ** 2).sum(1)[None, :] - 2.0 * seen @ mean.T
-    partner = squared.argmin(axis=1)
-    if np.median(np.linalg.norm(seen - mean[partner], axis=1)) > PARTNER_TOLERANCE:
+    partner, gap = mirror_partners(model.mean, sample)
+    if np.median(gap) > PARTNER_TOLERANCE:
         raise SiamfaceError(f"face model {model.name} is not left-right symmetric, so its parameters cannot be "
                             f"mirrored: export the bundle with flip_params=false")
 
     def at(basis: np.ndarray, vertices: np.ndarray, mirrored: bool) -> np.ndarray:
         """(modes, 3n): each mode at the vertices, x negated when seen in the mirror."""
-        part = basis[:, vertices].astype(np.float64) * (flip if mirrored else 1.0)
+        part = basis[:, vertices].astype(np.float64) * (FLIP_X if mirrored else 1.0)
         return part.reshape(len(basis), -1)
 
     modes, mirrored_modes = at(model.id_basis[:n_id], sample, False), at(model.id_basis[:n_id], partner, True)
@@ -78,4 +90,4 @@ def param_mirror(model: MorphableModel, n_id: int) -> ParamMirror:
         worst = model.exp_names[int(relative.argmax())]
         raise SiamfaceError(f"face model {model.name}: blendshape {worst} has no mirror partner, so its parameters "
                             f"cannot be mirrored: export the bundle with flip_params=false")
-    return ParamMirror(identity=carry.T.astype(np.float64), expression=swap)
+    return ParamMirror(identity=carry.T, expression=swap)

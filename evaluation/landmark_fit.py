@@ -25,6 +25,7 @@ import numpy as np
 from siamface.edge_runtime import metrics
 from siamface.edge_runtime.camera import decompose_camera
 from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.mirror_params import mirror_partners
 from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.training.data.fitting import FitConfig, fit_landmarks
 
@@ -96,12 +97,9 @@ def per_landmark_offsets(fits: list[FaceFit]) -> np.ndarray:
 
 def mirror_vertices(model: MorphableModel) -> np.ndarray:
     """(V,) index of each vertex's mirror image (x -> -x) on the mean face; -1 where none lies
-    within 0.1 mm (the ICT mesh is symmetric to 0.05 mm)."""
-    from scipy.spatial import cKDTree
-
-    mean = model.mean.astype(np.float64)
-    dist, index = cKDTree(mean).query(mean * [-1.0, 1.0, 1.0])
-    return np.where(dist < 0.01, index, -1)
+    within 0.1 mm (the ICT mesh is symmetric to 0.05 mm); the device's search (mirror_params)."""
+    index, distance = mirror_partners(model.mean, np.arange(model.n_vertices))
+    return np.where(distance < 0.01, index, -1)
 
 
 def candidates(model: MorphableModel, vertex: int, radius_cm: float) -> np.ndarray:
