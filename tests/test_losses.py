@@ -16,8 +16,8 @@ from siamface.evaluation.scoring import shape_errors_mm
 from siamface.training.losses import (MarginHead, aligned_shape_loss, arcface_logits, batch_contrastive_loss,
                              batch_embedding_contrastive_loss, batch_hard_triplet_loss, contrastive_loss,
                              cosface_logits, embedding_contrastive_loss, geometry_loss, margin_loss, masked_mean,
-                             point_sensitivity, similarity_free_basis, supervised_contrastive_loss, wpdc_loss,
-                             wpdc_weights)
+                             point_sensitivity, similarity_free_basis, supervised_contrastive_loss, trait_loss,
+                             wpdc_loss, wpdc_weights)
 from siamface.training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
 
 TINY_LAYOUT = ParamLayout(n_id=1, n_exp=1)  # 12 pose + 1 + 1 = 14 values; tx = 3, tz = 11, id = 12
@@ -313,6 +313,16 @@ def test_masked_per_image_losses_equal_the_losses_without_the_sample():
         masked, grad = gradient(lambda p: fn(true, p, mask), pred)
         assert masked == pytest.approx(fn(true[keep], pred[keep]).numpy(), rel=1e-12)
         assert np.all(grad[1] == 0) and np.abs(grad[keep]).max() > 0
+
+
+def test_trait_loss_hand_value_and_people_without_traits_add_nothing():
+    predicted = np.array([[1.0, 2.0], [0.0, 0.0], [3.0, -1.0]])
+    traits = np.array([[1.0, 0.0], [np.nan, np.nan], [0.0, 1.0]])
+    loss, grad = gradient(lambda p: trait_loss(p, traits), predicted)
+    assert loss == pytest.approx(((0 + 4) / 2 + (9 + 4) / 2) / 2)
+    assert np.all(grad[1] == 0) and np.all(np.isfinite(grad))                 # the NaN row: no gradient
+    np.testing.assert_allclose(grad[[0, 2]], [[0.0, 1.0], [1.5, -1.0]])      # d/dp of the mean square
+    assert trait_loss(predicted, np.full((3, 2), np.nan)).numpy() == 0.0
 
 
 def test_aligned_shape_loss_hand_value():

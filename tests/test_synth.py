@@ -17,6 +17,7 @@ from siamface.training.config_io import load_config
 from siamface.training.data import texture as T
 from siamface.training.data.dataset import Dataset, shard_paths
 from siamface.training.data.synth import SynthConfig, synthesize, worker_start_method
+from siamface.training.data.traits import TRAIT_NAMES, identity_traits
 
 SMALL = dict(train_identities=4, val_identities=2, test_identities=2, images_per_identity=3, shard_size=6, n_id=40)
 
@@ -75,7 +76,32 @@ def test_manifest_records_how_it_was_made(small_dataset, face_model):
     assert m["render_model"] == {"name": "ict_face_model_v2.npz", "sha256": load_render_model(face_model).mesh.sha256}
     assert m["param_layout"] == {"n_id": 40, "n_exp": 53, "n_pose": 12}
     assert len(m["whitening"]["mean"]) == 105 and "numpy" in m["versions"]
-    assert [c[0] for c in m["columns"]] == ["identity", "params", "landmarks2d", "landmarks3d", "pose_deg", "face_box"]
+    assert [c[0] for c in m["columns"]] == ["identity", "params", "landmarks2d", "landmarks3d", "pose_deg", "face_box",
+                                            "traits"]
+    assert m["trait_names"] == list(TRAIT_NAMES) and m["columns"][-1] == ["traits", len(TRAIT_NAMES)]
+
+
+def test_traits_are_the_persons_look(small_dataset, face_model):
+    """Every photo of a person carries the traits of the look its images were painted with (the
+    identity's generator redrawn), and different people differ in them."""
+    from siamface.training.data.scene import sample_hair_style
+    from siamface.training.data.synth import FaceSynthesizer
+
+    cfg = SynthConfig(**SMALL)
+    synth = FaceSynthesizer(face_model, cfg)
+    for name in ("train", "test"):
+        split = small_dataset.split(name)
+        for person in np.unique(split.identity):
+            rng, _ = synth._identity_draw(name, int(person) - cfg.first_identity(name))
+            look = T.paint_identity(synth.texture, rng, cfg.texture)
+            expected = identity_traits(look, sample_hair_style(rng, look.hair_colour, cfg.scene))
+            np.testing.assert_array_equal(split.traits[split.identity == person], np.tile(expected, (3, 1)))
+    traits = small_dataset.split("train").traits[::3]
+    names = dict(zip(TRAIT_NAMES, traits.T))
+    assert np.all(np.ptp(traits, axis=0)[:4] > 0) and len({tuple(t) for t in traits}) == 4
+    assert np.all(names["tone"] >= 0) and np.all(names["tone"] <= 1)
+    kinds = [n for n in TRAIT_NAMES if n.startswith("facial_hair_")]
+    np.testing.assert_array_equal(traits[:, [TRAIT_NAMES.index(k) for k in kinds]].sum(axis=1), 1.0)  # one-hot
 
 
 def test_deterministic_regardless_of_workers_and_shards(small_dataset, tmp_path):
@@ -137,6 +163,9 @@ def test_resume_renders_only_missing_shards(small_dataset, tmp_path):
     assert ds.manifest["shards_rendered_this_run"] == 1
     assert not list((out / "train").glob(".*.tmp"))
     np.testing.assert_array_equal(ds.split("train").labels, small_dataset.split("train").labels)
+    np.save(lab, np.load(lab)[:, :-len(TRAIT_NAMES)])   # a shard written before the traits column: redone
+    assert synthesize(out, SynthConfig(**SMALL), workers=1, progress=False).manifest["shards_rendered_this_run"] == 1
+    np.testing.assert_array_equal(np.load(lab), np.load(shard_paths(small_dataset.root / "train", 1)[1]))
     with pytest.raises(SiamfaceError, match="different config.*--overwrite"):
         synthesize(out, SynthConfig(**{**SMALL, "seed": 1}), workers=1, progress=False)
     recorded = json.loads((out / "synth_config.json").read_text())

@@ -12,8 +12,9 @@ import tensorflow as tf
 import tf_keras
 
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.training.checkpoint import load_checkpoint, load_margin_head
-from siamface.training.data.dataset import Dataset
+from siamface.training.checkpoint import load_checkpoint, load_head
+from siamface.training.data.dataset import Dataset, merge_splits
+from siamface.training.data.traits import TRAIT_NAMES
 from siamface.training.face_model import load_training_face_model
 from siamface.training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
 from siamface.training.pairs import PairSampler, PKSampler
@@ -79,7 +80,7 @@ def test_training_writes_checkpoint_history_and_report(tiny_data, tmp_path):
     assert meta["kind"] == "float" and meta["param_layout"]["n_id"] == 20
     assert meta["config"]["loss"]["identity"] == "arcface" and "tensorflow" in meta["versions"]
     assert meta["training_data"]["identities"] == 6 and len(meta["whitening"]["mean"]) == 85
-    assert load_margin_head(tmp_path / "run" / "best").shape == (32, 6)   # ArcFace class vectors, for QAT
+    assert [w.shape for w in load_head(tmp_path / "run" / "best", "margin_head")] == [(32, 6)]  # class vectors, for QAT
     assert {"nme", "shape_error_mm", "verification_embedding", "verification_shape"} <= set(report)
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [6, 12]
@@ -223,9 +224,10 @@ def test_staged_schedule_holds_identity_back(tiny_data):
 @pytest.fixture(scope="module")
 def identity_only_data(tiny_data, tmp_path_factory):
     """The tiny set's images relabelled as another dataset without 3D labels (NaN geometry columns,
-    no whitening: what `siamface data import` writes)."""
+    no traits, no whitening: what `siamface data import` writes)."""
     out = tmp_path_factory.mktemp("data") / "identity-only"
     columns = Dataset.open(tiny_data).split("train").columns
+    width = columns["traits"].start
     for split in ("train", "val", "test"):
         (out / split).mkdir(parents=True)
         for shard in sorted((tiny_data / split).glob("*.images.npy")):
@@ -233,24 +235,31 @@ def identity_only_data(tiny_data, tmp_path_factory):
             labels = np.load(shard.with_name(shard.name.replace(".images.", ".labels.")))
             for name in ("params", "landmarks2d", "landmarks3d", "pose_deg"):
                 labels[:, columns[name]] = np.nan
-            np.save(out / split / shard.name.replace(".images.", ".labels."), labels)
+            np.save(out / split / shard.name.replace(".images.", ".labels."), labels[:, :width])
     manifest = json.loads((tiny_data / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps({**manifest, "whitening": {}}))
+    (out / "manifest.json").write_text(json.dumps({**manifest, "whitening": {}, "columns": manifest["columns"][:-1]}))
     return out
 
 
 @pytest.fixture(scope="module")
 def pk_run(tiny_data, identity_only_data, tmp_path_factory):
     """A P x K run with the branch and a CosFace head on synthetic + identity-only data: (config, folder, report)."""
-    cfg = replace(_cfg(tiny_data, sampler="pk", pk_images=2, encoder=BRANCH, loss=PK_LOSS, steps=6, eval_every=6),
+    cfg = replace(_cfg(tiny_data, sampler="pk", pk_images=2, encoder=BRANCH, loss=replace(PK_LOSS, traits=1.0),
+                       steps=6, eval_every=6),
                   data=[str(identity_only_data), str(tiny_data)])    # whitening and val from the second
     out = tmp_path_factory.mktemp("runs") / "pk"
     return cfg, out, train(cfg, out, progress=False)
 
 
 def test_pk_training_with_a_branch_on_mixed_datasets(pk_run):
-    """P x K training on synthetic + identity-only data: finite losses, the signature export needs."""
-    _, out, report = pk_run
+    """P x K training on synthetic + identity-only data: finite losses, the signature export needs;
+    the people without traits read them as NaN (the trait loss skips them)."""
+    cfg, out, report = pk_run
+    merged = merge_splits([Dataset.open(d).split("train") for d in cfg.data])
+    assert np.isnan(merged.traits[:24]).all() and np.isfinite(merged.traits[24:]).all()
+    np.testing.assert_array_equal(merged.params[24:], Dataset.open(cfg.data[1]).split("train").params)
+    logged = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert [entry["traits"] > 0 for entry in logged if "total" in entry] == [True]   # step 6 logs its terms
     assert np.isfinite(report["nme"]["mean"])
     encoder, meta = load_checkpoint(out / "best")
     assert encoder.output_names == ["params", "embedding"] and encoder.output_shape == [(None, 85), (None, 32)]
@@ -276,8 +285,11 @@ def test_fine_tuning_starts_from_the_saved_class_vectors(pk_run, tmp_path):
     (with a zero learning rate they come out unchanged; a fresh head would be the random initial one)."""
     cfg, out, _ = pk_run
     best = out / "best"
-    saved = load_margin_head(best)
-    assert saved.shape == (32, 12)
+    saved = {name: load_head(best, name) for name in ("margin_head", "trait_head")}
+    assert [w.shape for w in saved["margin_head"]] == [(32, 12)]
+    assert [w.shape for w in saved["trait_head"]] == [(32, len(TRAIT_NAMES)), (len(TRAIT_NAMES),)]
     train(replace(cfg, learning_rate=0.0, steps=2, eval_every=2), tmp_path / "tuned", progress=False,
           encoder_factory=lambda: load_checkpoint(best)[0], parent={"checkpoint": str(best), "step": 6})
-    np.testing.assert_array_equal(load_margin_head(tmp_path / "tuned" / "best"), saved)
+    for name, weights in saved.items():
+        for tuned, before in zip(load_head(tmp_path / "tuned" / "best", name), weights):
+            np.testing.assert_array_equal(tuned, before)

@@ -2,8 +2,10 @@
 
 ``checkpoint.json`` records kind, parameter layout, whitening, face model, data summary, the
 config and tool versions; ``encoder.h5`` is the tf-keras model. Export and QAT read only this.
-``margin_head.npy`` (when training had an ArcFace/CosFace head) holds its class vectors, so QAT
-fine-tunes against trained class vectors instead of random ones; it is never exported.
+``HEAD.npz`` holds the weights of each training-only head the losses had (``margin_head``: the
+ArcFace/CosFace class vectors; ``trait_head``: the traits' regression), so QAT fine-tunes against
+trained heads instead of random ones; they are never exported. Checkpoints written before the
+trait head kept the class vectors alone in ``margin_head.npy``; they still load.
 """
 from __future__ import annotations
 
@@ -18,25 +20,31 @@ from siamface.edge_runtime.versioned_json import read_versioned_json
 
 META = "checkpoint.json"
 ENCODER = "encoder.h5"
-MARGIN_HEAD = "margin_head.npy"
+LEGACY_MARGIN_HEAD = "margin_head.npy"  # the class vectors, before heads had their own .npz
 FORMAT_VERSION = 1
 KINDS = ("float", "qat")
 
 
-def save_checkpoint(folder: str | os.PathLike, encoder, meta: dict, margin_head: np.ndarray | None = None) -> Path:
-    """Write the encoder and its metadata into ``folder``, replacing it only when complete."""
+def save_checkpoint(folder: str | os.PathLike, encoder, meta: dict,
+                    heads: dict[str, list[np.ndarray]] | None = None) -> Path:
+    """Write the encoder, its training-only heads' weights (name -> arrays) and its metadata into
+    ``folder``, replacing it only when complete."""
     with atomic_folder(folder) as tmp:
         encoder.save(tmp / ENCODER, include_optimizer=False)
-        if margin_head is not None:
-            np.save(tmp / MARGIN_HEAD, margin_head)
+        for name, weights in (heads or {}).items():
+            np.savez(tmp / f"{name}.npz", *weights)
         atomic_write_json(tmp / META, {"format_version": FORMAT_VERSION, **meta})
     return Path(folder)
 
 
-def load_margin_head(folder: str | os.PathLike) -> np.ndarray | None:
-    """The class vectors saved with a checkpoint, or None when it had no margin head."""
-    path = Path(folder) / MARGIN_HEAD
-    return np.load(path) if path.is_file() else None
+def load_head(folder: str | os.PathLike, name: str) -> list[np.ndarray] | None:
+    """The weights of training-only head ``name`` saved with a checkpoint, or None: it had none."""
+    folder = Path(folder)
+    if (folder / f"{name}.npz").is_file():
+        with np.load(folder / f"{name}.npz") as saved:
+            return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    legacy = folder / LEGACY_MARGIN_HEAD
+    return [np.load(legacy)] if name == "margin_head" and legacy.is_file() else None
 
 
 def read_checkpoint_meta(folder: str | os.PathLike) -> dict:

@@ -27,7 +27,7 @@ from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.edge_runtime.scoring import GroundTruth, score
 from siamface.training.data.dataset import SplitData
 from siamface.training.distribute import Cluster
-from siamface.training.losses import MarginHead, TrainingLosses
+from siamface.training.losses import TrainingLosses
 from siamface.training.pipeline import image_batches
 
 if TYPE_CHECKING:
@@ -106,12 +106,14 @@ class TrainState:
     step: tf.Variable
 
     @property
-    def head(self) -> MarginHead | None:
-        return self.losses.margin_head
+    def heads(self) -> dict:
+        """The training-only layers the losses hold (margin head, trait head), by checkpoint name."""
+        named = {"margin_head": self.losses.margin_head, "trait_head": self.losses.trait_head}
+        return {name: layer for name, layer in named.items() if layer is not None}
 
     @property
     def trainables(self) -> list:
-        return self.net.trainable_variables + (self.head.trainable_variables if self.head else [])
+        return self.net.trainable_variables + [v for layer in self.heads.values() for v in layer.trainable_variables]
 
 
 class Checkpoints:
@@ -121,7 +123,7 @@ class Checkpoints:
     def __init__(self, state: TrainState, out: Path, cluster: Cluster):
         self.state, self.folder, self.cluster = state, out / "ckpt", cluster
         self.ckpt = tf.train.Checkpoint(encoder=state.encoder, optimizer=state.optimizer, step=state.step,
-                                        **({"margin_head": state.head} if state.head else {}))
+                                        **state.heads)
         self.manager = tf.train.CheckpointManager(self.ckpt, self.folder, max_to_keep=2) if cluster.chief else None
 
     def restore(self) -> int:

@@ -316,6 +316,14 @@ class MarginHead(keras.layers.Layer):
                 "margin": self.margin}
 
 
+def trait_loss(predicted: tf.Tensor, traits: tf.Tensor) -> tf.Tensor:
+    """Mean squared error over the standardised traits of the samples that have them."""
+    traits, predicted = tf.cast(traits, tf.float32), tf.cast(predicted, tf.float32)
+    mask = tf.reduce_all(tf.math.is_finite(traits), axis=1)
+    error = tf.square(tf.where(mask[:, None], traits, 0.0) - predicted)
+    return masked_mean(tf.reduce_mean(error, axis=1), mask)
+
+
 @dataclass
 class LossConfig:
     """Loss weights (0 switches a loss off, for ablations) and their margins."""
@@ -348,6 +356,10 @@ class LossConfig:
     cosface_scale: float = 30.0
     cosface_margin: float = 0.35      # additive cosine margin
     identity_start_step: int = 0      # staged schedule: identity and classifier losses join at this step
+    # Regress the person's visible traits (skin tone, hair, brows, eye colour, facial hair; the
+    # ``traits`` label column of synthetic data) from the embedding through a training-only linear
+    # head: it says which cues identify a person. 0: off; samples without traits add nothing.
+    traits: float = 0.0
 
 
 IDENTITY_LOSSES = ("none", "contrastive", "triplet", "supcon", "arcface", "cosface")
@@ -363,7 +375,7 @@ class TrainingLosses:
     """
 
     def __init__(self, cfg: LossConfig, model: MorphableModel, layout: ParamLayout, whitening: Whitening,
-                 n_classes: int, embedding_dim: int):
+                 n_classes: int, embedding_dim: int, n_traits: int = 0):
         self.cfg, self.layout = cfg, layout
         idx = landmark_and_sample_indices(model, cfg.n_sample_vertices)
         self.tf_model = TFMorphableModel.from_numpy(model, layout, idx)
@@ -384,6 +396,13 @@ class TrainingLosses:
                              else (cfg.cosface_scale, cfg.cosface_margin))
             self.margin_head = MarginHead(n_classes, head, scale, margin)
             self.margin_head.build((None, embedding_dim))
+        self.trait_head = None
+        if cfg.traits:
+            if not n_traits:
+                raise SiamfaceError("loss.traits needs data with a traits column (synthetic data written since "
+                                    "2026-12-02): regenerate it with `siamface data synth`, or set loss.traits=0")
+            self.trait_head = keras.layers.Dense(n_traits, name="trait_head", dtype="float32")
+            self.trait_head.build((None, embedding_dim))
 
     def unwhiten(self, z):
         return tf.cast(z, tf.float32) * self.std + self.mean
@@ -415,10 +434,10 @@ class TrainingLosses:
             terms[f"wpdc{suffix}"] = cfg.wpdc * wpdc_loss(z_true, z_pred, weights, mask)
         return terms
 
-    def _identity_terms(self, embedding: tf.Tensor, labels: tf.Tensor, identity_on: tf.Tensor,
-                        contrastive: Callable[[], tf.Tensor]) -> dict:
-        """Identity losses on L2-normalised embeddings with their identity classes; ``contrastive``
-        computes the paper's loss (per pair, or over every pair of a P x K batch)."""
+    def _identity_terms(self, embedding: tf.Tensor, labels: tf.Tensor, traits: tf.Tensor | None,
+                        identity_on: tf.Tensor, contrastive: Callable[[], tf.Tensor]) -> dict:
+        """Identity losses on L2-normalised embeddings with their identity classes and traits;
+        ``contrastive`` computes the paper's loss (per pair, or over every pair of a P x K batch)."""
         cfg, terms = self.cfg, {}
         if cfg.identity_weight and cfg.identity != "none":
             if cfg.identity == "contrastive":
@@ -432,6 +451,8 @@ class TrainingLosses:
             terms["identity"] = identity_on * cfg.identity_weight * value
         if cfg.classifier != "none" and cfg.classifier_weight:
             terms["classifier"] = identity_on * cfg.classifier_weight * self.margin_head(embedding, labels)
+        if self.trait_head is not None:
+            terms["traits"] = identity_on * cfg.traits * trait_loss(self.trait_head(embedding), traits)
         return terms
 
     def pairs(self, batch: dict, out: dict, identity_on: tf.Tensor) -> dict:
@@ -444,10 +465,11 @@ class TrainingLosses:
             id_b = self.unwhiten(out["params_b"])[:, lay.identity]
             terms["shape_contrastive"] = cfg.shape_contrastive * contrastive_loss(
                 id_a, id_b, batch["same"], cfg.shape_margin)
-        if cfg.identity != "none" or cfg.classifier != "none":
+        if cfg.identity != "none" or cfg.classifier != "none" or self.trait_head is not None:
             emb = tf.concat([out["embedding_a"], out["embedding_b"]], axis=0)
             labels = tf.concat([batch["class_a"], batch["class_b"]], axis=0)
-            terms.update(self._identity_terms(emb, labels, identity_on, lambda: embedding_contrastive_loss(
+            traits = tf.concat([batch["traits_a"], batch["traits_b"]], axis=0) if "traits_a" in batch else None
+            terms.update(self._identity_terms(emb, labels, traits, identity_on, lambda: embedding_contrastive_loss(
                 out["embedding_a"], out["embedding_b"], batch["same"], cfg.identity_q, cfg.identity_distance)))
         terms["total"] = tf.add_n(list(terms.values()))
         return terms
@@ -460,7 +482,7 @@ class TrainingLosses:
             codes = self.unwhiten(out["params"])[:, lay.identity]
             terms["shape_contrastive"] = cfg.shape_contrastive * batch_contrastive_loss(
                 codes, batch["class"], cfg.shape_margin)
-        terms.update(self._identity_terms(out["embedding"], batch["class"], identity_on, lambda: (
+        terms.update(self._identity_terms(out["embedding"], batch["class"], batch.get("traits"), identity_on, lambda: (
             batch_embedding_contrastive_loss(out["embedding"], batch["class"], cfg.identity_q,
                                                     cfg.identity_distance))))
         terms["total"] = tf.add_n(list(terms.values()))

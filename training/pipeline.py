@@ -41,6 +41,17 @@ def augment(images_uint8: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(x * 255.0, 0.0, 255.0), tf.uint8)
 
 
+def standardise_traits(traits: np.ndarray | None) -> np.ndarray | None:
+    """Traits scaled to zero mean and unit spread per column over the samples that have them (a
+    column that never varies stays 0), so every trait weighs alike in ``loss.traits``; NaN rows
+    (people without traits) stay NaN. None: no traits."""
+    if traits is None or not np.isfinite(traits).all(axis=1).any():
+        return None
+    known = traits[np.isfinite(traits).all(axis=1)]
+    spread = known.std(axis=0)
+    return ((traits - known.mean(axis=0)) / np.where(spread > 1e-6, spread, 1.0)).astype(np.float32)
+
+
 class _Batches:
     """What both training pipelines share: whitened labels, identity classes, the epoch stream.
 
@@ -53,6 +64,7 @@ class _Batches:
         self.params_z = whitening.whiten(split.params).astype(np.float32)
         _, self.classes = np.unique(split.identity, return_inverse=True)
         self.n_classes = int(self.classes.max()) + 1
+        self.traits_z = standardise_traits(split.traits)
 
     def part_rows(self, parts: int) -> int:
         if self.batch_size % parts:
@@ -77,11 +89,19 @@ class _Batches:
         images.set_shape((idx.shape[0], size, size, 3))
         return normalise(images if seed is None else augment(images, seed))
 
-    def _labels(self, idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        z, c = tf.numpy_function(lambda i: (self.params_z[i], self.classes[i].astype(np.int32)), [idx],
-                                 [tf.float32, tf.int32])
+    @property
+    def n_traits(self) -> int:
+        return 0 if self.traits_z is None else self.traits_z.shape[1]
+
+    def _labels(self, idx: tf.Tensor) -> dict:
+        """params (whitened), class and, where the data has them, traits (standardised) of rows idx."""
+        tables = {"params": self.params_z, "class": self.classes.astype(np.int32)}
+        if self.traits_z is not None:
+            tables["traits"] = self.traits_z
+        values = tf.numpy_function(lambda i: [t[i] for t in tables.values()], [idx],
+                                   [tf.as_dtype(t.dtype) for t in tables.values()])
         rows = idx.shape[0]
-        return tf.reshape(z, (rows, self.params_z.shape[1])), tf.reshape(c, (rows,))
+        return {k: tf.reshape(v, (rows,) + t.shape[1:]) for (k, t), v in zip(tables.items(), values)}
 
 
 def _seed(augment_images: bool, base: int, step: tf.Tensor, draw: int) -> tf.Tensor | None:
@@ -110,11 +130,10 @@ class PairBatches(_Batches):
 
         def load(step, arrays):
             a, b, same = arrays
-            (za, ca), (zb, cb) = self._labels(a), self._labels(b)
+            labels = {f"{k}_{side}": v for side, idx in (("a", a), ("b", b)) for k, v in self._labels(idx).items()}
             return {"image_a": self._images(a, _seed(augment_images, seed, step, 0)),
                     "image_b": self._images(b, _seed(augment_images, seed, step, 1)),
-                    "params_a": za, "params_b": zb, "class_a": ca, "class_b": cb,
-                    "same": tf.reshape(same, (a.shape[0],))}
+                    **labels, "same": tf.reshape(same, (a.shape[0],))}
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -136,8 +155,7 @@ class PKBatches(_Batches):
 
         def load(step, arrays):
             idx, = arrays
-            z, c = self._labels(idx)
-            return {"image": self._images(idx, _seed(augment_images, seed, step, 0)), "params": z, "class": c}
+            return {"image": self._images(idx, _seed(augment_images, seed, step, 0)), **self._labels(idx)}
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

@@ -23,7 +23,7 @@ from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.edge_runtime.normalise import PIXEL_NORMALISATION
 from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.edge_runtime.provenance import package_versions, utc_now
-from siamface.training.checkpoint import load_margin_head, save_checkpoint
+from siamface.training.checkpoint import load_head, save_checkpoint
 from siamface.training.config_io import build_config, config_to_dict
 from siamface.training.data.dataset import Dataset, SplitData, merge_splits
 from siamface.training.distribute import current_cluster, distribute
@@ -153,13 +153,14 @@ def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: Morph
     with strategy.scope():
         encoder = encoder_factory() if encoder_factory else build_encoder(cfg.encoder)
         net = build_batch_model(encoder, _slices(batches, strategy)) if pk else build_siamese(encoder)
-        loss_fn = TrainingLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim)
+        loss_fn = TrainingLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim,
+                                 batches.n_traits)
         optimizer = keras.optimizers.AdamW(learning_rate(cfg, batches.images_per_step), weight_decay=cfg.weight_decay)
         if cfg.mixed_precision:
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
         state = TrainState(encoder, net, loss_fn, optimizer, tf.Variable(0, dtype=tf.int64, name="step"))
         optimizer.build(state.trainables)
-        _start_head_from_parent(state.head, parent)
+        _start_heads_from_parent(state.heads, parent)
     return state
 
 
@@ -197,7 +198,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
         meta = _checkpoint_meta(cfg, first, train_split, model, layout, whitening, best["report"], step)
         meta.update(kind=kind, **({"parent": parent} if parent else {}))
         folder = cluster.write_dir(out / "best")
-        save_checkpoint(folder, state.encoder, meta, state.head.kernel.numpy() if state.head else None)
+        save_checkpoint(folder, state.encoder, meta, {name: head.get_weights() for name, head in state.heads.items()})
         cluster.discard(folder)
         if cluster.chief:
             atomic_write_json(out / "best.json", best)
@@ -208,12 +209,14 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     return best["report"] if best else {}
 
 
-def _start_head_from_parent(head: MarginHead | None, parent: dict | None) -> None:
-    """Fine-tuning (QAT) a checkpoint trained with a margin head starts from its class vectors:
-    random ones would pull every embedding towards an arbitrary direction for the first steps."""
-    saved = load_margin_head(parent["checkpoint"]) if head is not None and parent else None
-    if saved is not None and saved.shape == tuple(head.kernel.shape):
-        head.kernel.assign(saved)
+def _start_heads_from_parent(heads: dict, parent: dict | None) -> None:
+    """Fine-tuning (QAT) a checkpoint starts its training-only heads from the parent's: a random
+    margin head would pull every embedding towards an arbitrary direction for the first steps, a
+    random trait head towards arbitrary traits."""
+    for name, head in heads.items():
+        saved = load_head(parent["checkpoint"], name) if parent else None
+        if saved is not None and [w.shape for w in saved] == [tuple(w.shape) for w in head.weights]:
+            head.set_weights(saved)
 
 
 def _checkpoint_meta(cfg, first: Dataset, train_split: SplitData, model, layout, whitening, report, step) -> dict:

@@ -29,17 +29,18 @@ SPLITS = ("train", "val", "test")
 LABELS_IDENTITY_ONLY = "identity-only"
 
 
-def label_columns(layout: ParamLayout) -> list[tuple[str, int]]:
-    """Ordered (name, width) of the label record for a parameter layout."""
+def label_columns(layout: ParamLayout, traits: int = 0) -> list[tuple[str, int]]:
+    """Ordered (name, width) of the label record for a parameter layout; synthetic datasets add
+    ``traits`` columns of what each person looks like (``data.traits``), last."""
     return [("identity", 1), ("params", layout.size), ("landmarks2d", 68 * 2), ("landmarks3d", 68 * 3),
-            ("pose_deg", 3), ("face_box", 4)]
+            ("pose_deg", 3), ("face_box", 4)] + ([("traits", traits)] if traits else [])
 
 
-def manifest_header(layout: ParamLayout, face_model: dict, image_size: int) -> dict:
+def manifest_header(layout: ParamLayout, face_model: dict, image_size: int, traits: int = 0) -> dict:
     """The manifest fields every writer starts with: what ``Dataset.open`` and training check."""
     return {"format_version": FORMAT_VERSION, "image_size": image_size, "pixel_format": "RGB uint8",
             "param_layout": layout.to_dict(), "face_model": face_model,
-            "columns": [list(c) for c in label_columns(layout)]}
+            "columns": [list(c) for c in label_columns(layout, traits)]}
 
 
 def column_slices(columns: list[tuple[str, int]]) -> dict[str, slice]:
@@ -90,13 +91,16 @@ def write_shard(split_dir: Path, index: int, images: np.ndarray, labels: np.ndar
     atomic_save_npy(lab_path, np.ascontiguousarray(labels, dtype=np.float32))
 
 
-def shard_is_complete(split_dir: Path, index: int, count: int) -> bool:
+def shard_is_complete(split_dir: Path, index: int, count: int, width: int | None = None) -> bool:
+    """Both files of the shard hold ``count`` records (and the labels ``width`` columns, when given:
+    a shard written before columns were added is redone)."""
     img_path, lab_path = shard_paths(split_dir, index)
     if not (img_path.is_file() and lab_path.is_file()):
         return False
     try:
-        return (np.load(img_path, mmap_mode="r").shape[0] == count
-                and np.load(lab_path, mmap_mode="r").shape[0] == count)
+        labels = np.load(lab_path, mmap_mode="r")
+        return (np.load(img_path, mmap_mode="r").shape[0] == count and labels.shape[0] == count
+                and width in (None, labels.shape[1]))
     except (OSError, ValueError):
         return False
 
@@ -115,7 +119,8 @@ class SplitData:
     def labels(self) -> np.ndarray:
         if not self.label_files:
             return np.zeros((0, max(s.stop for s in self.columns.values())), np.float32)
-        parts = [np.load(p) for p in self.label_files]
+        width = max(s.stop for s in self.columns.values())
+        parts = [_pad_columns(np.load(p), width) for p in self.label_files]
         for part, offset in zip(parts, self.identity_offsets or []):
             part[:, self.columns["identity"]] += offset
         return np.concatenate(parts)
@@ -137,6 +142,11 @@ class SplitData:
 
     def column(self, name: str) -> np.ndarray:
         return self.labels[:, self.columns[name]]
+
+    @property
+    def traits(self) -> np.ndarray | None:
+        """(N, T) what each sample's person looks like (NaN rows: unknown), or None: no dataset has them."""
+        return self.column("traits") if "traits" in self.columns else None
 
     @property
     def identity(self) -> np.ndarray:
@@ -173,19 +183,29 @@ class SplitData:
         return out
 
 
+def _pad_columns(labels: np.ndarray, width: int) -> np.ndarray:
+    """Label records widened to ``width`` with NaN: columns added to the format since (they come
+    last) are unknown for shards written before them, or by writers that do not fill them."""
+    if labels.shape[1] == width:
+        return labels
+    return np.concatenate([labels, np.full((len(labels), width - labels.shape[1]), np.nan, np.float32)], 1)
+
+
 def merge_splits(splits: list[SplitData]) -> SplitData:
-    """One view over several datasets' splits; identities of each are shifted to stay distinct."""
+    """One view over several datasets' splits; identities of each are shifted to stay distinct.
+    A dataset without the last columns of another (synthetic traits, say) reads them as NaN."""
     if len(splits) == 1:
         return splits[0]
+    widest = max(splits, key=lambda s: len(s.columns)).columns
     images, labels, offsets, shift = [], [], [], 0
     for split in splits:
-        if split.columns != splits[0].columns:
+        if list(split.columns.items()) != list(widest.items())[:len(split.columns)]:
             raise SiamfaceError(f"cannot mix datasets with different label layouts ({split.label_files[0].parent})")
         images += split.image_files
         labels += split.label_files
         offsets += [shift + o for o in (split.identity_offsets or [0] * len(split.label_files))]
         shift += int(split.identity.max()) + 1 if len(split) else 0
-    return SplitData(splits[0].name, images, labels, splits[0].columns, offsets)
+    return SplitData(splits[0].name, images, labels, widest, offsets)
 
 
 @dataclass

@@ -43,6 +43,7 @@ from siamface.training.data.sampling import (PoseConfig, sample_angles, sample_c
 from siamface.training.data.scene import (SceneConfig, SceneContext, degrade, draw_behind, draw_front,
                                  sample_background, sample_hair_style)
 from siamface.training.data.texture import Look, TextureConfig, TextureLayout, paint_identity, vary_photo
+from siamface.training.data.traits import TRAIT_NAMES, identity_traits
 from siamface.training import face_model as training_face_model
 from siamface.training.face_model import resolve_face_model_path
 
@@ -184,7 +185,7 @@ class FaceSynthesizer:
         self.model, self.cfg = model, cfg
         self.render = render or load_render_model(model)
         self.layout: ParamLayout = model.layout(cfg.n_id)
-        self.columns = column_slices(label_columns(self.layout))
+        self.columns = column_slices(label_columns(self.layout, len(TRAIT_NAMES)))
         mesh = self.render.mesh
         drawn = self.render.drawn_triangles
         self.triangles = np.ascontiguousarray(mesh.triangles[drawn], np.uint32)  # as cull_triangles wants them
@@ -267,6 +268,7 @@ class FaceSynthesizer:
         labels[:, cols["landmarks3d"]] = lms.reshape(n, -1)
         labels[:, cols["pose_deg"]] = np.degrees(angles)
         labels[:, cols["face_box"]] = boxes
+        labels[:, cols["traits"]] = identity_traits(look, hair)
         return images, labels
 
     def vertex_albedo(self, look: Look) -> np.ndarray:
@@ -398,7 +400,8 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None 
                  "pass --overwrite or delete the folder to replace it, or choose another --out", _with_implied_settings)
     tasks = plan_shards(cfg)
     counts = {t: (t.stop - t.first) * cfg.images(t.split) for t in tasks}
-    todo = [t for t in tasks if not shard_is_complete(out / t.split, t.index, counts[t])]
+    width = max(c.stop for c in column_slices(label_columns(model.layout(cfg.n_id), len(TRAIT_NAMES))).values())
+    todo = [t for t in tasks if not shard_is_complete(out / t.split, t.index, counts[t], width)]
     workers = min(workers or os.cpu_count() or 1, len(todo))
     started = time.perf_counter()
     with _worker_pool(workers, str(model_path), cfg, model) as pool, \
@@ -421,7 +424,8 @@ def _write_manifest(out: Path, cfg: SynthConfig, model: MorphableModel, render_s
         splits[split] = {"shards": len(mine), "images": sum(counts[t] for t in mine),
                          "identities": cfg.identities(split),
                          "identity_range": [first, first + cfg.identities(split)]}
-    manifest = manifest_header(layout, model.describe(), cfg.image_size) | {
+    manifest = manifest_header(layout, model.describe(), cfg.image_size, len(TRAIT_NAMES)) | {
+        "trait_names": list(TRAIT_NAMES),
         "generator": {"name": GENERATOR, "version": GENERATOR_VERSION},
         "created": utc_now(),
         "seed": cfg.seed,

@@ -930,6 +930,7 @@ class Look:
     layout: TextureLayout = field(repr=False)
     config: TextureConfig = field(repr=False)
     colours: np.ndarray = field(repr=False)     # (len(COLOUR_NAMES), 3) the palette painted with
+    scalars: np.ndarray = field(repr=False)     # (len(SCALAR_NAMES),) the numbers painted with
     base_face: np.ndarray = field(repr=False)   # the identity's texels of tile 0's face box
     bare: np.ndarray = field(repr=False)        # 1 - hair cover (brows, scalp, beard) over the face box
 
@@ -1055,7 +1056,7 @@ def paint_identity(layout: TextureLayout, rng: np.random.Generator, cfg: Texture
     r0, r1, c0, c1 = layout.face_box
     return Look(atlas=atlas, hair_colour=hair.astype(np.float32), skin_colour=col[C_SKIN].copy(), tone=tone,
                 iris_colour=col[C_IRIS].copy(), facial_hair=beard, hairline=hairline, layout=layout, config=cfg,
-                colours=col, base_face=atlas[0, r0:r1, c0:c1].copy(), bare=1.0 - cover[0, r0:r1, c0:c1])
+                colours=col, scalars=s, base_face=atlas[0, r0:r1, c0:c1].copy(), bare=1.0 - cover[0, r0:r1, c0:c1])
 
 
 # Per-photo colours (rows) and amounts (entries) for _vary.
