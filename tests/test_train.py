@@ -37,21 +37,27 @@ def test_a_few_steps_on_a_batch_lower_the_loss(tiny_data):
     split = ds.split("train")
     batches = PairBatches(split, ds.whitening, PairSampler(split.identity, split.pose_deg[:, 0], seed=5), 8)
     batch = next(iter(batches.dataset(augment_images=False)))
-    cfg = _cfg(tiny_data)
+    cfg = _cfg(tiny_data, loss=LossConfig(n_sample_vertices=50, identity="arcface", traits=1.0))
+    assert batch["traits_a"].shape == (8, len(TRAIT_NAMES)) and batches.n_traits == len(TRAIT_NAMES)
     tf.keras.utils.set_random_seed(0)
     encoder = build_encoder(EncoderConfig(**{**TINY.__dict__, "n_params": ds.layout.size, "input_size": 64}))
     siamese = build_siamese(encoder)
     losses = TrainingLosses(cfg.loss, load_training_face_model(), ds.layout, ds.whitening, batches.n_classes,
-                            TINY.embedding_dim)
-    trainables = siamese.trainable_variables + losses.margin_head.trainable_variables
+                            TINY.embedding_dim, batches.n_traits)
+    trainables = (siamese.trainable_variables + losses.margin_head.trainable_variables
+                  + losses.trait_head.trainable_variables)
     step = make_train_step(siamese, losses.pairs, tf_keras.optimizers.Adam(1e-3), trainables,
                            tf.distribute.get_strategy(), cfg)
     terms = [step(batch, tf.constant(1.0)) for _ in range(6)]
     first, last = terms[0], terms[-1]
     assert float(last["total"]) < 0.85 * float(first["total"])
     assert float(last["identity"]) < float(first["identity"])
+    assert float(last["traits"]) < float(first["traits"])
     assert set(first) == {"geometry_a", "geometry_b", "param_a", "param_b", "shape_a", "shape_b", "shape_contrastive",
-                          "identity", "total"}
+                          "identity", "traits", "total"}
+    with pytest.raises(SiamfaceError, match="loss.traits needs data with a traits column"):
+        TrainingLosses(cfg.loss, load_training_face_model(), ds.layout, ds.whitening, batches.n_classes,
+                       TINY.embedding_dim, 0)
 
 
 @pytest.mark.parametrize("shapes_identity", [False, True])
