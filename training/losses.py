@@ -355,7 +355,7 @@ class LossConfig:
     arcface_margin: float = 0.5       # additive angular margin (radians)
     cosface_scale: float = 30.0
     cosface_margin: float = 0.35      # additive cosine margin
-    identity_start_step: int = 0      # staged schedule: identity and classifier losses join at this step
+    identity_start_step: int = 0      # staged schedule: identity, classifier and trait losses join at this step
     # Regress the person's visible traits (skin tone, hair, brows, eye colour, facial hair; the
     # ``traits`` label column of synthetic data) from the embedding through a training-only linear
     # head: it says which cues identify a person. 0: off; samples without traits add nothing.
