@@ -49,7 +49,7 @@ bench: venv
 	else echo "bundle latency: run make demo first (it writes runs/demo/bundles)"; fi
 
 # Loss ablation on the demo's dataset: geometry only, + shape contrastive, + identity (the demo's config),
-# and the full config without the aligned shape loss, and without the trait regression. The full arm
+# the full config without the aligned shape loss, and with the trait regression (off by default). The full arm
 # is the demo's float run (a link): after `make demo` it resumes finished, not retrained.
 ABLATION := runs/ablation
 TRAIN := $(VENV)/bin/siamface train --config configs/train-small.yaml data=[runs/demo/data]
@@ -57,12 +57,12 @@ ablation: venv
 	$(VENV)/bin/siamface data synth --config configs/synth-small.yaml --out runs/demo/data
 	mkdir -p $(ABLATION) runs/demo/train && ln -sfnT ../demo/train $(ABLATION)/full
 	$(TRAIN) --out $(ABLATION)/full
-	$(TRAIN) --out $(ABLATION)/geometry loss.shape_contrastive=0 loss.identity=none loss.classifier=none loss.traits=0
-	$(TRAIN) --out $(ABLATION)/shape loss.identity=none loss.classifier=none loss.traits=0
+	$(TRAIN) --out $(ABLATION)/geometry loss.shape_contrastive=0 loss.identity=none loss.classifier=none
+	$(TRAIN) --out $(ABLATION)/shape loss.identity=none loss.classifier=none
 	$(TRAIN) --out $(ABLATION)/no-shape-loss loss.shape=0
-	$(TRAIN) --out $(ABLATION)/no-traits loss.traits=0
+	$(TRAIN) --out $(ABLATION)/traits loss.traits=3
 	$(VENV)/bin/siamface compare $(ABLATION)/geometry/best $(ABLATION)/shape/best $(ABLATION)/full/best \
-	  $(ABLATION)/no-shape-loss/best $(ABLATION)/no-traits/best \
+	  $(ABLATION)/no-shape-loss/best $(ABLATION)/traits/best \
 	  --data runs/demo/data --baseline --out $(ABLATION)/report
 
 clean:
