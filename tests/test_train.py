@@ -299,3 +299,11 @@ def test_fine_tuning_starts_from_the_saved_class_vectors(pk_run, tmp_path):
     for name, weights in saved.items():
         for tuned, before in zip(load_head(tmp_path / "tuned" / "best", name), weights):
             np.testing.assert_array_equal(tuned, before)
+
+
+def test_checkpoints_from_before_the_trait_head_still_give_their_class_vectors(tmp_path):
+    """Older checkpoints kept the CosFace class vectors alone in margin_head.npy; QAT still starts from them."""
+    vectors = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.save(tmp_path / "margin_head.npy", vectors)
+    np.testing.assert_array_equal(load_head(tmp_path, "margin_head")[0], vectors)
+    assert load_head(tmp_path, "trait_head") is None
