@@ -16,7 +16,8 @@ from siamface.training.checkpoint import load_checkpoint, load_head
 from siamface.training.data.dataset import Dataset, merge_splits
 from siamface.training.data.traits import TRAIT_NAMES
 from siamface.training.face_model import load_training_face_model
-from siamface.training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
+from siamface.training.model import (EncoderConfig, build_batch_model, build_encoder, build_siamese,
+                                     embedding_branch_variables)
 from siamface.training.pairs import PairSampler, PKSampler
 from siamface.training.pipeline import PairBatches, PKBatches
 from siamface.training.loop import make_train_step
@@ -216,7 +217,7 @@ def test_sample_without_3d_labels_adds_no_geometry_gradient(tiny_data):
 def test_staged_schedule_holds_identity_back(tiny_data):
     """Before identity_start_step the identity and classifier terms are zero and the branch gets no gradient."""
     batch, encoder, model, loss_fn = _pk_setup(tiny_data)
-    branch = [v for v in encoder.trainable_variables if v.name.startswith(("emb", "embedding"))]
+    branch = embedding_branch_variables(encoder)
     assert len(branch) > 10
     for on, moves in ((0.0, False), (1.0, True)):
         with tf.GradientTape() as tape:
@@ -225,6 +226,34 @@ def test_staged_schedule_holds_identity_back(tiny_data):
         moved = max(float(tf.reduce_max(tf.abs(g))) for g in grads if g is not None)
         assert (moved > 0) == moves
         assert (float(terms["identity"]) > 0) == moves and (float(terms["classifier"]) > 0) == moves
+
+
+def test_trait_term_confined_to_the_branch_leaves_the_shared_stages_alone(tiny_data, tmp_path):
+    """loss.traits_branch_only: one step on the trait term alone moves the embedding branch and the
+    trait head and not one weight of the stem or the shared stages; unconfined, it moves them too."""
+    batch, encoder, model, _ = _pk_setup(tiny_data)
+    ds = Dataset.open(tiny_data)
+    traits_only = replace(PK_LOSS, geometry=0.0, param=0.0, shape=0.0, shape_contrastive=0.0, identity="none",
+                          classifier="none", traits=1.0, traits_branch_only=True)
+    losses = TrainingLosses(traits_only, load_training_face_model(), ds.layout, ds.whitening, 1, BRANCH.embedding_dim,
+                            len(TRAIT_NAMES))
+    branch = embedding_branch_variables(encoder)
+    shared = [v for v in encoder.trainable_variables if all(v is not b for b in branch)]
+    assert len(branch) > 10 and any(v.name.startswith("stem") for v in shared)
+    assert not any(v.name.startswith(("emb", "embedding")) for v in shared)
+    trainables = model.trainable_variables + losses.trait_head.trainable_variables
+    for confined in (True, False):
+        before = [v.numpy().copy() for v in encoder.trainable_variables]
+        step = make_train_step(model, losses.batch, tf_keras.optimizers.Adam(1e-3), trainables,
+                               tf.distribute.get_strategy(), _cfg(tiny_data, sampler="pk"),
+                               {"traits": branch + losses.trait_head.trainable_variables} if confined else None)
+        assert float(step(batch, tf.constant(1.0))["traits"]) > 0
+        moved = {v.ref(): not np.array_equal(v.numpy(), b) for v, b in zip(encoder.trainable_variables, before)}
+        assert all(moved[v.ref()] for v in branch if "kernel" in v.name)
+        assert any(moved[v.ref()] for v in shared) != confined
+    with pytest.raises(SiamfaceError, match="loss.traits_branch_only needs an embedding branch"):
+        train(_cfg(tiny_data, loss=replace(traits_only, identity="arcface")), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "ckpt").exists()
 
 
 @pytest.fixture(scope="module")

@@ -37,22 +37,35 @@ LOG_EVERY = 20   # steps per TensorBoard / progress-bar window
 
 
 def make_train_step(net: keras.Model, loss_fn: Callable[[dict, dict, tf.Tensor], dict], optimizer, trainables: list,
-                    strategy, cfg: TrainConfig):
+                    strategy, cfg: TrainConfig, confined: dict[str, list] | None = None):
     """One optimiser step on a (distributed) batch; returns the replica-averaged loss terms.
 
     ``net`` is the Siamese or the batch model; it reads the batch entries named as its inputs.
+    ``confined`` maps a loss term to the only variables it may train (e.g. the trait term to the
+    embedding branch and its head): its gradient stops where they end, the others reach everything.
     """
     replicas = strategy.num_replicas_in_sync
+    confined = confined or {}
+    slot = {v.ref(): i for i, v in enumerate(trainables)}
+
+    def scaled(loss):
+        return optimizer.get_scaled_loss(loss / replicas) if cfg.mixed_precision else loss / replicas
+
+    def gradients(tape, loss, variables):
+        grads = tape.gradient(loss, variables)
+        return optimizer.get_unscaled_gradients(grads) if cfg.mixed_precision else grads
 
     def replica_step(batch, identity_on):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=bool(confined)) as tape:
             outputs = net({name: batch[name] for name in net.input_names}, training=True)
             terms = loss_fn(batch, outputs, identity_on)
-            total = terms["total"] / replicas
-            scaled = optimizer.get_scaled_loss(total) if cfg.mixed_precision else total
-        grads = tape.gradient(scaled, trainables)
-        if cfg.mixed_precision:
-            grads = optimizer.get_unscaled_gradients(grads)
+            losses = {name: scaled(terms[name]) for name in confined}
+            free = scaled(terms["total"] - tf.add_n([terms[name] for name in confined]) if confined else terms["total"])
+        grads = gradients(tape, free, trainables)
+        for name, variables in confined.items():
+            for v, g in zip(variables, gradients(tape, losses[name], variables)):
+                i = slot[v.ref()]
+                grads[i] = g if grads[i] is None else grads[i] + g
         optimizer.apply_gradients(zip(grads, trainables))
         return terms
 

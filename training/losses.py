@@ -360,6 +360,9 @@ class LossConfig:
     # ``traits`` label column of synthetic data) from the embedding through a training-only linear
     # head: it says which cues identify a person. 0: off; samples without traits add nothing.
     traits: float = 0.0
+    # True: the trait term trains only the embedding branch (encoder.embedding_from_stage >= 1) and
+    # its head, its gradient stopped before the shared stages the landmarks read.
+    traits_branch_only: bool = False
 
 
 IDENTITY_LOSSES = ("none", "contrastive", "triplet", "supcon", "arcface", "cosface")

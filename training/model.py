@@ -164,6 +164,13 @@ def multiply_adds(model: keras.Model) -> int:
     return total
 
 
+def embedding_branch_variables(encoder: keras.Model) -> list:
+    """The trainable variables of the embedding's own branch (its stages, head and embedding
+    layer: the layers named ``emb...``, ``quant_emb...`` once wrapped for QAT)."""
+    return [v for layer in encoder.layers if layer.name.startswith(("emb", "quant_emb"))
+            for v in layer.trainable_variables]
+
+
 def build_batch_model(encoder: keras.Model, slices: int = 1) -> keras.Model:
     """A P x K batch through the encoder in ``slices`` equal consecutive slices, for P x K training.
 

@@ -30,7 +30,8 @@ from siamface.training.distribute import current_cluster, distribute
 from siamface.training.face_model import check_same_face_model, load_training_face_model
 from siamface.training.loop import TrainState, Validation, make_train_step, run_loop
 from siamface.training.losses import LossConfig, MarginHead, TrainingLosses
-from siamface.training.model import EncoderConfig, build_batch_model, build_encoder, build_siamese
+from siamface.training.model import (EncoderConfig, build_batch_model, build_encoder, build_siamese,
+                                     embedding_branch_variables)
 from siamface.training.pairs import PairSampler, PKSampler
 from siamface.training.pipeline import PairBatches, PKBatches
 
@@ -164,6 +165,16 @@ def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: Morph
     return state
 
 
+def confined_terms(cfg: TrainConfig, state: TrainState) -> dict[str, list]:
+    """The loss terms whose gradient stops early, with the variables each may train."""
+    if not (cfg.loss.traits and cfg.loss.traits_branch_only):
+        return {}
+    if not cfg.encoder.embedding_from_stage:
+        raise SiamfaceError("loss.traits_branch_only needs an embedding branch: set encoder.embedding_from_stage "
+                            "to a stage (the demo's configs use 4), or loss.traits_branch_only=false")
+    return {"traits": embedding_branch_variables(state.encoder) + state.losses.trait_head.trainable_variables}
+
+
 def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
           encoder_factory: Callable[[], keras.Model] | None = None, kind: str = "float",
           parent: dict | None = None) -> dict:
@@ -189,7 +200,8 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     batches = make_batches(cfg, train_split, whitening)
     state = build_state(cfg, batches, model, layout, whitening, cluster.strategy, encoder_factory, parent)
     loss_fn = state.losses.batch if isinstance(batches, PKBatches) else state.losses.pairs
-    train_step = make_train_step(state.net, loss_fn, state.optimizer, state.trainables, cluster.strategy, cfg)
+    train_step = make_train_step(state.net, loss_fn, state.optimizer, state.trainables, cluster.strategy, cfg,
+                                 confined_terms(cfg, state))
 
     def data(start: int):
         return distribute(cluster.strategy, lambda part, parts: batches.dataset(start, part=part, parts=parts))
