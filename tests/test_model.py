@@ -13,7 +13,7 @@ import tensorflow_model_optimization as tfmot
 from siamface.edge_runtime.params import ParamLayout
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.training.model import (MOBILENET_V2_STAGES, EncoderConfig, pool_features, build_batch_model, build_encoder, build_siamese,
-                            make_divisible, multiply_adds)
+                            embedding_branch_variables, make_divisible, multiply_adds)
 
 CFG = EncoderConfig()
 BRANCH = EncoderConfig(embedding_from_stage=4)
@@ -137,6 +137,9 @@ def test_encoder_quantizes_and_plugs_into_siamese(tmp_path, encoder, images):
     """QAT path: quantize_model wraps the encoder; the wrapped model round-trips through .h5."""
     qencoder = tfmot.quantization.keras.quantize_model(encoder)
     assert qencoder.output_names == ["quant_params", "quant_embedding"]
+    # loss.traits_branch_only finds the same branch weights once QAT has wrapped the layers
+    branch, wrapped = embedding_branch_variables(encoder), embedding_branch_variables(qencoder)
+    assert len(wrapped) == len(branch) > 10 and not any(v.name.startswith(("block", "stem", "quant_block")) for v in wrapped)
     qencoder(images[0], training=True)  # one training-mode pass moves the quantizer ranges
     perturb_batchnorm(qencoder, seed=2)
 
@@ -290,6 +293,9 @@ def test_embedding_branch_quantizes_and_converts_to_int8():
     encoder = build_encoder(small)
     qencoder = tfmot.quantization.keras.quantize_model(encoder)
     assert qencoder.output_names == ["quant_params", "quant_embedding"]
+    # loss.traits_branch_only finds the same branch weights once QAT has wrapped the layers
+    branch, wrapped = embedding_branch_variables(encoder), embedding_branch_variables(qencoder)
+    assert len(wrapped) == len(branch) > 10 and not any(v.name.startswith(("block", "stem", "quant_block")) for v in wrapped)
     rng = np.random.default_rng(0)
     tflite = convert(encoder, "int8-ptq", lambda: (rng.uniform(0, 255, (64, 64, 3)) for _ in range(4)))
     interpreter = interpreter_class()[0](model_content=tflite)
