@@ -19,7 +19,7 @@ from siamface.training.face_model import load_training_face_model
 from siamface.training.model import (EncoderConfig, build_batch_model, build_encoder, build_siamese,
                                      embedding_branch_variables)
 from siamface.training.pairs import PairSampler, PKSampler
-from siamface.training.pipeline import PairBatches, PKBatches
+from siamface.training.pipeline import Flip, PairBatches, PKBatches, mirrored_labels
 from siamface.training.loop import make_train_step
 from siamface.training.losses import CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainingLosses
 from siamface.training.train import TrainConfig, train
@@ -256,6 +256,33 @@ def test_trait_term_confined_to_the_branch_leaves_the_shared_stages_alone(tiny_d
     assert not (tmp_path / "run" / "ckpt").exists()
 
 
+def test_flip_mirrors_each_photo_together_with_its_labels(tiny_data, tmp_path):
+    """flip: a mirrored training photo carries the mirrored face's parameters (whitened), an unmirrored
+    one its own; which photos are mirrored follows the augmentation seed; unaugmented batches (and
+    flip=0) are never mirrored; a flip outside [0, 1] is refused."""
+    ds = Dataset.open(tiny_data)
+    split = ds.split("train")
+    mirrored = mirrored_labels(split, load_training_face_model(), ds.layout)
+    assert mirrored.shape == split.params.shape and np.isfinite(mirrored).all()
+    assert np.abs(mirrored - split.params).max() > 1.0                  # the camera's x moves
+    sampler = PKSampler(split.identity, split.pose_deg[:, 0], 4, 2, seed=0)
+    plain = next(iter(PKBatches(split, ds.whitening, sampler).dataset(augment_images=False)))
+    flipping = PKBatches(split, ds.whitening, sampler, Flip(0.5, mirrored))
+    idx = sampler.epoch(0)[:8]
+    np.testing.assert_array_equal(next(iter(flipping.dataset(augment_images=False)))["params"], plain["params"])
+    batch = next(iter(flipping.dataset()))
+    own = np.all(batch["params"].numpy() == plain["params"].numpy(), axis=1)
+    seen_mirrored = np.all(batch["params"].numpy() == ds.whitening.whiten(mirrored[idx]).astype(np.float32), axis=1)
+    assert np.all(own != seen_mirrored) and own.any() and seen_mirrored.any()
+    image, reference = batch["image"].numpy(), plain["image"].numpy()
+    for row in range(8):   # the jitter is photometric: the photo correlates best with its own orientation
+        corr = [np.corrcoef(image[row].ravel(), r.ravel())[0, 1] for r in (reference[row], reference[row, :, ::-1])]
+        assert (corr[1] > corr[0]) == seen_mirrored[row]
+    np.testing.assert_array_equal(next(iter(flipping.dataset()))["params"], batch["params"])  # same seed, same choice
+    with pytest.raises(SiamfaceError, match="flip=1.5 is not a probability"):
+        train(_cfg(tiny_data, flip=1.5), tmp_path / "run", progress=False)
+
+
 @pytest.fixture(scope="module")
 def identity_only_data(tiny_data, tmp_path_factory):
     """The tiny set's images relabelled as another dataset without 3D labels (NaN geometry columns,
@@ -278,9 +305,10 @@ def identity_only_data(tiny_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pk_run(tiny_data, identity_only_data, tmp_path_factory):
-    """A P x K run with the branch and a CosFace head on synthetic + identity-only data: (config, folder, report)."""
+    """A P x K run with the branch, a CosFace head and mirrored photos on synthetic + identity-only data:
+    (config, folder, report)."""
     cfg = replace(_cfg(tiny_data, sampler="pk", pk_images=2, encoder=BRANCH, loss=replace(PK_LOSS, traits=1.0),
-                       steps=6, eval_every=6),
+                       steps=6, eval_every=6, flip=0.5),
                   data=[str(identity_only_data), str(tiny_data)])    # whitening and val from the second
     out = tmp_path_factory.mktemp("runs") / "pk"
     return cfg, out, train(cfg, out, progress=False)

@@ -10,6 +10,7 @@ without 3D labels stay NaN: the losses mask their geometry terms (``TrainingLoss
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -17,7 +18,9 @@ import tensorflow as tf
 
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.normalise import normalise_pixels
-from siamface.edge_runtime.params import Whitening
+from siamface.edge_runtime.mirror_params import param_mirror
+from siamface.edge_runtime.morphable_model import MorphableModel
+from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.training.data.dataset import SplitData
 from siamface.training.pairs import PairSampler, PKSampler
 
@@ -41,6 +44,25 @@ def augment(images_uint8: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(x * 255.0, 0.0, 255.0), tf.uint8)
 
 
+@dataclass(frozen=True)
+class Flip:
+    """Mirror augmentation with exact labels: each training photo is mirrored with probability
+    ``p``, its parameters replaced by ``mirrored_params`` (N, P), the same face seen in the mirror
+    (``mirrored_labels``)."""
+
+    p: float
+    mirrored_params: np.ndarray
+
+
+def mirrored_labels(split: SplitData, model: MorphableModel, layout: ParamLayout) -> np.ndarray:
+    """(N, P) float32: the parameters of every photo of ``split`` mirrored left-right, through the
+    face model's mirror maps (``edge_runtime.mirror_params``: camera x flipped about the crop's
+    centre line, blendshapes swapped with their partners, identity through the mirror map); NaN
+    rows (no 3D labels) stay NaN."""
+    mirror = param_mirror(model, layout.n_id)
+    return mirror.unmirror(split.params, layout, split.image_size).astype(np.float32)
+
+
 def standardise_traits(traits: np.ndarray | None) -> np.ndarray | None:
     """Traits scaled to zero mean and unit spread per column over the samples that have them (a
     column that never varies stays 0), so every trait weighs alike in ``loss.traits``; NaN rows
@@ -59,12 +81,15 @@ class _Batches:
     replica's share): it draws the same batches and reads only its own rows' images.
     """
 
-    def __init__(self, split: SplitData, whitening: Whitening, batch_size: int, steps_per_epoch: int):
+    def __init__(self, split: SplitData, whitening: Whitening, batch_size: int, steps_per_epoch: int,
+                 flip: Flip | None = None):
         self.split, self.batch_size, self.steps_per_epoch = split, batch_size, max(1, steps_per_epoch)
         self.params_z = whitening.whiten(split.params).astype(np.float32)
         _, self.classes = np.unique(split.identity, return_inverse=True)
         self.n_classes = int(self.classes.max()) + 1
         self.traits_z = standardise_traits(split.traits)
+        self.flip = flip
+        self.mirrored_z = None if flip is None else whitening.whiten(flip.mirrored_params).astype(np.float32)
 
     def part_rows(self, parts: int) -> int:
         if self.batch_size % parts:
@@ -82,22 +107,33 @@ class _Batches:
         ds = ds.map(lambda *arrays: tuple(tf.reshape(a[part * rows: (part + 1) * rows], (rows,)) for a in arrays))
         return tf.data.Dataset.zip((tf.data.Dataset.range(start_step, 2**62), ds))
 
-    def _images(self, idx: tf.Tensor, seed: tf.Tensor | None) -> tf.Tensor:
-        """Normalised images; augmented with ``seed`` unless it is None."""
+    def _samples(self, idx: tf.Tensor, seed: tf.Tensor | None) -> dict:
+        """Rows ``idx``: normalised images and their labels (``_labels``); with a ``seed``, the images
+        jittered and, with ``flip``, each mirrored with that probability along with its parameters."""
         images = tf.numpy_function(self.split.images, [idx], tf.uint8)
         size = self.split.image_size
         images.set_shape((idx.shape[0], size, size, 3))
-        return normalise(images if seed is None else augment(images, seed))
+        labels = self._labels(idx)
+        mirrored = labels.pop("params_mirrored", None)
+        if seed is not None and mirrored is not None:
+            draw = tf.random.stateless_uniform([idx.shape[0]], tf.random.experimental.stateless_fold_in(seed, 1))
+            flipped = draw < self.flip.p
+            images = tf.where(flipped[:, None, None, None], tf.reverse(images, axis=[2]), images)
+            labels["params"] = tf.where(flipped[:, None], mirrored, labels["params"])
+        return {"image": normalise(images if seed is None else augment(images, seed)), **labels}
 
     @property
     def n_traits(self) -> int:
         return 0 if self.traits_z is None else self.traits_z.shape[1]
 
     def _labels(self, idx: tf.Tensor) -> dict:
-        """params (whitened), class and, where the data has them, traits (standardised) of rows idx."""
+        """params (whitened), class and, where the data has them, traits (standardised) of rows idx;
+        with ``flip``, also the mirrored photos' params (whitened)."""
         tables = {"params": self.params_z, "class": self.classes.astype(np.int32)}
         if self.traits_z is not None:
             tables["traits"] = self.traits_z
+        if self.mirrored_z is not None:
+            tables["params_mirrored"] = self.mirrored_z
         values = tf.numpy_function(lambda i: [t[i] for t in tables.values()], [idx],
                                    [tf.as_dtype(t.dtype) for t in tables.values()])
         rows = idx.shape[0]
@@ -112,8 +148,9 @@ def _seed(augment_images: bool, base: int, step: tf.Tensor, draw: int) -> tf.Ten
 class PairBatches(_Batches):
     """Batches of (image_a, image_b) with whitened params, identity classes and the same flag."""
 
-    def __init__(self, split: SplitData, whitening: Whitening, sampler: PairSampler, batch_size: int):
-        super().__init__(split, whitening, batch_size, len(split) // batch_size)
+    def __init__(self, split: SplitData, whitening: Whitening, sampler: PairSampler, batch_size: int,
+                 flip: Flip | None = None):
+        super().__init__(split, whitening, batch_size, len(split) // batch_size, flip)
         self.sampler = sampler
         self.images_per_step = 2 * batch_size
 
@@ -130,10 +167,10 @@ class PairBatches(_Batches):
 
         def load(step, arrays):
             a, b, same = arrays
-            labels = {f"{k}_{side}": v for side, idx in (("a", a), ("b", b)) for k, v in self._labels(idx).items()}
-            return {"image_a": self._images(a, _seed(augment_images, seed, step, 0)),
-                    "image_b": self._images(b, _seed(augment_images, seed, step, 1)),
-                    **labels, "same": tf.reshape(same, (a.shape[0],))}
+            sides = {side: self._samples(idx, _seed(augment_images, seed, step, draw))
+                     for draw, (side, idx) in enumerate((("a", a), ("b", b)))}
+            return {f"{k}_{side}": v for side, sample in sides.items() for k, v in sample.items()} | {
+                "same": tf.reshape(same, (a.shape[0],))}
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -141,8 +178,8 @@ class PairBatches(_Batches):
 class PKBatches(_Batches):
     """Batches of P identities x K images: image, whitened params and identity class per image."""
 
-    def __init__(self, split: SplitData, whitening: Whitening, sampler: PKSampler):
-        super().__init__(split, whitening, sampler.batch_size, sampler.steps_per_epoch)
+    def __init__(self, split: SplitData, whitening: Whitening, sampler: PKSampler, flip: Flip | None = None):
+        super().__init__(split, whitening, sampler.batch_size, sampler.steps_per_epoch, flip)
         self.sampler = sampler
         self.images_per_step = sampler.batch_size
 
@@ -155,7 +192,7 @@ class PKBatches(_Batches):
 
         def load(step, arrays):
             idx, = arrays
-            return {"image": self._images(idx, _seed(augment_images, seed, step, 0)), **self._labels(idx)}
+            return self._samples(idx, _seed(augment_images, seed, step, 0))
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

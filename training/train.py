@@ -33,7 +33,7 @@ from siamface.training.losses import LossConfig, MarginHead, TrainingLosses
 from siamface.training.model import (EncoderConfig, build_batch_model, build_encoder, build_siamese,
                                      embedding_branch_variables)
 from siamface.training.pairs import PairSampler, PKSampler
-from siamface.training.pipeline import PairBatches, PKBatches
+from siamface.training.pipeline import Flip, PairBatches, PKBatches, mirrored_labels
 
 VERSIONS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy")
 
@@ -57,6 +57,9 @@ class TrainConfig:
     p_same: float = 0.4
     pose_preference: float = 1.0      # samplers: weight (|yaw gap| + 10)^this when picking a person's photos
     seed: int = 0
+    # Probability that a training photo is mirrored left-right, its labels mirrored exactly with it
+    # (the face model's mirror maps; pipeline.Flip): 0 off.
+    flip: float = 0.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval_every: int = 500
@@ -119,12 +122,16 @@ class _Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "steps": self.steps}
 
 
-def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening) -> PairBatches | PKBatches:
+def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening, model: MorphableModel,
+                 layout: ParamLayout) -> PairBatches | PKBatches:
     """The configured sampler's pipeline over the training split."""
     yaw = split.pose_deg[:, 0]
+    if not 0.0 <= cfg.flip <= 1.0:
+        raise SiamfaceError(f"flip={cfg.flip} is not a probability: set it between 0 (off) and 1")
+    flip = Flip(cfg.flip, mirrored_labels(split, model, layout)) if cfg.flip else None
     if cfg.sampler == "pairs":
         sampler = PairSampler(split.identity, yaw, cfg.p_same, cfg.seed, cfg.pose_preference)
-        return PairBatches(split, whitening, sampler, cfg.batch_size)
+        return PairBatches(split, whitening, sampler, cfg.batch_size, flip)
     if cfg.sampler != "pk":
         raise SiamfaceError(f"sampler must be pairs or pk, not {cfg.sampler!r}")
     n_identities = cfg.pk_identities
@@ -134,7 +141,7 @@ def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening) -> Pa
                                 f"batch_size={cfg.batch_size}: set pk_identities or another pk_images")
         n_identities = 2 * cfg.batch_size // cfg.pk_images
     sampler = PKSampler(split.identity, yaw, n_identities, cfg.pk_images, cfg.seed, cfg.pose_preference)
-    return PKBatches(split, whitening, sampler)
+    return PKBatches(split, whitening, sampler, flip)
 
 
 def _slices(batches: PKBatches, strategy: tf.distribute.Strategy) -> int:
@@ -197,7 +204,7 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     print(f"training on {cluster.description}; {len(train_split)} train images, {len(val_split)} val images; "
           f"layout {layout.to_dict()}", flush=True)
 
-    batches = make_batches(cfg, train_split, whitening)
+    batches = make_batches(cfg, train_split, whitening, model, layout)
     state = build_state(cfg, batches, model, layout, whitening, cluster.strategy, encoder_factory, parent)
     loss_fn = state.losses.batch if isinstance(batches, PKBatches) else state.losses.pairs
     train_step = make_train_step(state.net, loss_fn, state.optimizer, state.trainables, cluster.strategy, cfg,
