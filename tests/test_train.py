@@ -13,6 +13,7 @@ import tf_keras
 
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.training.checkpoint import load_checkpoint, load_head
+from siamface.training.config_io import load_config
 from siamface.training.data.dataset import Dataset, merge_splits
 from siamface.training.data.traits import TRAIT_NAMES
 from siamface.training.face_model import load_training_face_model
@@ -256,10 +257,10 @@ def test_trait_term_confined_to_the_branch_leaves_the_shared_stages_alone(tiny_d
     assert not (tmp_path / "run" / "ckpt").exists()
 
 
-def test_flip_mirrors_each_photo_together_with_its_labels(tiny_data, tmp_path):
+def test_flip_mirrors_each_photo_together_with_its_labels(tiny_data):
     """flip: a mirrored training photo carries the mirrored face's parameters (whitened), an unmirrored
-    one its own; which photos are mirrored follows the augmentation seed; unaugmented batches (and
-    flip=0) are never mirrored; a flip outside [0, 1] is refused."""
+    one its own; which photos are mirrored follows the augmentation seed; unaugmented batches are
+    never mirrored; a flip outside [0, 1] is refused when the config is read."""
     ds = Dataset.open(tiny_data)
     split = ds.split("train")
     mirrored = mirrored_labels(split, load_training_face_model(), ds.layout)
@@ -279,8 +280,8 @@ def test_flip_mirrors_each_photo_together_with_its_labels(tiny_data, tmp_path):
         corr = [np.corrcoef(image[row].ravel(), r.ravel())[0, 1] for r in (reference[row], reference[row, :, ::-1])]
         assert (corr[1] > corr[0]) == seen_mirrored[row]
     np.testing.assert_array_equal(next(iter(flipping.dataset()))["params"], batch["params"])  # same seed, same choice
-    with pytest.raises(SiamfaceError, match="flip=1.5 is not a probability"):
-        train(_cfg(tiny_data, flip=1.5), tmp_path / "run", progress=False)
+    with pytest.raises(SiamfaceError, match="flip"):
+        load_config(TrainConfig, None, ["flip=1.5"])
 
 
 @pytest.fixture(scope="module")
@@ -334,7 +335,6 @@ def test_pk_training_with_a_branch_on_mixed_datasets(pk_run):
 def test_shipped_configs_load_and_fit_their_batches(name):
     from pathlib import Path
 
-    from siamface.training.config_io import load_config
 
     cfg = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     assert cfg.sampler in ("pairs", "pk") and cfg.steps > 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +24,7 @@ from siamface.edge_runtime.normalise import PIXEL_NORMALISATION
 from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.edge_runtime.provenance import package_versions, utc_now
 from siamface.training.checkpoint import load_head, save_checkpoint
-from siamface.training.config_io import build_config, config_to_dict
+from siamface.training.config_io import Range, build_config, config_to_dict
 from siamface.training.data.dataset import Dataset, SplitData, merge_splits
 from siamface.training.distribute import current_cluster, distribute
 from siamface.training.face_model import check_same_face_model, load_training_face_model
@@ -59,7 +59,7 @@ class TrainConfig:
     seed: int = 0
     # Probability that a training photo is mirrored left-right, its labels mirrored exactly with it
     # (the face model's mirror maps; pipeline.Flip): 0 off.
-    flip: float = 0.0
+    flip: Annotated[float, Range(ge=0.0, le=1.0)] = 0.0
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval_every: int = 500
@@ -126,8 +126,6 @@ def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening, model
                  layout: ParamLayout) -> PairBatches | PKBatches:
     """The configured sampler's pipeline over the training split."""
     yaw = split.pose_deg[:, 0]
-    if not 0.0 <= cfg.flip <= 1.0:
-        raise SiamfaceError(f"flip={cfg.flip} is not a probability: set it between 0 (off) and 1")
     flip = Flip(cfg.flip, mirrored_labels(split, model, layout)) if cfg.flip else None
     if cfg.sampler == "pairs":
         sampler = PairSampler(split.identity, yaw, cfg.p_same, cfg.seed, cfg.pose_preference)
