@@ -137,9 +137,6 @@ def test_encoder_quantizes_and_plugs_into_siamese(tmp_path, encoder, images):
     """QAT path: quantize_model wraps the encoder; the wrapped model round-trips through .h5."""
     qencoder = tfmot.quantization.keras.quantize_model(encoder)
     assert qencoder.output_names == ["quant_params", "quant_embedding"]
-    # loss.traits_branch_only finds the same branch weights once QAT has wrapped the layers
-    branch, wrapped = embedding_branch_variables(encoder), embedding_branch_variables(qencoder)
-    assert len(wrapped) == len(branch) > 10 and not any(v.name.startswith(("block", "stem", "quant_block")) for v in wrapped)
     qencoder(images[0], training=True)  # one training-mode pass moves the quantizer ranges
     perturb_batchnorm(qencoder, seed=2)
 

@@ -243,7 +243,9 @@ class FaceSynthesizer:
         hair = sample_hair_style(id_rng, look.hair_colour, cfg.scene)
         rngs = [np.random.default_rng([cfg.seed, split_code, identity, 1 + k]) for k in range(n)]
         exps = np.stack([sample_expression(r, model.exp_names) for r in rngs])
-        landmarks = model.landmarks3d(id_coeffs, exps)
+        # One photo at a time: a batched product's rounding depends on how many rows it has (on some
+        # CPUs), and a photo's labels must not depend on how many photos its person has.
+        landmarks = np.stack([model.landmarks3d(id_coeffs, e) for e in exps])
         size, face = cfg.image_size, model.face_vertices
         images = np.empty((n, size, size, 3), np.uint8)
         cameras = np.empty((n, 3, 4), np.float32)
