@@ -51,6 +51,11 @@ def column_slices(columns: list[tuple[str, int]]) -> dict[str, slice]:
     return out
 
 
+def record_width(columns: dict[str, slice]) -> int:
+    """Numbers per label record: where the last column ends."""
+    return max(s.stop for s in columns.values())
+
+
 def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
     stem = split_dir / f"shard-{index:05d}"
     return stem.with_suffix(".images.npy"), stem.with_suffix(".labels.npy")
@@ -117,9 +122,9 @@ class SplitData:
 
     @cached_property
     def labels(self) -> np.ndarray:
+        width = record_width(self.columns)
         if not self.label_files:
-            return np.zeros((0, max(s.stop for s in self.columns.values())), np.float32)
-        width = max(s.stop for s in self.columns.values())
+            return np.zeros((0, width), np.float32)
         parts = [_pad_columns(np.load(p), width) for p in self.label_files]
         for part, offset in zip(parts, self.identity_offsets or []):
             part[:, self.columns["identity"]] += offset

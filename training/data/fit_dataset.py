@@ -19,7 +19,7 @@ from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.edge_runtime.provenance import package_versions
 from siamface.training.config_io import Range
 from siamface.training.data.dataset import (MANIFEST, atomic_save_npy, atomic_write_json, column_slices, label_columns,
-                                   manifest_header, write_shard)
+                                   manifest_header, record_width, write_shard)
 from siamface.training.data.fitting import FitConfig, FitResult, camera_to_crop, fit_identity
 from siamface.training.data.real_formats import RealSample
 
@@ -105,7 +105,7 @@ def _label(sample: RealSample, result: FitResult, identity: int, model: Morphabl
     pose = sample.pose_deg if sample.pose_deg is not None else decompose_camera(camera).degrees
     x0, y0, x1, y1 = landmark_box(landmarks)
     columns = column_slices(label_columns(layout))
-    label = np.zeros(max(s.stop for s in columns.values()), np.float32)
+    label = np.zeros(record_width(columns), np.float32)
     label[columns["identity"]] = identity
     label[columns["params"]] = params
     label[columns["landmarks2d"]] = landmarks[:, :2].ravel()

@@ -38,7 +38,7 @@ from siamface.edge_runtime.provenance import package_versions, utc_now
 from siamface.edge_runtime.reconstructor import Reconstructor, refined_crop
 from siamface.training.config_io import config_to_dict
 from siamface.training.data.dataset import (LABELS_IDENTITY_ONLY, MANIFEST, SPLITS, Dataset, column_slices, label_columns,
-                                   manifest_header, shard_is_complete, start_output, write_shard)
+                                   manifest_header, record_width, shard_is_complete, start_output, write_shard)
 from siamface.training.data.real_formats import IMAGE_SUFFIXES, image_files
 from siamface.training.face_model import load_training_face_model
 
@@ -209,7 +209,7 @@ class ShardTask:
 
 def identity_only_labels(identities: list[int], columns: dict[str, slice]) -> np.ndarray:
     """Label records holding only the identity: NaN in every geometry column."""
-    labels = np.full((len(identities), max(s.stop for s in columns.values())), np.nan, np.float32)
+    labels = np.full((len(identities), record_width(columns)), np.nan, np.float32)
     labels[:, columns["identity"]] = np.asarray(identities, np.float32)[:, None]
     return labels
 

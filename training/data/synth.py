@@ -33,7 +33,7 @@ from siamface.training.config_io import Range, config_to_dict
 from siamface.training.data import appearance, rasterizer, sampling, texture
 from siamface.training.data.appearance import LightingConfig, Occlusion, sample_lighting, shade
 from siamface.training.data.dataset import (MANIFEST, SPLITS, Dataset, column_slices, label_columns, manifest_header,
-                                   shard_is_complete, start_output, write_shard)
+                                   record_width, shard_is_complete, start_output, write_shard)
 from siamface.training.data.rasterizer import (cull_triangles, drawn_vertices, opening_windows, rasterize_surface,
                                               shade_textured, soften_silhouette, vertex_normals_where)
 from siamface.training.data.render_model import (V2_NAME, RenderModel, cached_arrays, cached_face_model,
@@ -133,6 +133,11 @@ def clean_photo_settings(lighting: LightingConfig, scene: SceneConfig) -> tuple[
                           hair_volume_jitter=0.0, degradation=effects)
 
 
+def synthetic_columns(layout: ParamLayout) -> dict[str, slice]:
+    """The label columns a synthetic dataset writes: the common record, then the traits."""
+    return column_slices(label_columns(layout, len(TRAIT_NAMES)))
+
+
 @dataclass(frozen=True)
 class ShardTask:
     split: str
@@ -185,7 +190,7 @@ class FaceSynthesizer:
         self.model, self.cfg = model, cfg
         self.render = render or load_render_model(model)
         self.layout: ParamLayout = model.layout(cfg.n_id)
-        self.columns = column_slices(label_columns(self.layout, len(TRAIT_NAMES)))
+        self.columns = synthetic_columns(self.layout)
         mesh = self.render.mesh
         drawn = self.render.drawn_triangles
         self.triangles = np.ascontiguousarray(mesh.triangles[drawn], np.uint32)  # as cull_triangles wants them
@@ -262,7 +267,7 @@ class FaceSynthesizer:
             ctx = SceneContext(size, verts, verts[model.landmarks68], tuple(angles[k]), None,
                                self.render.region_vertices, hair, camera=camera)
             images[k] = self._photo(ctx, cam, look, albedo, exps[k], rng)
-        labels = np.empty((n, max(s.stop for s in self.columns.values())), np.float32)
+        labels = np.empty((n, record_width(self.columns)), np.float32)
         cols = self.columns
         labels[:, cols["identity"]] = cfg.first_identity(split) + identity
         labels[:, cols["params"]] = self.layout.join(cameras, np.broadcast_to(id_coeffs, (n, cfg.n_id)), exps)
@@ -402,7 +407,7 @@ def synthesize(out: str | os.PathLike, cfg: SynthConfig, face_model: str | None 
                  "pass --overwrite or delete the folder to replace it, or choose another --out", _with_implied_settings)
     tasks = plan_shards(cfg)
     counts = {t: (t.stop - t.first) * cfg.images(t.split) for t in tasks}
-    width = max(c.stop for c in column_slices(label_columns(model.layout(cfg.n_id), len(TRAIT_NAMES))).values())
+    width = record_width(synthetic_columns(model.layout(cfg.n_id)))
     todo = [t for t in tasks if not shard_is_complete(out / t.split, t.index, counts[t], width)]
     workers = min(workers or os.cpu_count() or 1, len(todo))
     started = time.perf_counter()
