@@ -3,7 +3,7 @@ batches for evaluation.
 
 Indices are drawn per epoch by a sampler (``training.pairs``); images are gathered a whole
 batch at a time from the memory-mapped shards (one numpy call per batch, none per sample, in
-parallel map calls), then normalised and photometrically augmented in the graph (a jitter per photo), and prefetched.
+parallel map calls), then normalised and photometrically augmented in the graph, and prefetched.
 Only the label table is held in memory: images stream from disk, so the data may be far larger
 than memory, and a worker of a cluster reads only its own rows of each batch. Parameters of samples
 without 3D labels stay NaN: the losses mask their geometry terms (``TrainingLosses``).
@@ -30,29 +30,26 @@ def normalise(images_uint8: tf.Tensor) -> tf.Tensor:
     return normalise_pixels(tf.cast(images_uint8, tf.float32))
 
 
-def augment(images_uint8: tf.Tensor, draws: tf.Tensor) -> tf.Tensor:
-    """Label-preserving photometric jitter (geometry stays exact), one draw per photo: brightness
-    +-0.08, contrast x0.85-1.15 about the photo's channel means, saturation x0.8-1.2 about its grey.
+def augment(images_uint8: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Label-preserving photometric jitter (geometry stays exact), one draw per tensor.
 
-    ``draws`` (B, 3) uniform in [0, 1) come from the step's stateless seed (``_row_draws``), so a
-    resumed run and every worker of a cluster jitter a photo as one uninterrupted process does.
-    Each photo gets its own jitter, so the identity losses see it vary within a person (one draw
-    for the whole batch only shifted what batch normalisation removes).
+    Stateless: the jitter is a function of ``seed`` (2 ints), so a resumed run and every worker
+    of a cluster apply the same jitter as one uninterrupted process does. One draw for the whole
+    batch, not one per photo: per-photo jitter (2026-12-02, demo config, seeds 0 and 1) left the
+    synthetic EER where it was (29.0 vs 29.1 %) and cost real dev NME (6.14 / 6.31 vs 5.40 / 5.28).
     """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
     x = tf.cast(images_uint8, tf.float32) / 255.0
-    brightness, contrast, saturation = (d[:, None, None, None] for d in tf.unstack(draws, axis=1))
-    x = x + (0.16 * brightness - 0.08)
-    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-    x = (x - mean) * (0.85 + 0.3 * contrast) + mean
-    grey = tf.image.rgb_to_grayscale(x)
-    x = grey + (x - grey) * (0.8 + 0.4 * saturation)
+    x = tf.image.stateless_random_brightness(x, 0.08, seeds[0])
+    x = tf.image.stateless_random_contrast(x, 0.85, 1.15, seeds[1])
+    x = tf.image.stateless_random_saturation(x, 0.8, 1.2, seeds[2])
     return tf.cast(tf.clip_by_value(x * 255.0, 0.0, 255.0), tf.uint8)
 
 
-def _row_draws(seed: tf.Tensor, salt: int, batch_rows: int, first: int, rows: int, columns: int = 1) -> tf.Tensor:
-    """(rows, columns) uniform draws for rows ``first``.. of a ``batch_rows``-row batch, drawn for the
-    whole batch so that a part's rows get what they get in the whole batch."""
-    whole = tf.random.stateless_uniform([batch_rows, columns], tf.random.experimental.stateless_fold_in(seed, salt))
+def _row_draws(seed: tf.Tensor, salt: int, batch_rows: int, first: int, rows: int) -> tf.Tensor:
+    """(rows,) uniform draws for rows ``first``.. of a ``batch_rows``-row batch, drawn for the whole
+    batch so that a part's rows get what they get in the whole batch."""
+    whole = tf.random.stateless_uniform([batch_rows], tf.random.experimental.stateless_fold_in(seed, salt))
     return whole[first:first + rows]
 
 
@@ -131,10 +128,10 @@ class _Batches:
         if seed is None:
             return {"image": normalise(images), **labels}
         if mirrored is not None:
-            flipped = _row_draws(seed, 1, self.batch_size, first, rows)[:, 0] < self.flip.p
+            flipped = _row_draws(seed, 1, self.batch_size, first, rows) < self.flip.p
             images = tf.where(flipped[:, None, None, None], tf.reverse(images, axis=[2]), images)
             labels["params"] = tf.where(flipped[:, None], mirrored, labels["params"])
-        return {"image": normalise(augment(images, _row_draws(seed, 2, self.batch_size, first, rows, 3))), **labels}
+        return {"image": normalise(augment(images, seed)), **labels}
 
     @property
     def n_traits(self) -> int:
