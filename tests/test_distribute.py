@@ -23,10 +23,11 @@ from siamface.edge_runtime.errors import SiamfaceError
 from siamface.training.config_io import config_to_dict
 from siamface.training.data.dataset import Dataset
 from siamface.training.distribute import current_cluster
+from siamface.training.face_model import load_training_face_model
 from siamface.training.losses import LossConfig
 from siamface.training.model import EncoderConfig, build_encoder
 from siamface.training.pairs import PKSampler
-from siamface.training.pipeline import PKBatches
+from siamface.training.pipeline import Flip, PKBatches, mirrored_labels
 from siamface.training.train import TrainConfig, peak_learning_rate, train
 
 SIAMFACE = str(Path(sys.executable).parent / "siamface")
@@ -158,10 +159,11 @@ def test_a_killed_worker_restarts_and_every_step_runs_once(tiny_data, tmp_path):
 
 def test_each_part_reads_its_rows_of_the_same_batches(tiny_data):
     """The rows two workers read, put together, are the batch one process reads: the same people,
-    photos, labels and (stateless, per step) augmentation."""
+    photos, labels and (stateless, per step) augmentation, mirror choices (flip) included."""
     ds = Dataset.open(tiny_data)
     split = ds.split("train")
-    batches = PKBatches(split, ds.whitening, PKSampler(split.identity, split.pose_deg[:, 0], 4, 2, seed=3))
+    flip = Flip(0.5, mirrored_labels(split, load_training_face_model(), ds.layout))
+    batches = PKBatches(split, ds.whitening, PKSampler(split.identity, split.pose_deg[:, 0], 4, 2, seed=3), flip)
     whole = list(batches.dataset(start_step=5).take(3))
     parts = [list(batches.dataset(start_step=5, part=p, parts=2).take(3)) for p in (0, 1)]
     for step, batch in enumerate(whole):

@@ -284,20 +284,6 @@ def test_flip_mirrors_each_photo_together_with_its_labels(tiny_data):
         load_config(TrainConfig, None, ["flip=1.5"])
 
 
-def test_a_part_of_a_flipping_batch_is_its_rows_of_the_whole(tiny_data):
-    """With flip on, two parts of a batch (two workers' shares) are the whole batch's rows: the same
-    photos, mirror choices, jitter and labels."""
-    ds = Dataset.open(tiny_data)
-    split = ds.split("train")
-    sampler = PKSampler(split.identity, split.pose_deg[:, 0], 4, 2, seed=1)
-    flipping = PKBatches(split, ds.whitening, sampler, Flip(0.5, mirrored_labels(split, load_training_face_model(), ds.layout)))
-    whole = list(flipping.dataset(start_step=3).take(3))
-    parts = [list(flipping.dataset(start_step=3, part=p, parts=2).take(3)) for p in (0, 1)]
-    for step, batch in enumerate(whole):
-        for key in ("image", "params", "class"):
-            np.testing.assert_array_equal(batch[key].numpy(), np.concatenate([p[step][key].numpy() for p in parts]))
-
-
 @pytest.fixture(scope="module")
 def identity_only_data(tiny_data, tmp_path_factory):
     """The tiny set's images relabelled as another dataset without 3D labels (NaN geometry columns,
@@ -348,7 +334,6 @@ def test_pk_training_with_a_branch_on_mixed_datasets(pk_run):
 @pytest.mark.parametrize("name", ["train-small", "train-long", "train-gpu"])
 def test_shipped_configs_load_and_fit_their_batches(name):
     from pathlib import Path
-
 
     cfg = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     assert cfg.sampler in ("pairs", "pk") and cfg.steps > 0

@@ -46,13 +46,6 @@ def augment(images_uint8: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(x * 255.0, 0.0, 255.0), tf.uint8)
 
 
-def _row_draws(seed: tf.Tensor, salt: int, batch_rows: int, first: int, rows: int) -> tf.Tensor:
-    """(rows,) uniform draws for rows ``first``.. of a ``batch_rows``-row batch, drawn for the whole
-    batch so that a part's rows get what they get in the whole batch."""
-    whole = tf.random.stateless_uniform([batch_rows], tf.random.experimental.stateless_fold_in(seed, salt))
-    return whole[first:first + rows]
-
-
 @dataclass(frozen=True)
 class Flip:
     """Mirror augmentation with exact labels: each training photo is mirrored with probability
@@ -116,10 +109,11 @@ class _Batches:
         ds = ds.map(lambda *arrays: tuple(tf.reshape(a[part * rows: (part + 1) * rows], (rows,)) for a in arrays))
         return tf.data.Dataset.zip((tf.data.Dataset.range(start_step, 2**62), ds))
 
-    def _samples(self, idx: tf.Tensor, seed: tf.Tensor | None, first: int = 0) -> dict:
-        """Rows ``idx`` (rows ``first``.. of the batch): normalised images and their labels
+    def _samples(self, idx: tf.Tensor, seed: tf.Tensor | None, part: int = 0) -> dict:
+        """Rows ``idx`` (``part`` of the batch's equal row blocks): normalised images and their labels
         (``_labels``); with a ``seed``, the images jittered and, with ``flip``, each mirrored with
-        that probability along with its parameters."""
+        that probability along with its parameters (drawn for the whole batch, so a part's rows are
+        mirrored as they are in the whole batch)."""
         images = tf.numpy_function(self.split.images, [idx], tf.uint8)
         size, rows = self.split.image_size, idx.shape[0]
         images.set_shape((rows, size, size, 3))
@@ -128,7 +122,8 @@ class _Batches:
         if seed is None:
             return {"image": normalise(images), **labels}
         if mirrored is not None:
-            flipped = _row_draws(seed, 1, self.batch_size, first, rows) < self.flip.p
+            draws = tf.random.stateless_uniform([self.batch_size], tf.random.experimental.stateless_fold_in(seed, 1))
+            flipped = draws[part * rows:(part + 1) * rows] < self.flip.p
             images = tf.where(flipped[:, None, None, None], tf.reverse(images, axis=[2]), images)
             labels["params"] = tf.where(flipped[:, None], mirrored, labels["params"])
         return {"image": normalise(augment(images, seed)), **labels}
@@ -178,7 +173,7 @@ class PairBatches(_Batches):
 
         def load(step, arrays):
             a, b, same = arrays
-            sides = {side: self._samples(idx, _seed(augment_images, seed, step, draw), part * idx.shape[0])
+            sides = {side: self._samples(idx, _seed(augment_images, seed, step, draw), part)
                      for draw, (side, idx) in enumerate((("a", a), ("b", b)))}
             return {f"{k}_{side}": v for side, sample in sides.items() for k, v in sample.items()} | {
                 "same": tf.reshape(same, (a.shape[0],))}
@@ -203,7 +198,7 @@ class PKBatches(_Batches):
 
         def load(step, arrays):
             idx, = arrays
-            return self._samples(idx, _seed(augment_images, seed, step, 0), part * idx.shape[0])
+            return self._samples(idx, _seed(augment_images, seed, step, 0), part)
 
         return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
