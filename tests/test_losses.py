@@ -291,35 +291,6 @@ def test_supervised_contrastive_brute_force():
     assert supervised_contrastive_loss(tighter, labels, 0.1).numpy() < loss
 
 
-
-def test_supervised_contrastive_with_memory_brute_force():
-    """Earlier photos in the memory join each anchor's contrasted set (as negatives, or as positives
-    of the same person); empty slots (label -1) count for nothing, and no gradient reaches the memory."""
-    rng = np.random.default_rng(3)
-    e, bank = rng.normal(size=(4, 5)), rng.normal(size=(5, 5))
-    labels, bank_labels = np.array([0, 0, 1, 2]), np.array([2, 7, 0, -1, -1])
-    u = e / np.linalg.norm(e, axis=1, keepdims=True)
-    ub = bank / np.linalg.norm(bank, axis=1, keepdims=True)
-    others, other_labels = np.vstack([u, ub[:3]]), np.concatenate([labels, bank_labels[:3]])
-    s = u @ others.T / 0.1
-    per_anchor = []
-    for i in range(4):                                           # person 1 has no positive anywhere
-        denominator = np.log(sum(np.exp(s[i, a]) for a in range(7) if a != i))
-        positives = [p for p in range(7) if p != i and other_labels[p] == labels[i]]
-        if positives:
-            per_anchor.append(-np.mean([s[i, p] - denominator for p in positives]))
-    memory = (tf.constant(ub), tf.constant(bank_labels))
-    assert supervised_contrastive_loss(e, labels, 0.1, memory).numpy() == pytest.approx(np.mean(per_anchor),
-                                                                                        rel=1e-9)
-    empty = (tf.zeros((5, 5), tf.float64), tf.fill((5,), tf.constant(-1, tf.int64)))
-    assert supervised_contrastive_loss(e, labels, 0.1, empty).numpy() == pytest.approx(
-        supervised_contrastive_loss(e, labels, 0.1).numpy(), rel=1e-12)
-    bank_var = tf.Variable(ub)
-    with tf.GradientTape() as tape:
-        loss = supervised_contrastive_loss(tf.constant(e), labels, 0.1, (tf.stop_gradient(bank_var), bank_labels))
-    assert tape.gradient(loss, bank_var) is None
-
-
 # --- masking samples without 3D labels --------------------------------------------------------
 
 def test_masked_mean_ignores_masked_samples():

@@ -22,8 +22,7 @@ from siamface.training.model import (EncoderConfig, build_batch_model, build_enc
 from siamface.training.pairs import PairSampler, PKSampler
 from siamface.training.pipeline import Flip, PairBatches, PKBatches, mirrored_labels
 from siamface.training.loop import make_train_step
-from siamface.training.losses import (CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainingLosses,
-                                     supervised_contrastive_loss)
+from siamface.training.losses import CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainingLosses
 from siamface.training.train import TrainConfig, train
 
 TINY = EncoderConfig(width=0.35, last_channels=256, embedding_dim=32, dropout=0.0)
@@ -140,12 +139,6 @@ def test_bad_data_stops_before_training(tiny_data, identity_only_data, tmp_path)
     with pytest.raises(SiamfaceError, match="already a margin head"):
         train(_cfg(tiny_data, loss=LossConfig(identity="arcface", classifier="cosface")), tmp_path / "run4",
               progress=False)
-    with pytest.raises(SiamfaceError, match="supcon_memory=4 holds less than one step's 8 photos"):
-        train(_cfg(tiny_data, sampler="pk", pk_images=2, loss=replace(PK_LOSS, supcon_memory=4)), tmp_path / "run9",
-              progress=False)
-    with pytest.raises(SiamfaceError, match="supcon_memory works with loss.identity=supcon, not 'triplet'"):
-        train(_cfg(tiny_data, sampler="pk", pk_images=2, loss=LossConfig(identity="triplet", supcon_memory=64)),
-              tmp_path / "run10", progress=False)
     with pytest.raises(SiamfaceError, match="pk_images=3 does not divide the 8 images"):
         train(_cfg(tiny_data, sampler="pk", pk_images=3), tmp_path / "run5", progress=False)
     with pytest.raises(SiamfaceError, match=r"eval_images=1 picks 1 person\(s\).*raise eval_images to at least \d+"):
@@ -188,26 +181,6 @@ def test_pk_steps_lower_the_loss(tiny_data):
     assert float(last["total"]) < 0.85 * float(first["total"])
     assert float(last["identity"]) < float(first["identity"])
     assert float(last["classifier"]) < float(first["classifier"])
-
-
-def test_supcon_memory_fills_with_each_step_and_joins_the_loss(tiny_data):
-    """With a cross-batch memory the identity term also contrasts the last steps' photos: after one
-    step the memory holds that batch (so the second step's loss differs from the batch alone), and
-    it keeps the newest photos once full."""
-    loss_cfg = replace(PK_LOSS, classifier="none", supcon_memory=16)
-    batch, _, model, loss_fn = _pk_setup(tiny_data, loss_cfg)
-    step = make_train_step(model, loss_fn.batch, tf_keras.optimizers.Adam(1e-3), model.trainable_variables,
-                           tf.distribute.get_strategy(), _cfg(tiny_data, sampler="pk"))
-    step(batch, tf.constant(1.0))
-    _, labels = loss_fn.memory.read()
-    assert labels.numpy().tolist() == batch["class"].numpy().tolist() + [-1] * 8
-    outputs = model({name: batch[name] for name in model.input_names}, training=False)
-    alone = supervised_contrastive_loss(outputs["embedding"], batch["class"], 0.1)
-    remembered = supervised_contrastive_loss(outputs["embedding"], batch["class"], 0.1, loss_fn.memory.read())
-    assert abs(float(remembered) - float(alone)) > 1e-3
-    for _ in range(2):
-        step(batch, tf.constant(1.0))
-    assert (loss_fn.memory.read()[1].numpy() >= 0).all() and int(loss_fn.memory.next.numpy()) == 8
 
 
 def test_sample_without_3d_labels_adds_no_geometry_gradient(tiny_data):

@@ -23,7 +23,6 @@ import tf_keras as keras
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.edge_runtime.params import ParamLayout, Whitening
-from siamface.training.memory import EmbeddingMemory
 from siamface.training.morphable_tf import TFMorphableModel, landmark_and_sample_indices
 
 TZ_INDEX = 11  # the camera's (row 2, column 3) entry in the row-major 3x4 pose block
@@ -229,30 +228,17 @@ def batch_hard_triplet_loss(embedding: tf.Tensor, labels: tf.Tensor, margin: flo
     return tf.reduce_sum(valid * per_anchor) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
 
-def supervised_contrastive_loss(embedding: tf.Tensor, labels: tf.Tensor, temperature: float,
-                                memory: tuple[tf.Tensor, tf.Tensor] | None = None) -> tf.Tensor:
+def supervised_contrastive_loss(embedding: tf.Tensor, labels: tf.Tensor, temperature: float) -> tf.Tensor:
     """Supervised contrastive loss (Khosla et al. 2020, L_out) on cosine similarity / temperature.
 
     For anchor i with positives P(i): -mean_{p in P(i)} log(exp(s_ip) / sum_{a != i} exp(s_ia)),
     averaged over the anchors with a positive. With K = 2 it is SimCLR's NT-Xent with labels.
-    ``memory`` (unit embeddings, labels; -1 marks an empty slot) adds earlier batches to the
-    contrasted set a: more negatives, and a positive wherever the person was seen before.
     """
-    e = tf.math.l2_normalize(tf.convert_to_tensor(embedding), -1)
-    labels = tf.reshape(labels, [-1])
-    n = tf.shape(e)[0]
-    others, other_labels, filled = e, labels, tf.ones_like(labels, tf.bool)
-    if memory is not None:
-        bank, bank_labels = memory
-        bank_labels = tf.cast(bank_labels, labels.dtype)
-        others = tf.concat([e, tf.cast(bank, e.dtype)], 0)
-        other_labels = tf.concat([labels, bank_labels], 0)
-        filled = tf.concat([filled, bank_labels >= 0], 0)
-    s = tf.matmul(e, others, transpose_b=True) / temperature
-    not_self = ~tf.eye(n, tf.shape(others)[0], dtype=tf.bool)
-    others_mask = tf.logical_and(not_self, filled[None, :])
-    log_prob = s - tf.reduce_logsumexp(tf.where(others_mask, s, -1e4), axis=1, keepdims=True)
-    pos = tf.cast(tf.logical_and(others_mask, tf.equal(labels[:, None], other_labels[None, :])), s.dtype)
+    s = _cosine_matrix(embedding) / temperature
+    pos, _ = pair_masks(labels)
+    others = ~tf.eye(tf.shape(s)[0], dtype=tf.bool)
+    log_prob = s - tf.reduce_logsumexp(tf.where(others, s, -1e4), axis=1, keepdims=True)
+    pos = tf.cast(pos, s.dtype)
     n_pos = tf.reduce_sum(pos, 1)
     per_anchor = -tf.reduce_sum(pos * log_prob, 1) / tf.maximum(n_pos, 1.0)
     has_pos = tf.cast(n_pos > 0, s.dtype)
@@ -363,9 +349,6 @@ class LossConfig:
     identity_distance: str = "l1"     # contrastive: "l1" (authors' code) or "cosine"
     triplet_margin: float = 0.2       # on cosine distance
     supcon_temperature: float = 0.1
-    # supcon: also contrast each photo with the last N photos of earlier steps (cross-batch memory,
-    # training/memory.py); 0: the batch alone.
-    supcon_memory: int = 0
     classifier: str = "none"          # a margin head next to the identity loss: "arcface", "cosface" or "none"
     classifier_weight: float = 0.1
     arcface_scale: float = 30.0
@@ -416,12 +399,6 @@ class TrainingLosses:
                              else (cfg.cosface_scale, cfg.cosface_margin))
             self.margin_head = MarginHead(n_classes, head, scale, margin)
             self.margin_head.build((None, embedding_dim))
-        self.memory = None
-        if cfg.supcon_memory:
-            if cfg.identity != "supcon":
-                raise SiamfaceError(f"loss.supcon_memory works with loss.identity=supcon, not {cfg.identity!r}: "
-                                    f"set loss.supcon_memory=0")
-            self.memory = EmbeddingMemory(cfg.supcon_memory, embedding_dim)
         self.trait_head = None
         if cfg.traits:
             if not n_traits:
@@ -471,10 +448,7 @@ class TrainingLosses:
             elif cfg.identity == "triplet":
                 value = batch_hard_triplet_loss(embedding, labels, cfg.triplet_margin)
             elif cfg.identity == "supcon":
-                memory = self.memory.read() if self.memory is not None else None
-                value = supervised_contrastive_loss(embedding, labels, cfg.supcon_temperature, memory)
-                if self.memory is not None:
-                    self.memory.write(embedding, labels)
+                value = supervised_contrastive_loss(embedding, labels, cfg.supcon_temperature)
             else:
                 value = self.margin_head(embedding, labels)
             terms["identity"] = identity_on * cfg.identity_weight * value

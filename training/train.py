@@ -156,9 +156,6 @@ def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: Morph
                 encoder_factory: Callable[[], keras.Model] | None, parent: dict | None) -> TrainState:
     """Encoder, training model, losses and optimiser, created in the strategy's scope."""
     pk = isinstance(batches, PKBatches)
-    if 0 < cfg.loss.supcon_memory < batches.images_per_step:
-        raise SiamfaceError(f"loss.supcon_memory={cfg.loss.supcon_memory} holds less than one step's "
-                            f"{batches.images_per_step} photos: set it to a multiple of them, or 0")
     with strategy.scope():
         encoder = encoder_factory() if encoder_factory else build_encoder(cfg.encoder)
         net = build_batch_model(encoder, _slices(batches, strategy)) if pk else build_siamese(encoder)
