@@ -23,7 +23,7 @@ from siamface.training.pairs import PairSampler, PKSampler
 from siamface.training.pipeline import Flip, PairBatches, PKBatches, mirrored_labels
 from siamface.training.loop import make_train_step
 from siamface.training.losses import CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainingLosses
-from siamface.training.train import TrainConfig, train
+from siamface.training.train import TrainConfig, build_state, make_batches, train
 
 TINY = EncoderConfig(width=0.35, last_channels=256, embedding_dim=32, dropout=0.0)
 
@@ -181,6 +181,31 @@ def test_pk_steps_lower_the_loss(tiny_data):
     assert float(last["total"]) < 0.85 * float(first["total"])
     assert float(last["identity"]) < float(first["identity"])
     assert float(last["classifier"]) < float(first["classifier"])
+
+
+def test_single_pass_moves_batch_norm_statistics_as_far_as_the_slices(tiny_data):
+    """pk_single_pass runs the P x K batch through the encoder once, with the momentum raised to
+    0.99^K: after the same steps every moving variance has moved about as far from its start as K
+    slice updates per step move it (one update at 0.99 would move it K times less)."""
+    ds = Dataset.open(tiny_data)
+    split, model = ds.split("train"), load_training_face_model()
+    moved = {}
+    for single in (False, True):
+        cfg = _cfg(tiny_data, sampler="pk", pk_images=4, loss=replace(PK_LOSS, classifier="none"),
+                   pk_single_pass=single, encoder=replace(BRANCH, n_params=ds.layout.size, input_size=64))
+        batches = make_batches(cfg, split, ds.whitening, model, ds.layout)
+        tf.keras.utils.set_random_seed(0)
+        state = build_state(cfg, batches, model, ds.layout, ds.whitening, tf.distribute.get_strategy(), None, None)
+        norms = [layer for layer in state.encoder.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+        assert {round(layer.momentum, 6) for layer in norms} == {round(0.99 ** 4 if single else 0.99, 6)}
+        step = make_train_step(state.net, state.losses.batch, state.optimizer, state.trainables,
+                               tf.distribute.get_strategy(), cfg)
+        batch = next(iter(batches.dataset(augment_images=False)))
+        for _ in range(3):
+            step(batch, tf.constant(1.0))
+        moved[single] = np.array([np.abs(layer.moving_variance.numpy() - 1.0).mean() for layer in norms])
+    ratio = moved[True] / moved[False]
+    assert 0.7 < np.median(ratio) < 1.3
 
 
 def test_sample_without_3d_labels_adds_no_geometry_gradient(tiny_data):

@@ -51,7 +51,8 @@ def run_qat(checkpoint: str | Path, out: str | Path, qcfg: QATConfig, progress: 
                             f"(the best/ folder of `siamface train`)")
     base = build_config(TrainConfig, meta["config"], f"{checkpoint}/checkpoint.json")
     cfg = replace(base, steps=qcfg.steps, learning_rate=qcfg.learning_rate, warmup_steps=qcfg.warmup_steps,
-                  eval_every=qcfg.eval_every, batch_size=qcfg.batch_size or base.batch_size)
+                  eval_every=qcfg.eval_every, batch_size=qcfg.batch_size or base.batch_size,
+                  pk_single_pass=False)  # the fake-quantized convs fold their batch norm: sliced passes as trained before
     parent = {"checkpoint": str(checkpoint), "step": meta["step"], "validation_nme": meta["validation"]["nme"]["mean"]}
     return train(cfg, out, progress, encoder_factory=lambda: quantize_encoder(load_checkpoint(checkpoint)[0]),
                  kind="qat", parent=parent)

@@ -49,6 +49,10 @@ class TrainConfig:
     sampler: str = "pairs"            # "pairs" (the paper's Siamese pairs) or "pk" (P identities x K photos)
     pk_images: int = 4                # K
     pk_identities: int = 0            # P; 0: 2 * batch_size / K, the pair sampler's images per step
+    # pk: batch normalisation over each of the K photo slices (one photo of each person per pass,
+    # K passes), or over the whole batch in one pass with the moving statistics' momentum raised to
+    # 0.99^K, so they move per step as K slice updates move them (README, identity).
+    pk_single_pass: bool = False
     learning_rate: float = 2e-3       # peak rate; with lr_scaling, the rate at lr_reference_images per step
     lr_scaling: Literal["none", "sqrt", "linear"] = "none"   # with the global batch: (images / reference)^(1/2 or 1)
     lr_reference_images: int = 64
@@ -142,13 +146,22 @@ def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening, model
     return PKBatches(split, whitening, sampler, flip)
 
 
-def _slices(batches: PKBatches, strategy: tf.distribute.Strategy) -> int:
-    """Photo slices per replica: the K photo-major slices of a P x K batch, split among replicas."""
+def _slices(cfg: TrainConfig, batches: PKBatches, strategy: tf.distribute.Strategy) -> int:
+    """Passes per replica: the K photo-major slices of a P x K batch, split among replicas (or one)."""
     k, replicas = batches.sampler.n_images, strategy.num_replicas_in_sync
     if k % replicas:
         raise SiamfaceError(f"pk_images={k} must be a multiple of the {replicas} replicas (GPUs or workers): "
                             f"each takes whole photo slices")
-    return k // replicas
+    return 1 if cfg.pk_single_pass else k // replicas
+
+
+def _single_pass_momentum(encoder: keras.Model, updates: int) -> None:
+    """Batch norm momentum m^updates: one update per step moves the moving statistics as far as
+    ``updates`` updates at m did (at 0.99 and one update per step, 500 steps left 0.6 % of the
+    initial variance in layers whose variance is 0.005: inference broke, see build_batch_model)."""
+    for layer in encoder.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = layer.momentum ** updates
 
 
 def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: MorphableModel, layout: ParamLayout,
@@ -158,7 +171,9 @@ def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: Morph
     pk = isinstance(batches, PKBatches)
     with strategy.scope():
         encoder = encoder_factory() if encoder_factory else build_encoder(cfg.encoder)
-        net = build_batch_model(encoder, _slices(batches, strategy)) if pk else build_siamese(encoder)
+        if pk and cfg.pk_single_pass:
+            _single_pass_momentum(encoder, batches.sampler.n_images // strategy.num_replicas_in_sync)
+        net = build_batch_model(encoder, _slices(cfg, batches, strategy)) if pk else build_siamese(encoder)
         loss_fn = TrainingLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim,
                                  batches.n_traits)
         optimizer = keras.optimizers.AdamW(learning_rate(cfg, batches.images_per_step), weight_decay=cfg.weight_decay)
