@@ -191,8 +191,8 @@ def test_single_pass_moves_batch_norm_statistics_as_far_as_the_slices(tiny_data)
     split, model = ds.split("train"), load_training_face_model()
     moved = {}
     for single in (False, True):
-        cfg = _cfg(tiny_data, sampler="pk", pk_images=4, loss=replace(PK_LOSS, classifier="none"),
-                   pk_single_pass=single, encoder=replace(BRANCH, n_params=ds.layout.size, input_size=64))
+        cfg = _cfg(tiny_data, sampler="pk", pk_images=4, loss=LossConfig(geometry=0.0, shape=0.0, identity="supcon"),
+                   pk_single_pass=single, encoder=replace(TINY, n_params=ds.layout.size, input_size=64))
         batches = make_batches(cfg, split, ds.whitening, model, ds.layout)
         tf.keras.utils.set_random_seed(0)
         state = build_state(cfg, batches, model, ds.layout, ds.whitening, tf.distribute.get_strategy(), None, None)
