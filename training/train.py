@@ -146,13 +146,13 @@ def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening, model
     return PKBatches(split, whitening, sampler, flip)
 
 
-def _slices(cfg: TrainConfig, batches: PKBatches, strategy: tf.distribute.Strategy) -> int:
-    """Passes per replica: the K photo-major slices of a P x K batch, split among replicas (or one)."""
+def _slices(batches: PKBatches, strategy: tf.distribute.Strategy) -> int:
+    """Photo slices per replica: the K photo-major slices of a P x K batch, split among replicas."""
     k, replicas = batches.sampler.n_images, strategy.num_replicas_in_sync
     if k % replicas:
         raise SiamfaceError(f"pk_images={k} must be a multiple of the {replicas} replicas (GPUs or workers): "
                             f"each takes whole photo slices")
-    return 1 if cfg.pk_single_pass else k // replicas
+    return k // replicas
 
 
 def _single_pass_momentum(encoder: keras.Model, updates: int) -> None:
@@ -171,9 +171,11 @@ def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: Morph
     pk = isinstance(batches, PKBatches)
     with strategy.scope():
         encoder = encoder_factory() if encoder_factory else build_encoder(cfg.encoder)
+        slices = _slices(batches, strategy) if pk else 0
         if pk and cfg.pk_single_pass:
-            _single_pass_momentum(encoder, batches.sampler.n_images // strategy.num_replicas_in_sync)
-        net = build_batch_model(encoder, _slices(cfg, batches, strategy)) if pk else build_siamese(encoder)
+            _single_pass_momentum(encoder, slices)
+            slices = 1
+        net = build_batch_model(encoder, slices) if pk else build_siamese(encoder)
         loss_fn = TrainingLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim,
                                  batches.n_traits)
         optimizer = keras.optimizers.AdamW(learning_rate(cfg, batches.images_per_step), weight_decay=cfg.weight_decay)
