@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-train.txt edge_runtime/requirements.txt 
 venv: $(STAMP)
 
 test: venv
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 # The demo's face model: $$SIAMFACE_FACE_MODEL, else ../shared/assets/ict-face-model; with neither,
 # ICT-FaceKit (MIT) is cloned into runs/ and converted (the only download), or the demo stops saying how

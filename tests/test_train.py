@@ -12,7 +12,7 @@ import tensorflow as tf
 import tf_keras
 
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.training.checkpoint import load_checkpoint, load_head
+from siamface.training.checkpoint import load_checkpoint, load_head, save_checkpoint
 from siamface.training.config_io import load_config
 from siamface.training.data.dataset import Dataset, merge_splits
 from siamface.training.data.traits import TRAIT_NAMES
@@ -23,6 +23,7 @@ from siamface.training.pairs import PairSampler, PKSampler
 from siamface.training.pipeline import Flip, PairBatches, PKBatches, mirrored_labels
 from siamface.training.loop import make_train_step
 from siamface.training.losses import CLASSIFIERS, IDENTITY_LOSSES, LossConfig, TrainingLosses
+from siamface.training.qat import quantize_encoder
 from siamface.training.train import TrainConfig, build_state, make_batches, train
 
 TINY = EncoderConfig(width=0.35, last_channels=256, embedding_dim=32, dropout=0.0)
@@ -206,6 +207,28 @@ def test_single_pass_moves_batch_norm_statistics_as_far_as_the_slices(tiny_data)
         moved[single] = np.array([np.abs(layer.moving_variance.numpy() - 1.0).mean() for layer in norms])
     ratio = moved[True] / moved[False]
     assert 0.7 < np.median(ratio) < 1.3
+
+
+def test_a_sliced_run_from_a_one_pass_checkpoint_gets_the_sliced_momentum(tiny_data, tmp_path):
+    """A checkpoint keeps the momentum it trained with (0.99^4 after one pass per batch); QAT's sliced
+    passes from it set every batch norm, quantize-wrapped ones included, back to 0.99 per update."""
+    ds = Dataset.open(tiny_data)
+    split, model = ds.split("train"), load_training_face_model()
+    one_pass = _cfg(tiny_data, sampler="pk", pk_images=4, pk_single_pass=True,
+                    encoder=replace(TINY, n_params=ds.layout.size, input_size=64))
+    batches = make_batches(one_pass, split, ds.whitening, model, ds.layout)
+    strategy = tf.distribute.get_strategy()
+    state = build_state(one_pass, batches, model, ds.layout, ds.whitening, strategy, None, None)
+    save_checkpoint(tmp_path / "ck", state.encoder, {"kind": "float"})
+    saved = load_checkpoint(tmp_path / "ck")[0]
+    saved_norms = [layer for layer in saved.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    assert {round(layer.momentum, 6) for layer in saved_norms} == {round(0.99 ** 4, 6)}
+    qat = build_state(replace(one_pass, pk_single_pass=False), batches, model, ds.layout, ds.whitening, strategy,
+                      lambda: quantize_encoder(saved), None)
+    norms = [layer.layer for layer in qat.encoder.layers
+             if isinstance(getattr(layer, "layer", None), tf_keras.layers.BatchNormalization)]
+    assert len(norms) == len(saved_norms)
+    assert {layer.momentum for layer in norms} == {0.99}
 
 
 def test_sample_without_3d_labels_adds_no_geometry_gradient(tiny_data):

@@ -34,6 +34,7 @@ FAST_STAGES: tuple[Stage, ...] = ((1, 16, 1, 2), (6, 24, 2, 2), (6, 32, 3, 2), (
 
 
 POOLS = ("average", "depthwise")
+BN_MOMENTUM = 0.99  # every batch norm's, per update of its moving statistics (training.train sets it per run)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 def conv_bn(x, filters: int, kernel: int, stride: int, name: str, relu: bool = True, shift: bool = True):
     x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(center=shift, name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, center=shift, name=f"{name}_bn")(x)
     return keras.layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
 
 
@@ -95,7 +96,7 @@ def inverted_residual(x, expansion: int, filters: int, stride: int, name: str):
     in_channels = x.shape[-1]
     y = conv_bn(x, in_channels * expansion, 1, 1, f"{name}_expand") if expansion != 1 else x
     y = keras.layers.DepthwiseConv2D(3, stride, padding="same", use_bias=False, name=f"{name}_dw_conv")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(y)
+    y = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(y)
     y = keras.layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
     y = conv_bn(y, filters, 1, 1, f"{name}_project", relu=False)
     if stride == 1 and in_channels == filters:
@@ -121,7 +122,7 @@ def pool_features(x, channels: int, dropout: float, prefix: str, relu: bool = Tr
     if pool == "depthwise":
         x = keras.layers.DepthwiseConv2D(tuple(x.shape[1:3]), padding="valid", use_bias=False,
                                          name=f"{prefix}pool_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"{prefix}pool_bn")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{prefix}pool_bn")(x)
         x = keras.layers.Flatten(name=f"{prefix}pool")(x)
     else:
         x = keras.layers.GlobalAveragePooling2D(name=f"{prefix}pool")(x)

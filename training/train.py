@@ -30,7 +30,7 @@ from siamface.training.distribute import current_cluster, distribute
 from siamface.training.face_model import check_same_face_model, load_training_face_model
 from siamface.training.loop import TrainState, Validation, make_train_step, run_loop
 from siamface.training.losses import LossConfig, MarginHead, TrainingLosses
-from siamface.training.model import (EncoderConfig, build_batch_model, build_encoder, build_siamese,
+from siamface.training.model import (BN_MOMENTUM, EncoderConfig, build_batch_model, build_encoder, build_siamese,
                                      embedding_branch_variables)
 from siamface.training.pairs import PairSampler, PKSampler
 from siamface.training.pipeline import Flip, PairBatches, PKBatches, mirrored_labels
@@ -155,13 +155,16 @@ def _slices(batches: PKBatches, strategy: tf.distribute.Strategy) -> int:
     return k // replicas
 
 
-def _single_pass_momentum(encoder: keras.Model, updates: int) -> None:
-    """Batch norm momentum m^updates: one update per step moves the moving statistics as far as
-    ``updates`` updates at m did (at 0.99 and one update per step, 500 steps left 0.6 % of the
-    initial variance in layers whose variance is 0.005: inference broke, see build_batch_model)."""
+def _batch_norm_momentum(encoder: keras.Model, updates: int) -> None:
+    """Every batch norm's momentum to BN_MOMENTUM^updates: one update per step (pk_single_pass) moves the
+    moving statistics as far as ``updates`` updates at BN_MOMENTUM did (at 0.99 and one update per step,
+    500 steps left 0.6 % of the initial variance in layers whose variance is 0.005: inference broke, see
+    build_batch_model). Set on every run, also from a checkpoint, which keeps the momentum it trained
+    with: sliced passes from a one-pass checkpoint would otherwise update at 0.99^K per slice."""
     for layer in encoder.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = layer.momentum ** updates
+        norm = getattr(layer, "layer", layer)  # QAT wraps every layer (tfmot's QuantizeWrapperV2)
+        if isinstance(norm, keras.layers.BatchNormalization):
+            norm.momentum = BN_MOMENTUM ** updates
 
 
 def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: MorphableModel, layout: ParamLayout,
@@ -172,8 +175,8 @@ def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: Morph
     with strategy.scope():
         encoder = encoder_factory() if encoder_factory else build_encoder(cfg.encoder)
         slices = _slices(batches, strategy) if pk else 0
+        _batch_norm_momentum(encoder, slices if pk and cfg.pk_single_pass else 1)
         if pk and cfg.pk_single_pass:
-            _single_pass_momentum(encoder, slices)
             slices = 1
         net = build_batch_model(encoder, slices) if pk else build_siamese(encoder)
         loss_fn = TrainingLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim,
