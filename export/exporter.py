@@ -122,7 +122,7 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
             "parity": figures,
             "training": {"checkpoint": str(checkpoint), "kind": meta["kind"], "step": meta["step"],
                          "validation_nme": meta["validation"]["nme"]["mean"], "data": meta["training_data"],
-                         "config": meta["config"]},
+                         "config": meta["config"], "parent": meta.get("parent")},  # QAT: the float run it started from
             "versions": package_versions("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert"),
         }
         folder = write_bundle(Path(out_root) / variant, tflite, bundle_meta, model, layout, cfg.face_model or None)

@@ -37,6 +37,9 @@ def test_every_variant_loads_and_records_itself(tiny_bundles):
         assert v["far"] <= v["far_target_used"] or (v["threshold"] == 1.0 and v["threshold_unclamped"] > 1.0)
         assert bundle.threshold_source == "bundle: synthetic, FAR 0.0104" and "tensorflow" in m["versions"]
         assert m["training"]["kind"] == ("qat" if variant == "int8-qat" else "float")
+        parent = m["training"]["parent"]  # a QAT bundle names the float run it fine-tuned, with that run's config
+        assert parent is None if variant != "int8-qat" else (
+            parent["checkpoint"].endswith("train/best") and (parent["config"]["steps"], m["training"]["config"]["steps"]) == (8, 4))
         assert (bundle.root / "FACE_MODEL_LICENSE").is_file()
         model = TFLiteModel(bundle.model_path)
         assert set(model.output_names) == {"params", "embedding"}
