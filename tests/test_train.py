@@ -184,19 +184,25 @@ def test_pk_steps_lower_the_loss(tiny_data):
     assert float(last["classifier"]) < float(first["classifier"])
 
 
+def _pk_state(data, encoder_factory=None, **kw):
+    """A P x K (K = 4) config on the tiny set with the tiny encoder, its batches and its training state."""
+    ds = Dataset.open(data)
+    model = load_training_face_model()
+    cfg = _cfg(data, sampler="pk", pk_images=4, encoder=replace(TINY, n_params=ds.layout.size, input_size=64), **kw)
+    batches = make_batches(cfg, ds.split("train"), ds.whitening, model, ds.layout)
+    tf.keras.utils.set_random_seed(0)
+    return cfg, batches, build_state(cfg, batches, model, ds.layout, ds.whitening, tf.distribute.get_strategy(),
+                                     encoder_factory, None)
+
+
 def test_single_pass_moves_batch_norm_statistics_as_far_as_the_slices(tiny_data):
     """pk_single_pass runs the P x K batch through the encoder once, with the momentum raised to
     0.99^K: after the same steps every moving variance has moved about as far from its start as K
     slice updates per step move it (one update at 0.99 would move it K times less)."""
-    ds = Dataset.open(tiny_data)
-    split, model = ds.split("train"), load_training_face_model()
     moved = {}
     for single in (False, True):
-        cfg = _cfg(tiny_data, sampler="pk", pk_images=4, loss=LossConfig(geometry=0.0, shape=0.0, identity="supcon"),
-                   pk_single_pass=single, encoder=replace(TINY, n_params=ds.layout.size, input_size=64))
-        batches = make_batches(cfg, split, ds.whitening, model, ds.layout)
-        tf.keras.utils.set_random_seed(0)
-        state = build_state(cfg, batches, model, ds.layout, ds.whitening, tf.distribute.get_strategy(), None, None)
+        cfg, batches, state = _pk_state(tiny_data, loss=LossConfig(geometry=0.0, shape=0.0, identity="supcon"),
+                                        pk_single_pass=single)
         norms = [layer for layer in state.encoder.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
         assert {round(layer.momentum, 6) for layer in norms} == {round(0.99 ** 4 if single else 0.99, 6)}
         step = make_train_step(state.net, state.losses.batch, state.optimizer, state.trainables,
@@ -212,19 +218,12 @@ def test_single_pass_moves_batch_norm_statistics_as_far_as_the_slices(tiny_data)
 def test_a_sliced_run_from_a_one_pass_checkpoint_gets_the_sliced_momentum(tiny_data, tmp_path):
     """A checkpoint keeps the momentum it trained with (0.99^4 after one pass per batch); QAT's sliced
     passes from it set every batch norm, quantize-wrapped ones included, back to 0.99 per update."""
-    ds = Dataset.open(tiny_data)
-    split, model = ds.split("train"), load_training_face_model()
-    one_pass = _cfg(tiny_data, sampler="pk", pk_images=4, pk_single_pass=True,
-                    encoder=replace(TINY, n_params=ds.layout.size, input_size=64))
-    batches = make_batches(one_pass, split, ds.whitening, model, ds.layout)
-    strategy = tf.distribute.get_strategy()
-    state = build_state(one_pass, batches, model, ds.layout, ds.whitening, strategy, None, None)
+    _, _, state = _pk_state(tiny_data, pk_single_pass=True)
     save_checkpoint(tmp_path / "ck", state.encoder, {"kind": "float"})
     saved = load_checkpoint(tmp_path / "ck")[0]
     saved_norms = [layer for layer in saved.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
     assert {round(layer.momentum, 6) for layer in saved_norms} == {round(0.99 ** 4, 6)}
-    qat = build_state(replace(one_pass, pk_single_pass=False), batches, model, ds.layout, ds.whitening, strategy,
-                      lambda: quantize_encoder(saved), None)
+    _, _, qat = _pk_state(tiny_data, lambda: quantize_encoder(saved), pk_single_pass=False)
     norms = [layer.layer for layer in qat.encoder.layers
              if isinstance(getattr(layer, "layer", None), tf_keras.layers.BatchNormalization)]
     assert len(norms) == len(saved_norms)

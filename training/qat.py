@@ -52,8 +52,7 @@ def run_qat(checkpoint: str | Path, out: str | Path, qcfg: QATConfig, progress: 
     base = build_config(TrainConfig, meta["config"], f"{checkpoint}/checkpoint.json")
     cfg = replace(base, steps=qcfg.steps, learning_rate=qcfg.learning_rate, warmup_steps=qcfg.warmup_steps,
                   eval_every=qcfg.eval_every, batch_size=qcfg.batch_size or base.batch_size,
-                  # sliced passes also after a one-pass float run: one pass gave validation NME 4.98 vs 4.61
-                  pk_single_pass=False)  # (the long config, 300 steps, 2026-12-02)
+                  pk_single_pass=False)  # sliced also after a one-pass float run (one pass: validation NME 4.98 vs 4.61)
     parent = {"checkpoint": str(checkpoint), "step": meta["step"], "validation_nme": meta["validation"]["nme"]["mean"],
               "config": meta["config"]}  # the float run's own (steps, one pass): bundles carry it
     return train(cfg, out, progress, encoder_factory=lambda: quantize_encoder(load_checkpoint(checkpoint)[0]),

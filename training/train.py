@@ -174,11 +174,10 @@ def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: Morph
     pk = isinstance(batches, PKBatches)
     with strategy.scope():
         encoder = encoder_factory() if encoder_factory else build_encoder(cfg.encoder)
-        slices = _slices(batches, strategy) if pk else 0
-        _batch_norm_momentum(encoder, slices if pk and cfg.pk_single_pass else 1)
-        if pk and cfg.pk_single_pass:
-            slices = 1
-        net = build_batch_model(encoder, slices) if pk else build_siamese(encoder)
+        slices = _slices(batches, strategy) if pk else 1
+        one_pass = pk and cfg.pk_single_pass
+        _batch_norm_momentum(encoder, slices if one_pass else 1)
+        net = build_batch_model(encoder, 1 if one_pass else slices) if pk else build_siamese(encoder)
         loss_fn = TrainingLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim,
                                  batches.n_traits)
         optimizer = keras.optimizers.AdamW(learning_rate(cfg, batches.images_per_step), weight_decay=cfg.weight_decay)
