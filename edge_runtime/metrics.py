@@ -286,6 +286,41 @@ def rank1(gallery: np.ndarray, gallery_labels: np.ndarray, probes: np.ndarray,
     return topk_accuracy(gallery, gallery_labels, probes, probe_labels, 1)
 
 
+def template_scores(codes: np.ndarray, identities: np.ndarray, enrolled: int = 4
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scores (probes, people), own column per probe): every photo as a probe against every person's
+    template as a gallery holds it (``identity.Gallery``: the normalised mean of unit codes), each
+    template of ``enrolled`` photos; the probe's own person's from their other photos, so a probe is
+    never its own template. People with at most ``enrolled`` photos are left out; None without two."""
+    ids = np.asarray(identities)
+    unit = l2_normalize(codes)
+    people, counts = np.unique(ids, return_counts=True)
+    people = people[counts > enrolled]
+    if len(people) < 2:
+        return None
+    rows = [np.flatnonzero(ids == p) for p in people]
+    templates = l2_normalize(np.stack([unit[r[:enrolled]].mean(axis=0) for r in rows]))
+    probes = np.concatenate(rows)
+    own = np.repeat(np.arange(len(people)), [len(r) for r in rows])
+    scores = unit[probes] @ templates.T
+    for k, (probe, person) in enumerate(zip(probes, own)):  # leave the probe out of its own template
+        others = rows[person][rows[person] != probe][:enrolled]
+        scores[k, person] = unit[probe] @ l2_normalize(unit[others].mean(axis=0))
+    return scores, own
+
+
+def template_report(codes: np.ndarray, identities: np.ndarray, enrolled: int = 4) -> dict | None:
+    """Verification and rank-1 identification against ``enrolled``-photo templates (``template_scores``):
+    what `siamface identify` does with a gallery of such people; None without two such people."""
+    found = template_scores(codes, identities, enrolled)
+    if found is None:
+        return None
+    scores, own = found
+    same = own[:, None] == np.arange(scores.shape[1])[None, :]
+    return {**verification_report(scores.ravel(), same.ravel()), "enrolled": enrolled,
+            "people": int(scores.shape[1]), "rank1": float(np.mean(scores.argmax(axis=1) == own))}
+
+
 # ----------------------------------------------------------------------------- pose invariance
 
 def pose_invariance(codes: np.ndarray, identities: np.ndarray,

@@ -80,6 +80,12 @@ def _verification(codes: dict[str, np.ndarray], pairs: Pairs) -> dict:
             for name, code in codes.items()}
 
 
+def _templates(embeddings: np.ndarray | None, truth: GroundTruth) -> dict:
+    """``identification_templates``: the embedding against 4-photo templates, where people have 5+ photos."""
+    found = None if embeddings is None or truth.identity is None else metrics.template_report(embeddings, truth.identity)
+    return {} if found is None else {"identification_templates": found}
+
+
 def rank1_first_enrolled(codes: np.ndarray, identity: np.ndarray) -> float | None:
     """Rank-1 identification with each person's first image enrolled and their other images as
     probes (people with one image stay in the gallery as distractors); None without probes."""
@@ -99,7 +105,7 @@ def identity_score(pred_params: np.ndarray, embeddings: np.ndarray, truth: Groun
     if pairs is None:
         raise SiamfaceError("identity metrics need a pairs file or at least two identities: add people to the set")
     codes = {"shape": pred_params[:, layout.identity], "embedding": embeddings}
-    out = {"n_images": int(len(pred_params)), **_verification(codes, pairs)}
+    out = {"n_images": int(len(pred_params)), **_verification(codes, pairs), **_templates(embeddings, truth)}
     if truth.identity is not None:
         out["n_identities"] = int(len(np.unique(truth.identity)))
         for name, code in codes.items():
@@ -129,7 +135,7 @@ def score(pred_params: np.ndarray, embeddings: np.ndarray | None, truth: GroundT
     pairs = truth.verification_pairs(max_pairs)
     if pairs is not None:
         codes = {"shape": pred_id} if embeddings is None else {"shape": pred_id, "embedding": embeddings}
-        out.update(_verification(codes, pairs))
+        out.update(_verification(codes, pairs), **_templates(embeddings, truth))
         for name, code in codes.items():
             out[f"pose_invariance_{name}"] = metrics.pose_invariance(code, truth.identity, truth.pose_deg[:, 0])
     return out

@@ -10,7 +10,7 @@ from siamface.edge_runtime import metrics
 from siamface.edge_runtime.atomic import atomic_write, atomic_write_bytes
 
 COLUMNS = ("images", "size MB", "invoke ms", "NME 0-30", "NME 30-60", "NME 60-90", "NME mean", "ΔNME", "pose MAE",
-           "shape mm", "EER emb", "ΔEER", "TAR@1e-2", "TAR@1e-3", "EER shape")
+           "shape mm", "EER emb", "ΔEER", "TAR@1e-2", "TAR@1e-3", "EER shape", "EER 4-photo templates")
 
 
 def row(result: dict, ref: dict | None) -> dict:
@@ -26,7 +26,8 @@ def row(result: dict, ref: dict | None) -> dict:
          "shape mm": result.get("shape_error_mm", nan),
          "EER emb": 100 * ver.get("eer", nan), "TAR@1e-2": 100 * ver.get("tar_at_far_1e-2", nan),
          "TAR@1e-3": 100 * ver.get("tar_at_far_1e-3", nan),
-         "EER shape": 100 * result.get("verification_shape", {}).get("eer", nan)}
+         "EER shape": 100 * result.get("verification_shape", {}).get("eer", nan),
+         "EER 4-photo templates": 100 * result.get("identification_templates", {}).get("eer", nan)}
     r["ΔNME"] = r["NME mean"] - row(ref, None)["NME mean"] if ref else 0.0
     r["ΔEER"] = r["EER emb"] - row(ref, None)["EER emb"] if ref else 0.0
     return r

@@ -107,6 +107,7 @@ def test_folder_of_people_scores_identity_only(people, truth_predictor, tmp_path
         assert_perfect(result[f"verification_{code}"], n_same=9, n_diff=9)  # all 3 x C(3, 2) same pairs
         assert result[f"rank1_{code}"] == 1.0
     assert not {"nme", "pose_mae", "pose_invariance_shape", "shape_error_mm"} & set(result)
+    assert "identification_templates" not in result  # 3 photos each: no probe beside a 4-photo template
     assert set(curves) == {"scores", "same"}
 
     write_reports({"truth": result}, {"truth": curves}, tmp_path, None)
@@ -115,6 +116,20 @@ def test_folder_of_people_scores_identity_only(people, truth_predictor, tmp_path
     assert text.count("| truth |") == 2 and "| nan |" in text        # main table and identity table
     assert cv2.imread(str(tmp_path / "roc.png")) is not None
     assert not (tmp_path / "nme_yaw.png").exists() and not (tmp_path / "ced.png").exists()
+
+
+def test_people_with_five_photos_are_scored_against_four_photo_templates(truth_predictor):
+    from siamface.edge_runtime.scoring import GroundTruth, identity_score
+
+    layout = truth_predictor.layout
+    ids = np.repeat([0, 1, 2, 3], [5, 5, 6, 2])                    # person 3: too few photos for a template
+    rng = np.random.default_rng(0)
+    codes = np.eye(8)[ids] + rng.normal(0, 0.05, (len(ids), 8))
+    params = np.zeros((len(ids), layout.size))
+    result = identity_score(params, codes, GroundTruth(None, None, identity=ids), layout)
+    templates = result["identification_templates"]
+    assert templates["people"] == 3 and templates["enrolled"] == 4 and templates["rank1"] == 1.0
+    assert_perfect(templates, n_same=16, n_diff=32)
 
 
 def test_pairs_csv_scores_exactly_the_listed_pairs(people, truth_predictor):

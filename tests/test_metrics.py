@@ -245,6 +245,26 @@ def test_rank1_ties_count_against_the_probe():
 
 # ----------------------------------------------------------------------------- pose invariance
 
+def test_template_probes_never_sit_in_their_own_template():
+    # Every photo its own orthogonal direction: no photo says anything about another, so a probe's
+    # score against its own person's template is 0; with the probe inside the template it would be 1/2.
+    ids = np.repeat(np.arange(3), 5)
+    scores, own = m.template_scores(np.eye(15), ids, enrolled=4)
+    assert scores.shape == (15, 3) and own.tolist() == ids.tolist()
+    np.testing.assert_allclose(scores, 0.0, atol=1e-12)
+
+
+def test_template_report_on_separable_people_and_who_is_left_out():
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:4] * 3.0
+    ids = np.array([0] * 6 + [1] * 5 + [2] * 5 + [3] * 4)  # person 3: 4 photos, no probe beside a full template
+    codes = centres[ids] + rng.normal(0, 0.3, (len(ids), 8))
+    rep = m.template_report(codes, ids, enrolled=4)
+    assert rep["people"] == 3 and rep["enrolled"] == 4 and rep["n_same"] == 16 and rep["n_diff"] == 32
+    assert rep["eer"] == 0.0 and rep["rank1"] == 1.0
+    assert m.template_report(codes[ids < 2], ids[ids < 2], enrolled=5) is None  # one person with 6 photos
+
+
 def test_pose_invariance_hand_computed():
     codes = [[0.0, 0.0], [2.0, 0.0],  # identity 0: mean (1, 0), RMS 1
              [10.0, 3.0], [10.0, -3.0],  # identity 1: mean (10, 0), RMS 3
