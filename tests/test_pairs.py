@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.training.pairs import PairSampler, PKSampler, lookalike_table
+from siamface.training.pairs import PairSampler, PKSampler
 
 
 def _labels(n_ids: int = 50, per_id: int = 8, seed: int = 0):
@@ -102,35 +102,6 @@ def test_pk_short_identities_repeat_and_singletons_stay_out():
         PKSampler(ids, yaw, n_identities=6, n_images=3)
     with pytest.raises(SiamfaceError, match="K >= 2"):
         PKSampler(ids, yaw, n_identities=4, n_images=1)
-
-
-def test_lookalike_table_finds_nearest_people_and_skips_unknown_looks():
-    ids = np.repeat([5, 1, 9, 3, 7], 2)                  # sorted identities: 1, 3, 5, 7, 9
-    looks = np.repeat([[0.0], [10.0], [1.0], [10.5], [np.nan]], 2, axis=0)  # per image; person 7 unknown
-    looks[0] += 0.2                                      # a person's looks are their photos' mean
-    table = lookalike_table(ids, looks, neighbours=2)
-    # group order 1, 3, 5, 7, 9 -> looks 10.0, 10.5, 0.1, nan, 1.0
-    assert [sorted(row) for row in table.tolist()] == [[1, 4], [0, 4], [0, 4], [-1, -1], [0, 2]]
-
-
-def test_pk_lookalike_batches_group_each_person_with_their_lookalikes():
-    ids, yaw = _labels(n_ids=64, per_id=6, seed=2)
-    looks = np.random.default_rng(0).normal(size=(64, 3))[ids]
-    table = lookalike_table(ids, looks, neighbours=6)
-    sampler = PKSampler(ids, yaw, n_identities=16, n_images=4, seed=1, lookalikes=table, lookalike_group=4)
-    batches = _batches(sampler)
-    people = ids[batches][..., 0]                                  # (steps, P)
-    assert batches.shape == (4, 16, 4) and np.all(ids[batches] == ids[batches][..., :1])
-    assert all(len(np.unique(b)) == 16 for b in people)            # still P different people
-    groups = people.reshape(4, 4, 4)                               # P / G groups of G
-    assert all(set(g[1:]) <= set(table[g[0]]) for b in groups for g in b)
-    random = _batches(PKSampler(ids, yaw, 16, 4, seed=1))
-    spread = lambda p: np.linalg.norm(looks[p[..., :1] * 6] - looks[p[..., 1:] * 6], axis=-1).mean()  # noqa: E731
-    assert spread(groups) < 0.6 * spread(ids[random][..., 0].reshape(4, 4, 4))
-    with pytest.raises(SiamfaceError, match="must divide P = 16"):
-        PKSampler(ids, yaw, 16, 4, lookalikes=table, lookalike_group=3)
-    with pytest.raises(SiamfaceError, match="needs look-alike labels"):
-        PKSampler(ids, yaw, 16, 4, lookalike_group=4)
 
 
 def test_pair_sampler_accepts_unknown_poses():

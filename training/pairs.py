@@ -98,12 +98,6 @@ class PKSampler:
 
     A batch is photo-major: the first photo of each of the P identities, then the second, ...
     so the model can run it as K slices of P different people (``build_batch_model``).
-
-    With ``lookalikes`` (each identity's nearest identities by what the labels say they look like,
-    ``lookalike_table``) and ``lookalike_group`` = G > 1, the P people come as P / G groups: a
-    person and G - 1 of their look-alikes, so every person meets negatives that differ only in
-    fine cues (doppelganger mining, Smirnov et al. 2017), where random people differ mostly in
-    skin tone and hair, which the embedding learns first.
     """
 
     identities: np.ndarray       # (N,) int identity per image
@@ -112,15 +106,10 @@ class PKSampler:
     n_images: int = 4            # K
     seed: int = 0
     pose_preference: float = 1.0
-    lookalikes: np.ndarray | None = None  # (identities, M) neighbour identity indices (sorted ids' order), -1 pads
-    lookalike_group: int = 0              # G: people per look-alike group; 0 or 1: people drawn at random
 
     def __post_init__(self) -> None:
         self.identities = np.asarray(self.identities, np.int64)
         self.yaw_deg = np.nan_to_num(np.asarray(self.yaw_deg, np.float64))
-        if self.lookalike_group > 1 and (self.lookalikes is None or self.n_identities % self.lookalike_group):
-            raise SiamfaceError(f"pk_lookalikes={self.lookalike_group} needs look-alike labels (synthetic traits and "
-                                f"identity parameters) and must divide P = {self.n_identities}")
         if self.n_identities < 2 or self.n_images < 2:
             raise SiamfaceError(f"P x K sampling needs P >= 2 and K >= 2, got {self.n_identities} x {self.n_images}: "
                                 f"set pk_identities and pk_images")
@@ -147,31 +136,8 @@ class PKSampler:
         """(steps_per_epoch * K * P,) image indices; batch after batch, each photo-major (K x P)."""
         rng = np.random.default_rng([self.seed, epoch, 1])
         groups = rng.permutation(self._eligible)[: self.steps_per_epoch * self.n_identities]
-        if self.lookalike_group > 1:
-            groups = self._with_lookalikes(groups, rng)
         picks = np.stack([self._pick(g, rng) for g in groups])         # (steps * P, K)
         return picks.reshape(self.steps_per_epoch, self.n_identities, self.n_images).transpose(0, 2, 1).ravel()
-
-    def _with_lookalikes(self, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Each batch's P people as P / G anchors (the epoch's order) and, for each, G - 1 of their
-        look-alikes drawn at random, none twice in a batch (a random person where the table runs out)."""
-        g, p = self.lookalike_group, self.n_identities
-        eligible = np.zeros(len(self._groups), bool)
-        eligible[self._eligible] = True
-        out = []
-        for batch in groups.reshape(-1, p):
-            chosen: list[int] = []
-            for anchor in batch[: p // g]:
-                chosen.append(int(anchor))
-                near = [int(n) for n in rng.permutation(self.lookalikes[anchor]) if n >= 0 and eligible[n]]
-                near = [n for n in near if n not in chosen][: g - 1]
-                while len(near) < g - 1:
-                    n = int(rng.choice(self._eligible))
-                    if n not in chosen and n not in near:
-                        near.append(n)
-                chosen += near
-            out.append(chosen)
-        return np.asarray(out, np.int64).ravel()
 
     def _pick(self, group: int, rng: np.random.Generator) -> np.ndarray:
         members = rng.permutation(self._groups.members(group))
@@ -184,27 +150,3 @@ class PKSampler:
             w = _pose_weights(self.yaw_deg[members[rest]], self.yaw_deg[members[chosen]], self.pose_preference)
             chosen.append(int(rest[rng.choice(len(rest), p=w / w.sum())]))
         return members[chosen]
-
-
-def lookalike_table(identities: np.ndarray, looks: np.ndarray, neighbours: int = 32, block: int = 2048) -> np.ndarray:
-    """(identities, ``neighbours``) each identity's nearest other identities (indices in sorted-identity
-    order, as PKSampler's groups), by Euclidean distance between their mean ``looks`` rows (N, D); an
-    identity whose looks are unknown (NaN, an imported photo) has none (-1)."""
-    groups = _Groups(np.asarray(identities, np.int64))
-    sums = np.zeros((len(groups), looks.shape[1]))
-    np.add.at(sums, groups.of_image, np.asarray(looks, np.float64))
-    x = sums / groups.counts[:, None]
-    known = np.isfinite(x).all(axis=1)
-    table = np.full((len(groups), neighbours), -1, np.int64)
-    if known.sum() < 2:
-        return table
-    z = x[known]
-    idx = np.flatnonzero(known)
-    k = min(neighbours, len(z) - 1)
-    sq = (z * z).sum(1)
-    for start in range(0, len(z), block):  # blocks of the distance matrix: 50,000 people would be 20 GB at once
-        d = sq[start:start + block, None] - 2.0 * z[start:start + block] @ z.T + sq[None, :]
-        d[np.arange(len(d)), start + np.arange(len(d))] = np.inf
-        near = np.argpartition(d, k - 1, axis=1)[:, :k]
-        table[idx[start:start + block], :k] = idx[near]
-    return table

@@ -76,22 +76,6 @@ def standardise_traits(traits: np.ndarray | None) -> np.ndarray | None:
     return ((traits - known.mean(axis=0)) / np.where(spread > 1e-6, spread, 1.0)).astype(np.float32)
 
 
-def looks(split: SplitData, model: MorphableModel, layout: ParamLayout) -> np.ndarray | None:
-    """(N, D) what each photo's person looks like, for look-alike batches (``pk_lookalikes``): the
-    standardised traits beside the identity shape (coefficients times their modes' size over the
-    face, so distances are geometric), each block scaled to unit total variance, so that skin, hair
-    and eyes weigh as much as the shape. NaN rows: unknown; None: data without traits."""
-    traits = standardise_traits(split.traits)
-    if traits is None:
-        return None
-    v = model.face_vertices
-    size = np.linalg.norm(model.id_basis[:layout.n_id, v].reshape(layout.n_id, -1), axis=1)
-    shape = split.params[:, layout.identity] * size
-    known = np.isfinite(shape).all(axis=1)
-    shape = (shape - shape[known].mean(axis=0)) / np.sqrt(shape[known].var(axis=0).sum())
-    return np.concatenate([traits / np.sqrt(traits.shape[1]), shape], axis=1)
-
-
 class _Batches:
     """What both training pipelines share: whitened labels, identity classes, the epoch stream.
 

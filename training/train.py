@@ -32,8 +32,8 @@ from siamface.training.loop import TrainState, Validation, make_train_step, run_
 from siamface.training.losses import LossConfig, MarginHead, TrainingLosses
 from siamface.training.model import (BN_MOMENTUM, EncoderConfig, build_batch_model, build_encoder, build_siamese,
                                      embedding_branch_variables)
-from siamface.training.pairs import PairSampler, PKSampler, lookalike_table
-from siamface.training.pipeline import Flip, PairBatches, PKBatches, looks, mirrored_labels
+from siamface.training.pairs import PairSampler, PKSampler
+from siamface.training.pipeline import Flip, PairBatches, PKBatches, mirrored_labels
 
 VERSIONS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy")
 
@@ -53,9 +53,6 @@ class TrainConfig:
     # K passes), or over the whole batch in one pass with the moving statistics' momentum raised to
     # 0.99^K, so they move per step as K slice updates move them (README, identity).
     pk_single_pass: bool = False
-    # pk: P / this groups of look-alikes per batch (a person and their nearest people by traits and
-    # shape, pairs.lookalike_table) instead of P random people; 0: random (README, identity).
-    pk_lookalikes: int = 0
     learning_rate: float = 2e-3       # peak rate; with lr_scaling, the rate at lr_reference_images per step
     lr_scaling: Literal["none", "sqrt", "linear"] = "none"   # with the global batch: (images / reference)^(1/2 or 1)
     lr_reference_images: int = 64
@@ -145,10 +142,7 @@ def make_batches(cfg: TrainConfig, split: SplitData, whitening: Whitening, model
             raise SiamfaceError(f"pk_images={cfg.pk_images} does not divide the {2 * cfg.batch_size} images of "
                                 f"batch_size={cfg.batch_size}: set pk_identities or another pk_images")
         n_identities = 2 * cfg.batch_size // cfg.pk_images
-    features = looks(split, model, layout) if cfg.pk_lookalikes > 1 else None
-    table = None if features is None else lookalike_table(split.identity, features)
-    sampler = PKSampler(split.identity, yaw, n_identities, cfg.pk_images, cfg.seed, cfg.pose_preference,
-                        table, cfg.pk_lookalikes)
+    sampler = PKSampler(split.identity, yaw, n_identities, cfg.pk_images, cfg.seed, cfg.pose_preference)
     return PKBatches(split, whitening, sampler, flip)
 
 
