@@ -286,18 +286,22 @@ def rank1(gallery: np.ndarray, gallery_labels: np.ndarray, probes: np.ndarray,
     return topk_accuracy(gallery, gallery_labels, probes, probe_labels, 1)
 
 
-def template_scores(codes: np.ndarray, identities: np.ndarray, enrolled: int = 4
+def template_scores(codes: np.ndarray, identities: np.ndarray, enrolled: int = 4, max_people: int = 1000
                     ) -> tuple[np.ndarray, np.ndarray] | None:
     """(scores (probes, people), own column per probe): every photo as a probe against every person's
     template as a gallery holds it (``identity.Gallery``: the normalised mean of unit codes), each
     template of ``enrolled`` photos; the probe's own person's from their other photos, so a probe is
-    never its own template. People with at most ``enrolled`` photos are left out; None without two."""
+    never its own template. People with at most ``enrolled`` photos are left out, and beyond
+    ``max_people`` an evenly spaced choice of them is kept (the scores grow as photos x people);
+    None without two."""
     ids = np.asarray(identities)
     unit = l2_normalize(codes)
     people, counts = np.unique(ids, return_counts=True)
     people = people[counts > enrolled]
     if len(people) < 2:
         return None
+    if len(people) > max_people:
+        people = people[np.linspace(0, len(people) - 1, max_people).astype(int)]
     rows = [np.flatnonzero(ids == p) for p in people]
     templates = l2_normalize(np.stack([unit[r[:enrolled]].mean(axis=0) for r in rows]))
     probes = np.concatenate(rows)
@@ -309,10 +313,11 @@ def template_scores(codes: np.ndarray, identities: np.ndarray, enrolled: int = 4
     return scores, own
 
 
-def template_report(codes: np.ndarray, identities: np.ndarray, enrolled: int = 4) -> dict | None:
+def template_report(codes: np.ndarray, identities: np.ndarray, enrolled: int = 4, max_people: int = 1000
+                    ) -> dict | None:
     """Verification and rank-1 identification against ``enrolled``-photo templates (``template_scores``):
     what `siamface identify` does with a gallery of such people; None without two such people."""
-    found = template_scores(codes, identities, enrolled)
+    found = template_scores(codes, identities, enrolled, max_people)
     if found is None:
         return None
     scores, own = found

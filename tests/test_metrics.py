@@ -262,6 +262,8 @@ def test_template_report_on_separable_people_and_who_is_left_out():
     rep = m.template_report(codes, ids, enrolled=4)
     assert rep["people"] == 3 and rep["enrolled"] == 4 and rep["n_same"] == 16 and rep["n_diff"] == 32
     assert rep["eer"] == 0.0 and rep["rank1"] == 1.0
+    capped = m.template_report(codes, ids, enrolled=4, max_people=2)
+    assert capped["people"] == 2 and capped["n_same"] == 11          # persons 0 and 2: 6 + 5 probes
     assert m.template_report(codes[ids < 2], ids[ids < 2], enrolled=5) is None  # one person with 6 photos
 
 
