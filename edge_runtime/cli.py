@@ -30,6 +30,7 @@ SIDEWAYS_DEG = 40.0  # an eye line steeper than this is most likely a sideways p
 T = TypeVar("T")
 
 BOX_HELP = "face box x0,y0,x1,y1 (pixels) used for every image instead of detection"
+FEW_PHOTOS = 3  # a template of fewer photos gets a warning: identify accepts far fewer genuine probes
 THRESHOLD_HELP = ("cosine threshold in [-1, 1] for this decision instead of the bundle's "
                   "(set that one with `siamface calibrate`)")
 DEFAULT_GALLERY = os.environ.get("SIAMFACE_GALLERY", str(Path.home() / ".siamface" / "gallery.db"))
@@ -322,6 +323,10 @@ def cmd_enroll(args) -> None:
               "faces": [record for _, record in used]})
     else:
         print(f"enrolled {entry.name} from {entry.count} image(s) into {args.gallery}")
+    if entry.count < FEW_PHOTOS:
+        log.warning(f"{entry.name}'s template holds {entry.count} photo(s): enrol 3-4 in different poses and light "
+                    f"(add them with --update); 4-photo templates accepted 1.7 times as many genuine probes at the "
+                    f"same threshold (docs/verification.md)")
 
 
 def cmd_identify(args) -> int:

@@ -340,7 +340,8 @@ def test_enroll_verify_identify_list_remove(colour_bundle, synthetic, tmp_path):
         return rec.reconstruct(cv2.imread(str(paths[k]))[..., ::-1], boxes=[box])[0].embedding
 
     # Alice: two images, one command each (--update keeps the running mean). Bob: two images, one shared box.
-    ok(run("enroll", "alice", paths[a[0]], "--box", box_arg(boxes[a[0]]), "--model", model, "--gallery", gallery))
+    first = run("enroll", "alice", paths[a[0]], "--box", box_arg(boxes[a[0]]), "--model", model, "--gallery", gallery)
+    assert ok(first) and "alice's template holds 1 photo(s): enrol 3-4" in first.stderr  # the advice, not an error
     stdout = ok(run("enroll", "alice", paths[a[1]], "--box", box_arg(boxes[a[1]]), "--update", "--model", model,
                     "--gallery", gallery))
     assert stdout.strip() == f"enrolled alice from 2 image(s) into {gallery}"
@@ -387,7 +388,8 @@ def test_threshold_option_changes_the_decision_and_says_so(colour_bundle, synthe
     the output names the option as the threshold's source and claims no FAR for it."""
     model, gallery, paths = colour_bundle, tmp_path / "people.db", synthetic["paths"]
     box = ["--box", "10,8,54,52"]
-    ok(run("enroll", "alice", paths[0], *box, "--model", model, "--gallery", gallery))
+    enrolled = run("enroll", "alice", *paths[:3], *box, "--model", model, "--gallery", gallery)
+    assert ok(enrolled) and "template holds" not in enrolled.stderr     # three photos: no advice to add more
     plain = json.loads(ok(run("verify", paths[0], paths[-1], *box, "--model", model)))
     score = plain["score"]
     for program in (None, [str(SIAMFACE)]):
