@@ -325,8 +325,8 @@ def cmd_enroll(args) -> None:
         print(f"enrolled {entry.name} from {entry.count} image(s) into {args.gallery}")
     if entry.count < FEW_PHOTOS:
         log.warning(f"{entry.name}'s template holds {entry.count} photo(s): enrol 3-4 in different poses and light "
-                    f"(add them with --update); 4-photo templates accepted 1.7 times as many genuine probes at the "
-                    f"same threshold (docs/verification.md)")
+                    f"(add them with --update): a template of several accepts more genuine probes at the same "
+                    f"threshold (docs/verification.md)")
 
 
 def cmd_identify(args) -> int:

@@ -243,8 +243,6 @@ def test_rank1_ties_count_against_the_probe():
     assert m.topk_accuracy(gallery, labels, np.array([[1.0, 1.0]]), np.array([0]), k=2) == 1.0
 
 
-# ----------------------------------------------------------------------------- pose invariance
-
 def test_template_probes_never_sit_in_their_own_template():
     # Every photo its own orthogonal direction: no photo says anything about another, so a probe's
     # score against its own person's template is 0; with the probe inside the template it would be 1/2.
@@ -266,6 +264,8 @@ def test_template_report_on_separable_people_and_who_is_left_out():
     assert capped["people"] == 2 and capped["n_same"] == 11          # persons 0 and 2: 6 + 5 probes
     assert m.template_report(codes[ids < 2], ids[ids < 2], enrolled=5) is None  # one person with 6 photos
 
+
+# ----------------------------------------------------------------------------- pose invariance
 
 def test_pose_invariance_hand_computed():
     codes = [[0.0, 0.0], [2.0, 0.0],  # identity 0: mean (1, 0), RMS 1
