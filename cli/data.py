@@ -105,23 +105,6 @@ def import_cmd(people_dir, out, bundle, face_model, workers, overrides) -> None:
 
 
 @data.command()
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
-@click.option("--split", default="train", show_default=True)
-@click.option("--workers", default=0, show_default=True, help="Worker processes (0 = all cores).")
-def teacher(dataset, split, workers) -> None:
-    """Describe each photo with a real-face recognizer (dlib's ResNet) for loss.teacher.
-
-    Writes shard-NNNNN.teacher.npy beside each shard (resumes: described shards are kept) and
-    SPLIT/teacher.json; about 0.1 s per photo and core.
-    """
-    from siamface.training.data.teacher import write_teacher
-
-    record = write_teacher(dataset, split, workers=workers)
-    click.echo(f"{dataset}/{split}: {record['images']} photos described ({record['shards']} shards) by "
-               f"{record['teacher']}, dlib {record['dlib']}")
-
-
-@data.command()
 @click.option("--images", default=2000, show_default=True, help="Images to render.")
 @click.option("--workers", default=0, show_default=True, help="Worker processes (0 = all cores).")
 @face_model_option

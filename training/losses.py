@@ -245,27 +245,6 @@ def supervised_contrastive_loss(embedding: tf.Tensor, labels: tf.Tensor, tempera
     return tf.reduce_sum(has_pos * per_anchor) / tf.maximum(tf.reduce_sum(has_pos), 1.0)
 
 
-def teacher_relation_loss(embedding: tf.Tensor, teacher: tf.Tensor) -> tf.Tensor:
-    """Relational distillation (RKD distance, Park et al. 2019) on cosine distances: over the pairs
-    of photos that both have a teacher descriptor, the mean squared difference between the
-    embedding's and the teacher's distances, each divided by its mean over those pairs. Only the
-    batch's geometry is matched, so the embedding keeps its own dimension and scale."""
-    teacher = tf.cast(teacher, tf.float32)
-    has = tf.reduce_all(tf.math.is_finite(teacher), axis=1)
-    t = tf.math.l2_normalize(tf.where(has[:, None], teacher, 1.0), 1)
-    e = tf.math.l2_normalize(tf.cast(embedding, tf.float32), 1)
-    pairs = tf.logical_and(tf.logical_and(has[:, None], has[None, :]), ~tf.eye(tf.shape(e)[0], dtype=tf.bool))
-    w = tf.cast(pairs, tf.float32)
-    n = tf.maximum(tf.reduce_sum(w), 1.0)
-
-    def relative(d):
-        return d / tf.maximum(tf.reduce_sum(w * d) / n, 1e-6)
-
-    ds = relative(1.0 - tf.matmul(e, e, transpose_b=True))
-    dt = relative(1.0 - tf.matmul(t, t, transpose_b=True))
-    return tf.reduce_sum(w * tf.square(ds - dt)) / n
-
-
 def _class_cosines(embedding: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     """(B, C) cosines between embeddings (B, D) and class vectors (D, C)."""
     embedding = tf.convert_to_tensor(embedding)
@@ -384,10 +363,6 @@ class LossConfig:
     # True: the trait term trains only the embedding branch (encoder.embedding_from_stage >= 1) and
     # its head, its gradient stopped before the shared stages the landmarks read.
     traits_branch_only: bool = False
-    # Place photos in the embedding as a real-face recognizer places them (its descriptors from
-    # `siamface data teacher`; relational distances, README): what real faces taught it. 0: off;
-    # photos without descriptors add nothing.
-    teacher: float = 0.0
 
 
 IDENTITY_LOSSES = ("none", "contrastive", "triplet", "supcon", "arcface", "cosface")
@@ -403,7 +378,7 @@ class TrainingLosses:
     """
 
     def __init__(self, cfg: LossConfig, model: MorphableModel, layout: ParamLayout, whitening: Whitening,
-                 n_classes: int, embedding_dim: int, n_traits: int = 0, has_teacher: bool = False):
+                 n_classes: int, embedding_dim: int, n_traits: int = 0):
         self.cfg, self.layout = cfg, layout
         idx = landmark_and_sample_indices(model, cfg.n_sample_vertices)
         self.tf_model = TFMorphableModel.from_numpy(model, layout, idx)
@@ -431,9 +406,6 @@ class TrainingLosses:
                                     "2026-12-02): regenerate it with `siamface data synth`, or set loss.traits=0")
             self.trait_head = keras.layers.Dense(n_traits, name="trait_head", dtype="float32")
             self.trait_head.build((None, embedding_dim))
-        if cfg.teacher and not has_teacher:
-            raise SiamfaceError("loss.teacher needs teacher descriptors beside the training data: run `siamface data "
-                                "teacher DATASET` on it, or set loss.teacher=0")
 
     def unwhiten(self, z):
         return tf.cast(z, tf.float32) * self.std + self.mean
@@ -466,10 +438,9 @@ class TrainingLosses:
         return terms
 
     def _identity_terms(self, embedding: tf.Tensor, labels: tf.Tensor, traits: tf.Tensor | None,
-                        identity_on: tf.Tensor, contrastive: Callable[[], tf.Tensor],
-                        teacher: tf.Tensor | None = None) -> dict:
-        """Identity losses on L2-normalised embeddings with their identity classes, traits and teacher
-        descriptors; ``contrastive`` computes the paper's loss (per pair, or over every pair of a P x K batch)."""
+                        identity_on: tf.Tensor, contrastive: Callable[[], tf.Tensor]) -> dict:
+        """Identity losses on L2-normalised embeddings with their identity classes and traits;
+        ``contrastive`` computes the paper's loss (per pair, or over every pair of a P x K batch)."""
         cfg, terms = self.cfg, {}
         if cfg.identity_weight and cfg.identity != "none":
             if cfg.identity == "contrastive":
@@ -485,8 +456,6 @@ class TrainingLosses:
             terms["classifier"] = identity_on * cfg.classifier_weight * self.margin_head(embedding, labels)
         if self.trait_head is not None:
             terms["traits"] = identity_on * cfg.traits * trait_loss(self.trait_head(embedding), traits)
-        if cfg.teacher and teacher is not None:
-            terms["teacher"] = identity_on * cfg.teacher * teacher_relation_loss(embedding, teacher)
         return terms
 
     def pairs(self, batch: dict, out: dict, identity_on: tf.Tensor) -> dict:
@@ -518,6 +487,6 @@ class TrainingLosses:
                 codes, batch["class"], cfg.shape_margin)
         terms.update(self._identity_terms(out["embedding"], batch["class"], batch.get("traits"), identity_on, lambda: (
             batch_embedding_contrastive_loss(out["embedding"], batch["class"], cfg.identity_q,
-                                                    cfg.identity_distance)), batch.get("teacher")))
+                                                    cfg.identity_distance))))
         terms["total"] = tf.add_n(list(terms.values()))
         return terms

@@ -90,7 +90,6 @@ class _Batches:
         _, self.classes = np.unique(split.identity, return_inverse=True)
         self.n_classes = int(self.classes.max()) + 1
         self.traits_z = standardise_traits(split.traits)
-        self.teacher = split.teacher
         self.flip = flip
         self.mirrored_z = None if flip is None else whitening.whiten(flip.mirrored_params).astype(np.float32)
 
@@ -134,13 +133,11 @@ class _Batches:
         return 0 if self.traits_z is None else self.traits_z.shape[1]
 
     def _labels(self, idx: tf.Tensor) -> dict:
-        """params (whitened), class and, where the data has them, traits (standardised) and teacher
-        descriptors of rows idx; with ``flip``, also the mirrored photos' params (whitened)."""
+        """params (whitened), class and, where the data has them, traits (standardised) of rows idx;
+        with ``flip``, also the mirrored photos' params (whitened)."""
         tables = {"params": self.params_z, "class": self.classes.astype(np.int32)}
         if self.traits_z is not None:
             tables["traits"] = self.traits_z
-        if self.teacher is not None:
-            tables["teacher"] = self.teacher
         if self.mirrored_z is not None:
             tables["params_mirrored"] = self.mirrored_z
         values = tf.numpy_function(lambda i: [t[i] for t in tables.values()], [idx],

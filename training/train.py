@@ -179,7 +179,7 @@ def build_state(cfg: TrainConfig, batches: PairBatches | PKBatches, model: Morph
         _batch_norm_momentum(encoder, slices if one_pass else 1)
         net = build_batch_model(encoder, 1 if one_pass else slices) if pk else build_siamese(encoder)
         loss_fn = TrainingLosses(cfg.loss, model, layout, whitening, batches.n_classes, cfg.encoder.embedding_dim,
-                                 batches.n_traits, batches.teacher is not None)
+                                 batches.n_traits)
         optimizer = keras.optimizers.AdamW(learning_rate(cfg, batches.images_per_step), weight_decay=cfg.weight_decay)
         if cfg.mixed_precision:
             optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)

@@ -27,7 +27,6 @@ MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
 # manifest "labels" of a dataset whose samples carry only an identity (every geometry column NaN)
 LABELS_IDENTITY_ONLY = "identity-only"
-TEACHER_SIZE = 128  # a real-face recognizer's descriptor per photo (data.teacher), beside the shards
 
 
 def label_columns(layout: ParamLayout, traits: int = 0) -> list[tuple[str, int]]:
@@ -55,28 +54,6 @@ def column_slices(columns: list[tuple[str, int]]) -> dict[str, slice]:
 def record_width(columns: dict[str, slice]) -> int:
     """Numbers per label record: where the last column ends."""
     return max(s.stop for s in columns.values())
-
-
-def teacher_path(labels_file: Path) -> Path:
-    """A shard's teacher descriptors (``data.teacher``), beside its labels file."""
-    return labels_file.with_name(labels_file.name.replace(".labels.npy", ".teacher.npy"))
-
-
-def load_teacher(label_files: list[Path]) -> np.ndarray | None:
-    """(N, TEACHER_SIZE) descriptors of the shards in order, NaN rows for shards without; None if
-    no shard has them."""
-    files = [teacher_path(p) for p in label_files]
-    if not any(f.is_file() for f in files):
-        return None
-    parts = []
-    for labels_file, f in zip(label_files, files):
-        n = np.load(labels_file, mmap_mode="r").shape[0]
-        part = np.load(f) if f.is_file() else np.full((n, TEACHER_SIZE), np.nan, np.float32)
-        if part.shape != (n, TEACHER_SIZE):
-            raise SiamfaceError(f"{f} holds {part.shape[0]} descriptors for {n} photos: delete it and rerun "
-                                "`siamface data teacher`")
-        parts.append(part)
-    return np.concatenate(parts)
 
 
 def shard_paths(split_dir: Path, index: int) -> tuple[Path, Path]:
@@ -175,12 +152,6 @@ class SplitData:
     def traits(self) -> np.ndarray | None:
         """(N, T) what each sample's person looks like (NaN rows: unknown), or None: no dataset has them."""
         return self.column("traits") if "traits" in self.columns else None
-
-    @cached_property
-    def teacher(self) -> np.ndarray | None:
-        """(N, 128) unit descriptors of a real-face recognizer (``siamface data teacher``; NaN rows:
-        shards without), or None: no shard has them."""
-        return load_teacher(self.label_files)
 
     @property
     def identity(self) -> np.ndarray:
