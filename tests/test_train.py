@@ -404,6 +404,46 @@ def test_fine_tuning_starts_from_the_saved_class_vectors(pk_run, tmp_path):
             np.testing.assert_array_equal(tuned, before)
 
 
+@pytest.fixture(scope="module")
+def rewhitened_data(tiny_data, tmp_path_factory):
+    """The tiny set under another parameter whitening (what other data of the same face model has)."""
+    out = tmp_path_factory.mktemp("data") / "rewhitened"
+    out.mkdir()
+    for entry in tiny_data.iterdir():
+        if entry.name != "manifest.json":
+            (out / entry.name).symlink_to(entry)
+    manifest = json.loads((tiny_data / "manifest.json").read_text())
+    manifest["whitening"]["mean"] = [m + 0.5 for m in manifest["whitening"]["mean"]]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def test_init_starts_from_a_checkpoint_in_its_units_and_records_it(pk_run, rewhitened_data, tmp_path):
+    """``init``: the encoder's weights and the checkpoint's whitening, not the new data's (its parameter
+    head speaks those units); with a zero learning rate the trainable weights come out unchanged."""
+    cfg, out, _ = pk_run
+    best = out / "best"
+    parent, parent_meta = load_checkpoint(best)
+    tuned_cfg = replace(cfg, data=[str(rewhitened_data)], init=str(best), learning_rate=0.0, steps=2, eval_every=2)
+    train(tuned_cfg, tmp_path / "tuned", progress=False)
+    tuned, meta = load_checkpoint(tmp_path / "tuned" / "best")
+    for after, before in zip(tuned.trainable_weights, parent.trainable_weights):
+        np.testing.assert_array_equal(after.numpy(), before.numpy())
+    assert meta["whitening"] == parent_meta["whitening"]
+    assert meta["whitening"]["mean"] != json.loads((rewhitened_data / "manifest.json").read_text())["whitening"]["mean"]
+    assert meta["parent"]["checkpoint"] == str(best) and meta["parent"]["step"] == parent_meta["step"]
+    assert meta["config"]["init"] == str(best)
+
+
+def test_init_refuses_what_it_cannot_continue(pk_run, tmp_path):
+    cfg, out, _ = pk_run
+    with pytest.raises(SiamfaceError, match="another encoder.*embedding_from_stage 4 vs 0"):
+        train(replace(cfg, init=str(out / "best"), encoder=TINY), tmp_path / "other", progress=False)
+    with pytest.raises(SiamfaceError, match="not a siamface checkpoint"):
+        train(replace(cfg, init=str(out)), tmp_path / "other", progress=False)
+    assert not (tmp_path / "other").exists()   # refused before the run folder was made
+
+
 def test_checkpoints_from_before_the_trait_head_still_give_their_class_vectors(tmp_path):
     """Older checkpoints kept the CosFace class vectors alone in margin_head.npy; QAT still starts from them."""
     vectors = np.arange(6, dtype=np.float32).reshape(2, 3)

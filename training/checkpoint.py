@@ -56,6 +56,13 @@ def read_checkpoint_meta(folder: str | os.PathLike) -> dict:
     return read_versioned_json(path, FORMAT_VERSION, "checkpoint", "retrain with this version", KINDS)
 
 
+def parent_record(folder: str | os.PathLike, meta: dict) -> dict:
+    """What a run that starts from checkpoint ``folder`` records about it (QAT, ``init``): the
+    folder, its step and validation NME, and its run's config, which bundles carry."""
+    return {"checkpoint": str(folder), "step": meta["step"], "validation_nme": meta["validation"]["nme"]["mean"],
+            "config": meta["config"]}
+
+
 def load_checkpoint(folder: str | os.PathLike):
     """(encoder, meta); QAT checkpoints are loaded inside tfmot's quantize scope."""
     import tf_keras as keras

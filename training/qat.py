@@ -10,7 +10,7 @@ from typing import Annotated
 import tf_keras as keras
 
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.training.checkpoint import load_checkpoint, read_checkpoint_meta
+from siamface.training.checkpoint import load_checkpoint, parent_record, read_checkpoint_meta
 from siamface.training.config_io import Range, build_config
 from siamface.training.train import TrainConfig, train
 
@@ -52,8 +52,7 @@ def run_qat(checkpoint: str | Path, out: str | Path, qcfg: QATConfig, progress: 
     base = build_config(TrainConfig, meta["config"], f"{checkpoint}/checkpoint.json")
     cfg = replace(base, steps=qcfg.steps, learning_rate=qcfg.learning_rate, warmup_steps=qcfg.warmup_steps,
                   eval_every=qcfg.eval_every, batch_size=qcfg.batch_size or base.batch_size,
-                  pk_single_pass=False)  # sliced also after a one-pass float run (one pass: validation NME 4.98 vs 4.61)
-    parent = {"checkpoint": str(checkpoint), "step": meta["step"], "validation_nme": meta["validation"]["nme"]["mean"],
-              "config": meta["config"]}  # the float run's own (steps, one pass): bundles carry it
+                  pk_single_pass=False,  # sliced also after a one-pass float run (one pass: validation NME 4.98 vs 4.61)
+                  init="")  # its parent is the float checkpoint, not where that run started
     return train(cfg, out, progress, encoder_factory=lambda: quantize_encoder(load_checkpoint(checkpoint)[0]),
-                 kind="qat", parent=parent)
+                 kind="qat", parent=parent_record(checkpoint, meta))

@@ -23,7 +23,8 @@ from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.edge_runtime.normalise import PIXEL_NORMALISATION
 from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.edge_runtime.provenance import package_versions, utc_now
-from siamface.training.checkpoint import load_head, save_checkpoint
+from siamface.training.checkpoint import (load_checkpoint, load_head, parent_record, read_checkpoint_meta,
+                                         save_checkpoint)
 from siamface.training.config_io import Range, build_config, config_to_dict
 from siamface.training.data.dataset import Dataset, SplitData, merge_splits
 from siamface.training.distribute import current_cluster, distribute
@@ -72,6 +73,11 @@ class TrainConfig:
     mixed_precision: bool = False     # GPU only
     xla: bool = False
     face_model: str = ""
+    # A float checkpoint (the best/ folder of `siamface train`) to start from instead of random
+    # weights: fine-tuning on other data (e.g. imported people) or more steps on a new schedule.
+    # The run keeps its encoder, parameter layout and whitening; a training head whose shape fits
+    # (the margin head on the same people) starts from its weights. "": from scratch.
+    init: str = ""
 
 
 def open_training_data(cfg: TrainConfig, model: MorphableModel) -> tuple[SplitData, SplitData, Dataset]:
@@ -205,8 +211,8 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     """Train (or resume) into ``out``; returns the best validation report.
 
     ``encoder_factory`` replaces the fresh encoder (QAT passes the quantize-wrapped float
-    encoder); ``kind`` and ``parent`` are recorded in the checkpoint. With TF_CONFIG set, this
-    process is one worker of a cluster (``training.distribute``).
+    encoder; ``cfg.init`` a float checkpoint's own); ``kind`` and ``parent`` are recorded in the
+    checkpoint. With TF_CONFIG set, this process is one worker of a cluster (``training.distribute``).
     """
     cluster = current_cluster()   # first: a cluster's collectives are set up before other TensorFlow work
     out = Path(out)
@@ -214,12 +220,15 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     train_split, val_split, first = open_training_data(cfg, model)
     layout, whitening = first.layout, first.whitening
     cfg = replace(cfg, encoder=replace(cfg.encoder, n_params=layout.size, input_size=first.image_size))
+    if cfg.init and encoder_factory is None:
+        whitening, encoder_factory, parent = start_from(cfg, model, layout)
     _check_resume(out, cfg, write=cluster.chief)
     tf.keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     print(f"training on {cluster.description}; {len(train_split)} train images, {len(val_split)} val images; "
-          f"layout {layout.to_dict()}", flush=True)
+          f"layout {layout.to_dict()}" + (f"; starting from {cfg.init} (step {parent['step']})" if cfg.init else ""),
+          flush=True)
 
     batches = make_batches(cfg, train_split, whitening, model, layout)
     state = build_state(cfg, batches, model, layout, whitening, cluster.strategy, encoder_factory, parent)
@@ -243,6 +252,28 @@ def train(cfg: TrainConfig, out: str | Path, progress: bool = True,
     best = run_loop(cfg, state, train_step, data, batches.images_per_step, out, cluster, validation, save_best,
                     progress)
     return best["report"] if best else {}
+
+
+def start_from(cfg: TrainConfig, model: MorphableModel, layout: ParamLayout
+               ) -> tuple[Whitening, Callable[[], keras.Model], dict]:
+    """For ``cfg.init``: the checkpoint's whitening (its parameter head's units), a factory that loads
+    its encoder, and the record of it. Refuses, before any step, a checkpoint this run cannot continue."""
+    folder = Path(cfg.init)
+    meta = read_checkpoint_meta(folder)
+    if meta["kind"] != "float":
+        raise SiamfaceError(f"init={cfg.init} is a {meta['kind']} checkpoint: start from a float one "
+                            f"(the best/ folder of `siamface train`)")
+    fix = "set init to a checkpoint made for this data, or init= to train from scratch"
+    check_same_face_model(meta["face_model"], model, f"init={cfg.init}", fix)
+    if ParamLayout.from_dict(meta["param_layout"]) != layout:
+        raise SiamfaceError(f"init={cfg.init} predicts parameter layout {meta['param_layout']}, the data has "
+                            f"{layout.to_dict()}: {fix}")
+    saved = build_config(EncoderConfig, meta["encoder"], str(folder / "checkpoint.json"))
+    differ = [f"{k} {v!r} vs {getattr(cfg.encoder, k)!r}" for k, v in vars(saved).items() if v != getattr(cfg.encoder, k)]
+    if differ:
+        raise SiamfaceError(f"init={cfg.init} has another encoder than this config ({'; '.join(differ)}): set those "
+                            f"encoder keys to the checkpoint's, or init= to train from scratch")
+    return Whitening.from_dict(meta["whitening"]), lambda: load_checkpoint(folder)[0], parent_record(folder, meta)
 
 
 def _start_heads_from_parent(heads: dict, parent: dict | None) -> None:
