@@ -56,6 +56,16 @@ def read_checkpoint_meta(folder: str | os.PathLike) -> dict:
     return read_versioned_json(path, FORMAT_VERSION, "checkpoint", "retrain with this version", KINDS)
 
 
+def read_float_checkpoint_meta(folder: str | os.PathLike, name: str, use: str) -> dict:
+    """``read_checkpoint_meta`` for a run that continues a float checkpoint (``use``: QAT, ``init``),
+    refusing a QAT one; ``name`` is how the error names the folder."""
+    meta = read_checkpoint_meta(folder)
+    if meta["kind"] != "float":
+        raise SiamfaceError(f"{name} is a {meta['kind']} checkpoint: {use} starts from a float checkpoint "
+                            f"(the best/ folder of `siamface train`)")
+    return meta
+
+
 def parent_record(folder: str | os.PathLike, meta: dict) -> dict:
     """What a run that starts from checkpoint ``folder`` records about it (QAT, ``init``): the
     folder, its step and validation NME, and its run's config, which bundles carry."""

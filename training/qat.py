@@ -10,7 +10,7 @@ from typing import Annotated
 import tf_keras as keras
 
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.training.checkpoint import load_checkpoint, parent_record, read_checkpoint_meta
+from siamface.training.checkpoint import load_checkpoint, parent_record, read_float_checkpoint_meta
 from siamface.training.config_io import Range, build_config
 from siamface.training.train import TrainConfig, train
 
@@ -45,14 +45,11 @@ def quantize_encoder(encoder: keras.Model) -> keras.Model:
 
 def run_qat(checkpoint: str | Path, out: str | Path, qcfg: QATConfig, progress: bool = True) -> dict:
     """Fine-tune a float checkpoint with fake quantization; the best QAT checkpoint lands in out/best."""
-    meta = read_checkpoint_meta(checkpoint)  # the float model itself is loaded once, by the factory below
-    if meta["kind"] != "float":
-        raise SiamfaceError(f"{checkpoint} is a {meta['kind']} checkpoint: QAT starts from a float checkpoint "
-                            f"(the best/ folder of `siamface train`)")
+    meta = read_float_checkpoint_meta(checkpoint, str(checkpoint), "QAT")  # the model: loaded once, by the factory
     base = build_config(TrainConfig, meta["config"], f"{checkpoint}/checkpoint.json")
     cfg = replace(base, steps=qcfg.steps, learning_rate=qcfg.learning_rate, warmup_steps=qcfg.warmup_steps,
                   eval_every=qcfg.eval_every, batch_size=qcfg.batch_size or base.batch_size,
-                  pk_single_pass=False,  # sliced also after a one-pass float run (one pass: validation NME 4.98 vs 4.61)
+                  pk_single_pass=False,  # sliced after a one-pass run too (one pass: validation NME 4.98 vs 4.61)
                   init="")  # its parent is the float checkpoint, not where that run started
     return train(cfg, out, progress, encoder_factory=lambda: quantize_encoder(load_checkpoint(checkpoint)[0]),
                  kind="qat", parent=parent_record(checkpoint, meta))

@@ -23,7 +23,7 @@ from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.edge_runtime.normalise import PIXEL_NORMALISATION
 from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.edge_runtime.provenance import package_versions, utc_now
-from siamface.training.checkpoint import (load_checkpoint, load_head, parent_record, read_checkpoint_meta,
+from siamface.training.checkpoint import (load_checkpoint, load_head, parent_record, read_float_checkpoint_meta,
                                          save_checkpoint)
 from siamface.training.config_io import Range, build_config, config_to_dict
 from siamface.training.data.dataset import Dataset, SplitData, merge_splits
@@ -259,17 +259,15 @@ def start_from(cfg: TrainConfig, model: MorphableModel, layout: ParamLayout
     """For ``cfg.init``: the checkpoint's whitening (its parameter head's units), a factory that loads
     its encoder, and the record of it. Refuses, before any step, a checkpoint this run cannot continue."""
     folder = Path(cfg.init)
-    meta = read_checkpoint_meta(folder)
-    if meta["kind"] != "float":
-        raise SiamfaceError(f"init={cfg.init} is a {meta['kind']} checkpoint: start from a float one "
-                            f"(the best/ folder of `siamface train`)")
+    meta = read_float_checkpoint_meta(folder, f"init={cfg.init}", "a run with init")
     fix = "set init to a checkpoint made for this data, or init= to train from scratch"
     check_same_face_model(meta["face_model"], model, f"init={cfg.init}", fix)
     if ParamLayout.from_dict(meta["param_layout"]) != layout:
         raise SiamfaceError(f"init={cfg.init} predicts parameter layout {meta['param_layout']}, the data has "
                             f"{layout.to_dict()}: {fix}")
     saved = build_config(EncoderConfig, meta["encoder"], str(folder / "checkpoint.json"))
-    differ = [f"{k} {v!r} vs {getattr(cfg.encoder, k)!r}" for k, v in vars(saved).items() if v != getattr(cfg.encoder, k)]
+    differ = [f"{k} {v!r} vs {getattr(cfg.encoder, k)!r}" for k, v in vars(saved).items()
+              if v != getattr(cfg.encoder, k)]
     if differ:
         raise SiamfaceError(f"init={cfg.init} has another encoder than this config ({'; '.join(differ)}): set those "
                             f"encoder keys to the checkpoint's, or init= to train from scratch")
