@@ -96,15 +96,22 @@ def test_training_writes_checkpoint_history_and_report(tiny_data, tmp_path):
 
 def test_resume_continues_from_the_last_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "run"
-    train(_cfg(tiny_data, steps=6), out, progress=False)
+
+    def kept() -> list[int]:
+        paths = tf.train.get_checkpoint_state(str(out / "ckpt")).all_model_checkpoint_paths
+        return [int(p.rsplit("-", 1)[1]) for p in paths]
+
+    train(_cfg(tiny_data, steps=6, checkpoint_every=4), out, progress=False)
+    assert kept() == [4, 6]             # a resume checkpoint between validations, then the validated end
     saved = json.loads((out / "train_config.json").read_text())   # a run saved before the P x K keys existed
     for key in ("sampler", "pk_images", "pk_identities", "pose_preference"):
         del saved[key]
     del saved["loss"]["classifier"], saved["encoder"]["embedding_from_stage"]
     (out / "train_config.json").write_text(json.dumps(saved))
-    train(_cfg(tiny_data, steps=12), out, progress=False)
+    train(_cfg(tiny_data, steps=12, checkpoint_every=5), out, progress=False)   # another interval: allowed
     history = [json.loads(line)["step"] for line in (out / "history.jsonl").read_text().splitlines()]
     assert history == [6, 12]           # the second call did steps 7-12 only
+    assert kept() == [10, 12]
     ckpt = tf.train.load_checkpoint(str(tf.train.latest_checkpoint(out / "ckpt")))
     assert ckpt.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 12
     # killed after the last checkpoint, before its validation: the rerun validates the last weights

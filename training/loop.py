@@ -209,8 +209,8 @@ class Validation:
 def run_loop(cfg: TrainConfig, state: TrainState, train_step, data, images_per_step: int, out: Path,
              cluster: Cluster, validation: Validation, save_best: Callable[[dict, int], None],
              progress: bool) -> dict | None:
-    """Steps from the restored one to ``cfg.steps``; checkpoint, validate and keep the best every
-    ``cfg.eval_every`` steps and at the end. Returns the best {value, step, report} of the run
+    """Steps from the restored one to ``cfg.steps``; checkpoint every ``cfg.checkpoint_every`` steps;
+    checkpoint, validate and keep the best every ``cfg.eval_every`` steps and at the end. Returns the best {value, step, report} of the run
     (earlier sessions included)."""
     checkpoints = Checkpoints(state, out, cluster)
     start = checkpoints.restore()
@@ -243,6 +243,8 @@ def run_loop(cfg: TrainConfig, state: TrainState, train_step, data, images_per_s
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             checkpoints.save(step + 1)
             best = _checkpoint_step(step + 1, rate, state, out, cluster, validation, save_best, writer, bar, best)
+        elif (step + 1) % cfg.checkpoint_every == 0:
+            checkpoints.save(step + 1)
     bar.close()
     log.close()
     return best

@@ -68,6 +68,9 @@ class TrainConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval_every: int = 500
+    # Steps between resume checkpoints that are not validations (a killed run redoes at most this
+    # many; a validation step always checkpoints). Changing it on resume is allowed.
+    checkpoint_every: Annotated[int, Range(ge=1)] = 1000
     eval_images: int = 1000
     select_on: Literal["nme", "shape_error_mm", "eer_embedding"] = "nme"  # lower is better
     mixed_precision: bool = False     # GPU only
@@ -303,8 +306,9 @@ def _check_resume(out: Path, cfg: TrainConfig, write: bool = True) -> None:
     current = config_to_dict(cfg)
     if path.is_file():  # keys added since that run count with their defaults
         saved = config_to_dict(build_config(TrainConfig, json.loads(path.read_text()), str(path)))
-        comparable = {k: v for k, v in current.items() if k != "steps"}
-        if {k: v for k, v in saved.items() if k != "steps"} != comparable:
+        free = ("steps", "checkpoint_every")   # how far and how often to save, not what is trained
+        comparable = {k: v for k, v in current.items() if k not in free}
+        if {k: v for k, v in saved.items() if k not in free} != comparable:
             raise SiamfaceError(f"{out} holds a run with a different config ({path}): use another --out "
                                 f"or delete that folder")
     if write:
