@@ -1,8 +1,9 @@
 """Score predicted parameters and embeddings against exact ground truth (numpy only).
 
 Shared by validation during training, ``siamface evaluate`` and ``siamface compare``, so every
-figure in the README comes from one definition; in the numpy-only base layer so that training,
-export and evaluation all sit above it (a device can score a bundle on labelled photos too).
+figure in the README and docs/results.md comes from one definition; in the numpy-only base layer
+so that training, export and evaluation all sit above it (a device can score a bundle on
+labelled photos too).
 """
 from __future__ import annotations
 

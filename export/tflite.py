@@ -2,7 +2,7 @@
 normalisation (x - 127.5) / 128 is folded into the graph. Full-integer variants take int8
 pixels p - 128 (input scale 1, zero point -128), which the device gets from a camera's uint8
 image with one XOR and no float work; a uint8 input would add LiteRT's uint8 -> int8 QUANTIZE
-op, a tenth of the whole int8 invoke (measured, see README).
+op, a tenth of the whole int8 invoke (measured, see docs/results.md).
 """
 from __future__ import annotations
 

@@ -344,7 +344,7 @@ def test_similarity_free_basis_drops_size_position_and_small_rotations(face_mode
 
 
 def test_aligned_shape_loss_is_the_similarity_aligned_error(face_model):
-    """In mm, against the Procrustes-aligned metric the README reports, for mean-face predictions."""
+    """In mm, against the Procrustes-aligned metric docs/results.md reports, for mean-face predictions."""
     v = face_model.face_vertices
     basis = tf.constant(10.0 * similarity_free_basis(face_model.mean[v], face_model.id_basis[:, v]))
     true = np.random.default_rng(0).standard_normal((8, face_model.id_basis.shape[0]))

@@ -65,7 +65,7 @@ def test_a_few_steps_on_a_batch_lower_the_loss(tiny_data):
 @pytest.mark.parametrize("shapes_identity", [False, True])
 def test_geometry_gradient_reaches_the_identity_code_only_when_asked(tiny_data, shapes_identity):
     """By default only the parameter, aligned-shape and contrastive losses train the identity code: the geometry loss
-    would otherwise bend it to absorb pose and expression residuals (see README, ablation)."""
+    would otherwise bend it to absorb pose and expression residuals (see docs/results.md, ablation)."""
     ds = Dataset.open(tiny_data)
     lay = ds.layout
     cfg = LossConfig(n_sample_vertices=50, param=0.0, shape=0.0, shape_contrastive=0.0, identity="none",

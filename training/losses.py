@@ -336,7 +336,7 @@ class LossConfig:
     wpdc: float = 0.0                 # weighted parameter distance (3DDFA-style)
     # The predicted expression's geometry alone (decoded with the true pose and identity, crop pixels):
     # in `geometry` pose errors of several pixels set every point's gradient direction, and the
-    # expression, a pixel or two at the mouth and eyes, learnt almost nothing (README).
+    # expression, a pixel or two at the mouth and eyes, learnt almost nothing (docs/results.md).
     expression: float = 0.0
     shape_contrastive: float = 0.05   # contrastive on identity coefficients (the pair; pk: every pair)
     shape_margin: float = 4.0

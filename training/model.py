@@ -28,7 +28,7 @@ MOBILENET_V2_STAGES: tuple[Stage, ...] = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 
 # The same blocks with the downsampling moved forward (60 -> 30 -> 15 -> 8 -> 4, then 4x4 to the
 # end, as in FD-MobileNet): the first stage strides, the sixth does not. Same weights count,
 # half the multiply-adds (15.2 M vs 29.9 M at width 0.5), so int8 inference fits the device
-# budget (see README).
+# budget (see docs/results.md).
 FAST_STAGES: tuple[Stage, ...] = ((1, 16, 1, 2), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                                   (6, 96, 3, 1), (6, 160, 3, 1), (6, 320, 1, 1))
 
@@ -44,7 +44,7 @@ class EncoderConfig:
     input_size: int = 120
     width: float = 0.5          # MobileNetV2 width multiplier
     stem_kernel: int = 2        # the first conv (stride 2): 2x2 patches; LiteRT's int8 3x3 conv on
-                                # 3 channels took 0.15 ms, a third of the whole invoke (README)
+                                # 3 channels took 0.15 ms, a third of the whole invoke (docs/results.md)
     stages: tuple[Stage, ...] = FAST_STAGES
     last_channels: int = 1280   # the 1x1 conv before pooling (MobileNetV2 keeps 1280 for width < 1)
     embedding_dim: int = 128

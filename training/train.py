@@ -52,7 +52,7 @@ class TrainConfig:
     pk_identities: int = 0            # P; 0: 2 * batch_size / K, the pair sampler's images per step
     # pk: batch normalisation over each of the K photo slices (one photo of each person per pass,
     # K passes), or over the whole batch in one pass with the moving statistics' momentum raised to
-    # 0.99^K, so they move per step as K slice updates move them (README, identity).
+    # 0.99^K, so they move per step as K slice updates move them (docs/results.md, identity).
     pk_single_pass: bool = False
     learning_rate: float = 2e-3       # peak rate; with lr_scaling, the rate at lr_reference_images per step
     lr_scaling: Literal["none", "sqrt", "linear"] = "none"   # with the global batch: (images / reference)^(1/2 or 1)
