@@ -209,9 +209,9 @@ class Validation:
 def run_loop(cfg: TrainConfig, state: TrainState, train_step, data, images_per_step: int, out: Path,
              cluster: Cluster, validation: Validation, save_best: Callable[[dict, int], None],
              progress: bool) -> dict | None:
-    """Steps from the restored one to ``cfg.steps``; checkpoint every ``cfg.checkpoint_every`` steps;
-    checkpoint, validate and keep the best every ``cfg.eval_every`` steps and at the end. Returns the best {value, step, report} of the run
-    (earlier sessions included)."""
+    """Steps from the restored one to ``cfg.steps``: checkpoint every ``cfg.checkpoint_every`` steps;
+    checkpoint, validate and keep the best every ``cfg.eval_every`` steps and at the end. Returns
+    the best {value, step, report} of the run (earlier sessions included)."""
     checkpoints = Checkpoints(state, out, cluster)
     start = checkpoints.restore()
     data_iter = iter(data(start))
