@@ -52,6 +52,8 @@ def poses_deg(params: np.ndarray, layout: ParamLayout) -> np.ndarray:
 # largest mmap threshold (32 MB), so each block reuses the last one's memory instead of faulting in
 # fresh pages (at 256 faces, 60 MB arrays, a 30,000-image split spent minutes on page faults).
 SHAPE_BLOCK = 64
+# Different-person pairs whose true shape difference ``score`` measures (about 3 s on 2 loaded cores).
+SHAPE_PAIRS = 2000
 
 
 def shape_errors_mm(model: MorphableModel, pred_id: np.ndarray, true_id: np.ndarray) -> np.ndarray:
@@ -78,6 +80,21 @@ def shape_errors_mm(model: MorphableModel, pred_id: np.ndarray, true_id: np.ndar
 def _verification(codes: dict[str, np.ndarray], pairs: Pairs) -> dict:
     i, j, same = pairs
     return {f"verification_{name}": metrics.verification_report(metrics.cosine_scores(code[i], code[j]), same)
+            for name, code in codes.items()}
+
+
+def shape_reliance(codes: dict[str, np.ndarray], pairs: Pairs, true_id: np.ndarray, model: MorphableModel) -> dict:
+    """``far_by_true_shape_<code>``: whether a code tells people apart by their 3D face shape
+    (``metrics.far_by_distance`` over the true faces' similarity-aligned shape difference, in mm, on
+    all same-person pairs and up to SHAPE_PAIRS different-person pairs spread over the list)."""
+    i, j, same = pairs
+    diff = np.flatnonzero(~same)
+    keep = np.concatenate([np.flatnonzero(same),
+                           diff[np.linspace(0, len(diff) - 1, min(len(diff), SHAPE_PAIRS)).astype(int)]])
+    i, j, same = i[keep], j[keep], same[keep]
+    distance = np.zeros(len(keep))
+    distance[~same] = shape_errors_mm(model, true_id[i[~same]], true_id[j[~same]])
+    return {f"far_by_true_shape_{name}": metrics.far_by_distance(metrics.cosine_scores(code[i], code[j]), same, distance)
             for name, code in codes.items()}
 
 
@@ -139,4 +156,6 @@ def score(pred_params: np.ndarray, embeddings: np.ndarray | None, truth: GroundT
         out.update(_verification(codes, pairs), **_templates(embeddings, truth))
         for name, code in codes.items():
             out[f"pose_invariance_{name}"] = metrics.pose_invariance(code, truth.identity, truth.pose_deg[:, 0])
+        if truth.params is not None and np.any(pairs[2]) and not np.all(pairs[2]):
+            out.update(shape_reliance(codes, pairs, truth.params[:, layout.identity], model))
     return out

@@ -37,8 +37,8 @@ def _table(first: str, columns: tuple[str, ...], rows: dict[str, dict]) -> str:
     """Markdown table of named rows of numbers; deltas (columns starting with Δ) signed."""
     lines = [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, r in rows.items():
-        cells = [f"{r[c]:+.2f}" if c.startswith("Δ") else f"{r[c]:.0f}" if c == "images" else f"{r[c]:.2f}"
-                 for c in columns]
+        cells = [" / ".join(f"{v:.1f}" for v in r[c]) if isinstance(r[c], tuple) else f"{r[c]:+.2f}"
+                 if c.startswith("Δ") else f"{r[c]:.0f}" if c == "images" else f"{r[c]:.2f}" for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -54,7 +54,8 @@ def markdown_table(results: dict[str, dict], reference: str | None) -> str:
 
 
 IDENTITY_COLUMNS = ("NME mean", "shape mm", "EER shape", "TAR@1e-3 shape", "EER emb", "TAR@1e-3 emb",
-                    "spread shape", "spread 0-30", "spread 30-60", "spread 60-90")
+                    "spread shape", "spread 0-30", "spread 30-60", "spread 60-90",
+                    "FAR near / far shapes, shape", "FAR near / far shapes, emb")
 
 
 def identity_row(result: dict) -> dict:
@@ -62,9 +63,13 @@ def identity_row(result: dict) -> dict:
     the shape code's intra/inter-identity spread ratio and its intra spread per yaw bin."""
     nan, main = float("nan"), row(result, None)
     inv = result.get("pose_invariance_shape", {})
+    reliance = {f"FAR near / far shapes, {code}": result.get(f"far_by_true_shape_{key}", {})
+                for code, key in (("shape", "shape"), ("emb", "embedding"))}
     return {**main, "TAR@1e-3 shape": 100 * result.get("verification_shape", {}).get("tar_at_far_1e-3", nan),
             "TAR@1e-3 emb": main["TAR@1e-3"], "spread shape": inv.get("ratio", nan),
-            **{f"spread {b}": inv.get(f"intra_{b}", nan) for b in metrics.YAW_BINS}}
+            **{f"spread {b}": inv.get(f"intra_{b}", nan) for b in metrics.YAW_BINS},
+            **{c: (100 * r["nearest_quarter"], 100 * r["farthest_quarter"]) if r else (nan, nan)
+               for c, r in reliance.items()}}
 
 
 def identity_table(results: dict[str, dict]) -> str:

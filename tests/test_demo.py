@@ -78,5 +78,5 @@ def test_compare_checkpoints_by_run_name_with_the_mean_face_baseline(tiny_bundle
     assert results["mean-face"]["verification_embedding"]["eer"] == 0.5          # constant embedding: chance
     assert results["mean-face"]["pose_mae"]["mean"] > 0
     report = (out / "report.md").read_text()
-    assert "## Identity and pose invariance" in report
+    assert "## Identity and pose invariance" in report and "FAR near / far shapes, emb" in report
     assert report.count("| mean-face |") == 3  # main, landmark-group and identity tables

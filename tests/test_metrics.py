@@ -284,6 +284,36 @@ def test_pose_invariance_hand_computed():
     assert got["n_identities"] == 3
 
 
+def test_far_by_distance_hand_computed():
+    same = np.array([True] * 4 + [False] * 8)
+    distance = np.array([0.0] * 4 + [1, 2, 3, 4, 5, 6, 7, 8], float)
+    uses = np.concatenate([np.ones(4), -distance[4:]])      # the nearer two people, the higher the score
+    got = m.far_by_distance(uses, same, distance, far=0.25)  # accepts the 2 highest of 8: distances 1 and 2
+    assert (got["nearest_quarter"], got["farthest_quarter"], got["n_diff"]) == (1.0, 0.0, 8)
+    ignores = np.concatenate([np.ones(4), [-1, -5, -2, -6, -3, -7, -4, -8.0]])  # no order in distance
+    got = m.far_by_distance(ignores, same, distance, far=0.25)  # accepts distances 1 and 3
+    assert (got["nearest_quarter"], got["farthest_quarter"]) == (0.5, 0.0)
+    got = m.far_by_distance(ignores, same, distance[::-1].copy(), far=0.25)
+    assert (got["nearest_quarter"], got["farthest_quarter"]) == (0.0, 0.5)
+
+
+def test_shape_reliance_tells_a_shape_code_from_one_blind_to_shape(face_model):
+    """The true identity coefficients accept the different people with the nearest faces; a code
+    drawn at random per person accepts every distance alike."""
+    from siamface.edge_runtime.scoring import shape_reliance
+
+    rng = np.random.default_rng(0)
+    people, k = 300, 20
+    ids = np.repeat(np.arange(people), 2)
+    true_id = np.repeat(rng.standard_normal((people, k)), 2, axis=0)
+    blind = np.repeat(rng.standard_normal((people, 16)), 2, axis=0)
+    got = shape_reliance({"shape": true_id, "blind": blind}, m.all_pairs(ids, rng=0), true_id, face_model)
+    shape, blind = got["far_by_true_shape_shape"], got["far_by_true_shape_blind"]
+    assert shape["n_diff"] == people and shape["far"] == 0.1
+    assert shape["nearest_quarter"] >= 0.15 and shape["farthest_quarter"] <= 0.05   # 0.20 and 0.0
+    assert abs(blind["nearest_quarter"] - blind["farthest_quarter"]) < 0.1
+
+
 def test_pose_invariance_needs_two_identities():
     with pytest.raises(SiamfaceError, match="two identities"):
         m.pose_invariance([[0.0], [1.0]], [7, 7], [0.0, 50.0])

@@ -89,7 +89,8 @@ def test_training_writes_checkpoint_history_and_report(tiny_data, tmp_path):
     assert meta["config"]["loss"]["identity"] == "arcface" and "tensorflow" in meta["versions"]
     assert meta["training_data"]["identities"] == 6 and len(meta["whitening"]["mean"]) == 85
     assert [w.shape for w in load_head(tmp_path / "run" / "best", "margin_head")] == [(32, 6)]  # class vectors, for QAT
-    assert {"nme", "shape_error_mm", "verification_embedding", "verification_shape"} <= set(report)
+    assert {"nme", "shape_error_mm", "verification_embedding", "verification_shape",
+            "far_by_true_shape_embedding", "far_by_true_shape_shape"} <= set(report)
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [6, 12]
 
