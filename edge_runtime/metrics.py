@@ -360,13 +360,13 @@ def pose_invariance(codes: np.ndarray, identities: np.ndarray,
     return out
 
 
-def far_by_distance(scores: np.ndarray, same: np.ndarray, distance: np.ndarray, far: float = 0.1) -> dict[str, float]:
-    """What a code tells people apart by: at the threshold of overall FAR ``far``, the FAR of the
-    different-person pairs in the nearest and the farthest quarter of ``distance`` (a true
-    difference between the two people, e.g. of face shape). A code that uses that difference
-    accepts the nearest quarter far more often than the farthest; one that ignores it, alike."""
-    scores, same = _check_pairs(scores, same)
-    d, s = np.asarray(distance, np.float64)[~same], scores[~same]
+def far_by_distance(different: np.ndarray, distance: np.ndarray, far: float = 0.1) -> dict[str, float]:
+    """What a code tells people apart by: the scores of different-person pairs and a true difference
+    between each pair's two people (e.g. of face shape); at the threshold that accepts ``far`` of
+    them, the share accepted in the nearest and in the farthest quarter of ``distance``. A code that
+    uses that difference accepts the nearest quarter far more often than the farthest; one that
+    ignores it, alike."""
+    s, d = np.asarray(different, np.float64), np.asarray(distance, np.float64)
     threshold = np.quantile(s, 1.0 - far, method="higher")   # accepts (about) ``far`` of them
     near_cut, far_cut = np.quantile(d, [0.25, 0.75])
     return {"far": far, "nearest_quarter": float(np.mean(s[d <= near_cut] >= threshold)),

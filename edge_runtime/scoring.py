@@ -86,15 +86,13 @@ def _verification(codes: dict[str, np.ndarray], pairs: Pairs) -> dict:
 def shape_reliance(codes: dict[str, np.ndarray], pairs: Pairs, true_id: np.ndarray, model: MorphableModel) -> dict:
     """``far_by_true_shape_<code>``: whether a code tells people apart by their 3D face shape
     (``metrics.far_by_distance`` over the true faces' similarity-aligned shape difference, in mm, on
-    all same-person pairs and up to SHAPE_PAIRS different-person pairs spread over the list)."""
+    up to SHAPE_PAIRS of the different-person pairs, spread over the list)."""
     i, j, same = pairs
     diff = np.flatnonzero(~same)
-    keep = np.concatenate([np.flatnonzero(same),
-                           diff[np.linspace(0, len(diff) - 1, min(len(diff), SHAPE_PAIRS)).astype(int)]])
-    i, j, same = i[keep], j[keep], same[keep]
-    distance = np.zeros(len(keep))
-    distance[~same] = shape_errors_mm(model, true_id[i[~same]], true_id[j[~same]])
-    return {f"far_by_true_shape_{name}": metrics.far_by_distance(metrics.cosine_scores(code[i], code[j]), same, distance)
+    diff = diff[np.linspace(0, len(diff) - 1, min(len(diff), SHAPE_PAIRS)).astype(int)]
+    i, j = i[diff], j[diff]
+    distance = shape_errors_mm(model, true_id[i], true_id[j])
+    return {f"far_by_true_shape_{name}": metrics.far_by_distance(metrics.cosine_scores(code[i], code[j]), distance)
             for name, code in codes.items()}
 
 
@@ -156,6 +154,6 @@ def score(pred_params: np.ndarray, embeddings: np.ndarray | None, truth: GroundT
         out.update(_verification(codes, pairs), **_templates(embeddings, truth))
         for name, code in codes.items():
             out[f"pose_invariance_{name}"] = metrics.pose_invariance(code, truth.identity, truth.pose_deg[:, 0])
-        if truth.params is not None and np.any(pairs[2]) and not np.all(pairs[2]):
+        if truth.params is not None and not np.all(pairs[2]):
             out.update(shape_reliance(codes, pairs, truth.params[:, layout.identity], model))
     return out

@@ -33,13 +33,17 @@ def row(result: dict, ref: dict | None) -> dict:
     return r
 
 
+def _cell(column: str, value: float | tuple[float, ...]) -> str:
+    if isinstance(value, tuple):                  # a pair of figures, e.g. FAR near / far shapes
+        return " / ".join(f"{v:.1f}" for v in value)
+    return f"{value:+.2f}" if column.startswith("Δ") else f"{value:.0f}" if column == "images" else f"{value:.2f}"
+
+
 def _table(first: str, columns: tuple[str, ...], rows: dict[str, dict]) -> str:
     """Markdown table of named rows of numbers; deltas (columns starting with Δ) signed."""
     lines = [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, r in rows.items():
-        cells = [" / ".join(f"{v:.1f}" for v in r[c]) if isinstance(r[c], tuple) else f"{r[c]:+.2f}"
-                 if c.startswith("Δ") else f"{r[c]:.0f}" if c == "images" else f"{r[c]:.2f}" for c in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(c, r[c]) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

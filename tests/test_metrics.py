@@ -285,15 +285,13 @@ def test_pose_invariance_hand_computed():
 
 
 def test_far_by_distance_hand_computed():
-    same = np.array([True] * 4 + [False] * 8)
-    distance = np.array([0.0] * 4 + [1, 2, 3, 4, 5, 6, 7, 8], float)
-    uses = np.concatenate([np.ones(4), -distance[4:]])      # the nearer two people, the higher the score
-    got = m.far_by_distance(uses, same, distance, far=0.25)  # accepts the 2 highest of 8: distances 1 and 2
+    distance = np.arange(1.0, 9.0)                  # eight different-person pairs
+    got = m.far_by_distance(-distance, distance, far=0.25)  # the nearer, the higher: accepts distances 1 and 2
     assert (got["nearest_quarter"], got["farthest_quarter"], got["n_diff"]) == (1.0, 0.0, 8)
-    ignores = np.concatenate([np.ones(4), [-1, -5, -2, -6, -3, -7, -4, -8.0]])  # no order in distance
-    got = m.far_by_distance(ignores, same, distance, far=0.25)  # accepts distances 1 and 3
+    ignores = np.array([-1, -5, -2, -6, -3, -7, -4, -8.0])  # no order in distance
+    got = m.far_by_distance(ignores, distance, far=0.25)  # accepts distances 1 and 3
     assert (got["nearest_quarter"], got["farthest_quarter"]) == (0.5, 0.0)
-    got = m.far_by_distance(ignores, same, distance[::-1].copy(), far=0.25)
+    got = m.far_by_distance(ignores, distance[::-1], far=0.25)  # accepts distances 8 and 6
     assert (got["nearest_quarter"], got["farthest_quarter"]) == (0.0, 0.5)
 
 
