@@ -440,7 +440,12 @@ def test_init_starts_from_a_checkpoint_in_its_units_and_records_it(pk_run, rewhi
     assert meta["whitening"] == parent_meta["whitening"]
     assert meta["whitening"]["mean"] != json.loads((rewhitened_data / "manifest.json").read_text())["whitening"]["mean"]
     assert meta["parent"]["checkpoint"] == str(best) and meta["parent"]["step"] == parent_meta["step"]
-    assert meta["config"]["init"] == str(best)
+    assert meta["config"]["init"] == str(best) and "parent" not in meta["parent"]
+    again = tmp_path / "tuned" / "best"   # a third cycle records the whole lineage, not only its parent
+    train(replace(tuned_cfg, init=str(again)), tmp_path / "again", progress=False)
+    lineage = load_checkpoint(tmp_path / "again" / "best")[1]["parent"]
+    assert lineage["checkpoint"] == str(again) and lineage["parent"]["checkpoint"] == str(best)
+    assert lineage["parent"]["config"]["init"] == "" and lineage["config"]["init"] == str(best)
 
 
 def test_init_refuses_what_it_cannot_continue(pk_run, tmp_path):

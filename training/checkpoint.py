@@ -68,9 +68,11 @@ def read_float_checkpoint_meta(folder: str | os.PathLike, name: str, use: str) -
 
 def parent_record(folder: str | os.PathLike, meta: dict) -> dict:
     """What a run that starts from checkpoint ``folder`` records about it (QAT, ``init``): the
-    folder, its step and validation NME, and its run's config, which bundles carry."""
-    return {"checkpoint": str(folder), "step": meta["step"], "validation_nme": meta["validation"]["nme"]["mean"],
-            "config": meta["config"]}
+    folder, its step and validation NME, its run's config and, when that run started from another
+    checkpoint, its own parent, so a bundle carries every cycle of training that made it."""
+    record = {"checkpoint": str(folder), "step": meta["step"], "validation_nme": meta["validation"]["nme"]["mean"],
+              "config": meta["config"]}
+    return {**record, "parent": meta["parent"]} if meta.get("parent") else record
 
 
 def load_checkpoint(folder: str | os.PathLike):
