@@ -63,6 +63,19 @@ class Bundle:
         return bool(self.meta.get("embedding", {}).get("flip", False))
 
     @property
+    def shape_weight(self) -> float:
+        """The share of the 3D shape code in a face's identity vector (normalise.identity_vector);
+        0 for bundles written before it existed: the embedding alone."""
+        return float(self.meta.get("embedding", {}).get("shape_weight", 0.0))
+
+    @property
+    def identity_space(self) -> str:
+        """What a gallery's vectors must come from to be compared with this bundle's: the model, and
+        the shape code's share when it has one (identity.Gallery's ``model_hash``)."""
+        weight = self.shape_weight
+        return self.model_hash if weight == 0.0 else f"{self.model_hash} with shape weight {weight:g}"
+
+    @property
     def flip_params(self) -> bool:
         """Whether a reconstruction fuses its crop's parameters with the mirrored crop's, mapped back
         (mirror_params); bundles written before it existed use the crop alone."""

@@ -292,7 +292,7 @@ def _gallery(args, rec, threshold: float):
         except OSError as exc:
             raise SiamfaceError(f"gallery {args.gallery}: cannot create its folder ({exc.strerror}: {exc.filename}); "
                                 "pass a gallery path in a folder you can write") from None
-    return Gallery(args.gallery, rec.bundle.model_hash, threshold, create=create)
+    return Gallery(args.gallery, rec.bundle.identity_space, threshold, create=create)
 
 
 def _match_exit(args, matched: bool) -> int:

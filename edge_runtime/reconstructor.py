@@ -23,7 +23,7 @@ from .detector import DEFAULT_DETECTOR, FaceDetector, make_detector, to_rgb
 from .interpreter import TFLiteModel
 from .mirror_params import param_mirror
 from .morphable_model import MorphableModel
-from .normalise import fuse_mirrored, l2_normalize, mirror
+from .normalise import fuse_mirrored, identity_vector, l2_normalize, mirror
 from .params import ParamLayout
 
 
@@ -40,14 +40,17 @@ class Face:
     _layout: ParamLayout = field(repr=False)
     keypoints: np.ndarray | None = None     # detector's 6 BlazeFace points (6, 2) pixels; None from a box or a track
     _mirrored: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # the mirrored crop's embedding
+    _shape_weight: float = field(default=0.0, repr=False)  # the bundle's embedding.shape_weight
 
     @cached_property
     def embedding(self) -> np.ndarray:
-        """The L2-normalised identity embedding: with a bundle that says ``embedding.flip``, fused
-        with the mirrored crop's (normalise.fuse_mirrored), whose invoke runs on first use, so a
-        reconstruction that never asks for identity does not pay for it (unless the bundle's
-        ``reconstruction.flip`` already ran it for the parameters)."""
-        return self.crop_embedding if self._mirrored is None else fuse_mirrored(self.crop_embedding, self._mirrored())
+        """The unit identity vector that enrol, verify and identify compare: the embedding, with a
+        bundle that says ``embedding.flip`` fused with the mirrored crop's (normalise.fuse_mirrored),
+        whose invoke runs on first use, so a reconstruction that never asks for identity does not
+        pay for it (unless the bundle's ``reconstruction.flip`` already ran it for the parameters);
+        with ``embedding.shape_weight``, joined with the face's shape code (normalise.identity_vector)."""
+        emb = self.crop_embedding if self._mirrored is None else fuse_mirrored(self.crop_embedding, self._mirrored())
+        return identity_vector(emb, self._layout.split(self.params)[1], self._shape_weight)
 
     @cached_property
     def landmarks3d(self) -> np.ndarray:
@@ -236,7 +239,7 @@ class Reconstructor:
             params = self.mirror.fuse(params, mirrored()[0], self.layout, self.size)
         t = time.perf_counter()
         face = Face(tuple(float(v) for v in box), float(score), crop, params, emb, self.decoder, self.layout,
-                    keypoints, (lambda: mirrored()[1]) if self.bundle.flip_embedding else None)
+                    keypoints, (lambda: mirrored()[1]) if self.bundle.flip_embedding else None, self.bundle.shape_weight)
         face.landmarks3d  # decode now so timings and errors happen here
         self._time("decode", t)
         return face

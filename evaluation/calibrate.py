@@ -81,16 +81,31 @@ class Calibration:
     verification: dict
     skipped: list[tuple[Path, str]]
     was_edited: bool
+    shape_weight: float  # the shape code's share of the identity vector the threshold was set on
+
+
+AUTO = "auto"  # --shape-weight auto: chosen on a dataset's validation people, as export chooses it
 
 
 def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, far_target: float,
                      out: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
                      box: Sequence[float] | None = None, detector: str = DEFAULT_DETECTOR,
-                     progress: bool = True) -> Calibration:
+                     progress: bool = True, shape_weight: float | str | None = None) -> Calibration:
     """Set the bundle's threshold at ``far_target`` on the pairs in ``data`` and record where it came
-    from; bundle.json is rewritten atomically (or the bundle copied to ``out``) with a new digest."""
+    from; bundle.json is rewritten atomically (or the bundle copied to ``out``) with a new digest.
+    ``shape_weight`` (a number, or ``AUTO`` on a siamface dataset) first sets the shape code's share
+    of the identity vector (normalise.identity_vector); None keeps the bundle's."""
     bundle = load_bundle(bundle_path, check_metadata=False)  # file hashes checked; a hand edit is replaced below
     target = _target(bundle, out)
+    if (Path(data) / "manifest.json").is_file():
+        return _calibrate_on_dataset(bundle, target, Path(data), far_target, shape_weight)
+    if shape_weight == AUTO:
+        raise SiamfaceError(f"--shape-weight auto chooses on a siamface dataset's validation people, and {data} is "
+                            f"photos: pass a number (0 keeps the embedding alone) or a dataset")
+    if shape_weight is not None:
+        bundle = Bundle(bundle.root, {**bundle.meta, "embedding": {
+            **bundle.meta.get("embedding", {}), "shape_weight": float(shape_weight),
+            "shape_weight_from": {"source": "calibrate", "date": utc_now()}}})
     pairs = open_pairs(data, images)
     check_measurable(far_target, int((~pairs.same).sum()))  # before the photos: skipped ones only lower n
     with native_stderr_silenced():
@@ -109,7 +124,32 @@ def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, fa
              "faces": f"box {','.join(f'{v:g}' for v in box)}" if box is not None else f"{detector}, refined, largest",
              "previous": {k: old[k] for k in ("source", "data", "threshold", "far_target") if k in old}}
     write_calibrated(bundle, {**bundle.meta, "verification": block}, target)
-    return Calibration(target, block, skipped, bundle.meta.get(DIGEST) != metadata_digest(bundle.meta))
+    return Calibration(target, block, skipped, bundle.meta.get(DIGEST) != metadata_digest(bundle.meta),
+                       bundle.shape_weight)
+
+
+def _calibrate_on_dataset(bundle: Bundle, target: Path, data: Path, far_target: float,
+                          shape_weight: float | str | None) -> Calibration:
+    """A siamface dataset's held-out people, their crops through the device's outputs, as `siamface
+    export` calibrates (export.exporter.synthetic_identity): for a bundle whose threshold or shape
+    weight should be set again without its checkpoint."""
+    from dataclasses import replace
+
+    from siamface.evaluation.predictors import bundle_predictor
+    from siamface.export.exporter import ExportConfig, synthetic_identity
+    from siamface.training.data.dataset import Dataset
+
+    predictor = bundle_predictor(bundle.root)
+    weight = {AUTO: None, None: bundle.shape_weight}.get(shape_weight, shape_weight)
+    cfg = replace(ExportConfig(), far_target=far_target, shape_weight=None if weight is None else float(weight))
+    identity, block = synthetic_identity(cfg, predictor.run, predictor.rules, Dataset.open(data))
+    old = bundle.meta.get("verification", {})
+    block = {**block, "date": utc_now(),
+             "previous": {k: old[k] for k in ("source", "data", "threshold", "far_target") if k in old}}
+    meta = {**bundle.meta, "embedding": {**bundle.meta.get("embedding", {}), **identity}, "verification": block}
+    write_calibrated(bundle, meta, target)
+    return Calibration(target, block, [], bundle.meta.get(DIGEST) != metadata_digest(bundle.meta),
+                       identity["shape_weight"])
 
 
 def _target(bundle: Bundle, out: str | os.PathLike | None) -> Path:

@@ -14,9 +14,9 @@ from typing import Callable
 import numpy as np
 
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.edge_runtime.mirror_params import param_mirror
+from siamface.edge_runtime.crop_outputs import OutputRules, crop_outputs
 from siamface.edge_runtime.morphable_model import MorphableModel
-from siamface.edge_runtime.normalise import fuse_mirrored, l2_normalize, mirror, normalise_pixels
+from siamface.edge_runtime.normalise import normalise_pixels
 from siamface.edge_runtime.params import ParamLayout, Whitening
 
 
@@ -32,22 +32,23 @@ class Predictor:
     meta: dict
     flip_embedding: bool = False  # fuse each embedding with the mirrored crop's, as the device does
     flip_params: bool = False     # fuse the parameters with the mirrored crop's, mapped back, as the device does
+    shape_weight: float = 0.0     # join the shape code to the embedding (normalise.identity_vector), as the device does
     invoke_ms: list[float] = field(default_factory=list)
 
+    @property
+    def rules(self) -> OutputRules:
+        return OutputRules(self.layout, self.whitening, self.decoder, self.flip_embedding, self.flip_params,
+                           self.shape_weight)
+
     def predict(self, crops: np.ndarray, mirrored: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """(unwhitened params (N, P), unit embeddings (N, D)); ``mirrored=False`` skips the mirrored
-        crops (crop-only parameters and embedding), as the device's refine pass does on its first crop."""
+        """(unwhitened params (N, P), unit identity vectors (N, D)) as the device makes them
+        (edge_runtime.crop_outputs); ``mirrored=False`` skips the mirrored crops, as the device's
+        refine pass does on its first crop."""
         start = time.perf_counter()
-        z, emb = self.run(crops)
-        self.invoke_ms.append((time.perf_counter() - start) * 1000.0 / max(1, len(crops)))
-        params = self.whitening.unwhiten(z)
-        if not (mirrored and (self.flip_embedding or self.flip_params)):
-            return params, l2_normalize(emb)
-        mirrored_z, mirrored_emb = self.run(mirror(crops))
-        if self.flip_params:
-            params = param_mirror(self.decoder, self.layout.n_id).fuse(
-                params, self.whitening.unwhiten(mirrored_z), self.layout, crops.shape[2])
-        return params, fuse_mirrored(emb, mirrored_emb) if self.flip_embedding else l2_normalize(emb)
+        out = crop_outputs(self.run, crops, self.rules, mirrored)
+        n_runs = 2 if mirrored and (self.flip_embedding or self.flip_params) else 1
+        self.invoke_ms.append((time.perf_counter() - start) * 1000.0 / max(1, n_runs * len(crops)))
+        return out
 
 
 def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
@@ -63,12 +64,13 @@ def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
 
     return Predictor(str(path), bundle.variant, bundle.input_size, bundle.layout, bundle.whitening,
                      bundle.face_model, run, {**bundle.meta, "size_bytes": bundle.meta["model"]["size_bytes"]},
-                     bundle.flip_embedding, bundle.flip_params)
+                     bundle.flip_embedding, bundle.flip_params, bundle.shape_weight)
 
 
 def checkpoint_predictor(path: str | Path) -> Predictor:
     """A Keras checkpoint, its parameters and embedding made as the bundles ``siamface export``
-    writes from it (mirrored crop fused by default)."""
+    writes from it (mirrored crop fused by default); its identity vector is the embedding alone,
+    as the shape code's weight is chosen at export."""
     from siamface.export.exporter import ExportConfig
     from siamface.training.checkpoint import load_checkpoint
     from siamface.training.face_model import check_same_face_model, load_training_face_model

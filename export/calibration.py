@@ -11,8 +11,11 @@ import numpy as np
 from siamface.edge_runtime import metrics
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.identity import cosine_threshold
+from siamface.edge_runtime.normalise import identity_vector
+from siamface.edge_runtime.params import ParamLayout
 
 _CHUNK = 1 << 16  # pairs scored at once: bounded memory for the ~N^2/2 pairs of a big folder
+SHAPE_WEIGHTS = tuple(round(0.05 * k, 2) for k in range(11))  # the shape code's shares tried: 0 to 0.5
 
 
 def every_pair(identities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,3 +83,16 @@ def shortfall(point: dict) -> str | None:
     return (f"no cosine threshold reaches FAR {target:.3g} on these pairs: at {point['threshold']:g}, "
             f"{point['false_accepts']} of {point['n_pairs']['different']} different-person pairs are still "
             f"accepted; the model does not tell these people apart")
+
+
+def choose_shape_weight(params: np.ndarray, embeddings: np.ndarray, identities: np.ndarray, layout: ParamLayout,
+                        weights: tuple[float, ...] = SHAPE_WEIGHTS) -> tuple[float, dict[str, float]]:
+    """(weight, EER by weight): the share of the shape code in the identity vector
+    (normalise.identity_vector) with the lowest equal error rate over all pairs of these images
+    (validation people at export, never the held-out people the threshold and reports use); ties go
+    to the smaller share."""
+    i, j, same = every_pair(identities)
+    shape = params[:, layout.identity]
+    eers = {f"{w:g}": metrics.eer(pair_scores(identity_vector(embeddings, shape, w), i, j), same) for w in weights}
+    best = min(weights, key=lambda w: (round(eers[f"{w:g}"], 6), w))
+    return float(best), eers

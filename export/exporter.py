@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -16,12 +17,13 @@ from siamface.edge_runtime.bundle import load_bundle
 from siamface.edge_runtime.crop import CENTER_SHIFT, SIDE_FACTOR
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.mirror_params import param_mirror
-from siamface.edge_runtime.normalise import PIXEL_NORMALISATION, fuse_mirrored, mirror
+from siamface.edge_runtime.crop_outputs import OutputRules, Run, crop_outputs
+from siamface.edge_runtime.normalise import PIXEL_NORMALISATION
 from siamface.edge_runtime.params import Whitening
 from siamface.edge_runtime.provenance import package_versions
 from siamface.export import parity
 from siamface.export.bundle import write_bundle
-from siamface.export.calibration import every_pair, operating_point, pair_scores, shortfall
+from siamface.export.calibration import choose_shape_weight, every_pair, operating_point, pair_scores, shortfall
 from siamface.export.tflite import FULL_INTEGER, VARIANTS, convert
 from siamface.training.checkpoint import load_checkpoint
 from siamface.training.config_io import Range
@@ -38,8 +40,12 @@ class ExportConfig:
     representative_images: Annotated[int, Range(ge=1)] = 200  # training images for int8 calibration (PTQ)
     parity_images: Annotated[int, Range(ge=1)] = 64           # held-out images compared against Keras
     calibration_images: Annotated[int, Range(ge=2)] = 1000    # held-out images whose pairs set the threshold
+                                                              # (and validation images the shape weight's)
     flip_embedding: bool = True   # the device fuses each embedding with the mirrored crop's (normalise.fuse_mirrored)
     flip_params: bool = True      # ... and each reconstruction's parameters, mapped back (edge_runtime.mirror_params)
+    # The shape code's share in the identity vector (normalise.identity_vector); None: the share in
+    # calibration.SHAPE_WEIGHTS with the lowest EER on the validation people (docs/verification.md).
+    shape_weight: Annotated[float, Range(ge=0, lt=1)] | None = None
     face_model: str = ""
 
 
@@ -67,6 +73,37 @@ def _sample(split: SplitData, n: int) -> np.ndarray:
     return np.linspace(0, len(split) - 1, min(n, len(split))).astype(np.int64)
 
 
+def shape_weight_entries(cfg: ExportConfig, run: Run, rules: OutputRules, dataset: Dataset) -> dict:
+    """The bundle's ``embedding`` entries for the shape code: the configured share, or the one chosen
+    on the validation people (their photos through the device's outputs), with where it came from."""
+    if cfg.shape_weight is not None:
+        return {"shape_weight": cfg.shape_weight, "shape_weight_from": {"source": "config"}}
+    val = dataset.split("val")
+    idx = _sample(val, cfg.calibration_images)
+    ids = val.identity[idx]
+    if len(np.unique(ids)) < 2 or len(np.unique(ids)) == len(ids):
+        return {"shape_weight": 0.0, "shape_weight_from": {
+            "source": f"none: the {val.name} split of {dataset.root} has no pairs of people to choose on"}}
+    params, embs = crop_outputs(run, val.images(idx), replace(rules, shape_weight=0.0))
+    weight, eers = choose_shape_weight(params, embs, ids, rules.layout)
+    return {"shape_weight": weight, "shape_weight_from": {
+        "source": "lowest EER on validation people", "data": f"{val.name} split of {dataset.root}",
+        "images": int(len(idx)), "identities": int(len(np.unique(ids))), "eer_by_weight": eers}}
+
+
+def synthetic_identity(cfg: ExportConfig, run: Run, rules: OutputRules, dataset: Dataset) -> tuple[dict, dict]:
+    """(``embedding`` entries, ``verification`` block) of a bundle from a synthetic dataset: the shape
+    code's share (``shape_weight_entries``), then the threshold at ``cfg.far_target`` over the
+    held-out people's identity vectors as the device computes them. Export and `siamface calibrate`
+    on a dataset both use it."""
+    identity = shape_weight_entries(cfg, run, rules, dataset)
+    heldout = held_out(dataset)
+    idx = _sample(heldout, cfg.calibration_images)
+    scored = crop_outputs(run, heldout.images(idx), replace(rules, shape_weight=identity["shape_weight"]))[1]
+    return identity, {"source": "synthetic", "data": f"{heldout.name} split of {dataset.root}", "images": int(len(idx)),
+                      **calibrate(scored, heldout.identity[idx], cfg.far_target)}
+
+
 def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str | Path,
                       cfg: ExportConfig = ExportConfig(), progress: bool = True) -> list[Path]:
     """Write one bundle per variant into ``out_root/<variant>``; returns their folders."""
@@ -89,19 +126,17 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
     train = dataset.split("train")
     rep_images = train.images(_sample(train, cfg.representative_images))
     heldout = held_out(dataset)
-    cal_idx = _sample(heldout, cfg.calibration_images)
-    cal_images, cal_ids = heldout.images(cal_idx), heldout.identity[cal_idx]
+    parity_images = heldout.images(_sample(heldout, cfg.parity_images))
+    rules = OutputRules(layout, whitening, model, cfg.flip_embedding, cfg.flip_params)
     written = []
     for variant in tqdm(variants, desc="export", disable=not progress):
         tflite = convert(encoder, variant, (lambda: iter(rep_images)) if variant in FULL_INTEGER else None)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.tflite"
             path.write_bytes(tflite)
-            params, embs = parity.run_tflite(path, cal_images)
-            # the threshold is calibrated on the embeddings the device will compare
-            scored = fuse_mirrored(embs, parity.run_tflite(path, mirror(cal_images))[1]) if cfg.flip_embedding else embs
-        n = min(cfg.parity_images, len(cal_images))
-        figures = parity.compare((params[:n], embs[:n]), encoder, cal_images[:n], model, layout, whitening)
+            params, embs = parity.run_tflite(path, parity_images)
+            identity, verification = synthetic_identity(cfg, partial(parity.run_tflite, path), rules, dataset)
+        figures = parity.compare((params, embs), encoder, parity_images, model, layout, whitening)
         if variant == "fp32":
             parity.check_fp32(figures, checkpoint)
         bundle_meta = {
@@ -115,10 +150,9 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
             "param_layout": layout.to_dict(), "whitening": meta["whitening"],
             "crop": {"convention": "3ddfa", "center_shift": CENTER_SHIFT, "side_factor": SIDE_FACTOR},
             "embedding": {"dim": int(embs.shape[1]), "normalise": "l2", "similarity": "cosine",
-                          "flip": cfg.flip_embedding},
+                          "flip": cfg.flip_embedding, **identity},
             "reconstruction": {"flip": cfg.flip_params},
-            "verification": {"source": "synthetic", "data": f"{heldout.name} split of {dataset.root}",
-                             **calibrate(scored, cal_ids, cfg.far_target)},
+            "verification": verification,
             "parity": figures,
             "training": {"checkpoint": str(checkpoint), "kind": meta["kind"], "step": meta["step"],
                          "validation_nme": meta["validation"]["nme"]["mean"], "data": meta["training_data"],

@@ -246,7 +246,7 @@ def test_reconstruct_writes_meshes_overlay_and_json(tiny_bundles, photos, tmp_pa
     (face,) = result["faces"]
     expected = rec.reconstruct(data.astronaut())[0]  # the same photo through the Python API
     np.testing.assert_allclose(face["landmarks68"], expected.landmarks68, atol=0.3)  # JPEG round trip
-    assert set(face["pose_deg"]) == {"yaw", "pitch", "roll"} and len(face["embedding"]) == 32
+    assert set(face["pose_deg"]) == {"yaw", "pitch", "roll"} and len(face["embedding"]) == 32 + (20 if rec.bundle.shape_weight else 0)
     assert np.linalg.norm(face["embedding"]) == pytest.approx(1.0, abs=1e-3)
     # --no-flip: the crop alone, as the Python API's ReconstructorOptions(flip=False)
     ok(run("reconstruct", photos / "astronaut.jpg", "--model", model, "--out", tmp_path / "crop", "--no-flip"))

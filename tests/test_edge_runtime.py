@@ -172,7 +172,9 @@ def test_every_variant_gives_complete_faces(tiny_bundles, test_images, variant):
         assert face.vertices.shape == (rec.decoder.n_vertices, 3) and face.triangles.shape[1] == 3
         assert face.shape_code.shape == (20,) and len(face.expression) == 53
         assert all(0.0 <= w <= 1.0 for w in face.expression.values())
-        assert face.embedding.shape == (32,) and np.linalg.norm(face.embedding) == pytest.approx(1.0)
+        # the identity vector: the embedding, joined with the shape code when export chose a share for it
+        assert face.embedding.shape == (32 + (20 if rec.bundle.shape_weight else 0),)
+        assert np.linalg.norm(face.embedding) == pytest.approx(1.0)
         assert np.isfinite(face.vertices).all() and all(np.isfinite(face.pose))
         d = json.loads(json.dumps(face.to_dict()))
         assert set(d) >= {"box", "pose_deg", "landmarks68", "embedding", "crop_box"} and len(d["landmarks68"]) == 68

@@ -13,6 +13,7 @@ import pytest
 from siamface.edge_runtime.bundle import load_bundle, metadata_digest
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.interpreter import TFLiteModel
+from siamface.export.calibration import SHAPE_WEIGHTS
 from siamface.export.exporter import ExportConfig, export_checkpoint
 from siamface.export.parity import check_fp32, compare, run_tflite
 from siamface.training.checkpoint import load_checkpoint
@@ -36,6 +37,10 @@ def test_every_variant_loads_and_records_itself(tiny_bundles):
         assert -1.0 <= v["threshold"] <= 1.0  # the tiny models' float cosines of alike faces reach above 1: clamped
         assert v["far"] <= v["far_target_used"] or (v["threshold"] == 1.0 and v["threshold_unclamped"] > 1.0)
         assert bundle.threshold_source == "bundle: synthetic, FAR 0.0104" and "tensorflow" in m["versions"]
+        chosen = m["embedding"]["shape_weight_from"]  # the shape code's share, chosen on the validation people
+        assert chosen["data"].startswith("val split of ") and list(chosen["eer_by_weight"]) == [f"{w:g}" for w in SHAPE_WEIGHTS]
+        eers = chosen["eer_by_weight"]
+        assert bundle.shape_weight == min(SHAPE_WEIGHTS, key=lambda w: (round(eers[f"{w:g}"], 6), w))
         assert m["training"]["kind"] == ("qat" if variant == "int8-qat" else "float")
         parent = m["training"]["parent"]  # a QAT bundle names the float run it fine-tuned, with that run's config
         if variant == "int8-qat":
