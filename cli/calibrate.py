@@ -1,4 +1,4 @@
-"""`siamface calibrate`: set a bundle's verification threshold on the user's own photos."""
+"""`siamface calibrate`: set a bundle's verification threshold (and shape-code share) on the user's own photos or a dataset."""
 from __future__ import annotations
 
 import click
@@ -43,8 +43,9 @@ class ShapeWeight(click.ParamType):
 @BOX
 def calibrate(bundle, data, far, out, detector, images, box, shape_weight) -> None:
     """Set BUNDLE's cosine threshold at FAR on photos of people, each embedded as `siamface verify`
-    does (largest face, detector + refine), and record the data, pair counts, FAR and TAR in
-    bundle.json (rewritten atomically, with a new metadata digest)."""
+    does (largest face, detector + refine), or on a siamface dataset's held-out people as export
+    does; optionally first the shape code's share of the identity vector (--shape-weight). Records
+    the data, pair counts, FAR and TAR in bundle.json (rewritten atomically, with a new digest)."""
     from siamface.edge_runtime.detector import DEFAULT_DETECTOR
     from siamface.evaluation.calibrate import calibrate_bundle
     from siamface.export.calibration import shortfall

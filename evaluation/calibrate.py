@@ -97,8 +97,9 @@ def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, fa
     of the identity vector (normalise.identity_vector); None keeps the bundle's."""
     bundle = load_bundle(bundle_path, check_metadata=False)  # file hashes checked; a hand edit is replaced below
     target = _target(bundle, out)
+    was_edited = bundle.meta.get(DIGEST) != metadata_digest(bundle.meta)
     if (Path(data) / "manifest.json").is_file():
-        return _calibrate_on_dataset(bundle, target, Path(data), far_target, shape_weight)
+        return _calibrate_on_dataset(bundle, target, Path(data), far_target, shape_weight, was_edited)
     if shape_weight == AUTO:
         raise SiamfaceError(f"--shape-weight auto chooses on a siamface dataset's validation people, and {data} is "
                             f"photos: pass a number (0 keeps the embedding alone) or a dataset")
@@ -124,12 +125,11 @@ def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, fa
              "faces": f"box {','.join(f'{v:g}' for v in box)}" if box is not None else f"{detector}, refined, largest",
              "previous": {k: old[k] for k in ("source", "data", "threshold", "far_target") if k in old}}
     write_calibrated(bundle, {**bundle.meta, "verification": block}, target)
-    return Calibration(target, block, skipped, bundle.meta.get(DIGEST) != metadata_digest(bundle.meta),
-                       bundle.shape_weight)
+    return Calibration(target, block, skipped, was_edited, bundle.shape_weight)
 
 
 def _calibrate_on_dataset(bundle: Bundle, target: Path, data: Path, far_target: float,
-                          shape_weight: float | str | None) -> Calibration:
+                          shape_weight: float | str | None, was_edited: bool) -> Calibration:
     """A siamface dataset's held-out people, their crops through the device's outputs, as `siamface
     export` calibrates (export.exporter.synthetic_identity): for a bundle whose threshold or shape
     weight should be set again without its checkpoint."""
@@ -148,8 +148,7 @@ def _calibrate_on_dataset(bundle: Bundle, target: Path, data: Path, far_target: 
              "previous": {k: old[k] for k in ("source", "data", "threshold", "far_target") if k in old}}
     meta = {**bundle.meta, "embedding": {**bundle.meta.get("embedding", {}), **identity}, "verification": block}
     write_calibrated(bundle, meta, target)
-    return Calibration(target, block, [], bundle.meta.get(DIGEST) != metadata_digest(bundle.meta),
-                       identity["shape_weight"])
+    return Calibration(target, block, [], was_edited, identity["shape_weight"])
 
 
 def _target(bundle: Bundle, out: str | os.PathLike | None) -> Path:

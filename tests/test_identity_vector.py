@@ -81,7 +81,7 @@ def test_calibrate_on_a_dataset_sets_the_shape_weight_and_the_device_uses_it(tin
     assert f"shape weight {meta['embedding']['shape_weight']:g}" in r.stdout and "16 held-out images" in r.stdout
 
     fixed = calibrate_bundle(bundle, tiny_bundles / "data", 0.05, tmp_path / "fixed", shape_weight=0.3, progress=False)
-    assert fixed.shape_weight == 0.3 and fixed.verification["far_target"] == 0.05
+    assert fixed.shape_weight == 0.3 and fixed.verification["far_target"] == 0.05 and not fixed.was_edited
     photo = data.astronaut()
     people = {"alice/a.jpg": photo, "alice/b.jpg": photo[:, ::-1], "bob/c.jpg": photo[20:300, 60:400]}
     for name, rgb in people.items():
@@ -117,3 +117,8 @@ def test_shape_weight_requests_that_cannot_work(tiny_bundles, tmp_path):
     assert r.returncode == 2 and "'1.5' is not a number from 0 to below 1, nor 'auto'" in r.stderr
     assert json.loads((bundle / "bundle.json").read_text()) == json.loads(
         (tiny_bundles / "bundles" / "fp32" / "bundle.json").read_text())  # nothing written
+    # a share given by hand works with photos too, and is no hand edit of the bundle
+    done = calibrate_bundle(bundle, people, 0.5, shape_weight=0.1, progress=False)
+    assert done.shape_weight == 0.1 and not done.was_edited and done.verification["source"] == "calibrated"
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["embedding"]["shape_weight"] == 0.1 and meta["embedding"]["shape_weight_from"]["source"] == "calibrate"
