@@ -143,6 +143,8 @@ def _calibrate_on_dataset(bundle: Bundle, target: Path, data: Path, far_target: 
     weight = {AUTO: None, None: bundle.shape_weight}.get(shape_weight, shape_weight)
     cfg = replace(ExportConfig(), far_target=far_target, shape_weight=None if weight is None else float(weight))
     identity, block = synthetic_identity(cfg, predictor.run, predictor.rules, Dataset.open(data))
+    if shape_weight is None:  # the bundle's share stays, with its own record of where it came from
+        identity = {"shape_weight": bundle.shape_weight}
     old = bundle.meta.get("verification", {})
     block = {**block, "date": utc_now(),
              "previous": {k: old[k] for k in ("source", "data", "threshold", "far_target") if k in old}}

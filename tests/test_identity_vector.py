@@ -82,6 +82,9 @@ def test_calibrate_on_a_dataset_sets_the_shape_weight_and_the_device_uses_it(tin
 
     fixed = calibrate_bundle(bundle, tiny_bundles / "data", 0.05, tmp_path / "fixed", shape_weight=0.3, progress=False)
     assert fixed.shape_weight == 0.3 and fixed.verification["far_target"] == 0.05 and not fixed.was_edited
+    again = calibrate_bundle(out, tiny_bundles / "data", 0.05, progress=False)  # no share given: the bundle's stays
+    assert json.loads((out / "bundle.json").read_text())["embedding"] == meta["embedding"]
+    assert again.shape_weight == meta["embedding"]["shape_weight"] and again.verification["far_target"] == 0.05
     photo = data.astronaut()
     people = {"alice/a.jpg": photo, "alice/b.jpg": photo[:, ::-1], "bob/c.jpg": photo[20:300, 60:400]}
     for name, rgb in people.items():
