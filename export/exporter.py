@@ -44,7 +44,7 @@ class ExportConfig:
     flip_embedding: bool = True   # the device fuses each embedding with the mirrored crop's (normalise.fuse_mirrored)
     flip_params: bool = True      # ... and each reconstruction's parameters, mapped back (edge_runtime.mirror_params)
     # The shape code's share in the identity vector (normalise.identity_vector); None: the share in
-    # calibration.SHAPE_WEIGHTS with the lowest EER on the validation people (docs/verification.md).
+    # calibration.SHAPE_WEIGHTS chosen on the validation people (calibration.choose_shape_weight).
     shape_weight: Annotated[float, Range(ge=0, lt=1)] | None = None
     face_model: str = ""
 
@@ -85,10 +85,10 @@ def shape_weight_entries(cfg: ExportConfig, run: Run, rules: OutputRules, datase
         return {"shape_weight": 0.0, "shape_weight_from": {
             "source": f"none: the {val.name} split of {dataset.root} has no pairs of people to choose on"}}
     params, embs = crop_outputs(run, val.images(idx), replace(rules, shape_weight=0.0))
-    weight, eers = choose_shape_weight(params, embs, ids, rules.layout)
+    weight, record = choose_shape_weight(params, embs, ids, rules.layout)
     return {"shape_weight": weight, "shape_weight_from": {
-        "source": "lowest EER on validation people", "data": f"{val.name} split of {dataset.root}",
-        "images": int(len(idx)), "identities": int(len(np.unique(ids))), "eer_by_weight": eers}}
+        "source": "EER on validation people", "data": f"{val.name} split of {dataset.root}",
+        "images": int(len(idx)), "identities": int(len(np.unique(ids))), **record}}
 
 
 def synthetic_identity(cfg: ExportConfig, run: Run, rules: OutputRules, dataset: Dataset) -> tuple[dict, dict]:

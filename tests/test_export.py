@@ -18,6 +18,7 @@ from siamface.export.exporter import ExportConfig, export_checkpoint
 from siamface.export.parity import check_fp32, compare, run_tflite
 from siamface.training.checkpoint import load_checkpoint
 from siamface.training.data.dataset import Dataset
+from test_identity_vector import _chosen_by_rule
 
 VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
 
@@ -39,8 +40,7 @@ def test_every_variant_loads_and_records_itself(tiny_bundles):
         assert bundle.threshold_source == "bundle: synthetic, FAR 0.0104" and "tensorflow" in m["versions"]
         chosen = m["embedding"]["shape_weight_from"]  # the shape code's share, chosen on the validation people
         assert chosen["data"].startswith("val split of ") and list(chosen["eer_by_weight"]) == [f"{w:g}" for w in SHAPE_WEIGHTS]
-        eers = chosen["eer_by_weight"]
-        assert bundle.shape_weight == min(SHAPE_WEIGHTS, key=lambda w: (round(eers[f"{w:g}"], 6), w))
+        assert bundle.shape_weight == _chosen_by_rule(chosen)
         assert m["training"]["kind"] == ("qat" if variant == "int8-qat" else "float")
         parent = m["training"]["parent"]  # a QAT bundle names the float run it fine-tuned, with that run's config
         if variant == "int8-qat":
