@@ -9,12 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.edge_runtime.crop_outputs import OutputRules, crop_outputs
+from siamface.edge_runtime.crop_outputs import OutputRules, Run, crop_outputs
 from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.edge_runtime.normalise import normalise_pixels
 from siamface.edge_runtime.params import ParamLayout, Whitening
@@ -25,20 +23,18 @@ class Predictor:
     name: str
     kind: str                    # "checkpoint" or the bundle variant
     size: int                    # input crop size
-    layout: ParamLayout
-    whitening: Whitening
-    decoder: MorphableModel
-    run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # uint8 crops -> (z, raw embedding)
+    rules: OutputRules           # how outputs become parameters and identity vectors, as on the device
+    run: Run                     # uint8 crops -> (z, raw embedding)
     meta: dict
-    flip_embedding: bool = False  # fuse each embedding with the mirrored crop's, as the device does
-    flip_params: bool = False     # fuse the parameters with the mirrored crop's, mapped back, as the device does
-    shape_weight: float = 0.0     # join the shape code to the embedding (normalise.identity_vector), as the device does
     invoke_ms: list[float] = field(default_factory=list)
 
     @property
-    def rules(self) -> OutputRules:
-        return OutputRules(self.layout, self.whitening, self.decoder, self.flip_embedding, self.flip_params,
-                           self.shape_weight)
+    def layout(self) -> ParamLayout:
+        return self.rules.layout
+
+    @property
+    def decoder(self) -> MorphableModel:
+        return self.rules.decoder
 
     def predict(self, crops: np.ndarray, mirrored: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(unwhitened params (N, P), unit identity vectors (N, D)) as the device makes them
@@ -46,7 +42,7 @@ class Predictor:
         refine pass does on its first crop."""
         start = time.perf_counter()
         out = crop_outputs(self.run, crops, self.rules, mirrored)
-        n_runs = 2 if mirrored and (self.flip_embedding or self.flip_params) else 1
+        n_runs = 2 if mirrored and (self.rules.flip_embedding or self.rules.flip_params) else 1
         self.invoke_ms.append((time.perf_counter() - start) * 1000.0 / max(1, n_runs * len(crops)))
         return out
 
@@ -62,9 +58,10 @@ def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
         outs = [model.run(c[None]) for c in crops]
         return np.concatenate([o["params"] for o in outs]), np.concatenate([o["embedding"] for o in outs])
 
-    return Predictor(str(path), bundle.variant, bundle.input_size, bundle.layout, bundle.whitening,
-                     bundle.face_model, run, {**bundle.meta, "size_bytes": bundle.meta["model"]["size_bytes"]},
-                     bundle.flip_embedding, bundle.flip_params, bundle.shape_weight)
+    rules = OutputRules(bundle.layout, bundle.whitening, bundle.face_model, bundle.flip_embedding, bundle.flip_params,
+                        bundle.shape_weight)
+    return Predictor(str(path), bundle.variant, bundle.input_size, rules, run,
+                     {**bundle.meta, "size_bytes": bundle.meta["model"]["size_bytes"]})
 
 
 def checkpoint_predictor(path: str | Path) -> Predictor:
@@ -85,9 +82,9 @@ def checkpoint_predictor(path: str | Path) -> Predictor:
                 for i in range(0, len(crops), 64)]
         return np.concatenate([np.asarray(o[0]) for o in outs]), np.concatenate([np.asarray(o[1]) for o in outs])
 
-    return Predictor(str(path), f"checkpoint-{meta['kind']}", int(meta["image_size"]),
-                     ParamLayout.from_dict(meta["param_layout"]), Whitening.from_dict(meta["whitening"]),
-                     model, run, meta, ExportConfig.flip_embedding, ExportConfig.flip_params)
+    rules = OutputRules(ParamLayout.from_dict(meta["param_layout"]), Whitening.from_dict(meta["whitening"]), model,
+                        ExportConfig.flip_embedding, ExportConfig.flip_params)
+    return Predictor(str(path), f"checkpoint-{meta['kind']}", int(meta["image_size"]), rules, run, meta)
 
 
 def mean_face_predictor(reference: Predictor) -> Predictor:
@@ -98,8 +95,8 @@ def mean_face_predictor(reference: Predictor) -> Predictor:
         n = len(crops)
         return np.zeros((n, reference.layout.size), np.float32), np.ones((n, 2), np.float32)
 
-    return Predictor(f"mean of {reference.name}", "mean-face", reference.size, reference.layout,
-                     reference.whitening, reference.decoder, run,
+    return Predictor(f"mean of {reference.name}", "mean-face", reference.size,
+                     OutputRules(reference.layout, reference.rules.whitening, reference.decoder), run,
                      {"face_model": reference.meta["face_model"]} if "face_model" in reference.meta else {})
 
 

@@ -248,7 +248,7 @@ def test_evaluation_fuses_the_mirrored_crop_whichever_way_round(tiny_bundles, te
     predictor = bundle_predictor(tiny_bundles / "bundles" / "fp32")
     side = predictor.size
     crops = np.stack([crop_image(image, crop_from_box(box, side)) for image, box in zip(images, boxes)])
-    assert predictor.flip_params and predictor.meta["reconstruction"]["flip"] is True
+    assert predictor.rules.flip_params and predictor.meta["reconstruction"]["flip"] is True
     model, layout = predictor.decoder, predictor.layout
 
     def asymmetry(mirrored: bool) -> float:

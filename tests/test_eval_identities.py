@@ -15,6 +15,7 @@ import pytest
 from skimage import data
 
 from siamface.edge_runtime.crop import crop_from_box, crop_image, whole_image_box
+from siamface.edge_runtime.crop_outputs import OutputRules
 from siamface.edge_runtime.detector import make_detector
 from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.image_io import read_image
@@ -72,7 +73,7 @@ def truth_predictor(people, face_model) -> Predictor:
         return params, params[:, layout.identity]
 
     identity = Whitening(np.zeros(layout.size, np.float32), np.ones(layout.size, np.float32))
-    return Predictor("truth", "truth", SIZE, layout, identity, face_model, run, {})
+    return Predictor("truth", "truth", SIZE, OutputRules(layout, identity, face_model), run, {})
 
 
 def listed(eval_set: EvalSet, people) -> list[tuple[Path, Path, bool]]:

@@ -19,6 +19,7 @@ from skimage import data
 
 from siamface.edge_runtime.camera import CameraPose, compose_camera
 from siamface.edge_runtime.crop import CropTransform, crop_from_box, crop_image, landmark_box
+from siamface.edge_runtime.crop_outputs import OutputRules
 from siamface.edge_runtime.detector import make_detector
 from siamface.edge_runtime.image_io import read_image
 from siamface.edge_runtime.params import Whitening
@@ -88,7 +89,7 @@ def predictor(name: str, layout, face_model, answer) -> Predictor:
         return params, np.ones((len(crops), 2), np.float32)
 
     identity = Whitening(np.zeros(layout.size, np.float32), np.ones(layout.size, np.float32))
-    return Predictor(name, name, SIZE, layout, identity, face_model, run, {})
+    return Predictor(name, name, SIZE, OutputRules(layout, identity, face_model), run, {})
 
 
 def truth_predictor(annotated, face_model, shift=(0.0, 0.0)) -> Predictor:
