@@ -105,16 +105,26 @@ def choose_shape_weight(params: np.ndarray, embeddings: np.ndarray, identities: 
     eers = {w: metrics.eer(scores[w], same) for w in weights}
     lowest = min(weights, key=lambda w: (round(eers[w], 6), w))
     gain = eers[0.0] - eers[lowest]
-    people = np.unique(identities)
-    rng = np.random.default_rng(seed)
-    gains = []
-    for _ in range(halves if lowest and len(people) >= 4 else 0):
-        kept = np.isin(identities, rng.choice(people, len(people) // 2, replace=False))
-        pairs = kept[i] & kept[j]
-        gains.append(metrics.eer(scores[0.0][pairs], same[pairs]) - metrics.eer(scores[lowest][pairs], same[pairs]))
-    noise = float(np.std(gains)) if gains else float("inf") if lowest else 0.0
+    noise = _gain_noise(scores[0.0], scores[lowest], same, identities, (i, j), halves, seed) if lowest else 0.0
     weight = lowest if gain > 2 * noise else 0.0
     return float(weight), {"eer_by_weight": {f"{w:g}": eers[w] for w in weights}, "lowest": float(lowest),
                            "gain": float(gain), "gain_noise": noise,
                            "rule": "the lowest EER's share when its gain over share 0 exceeds twice its noise "
                                    f"(spread over {halves} random halves of the people), else 0"}
+
+
+def _gain_noise(before: np.ndarray, after: np.ndarray, same: np.ndarray, identities: np.ndarray,
+                pairs: tuple[np.ndarray, np.ndarray], halves: int, seed: int) -> float:
+    """Standard deviation of the EER gain (``before``'s EER minus ``after``'s, pair scores of the same
+    pairs) over random halves of the people; infinite with fewer than 4 people, where halves
+    cannot hold two people each."""
+    people = np.unique(identities)
+    if len(people) < 4:
+        return float("inf")
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(halves):
+        kept = np.isin(identities, rng.choice(people, len(people) // 2, replace=False))
+        both = kept[pairs[0]] & kept[pairs[1]]
+        gains.append(metrics.eer(before[both], same[both]) - metrics.eer(after[both], same[both]))
+    return float(np.std(gains))
