@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 
 from siamface.edge_runtime.errors import SiamfaceError
