@@ -61,7 +61,8 @@ def _report(models: list[str], data: str | None, split: str, limit: int, out: st
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True), help="Checkpoint or bundle folder.")
 @click.option("--data", default=None, type=click.Path(exists=True), help=DATA_HELP)
 @_shared_options
-@click.option("--limit", default=0, help="Evaluate at most this many images (0 = all; a pairs file is used whole).")
+@click.option("--limit", default=0, help="Evaluate at most this many images (0 = all; a pairs file is used whole; "
+              "a synthetic split keeps whole people, evenly spread, so identity figures stay possible).")
 @click.option("--out", default="runs/evaluate", show_default=True, type=click.Path(file_okay=False))
 def evaluate(model_path, data, split, limit, out, baseline, box, images, detector) -> None:
     """Landmark NME per yaw bin and per landmark group (with signed offsets), pose, 3D shape and

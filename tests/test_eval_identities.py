@@ -246,3 +246,17 @@ def test_cli_evaluates_a_checkpoint_on_a_folder_of_people_with_a_fixed_box(peopl
     ver = report["verification_embedding"]
     assert ver["n_same"] == 9 and ver["n_diff"] == 9 and 0.0 <= ver["eer"] <= 1.0
     assert "nme" not in report and (out / "roc.png").is_file() and not (out / "ced.png").exists()
+
+
+def test_a_limited_synthetic_split_keeps_whole_people(tiny_data):
+    """`evaluate --limit` on a split whose photos of a person are contiguous keeps every photo of
+    evenly spread people, so same-person pairs remain (every n-th image would leave one per person)."""
+    from siamface.evaluation.eval_data import synthetic_split, whole_people
+
+    ids = np.repeat([7, 3, 9, 1, 5, 2], 4)
+    assert whole_people(ids, 13).tolist() == [*range(0, 4), *range(8, 12), *range(20, 24)]   # people 7, 9, 2
+    assert whole_people(ids, 3).tolist() == [0, 1, 2]                                         # at most the limit
+    eval_set = synthetic_split(tiny_data, "train", limit=10)
+    people, counts = np.unique(eval_set.truth.identity, return_counts=True)
+    assert len(eval_set.truth.identity) == 8 and counts.tolist() == [4, 4]
+    assert len(synthetic_split(tiny_data, "train").truth.identity) == 24
