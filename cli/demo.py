@@ -133,6 +133,6 @@ def _enroll_verify(edge, model: str, gallery: str, photos: Path, box: list[str])
     enroll = sorted(str(p) for p in photos.glob("enroll_a_*.png"))
     _run(edge, ["enroll", "person_a", *enroll, "--model", model, "--gallery", gallery, *box])
     for probe in ("probe_same_0.png", "probe_other_0.png"):
-        click.echo(f"verify {enroll[0]} vs {probe}:")
-        _run(edge, ["verify", enroll[0], str(photos / probe), "--model", model, *box])
+        click.echo(f"{probe}: verify against person_a's {len(enroll)}-photo template, then identify:")
+        _run(edge, ["verify", str(photos / probe), "--person", "person_a", "--model", model, "--gallery", gallery, *box])
         _run(edge, ["identify", str(photos / probe), "--model", model, "--gallery", gallery, *box])

@@ -21,7 +21,8 @@ from .image_io import IMAGE_SUFFIXES
 from .terminal import configure_logging, emit, log, progress
 
 # The device commands, in --help order: one list for `python -m edge_runtime` and `siamface`.
-COMMANDS = {"reconstruct": "3D faces from photos (files or folders)", "verify": "are two photos the same person?",
+COMMANDS = {"reconstruct": "3D faces from photos (files or folders)",
+            "verify": "are two photos the same person? (or a photo and an enrolled --person)",
             "enroll": "add a person to the gallery", "identify": "who is this? (1:N against the gallery)",
             "gallery": "list or remove enrolled people", "bench": "per-stage latency of bundles",
             "check": "check a bundle on this device"}
@@ -34,6 +35,7 @@ FEW_PHOTOS = 3  # a template of fewer photos gets a warning: identify accepts fa
 THRESHOLD_HELP = ("cosine threshold in [-1, 1] for this decision instead of the bundle's "
                   "(set that one with `siamface calibrate`)")
 DEFAULT_GALLERY = os.environ.get("SIAMFACE_GALLERY", str(Path.home() / ".siamface" / "gallery.db"))
+GALLERY_HELP = "SQLite gallery file ($SIAMFACE_GALLERY)"
 
 
 @contextmanager
@@ -300,15 +302,23 @@ def _match_exit(args, matched: bool) -> int:
 
 
 def cmd_verify(args) -> int:
+    """Two photos (cosine of their identity vectors), or one photo against an enrolled person's
+    template with --person (the 1:1 check after `enroll`: the gallery is opened first, so a wrong
+    gallery fails before any inference)."""
     rec = _reconstructor(args)
     threshold, source = _decision(args, rec)
+    gallery = None if args.person is None else _gallery(args, rec, threshold)
     a, used_a = _one_face(rec, Path(args.image_a), args)
-    b, used_b = _one_face(rec, Path(args.image_b), args)
-    score = float(a.embedding @ b.embedding)
+    if gallery is None:
+        b, used_b = _one_face(rec, Path(args.image_b), args)
+        score, against, faces = float(a.embedding @ b.embedding), {}, [used_a, used_b]
+    else:
+        verdict = gallery.verify(a.embedding, args.person)
+        score, against, faces = verdict.score, {"person": verdict.name, "gallery": str(args.gallery)}, [used_a]
     far = rec.bundle.meta["verification"].get("far") if args.threshold is None else None
-    emit({"score": round(score, 4), "score_kind": "cosine", "threshold": round(threshold, 4),
+    emit({"score": round(score, 4), "score_kind": "cosine", **against, "threshold": round(threshold, 4),
           "threshold_source": source, "same_person": score >= threshold, "far_at_threshold": far,
-          "faces": [used_a, used_b]})
+          "faces": faces})
     return _match_exit(args, score >= threshold)
 
 
@@ -465,13 +475,16 @@ def parser(prog: str = "python -m edge_runtime") -> argparse.ArgumentParser:
                    help="keep the identity embedding (biometric data) in the JSON, which is then private (0600)")
     c = command("verify", cmd_verify)
     c.add_argument("image_a")
-    c.add_argument("image_b")
+    c.add_argument("image_b", nargs="?", help="the other photo (or --person instead)")
+    c.add_argument("--person", metavar="NAME", help="check the photo against NAME's template in --gallery instead")
+    c.add_argument("--gallery", default=DEFAULT_GALLERY, help=GALLERY_HELP)
+    c.set_defaults(usage_error=c.error)  # main checks "a second photo or --person": argparse cannot say either-or
     c.add_argument("--box", help=BOX_HELP)
     c.add_argument("--threshold", help=THRESHOLD_HELP)
     _decision_options(c)
     for name, func in (("enroll", cmd_enroll), ("identify", cmd_identify), ("gallery", cmd_gallery)):
         c = command(name, func)
-        c.add_argument("--gallery", default=DEFAULT_GALLERY, help="SQLite gallery file ($SIAMFACE_GALLERY)")
+        c.add_argument("--gallery", default=DEFAULT_GALLERY, help=GALLERY_HELP)
         if name == "enroll":
             c.add_argument("name")
             c.add_argument("images", nargs="+")
@@ -500,6 +513,8 @@ def parser(prog: str = "python -m edge_runtime") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "python -m edge_runtime") -> int:
     """Run one device command; the exit code follows edge_runtime.errors (usage errors exit from argparse)."""
     args = parser(prog).parse_args(argv)
+    if args.command == "verify" and (args.image_b is None) == (args.person is None):
+        args.usage_error("verify takes two photos (verify A B) or one photo and an enrolled person (verify A --person NAME)")
     configure_logging(args.quiet, args.verbose)
     try:
         return args.func(args) or EXIT_OK

@@ -49,6 +49,9 @@ def test_quick_demo_writes_every_stage(tiny_bundles):
     log = (root / "demo.log").read_text()
     decisions = [json.loads(line) for line in log.splitlines() if line.startswith('{"score"')]
     assert len(decisions) == 2 and all(-1 <= d["score"] <= 1 for d in decisions)
+    assert [d["person"] for d in decisions] == ["person_a"] * 2  # each probe checked against the enrolled template
+    found = [json.loads(line) for line in log.splitlines() if line.startswith('{"best"')]
+    assert [f["candidates"][0][1] for f in found] == [d["score"] for d in decisions]  # the same cosine, 1:1 and 1:N
     assert "== done" in log and "| variant |" in log and str(root / "compare" / "report.md") in log
 
 

@@ -363,6 +363,25 @@ def test_enroll_verify_identify_list_remove(colour_bundle, synthetic, tmp_path):
         assert found["threshold"] == COLOUR_THRESHOLD and found["score_kind"] == "cosine"
         assert found["threshold_source"] == "bundle: source not recorded"  # the hand-made block has none
 
+    # verify PHOTO --person NAME: the 1:1 check against one template, the same cosine identify ranks by
+    for k in (a[2], b[2]):
+        probe = embedding(k, boxes[k])
+        for name, template in (("alice", alice), ("bob", bob)):
+            verdict = json.loads(ok(run("verify", paths[k], "--person", name, "--box", box_arg(boxes[k]),
+                                        "--model", model, "--gallery", gallery)))
+            score = float(probe @ template)
+            assert verdict == {"score": pytest.approx(score, abs=2e-4), "score_kind": "cosine", "person": name,
+                               "gallery": str(gallery), "threshold": COLOUR_THRESHOLD,
+                               "threshold_source": "bundle: source not recorded",
+                               "same_person": score >= COLOUR_THRESHOLD, "far_at_threshold": 0.05,
+                               "faces": [{"image": str(paths[k]), "face": 0, "faces_found": 1,
+                                          "box": [round(float(v), 1) for v in box_arg(boxes[k]).split(",")]}]}
+    assert "'carol' is not enrolled" in user_error(run("verify", paths[a[2]], "--person", "carol", "--model", model,
+                                                       "--gallery", gallery), gallery)
+    missing = tmp_path / "typo.db"
+    user_error(run("verify", paths[a[2]], "--person", "alice", "--model", model, "--gallery", missing), missing)
+    assert not missing.exists()  # verify never creates a gallery
+
     box = "10,8,54,52"
     for i, j in ((a[2], a[2]), (a[2], b[2])):
         verdict = json.loads(ok(run("verify", paths[i], paths[j], "--box", box, "--model", model)))
