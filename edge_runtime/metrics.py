@@ -417,3 +417,23 @@ def _triu_pairs(n: int, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     start = rows * n - rows * (rows + 1) // 2
     i = np.searchsorted(start, k, side="right") - 1
     return i, k - start[i] + i + 1
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+def half_sample_se(statistic, n_units: int, halves: int = 100, seed: int = 0) -> float:
+    """Standard error of ``statistic(all units)`` from random halves of ``n_units`` independent units
+    (faces, people or listed pairs): the spread of ``statistic(kept)`` over ``halves`` random halves,
+    ``kept`` a boolean mask over the units (a delete-half jackknife: for a mean that spread equals the
+    whole set's standard error, and it stays valid for quantile-like figures such as the EER).
+    Infinite with fewer than 4 units; halves where the statistic is undefined (NaN) are left out."""
+    if n_units < 4:
+        return float("inf")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(halves):
+        kept = np.zeros(n_units, bool)
+        kept[rng.choice(n_units, n_units // 2, replace=False)] = True
+        values.append(statistic(kept))
+    values = np.asarray(values, np.float64)
+    return float(np.std(values[np.isfinite(values)])) if np.isfinite(values).sum() > 1 else float("inf")

@@ -16,6 +16,7 @@ from siamface.edge_runtime.params import ParamLayout
 from siamface.edge_runtime.reconstructor import refined_crop
 from siamface.edge_runtime.scoring import score
 from siamface.evaluation import report
+from siamface.evaluation.differences import difference_table, differences
 from siamface.evaluation.eval_data import EvalSet, PhotoCrops
 from siamface.evaluation.predictors import Predictor
 from siamface.training.face_model import recorded_definition
@@ -76,8 +77,17 @@ def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: boo
     pairs = data.truth.verification_pairs()
     if pairs is not None:
         i, j, same = pairs
-        curves.update(scores=metrics.cosine_scores(embs[i], embs[j]), same=same)
+        curves.update(scores=metrics.cosine_scores(embs[i], embs[j]), same=same, units=pair_units(data, i, j))
     return result, curves
+
+
+def pair_units(data: EvalSet, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The independent units behind each pair, for the intervals of evaluation.differences: the
+    people of its two photos, or the photos themselves when the set names no people (a pairs file)."""
+    if data.truth.identity is None:
+        return i, j
+    people = np.unique(data.truth.identity, return_inverse=True)[1]
+    return people[i], people[j]
 
 
 def unique_names(predictors: list[Predictor]) -> list[str]:
@@ -124,6 +134,13 @@ def write_reports(results: dict[str, dict], curves: dict[str, dict], out: Path, 
         table += ("\nPer landmark group (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67): NME and the "
                   "mean signed offset dx, dy (prediction minus truth, +y down), % of the ground-truth box size "
                   "sqrt(w*h).\n\n" + groups)
+    found = differences(curves, reference) if reference else {}
+    for name, d in found.items():
+        results[name]["versus_reference"] = d
+    if found:
+        table += (f"\nChanges against {reference} on the same faces and pairs (model minus {reference}, percent "
+                  f"points), each with a 95 % interval from random halves of the faces, people or photos: an interval "
+                  f"that spans 0 is within the noise of this set.\n\n" + difference_table(found))
     atomic_write_json(out / "report.json", json.loads(json.dumps(results, default=float)))
     text = (f"# siamface comparison\n\nData: {data} Reference for deltas: {reference}. NME, EER and TAR in "
             f"percent.\n\n{table}")

@@ -82,4 +82,5 @@ def test_compare_checkpoints_by_run_name_with_the_mean_face_baseline(tiny_bundle
     assert results["mean-face"]["pose_mae"]["mean"] > 0
     report = (out / "report.md").read_text()
     assert "## Identity and pose invariance" in report and "FAR near / far shapes, emb" in report
-    assert report.count("| mean-face |") == 3  # main, landmark-group and identity tables
+    assert report.count("| mean-face |") == 4  # main, landmark-group, changes against train and identity tables
+    assert "| other | +0.00 (+0.00 to +0.00) | 0 / 0 of 16 | +0.0 (+0.0 to +0.0) |" in report  # same weights: no change

@@ -109,7 +109,10 @@ def test_folder_of_people_scores_identity_only(people, truth_predictor, tmp_path
         assert result[f"rank1_{code}"] == 1.0
     assert not {"nme", "pose_mae", "pose_invariance_shape", "shape_error_mm"} & set(result)
     assert "identification_templates" not in result  # 3 photos each: no probe beside a 4-photo template
-    assert set(curves) == {"scores", "same"}
+    assert set(curves) == {"scores", "same", "units"}
+    i, j, _ = eval_set.truth.pairs if eval_set.truth.pairs is not None else eval_set.truth.verification_pairs()
+    people = np.unique(eval_set.truth.identity, return_inverse=True)[1]
+    assert [u.tolist() for u in curves["units"]] == [people[i].tolist(), people[j].tolist()]  # intervals over people
 
     write_reports({"truth": result}, {"truth": curves}, tmp_path, None)
     assert json.loads((tmp_path / "report.json").read_text())["truth"]["n_identities"] == 3

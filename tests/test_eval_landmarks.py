@@ -150,8 +150,11 @@ def test_report_gives_the_count_the_groups_and_the_measure_only_note(annotated, 
     shifted = results["shifted"]["landmark_groups"]["jaw"]
     assert f"| shifted | 3 | {shifted['nme']:.2f} |" in text and f"{shifted['dx']:+.2f}, {shifted['dy']:+.2f} |" in text
     assert "| truth | 3 |" in summary                              # main table: the image count beside the figures
+    delta = 100 * float(np.mean(curves["shifted"]["nme"] - curves["truth"]["nme"]))
+    assert f"| shifted | {delta:+.2f} (too few to tell) | 0 / 3 of 3 | - |" in summary  # 3 faces: no interval
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["shifted"]["landmark_groups"]["eyes"] == pytest.approx(shifted)
+    assert saved["shifted"]["versus_reference"]["nme"]["worse"] == 3 and "versus_reference" not in saved["truth"]
     assert (tmp_path / "ced.png").is_file() and not (tmp_path / "nme_yaw.png").exists()
     assert not (tmp_path / "roc.png").exists()                 # no pairs, no ROC
 

@@ -357,3 +357,10 @@ def test_all_pairs_feed_verification_end_to_end():
     report = m.verification_report(m.cosine_scores(emb[i], emb[j]), same)
     assert report["auc"] == pytest.approx(1.0)
     assert report["acc_mean"] == pytest.approx(1.0)
+
+
+def test_half_sample_se_is_the_standard_error_of_a_mean():
+    """Random halves of the units give the whole set's standard error (delete-half jackknife)."""
+    x = np.random.default_rng(0).normal(0.0, 2.0, 400)
+    assert m.half_sample_se(lambda kept: float(x[kept].mean()), x.size, halves=400) == pytest.approx(0.1, rel=0.15)
+    assert m.half_sample_se(lambda kept: 0.0, 3) == float("inf")   # halves of 3 units say nothing
