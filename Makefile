@@ -72,7 +72,7 @@ SHIPPED := runs/shipped
 shipped: venv
 	$(VENV)/bin/siamface data synth --config configs/synth-small.yaml --out $(SHIPPED)/data train_identities=50000
 	$(VENV)/bin/siamface train --config configs/train-long.yaml data=[$(SHIPPED)/data] --out $(SHIPPED)/train
-	$(VENV)/bin/siamface qat $(SHIPPED)/train/best --config configs/qat-long.yaml --out $(SHIPPED)/qat
+	$(VENV)/bin/siamface qat $(SHIPPED)/train/best --out $(SHIPPED)/qat
 	test -f $(SHIPPED)/bundles/int8-qat/bundle.json || \
 	  $(VENV)/bin/siamface export $(SHIPPED)/qat/best --variant int8-qat --out $(SHIPPED)/bundles
 	$(VENV)/bin/siamface evaluate --model $(SHIPPED)/bundles/int8-qat --data $(SHIPPED)/data --out $(SHIPPED)/evaluate
