@@ -30,7 +30,8 @@ def test_quick_demo_writes_every_stage(tiny_bundles):
         assert json.loads((root / "bundles" / variant / "bundle.json").read_text())["variant"] == variant
 
     report = (root / "compare" / "report.md").read_text()
-    assert all(report.count(f"| {v} |") == 3 for v in VARIANTS)           # comparison, landmark-group and identity tables
+    # comparison, landmark-group and identity tables; every variant but the reference also in the changes against fp32
+    assert all(report.count(f"| {v} |") == (3 if v == "fp32" else 4) for v in VARIANTS)
     results = json.loads((root / "compare" / "report.json").read_text())
     assert set(results) == set(VARIANTS) and all(r["n_images"] == 16 for r in results.values())
     for plot in ("roc.png", "nme_yaw.png", "ced.png"):
@@ -52,6 +53,8 @@ def test_quick_demo_writes_every_stage(tiny_bundles):
     assert [d["person"] for d in decisions] == ["person_a"] * 2  # each probe checked against the enrolled template
     found = [json.loads(line) for line in log.splitlines() if line.startswith('{"best"')]
     assert [f["candidates"][0][1] for f in found] == [d["score"] for d in decisions]  # the same cosine, 1:1 and 1:N
+    v = json.loads((root / "bundles" / "int8-qat" / "bundle.json").read_text())["verification"]
+    assert f"at its threshold {v['threshold']:.3f} this bundle accepts {100 * v['tar']:.1f} % of same-person" in log
     assert "== done" in log and "| variant |" in log and str(root / "compare" / "report.md") in log
 
 
