@@ -514,7 +514,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m edge_runtime") ->
     """Run one device command; the exit code follows edge_runtime.errors (usage errors exit from argparse)."""
     args = parser(prog).parse_args(argv)
     if args.command == "verify" and (args.image_b is None) == (args.person is None):
-        args.usage_error("verify takes two photos (verify A B) or one photo and an enrolled person (verify A --person NAME)")
+        args.usage_error("verify takes two photos (verify A B) or one photo and an enrolled person "
+                         "(verify A --person NAME)")
     configure_logging(args.quiet, args.verbose)
     try:
         return args.func(args) or EXIT_OK

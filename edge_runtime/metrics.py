@@ -8,6 +8,8 @@ the evaluation reports all use one definition without TensorFlow.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .errors import SiamfaceError
@@ -421,9 +423,9 @@ def _triu_pairs(n: int, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ----------------------------------------------------------------------------- uncertainty
 
-def half_sample_se(statistic, n_units: int, halves: int = 100, seed: int = 0) -> float:
+def half_sample_se(statistic: Callable[[np.ndarray], float], n_units: int, halves: int = 100, seed: int = 0) -> float:
     """Standard error of ``statistic(all units)`` from random halves of ``n_units`` independent units
-    (faces, people or listed pairs): the spread of ``statistic(kept)`` over ``halves`` random halves,
+    (faces, people or photos): the spread of ``statistic(kept)`` over ``halves`` random halves,
     ``kept`` a boolean mask over the units (a delete-half jackknife: for a mean that spread equals the
     whole set's standard error, and it stays valid for quantile-like figures such as the EER).
     Infinite with fewer than 4 units; halves where the statistic is undefined (NaN) are left out."""
