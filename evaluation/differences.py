@@ -1,29 +1,85 @@
-"""How sure a comparison is: each model's change against the reference model on the same images,
-with a 95 % interval from random halves of the faces (landmarks) or of the people (identity; of the
-photos for a pairs file), so that a comparison on a dozen real photos says when it is noise."""
+"""How sure a figure is: each model's mean NME and EER, and its change against the reference model on
+the same images, with a 95 % interval from random halves of the faces (landmarks) or of the people
+(identity; of the photos for a pairs file), so that a figure or a comparison on a dozen real photos
+says how wide it is."""
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
 from siamface.edge_runtime import metrics
 
-Z95 = 1.96  # a normal 95 % interval: delta +- Z95 standard errors
+Z95 = 1.96  # a normal 95 % interval: the figure or change +- Z95 standard errors
 
 
-def _interval(delta: float, se: float) -> dict[str, float | None]:
-    """The change and its interval; None for both bounds where the units are too few to tell (JSON has no inf)."""
+def _interval(value: float, se: float, key: str = "delta") -> dict[str, float | None]:
+    """A figure (``key``: "value") or a change ("delta") and its interval; None for the standard error and
+    both bounds where the units are too few to tell (JSON has no inf)."""
     if not np.isfinite(se):
-        return {"delta": delta, "se": None, "low": None, "high": None}
-    return {"delta": delta, "se": se, "low": delta - Z95 * se, "high": delta + Z95 * se}
+        return {key: value, "se": None, "low": None, "high": None}
+    return {key: value, "se": se, "low": value - Z95 * se, "high": value + Z95 * se}
 
 
-def nme_difference(model: np.ndarray, reference: np.ndarray) -> dict:
-    """Mean per-face NME change in percent (model minus reference, same faces in the same order),
-    its interval, and on how many faces the model is better and worse."""
-    d = 100.0 * (np.asarray(model, np.float64) - np.asarray(reference, np.float64))
-    se = metrics.half_sample_se(lambda kept: float(d[kept].mean()), d.size)
-    return {**_interval(float(d.mean()), se), "better": int((d < 0).sum()), "worse": int((d > 0).sum()),
-            "faces": int(d.size)}
+def _eer_statistic(scores: np.ndarray, same: np.ndarray, units: tuple[np.ndarray, np.ndarray],
+                   reference: np.ndarray | None = None) -> tuple[Callable[[np.ndarray], float], int]:
+    """(statistic of a mask over the units, number of units): the EER in percent of the pairs whose
+    both units are kept, minus the reference's on the same pairs when given; NaN for a half
+    without both kinds of pair."""
+    a, b = units
+    same = np.asarray(same, bool)
+
+    def statistic(kept: np.ndarray) -> float:
+        both = kept[a] & kept[b]
+        if same[both].all() or not same[both].any():
+            return float("nan")
+        base = 0.0 if reference is None else metrics.eer(reference[both], same[both])
+        return 100.0 * (metrics.eer(scores[both], same[both]) - base)
+
+    return statistic, int(max(a.max(), b.max())) + 1
+
+
+def _percent(value: float, se: float) -> dict[str, float | None]:
+    """A percentage and its interval, clipped to [0, 100] (a normal interval of a small set can cross them)."""
+    d = _interval(value, se, "value")
+    if d["se"] is not None:
+        d["low"], d["high"] = max(d["low"], 0.0), min(d["high"], 100.0)
+    return d
+
+
+def nme_mean(nme: np.ndarray, yaw: np.ndarray | None, kept: np.ndarray | None = None) -> float:
+    """The NME the reports headline, in percent, over the ``kept`` faces: pose-balanced over the yaw bins
+    where the set has yaw (metrics.nme_by_yaw), else the plain mean."""
+    kept = np.ones(len(nme), bool) if kept is None else kept
+    if yaw is None:
+        return 100.0 * float(np.mean(nme[kept]))
+    return metrics.nme_by_yaw(nme[kept], yaw[kept])["mean"]
+
+
+def intervals(c: dict) -> dict:
+    """One model's mean NME and embedding EER (percent) with their 95 % intervals, where scored."""
+    found = {}
+    if "nme" in c:
+        nme, yaw = np.asarray(c["nme"], np.float64), c.get("yaw")
+        se = metrics.half_sample_se(lambda kept: nme_mean(nme, yaw, kept), nme.size)
+        found["nme"] = _percent(nme_mean(nme, yaw), se)
+    if "scores" in c:
+        statistic, n_units = _eer_statistic(c["scores"], c["same"], c["units"])
+        found["eer_embedding"] = _percent(statistic(np.ones(n_units, bool)), metrics.half_sample_se(statistic, n_units))
+    return found
+
+
+def nme_difference(model: np.ndarray, reference: np.ndarray, yaw: np.ndarray | None = None) -> dict:
+    """Change of the headline NME in percent (model minus reference, same faces in the same order;
+    pose-balanced with ``yaw``), its interval, and on how many faces the model is better and worse."""
+    model, reference = np.asarray(model, np.float64), np.asarray(reference, np.float64)
+
+    def change(kept: np.ndarray | None = None) -> float:
+        return nme_mean(model, yaw, kept) - nme_mean(reference, yaw, kept)
+
+    d = model - reference
+    return {**_interval(change(), metrics.half_sample_se(change, d.size)), "better": int((d < 0).sum()),
+            "worse": int((d > 0).sum()), "faces": int(d.size)}
 
 
 def eer_difference(model: np.ndarray, reference: np.ndarray, same: np.ndarray, units: tuple[np.ndarray, np.ndarray]
@@ -31,18 +87,9 @@ def eer_difference(model: np.ndarray, reference: np.ndarray, same: np.ndarray, u
     """EER change in percent (model minus reference, scores of the same pairs) and its interval;
     ``units`` gives each pair's two independent units (the people of its photos, or the photos
     themselves for a pairs file, which names no people): a half keeps the pairs whose both units it holds."""
-    a, b = units
-    same = np.asarray(same, bool)
-
-    def change(kept: np.ndarray) -> float:
-        both = kept[a] & kept[b]
-        if same[both].all() or not same[both].any():
-            return float("nan")
-        return 100.0 * (metrics.eer(model[both], same[both]) - metrics.eer(reference[both], same[both]))
-
-    n_units = int(max(a.max(), b.max())) + 1
+    change, n_units = _eer_statistic(model, same, units, reference)
     se = metrics.half_sample_se(change, n_units)
-    return {**_interval(change(np.ones(n_units, bool)), se), "pairs": int(same.size), "units": n_units}
+    return {**_interval(change(np.ones(n_units, bool)), se), "pairs": int(len(same)), "units": n_units}
 
 
 def differences(curves: dict[str, dict], reference: str) -> dict[str, dict]:
@@ -54,7 +101,7 @@ def differences(curves: dict[str, dict], reference: str) -> dict[str, dict]:
             continue
         found = {}
         if "nme" in c and "nme" in ref and len(c["nme"]) == len(ref["nme"]):
-            found["nme"] = nme_difference(c["nme"], ref["nme"])
+            found["nme"] = nme_difference(c["nme"], ref["nme"], c.get("yaw"))
         if "scores" in c and "scores" in ref and len(c["scores"]) == len(ref["scores"]):
             found["eer_embedding"] = eer_difference(c["scores"], ref["scores"], c["same"], c["units"])
         if found:
@@ -62,10 +109,21 @@ def differences(curves: dict[str, dict], reference: str) -> dict[str, dict]:
     return out
 
 
-def _range(d: dict, digits: int) -> str:
+def _range(d: dict, digits: int, sign: str = "+") -> str:
+    """``figure (low to high)``, signed for changes; "(too few to tell)" without an interval."""
+    value = f"{d.get('delta', d.get('value')):{sign}.{digits}f}"
     if d["se"] is None:
-        return f"{d['delta']:+.{digits}f} (too few to tell)"
-    return f"{d['delta']:+.{digits}f} ({d['low']:+.{digits}f} to {d['high']:+.{digits}f})"
+        return f"{value} (too few to tell)"
+    return f"{value} ({d['low']:{sign}.{digits}f} to {d['high']:{sign}.{digits}f})"
+
+
+def interval_table(found: dict[str, dict]) -> str:
+    """Markdown: per model, its mean NME and embedding EER with their 95 % intervals."""
+    lines = ["| model | NME (95 % interval) | EER emb (95 % interval) |", "|---|---|---|"]
+    for name, d in found.items():
+        nme, eer = d.get("nme"), d.get("eer_embedding")
+        lines.append(f"| {name} | {_range(nme, 2, '') if nme else '-'} | {_range(eer, 1, '') if eer else '-'} |")
+    return "\n".join(lines) + "\n"
 
 
 def difference_table(found: dict[str, dict]) -> str:

@@ -16,7 +16,7 @@ from siamface.edge_runtime.params import ParamLayout
 from siamface.edge_runtime.reconstructor import refined_crop
 from siamface.edge_runtime.scoring import score
 from siamface.evaluation import report
-from siamface.evaluation.differences import difference_table, differences
+from siamface.evaluation.differences import difference_table, differences, interval_table, intervals
 from siamface.evaluation.eval_data import EvalSet, PhotoCrops
 from siamface.evaluation.predictors import Predictor
 from siamface.training.face_model import recorded_definition
@@ -74,6 +74,8 @@ def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: boo
     if data.truth.landmarks2d is not None:
         lm = predictor.decoder.image_landmarks(params, predictor.layout, data.truth.convention)[..., :2]
         curves["nme"] = metrics.nme(lm, data.truth.landmarks2d)
+        if data.truth.pose_deg is not None:  # the headline NME is pose-balanced: intervals need each face's yaw
+            curves["yaw"] = data.truth.pose_deg[:, 0]
     pairs = data.truth.verification_pairs()
     if pairs is not None:
         i, j, same = pairs
@@ -134,6 +136,12 @@ def write_reports(results: dict[str, dict], curves: dict[str, dict], out: Path, 
         table += ("\nPer landmark group (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67): NME and the "
                   "mean signed offset dx, dy (prediction minus truth, +y down), % of the ground-truth box size "
                   "sqrt(w*h).\n\n" + groups)
+    own = {name: intervals(c) for name, c in curves.items()}
+    for name, d in own.items():
+        results[name]["intervals"] = d
+    if any(own.values()):
+        table += ("\nThe same figures with 95 % intervals from random halves of the faces, people or photos (how far "
+                  "another draw of as many could move them; clipped to 0-100):\n\n" + interval_table(own))
     found = differences(curves, reference) if reference else {}
     for name, d in found.items():
         results[name]["versus_reference"] = d

@@ -30,8 +30,8 @@ def test_quick_demo_writes_every_stage(tiny_bundles):
         assert json.loads((root / "bundles" / variant / "bundle.json").read_text())["variant"] == variant
 
     report = (root / "compare" / "report.md").read_text()
-    # comparison, landmark-group and identity tables; every variant but the reference also in the changes against fp32
-    assert all(report.count(f"| {v} |") == (3 if v == "fp32" else 4) for v in VARIANTS)
+    # comparison, landmark-group, intervals and identity tables; every variant but fp32 also in the changes against it
+    assert all(report.count(f"| {v} |") == (4 if v == "fp32" else 5) for v in VARIANTS)
     results = json.loads((root / "compare" / "report.json").read_text())
     assert set(results) == set(VARIANTS) and all(r["n_images"] == 16 for r in results.values())
     for plot in ("roc.png", "nme_yaw.png", "ced.png"):
@@ -85,5 +85,5 @@ def test_compare_checkpoints_by_run_name_with_the_mean_face_baseline(tiny_bundle
     assert results["mean-face"]["pose_mae"]["mean"] > 0
     report = (out / "report.md").read_text()
     assert "## Identity and pose invariance" in report and "FAR near / far shapes, emb" in report
-    assert report.count("| mean-face |") == 4  # main, landmark-group, changes against train and identity tables
+    assert report.count("| mean-face |") == 5  # main, landmark-group, intervals, changes against train, identity
     assert "| other | +0.00 (+0.00 to +0.00) | 0 / 0 of 16 | +0.0 (+0.0 to +0.0) |" in report  # same weights: no change

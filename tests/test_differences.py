@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from siamface.edge_runtime import metrics
-from siamface.evaluation.differences import difference_table, differences, eer_difference, nme_difference
+from siamface.evaluation.differences import (difference_table, differences, eer_difference, interval_table, intervals,
+                                             nme_difference)
 
 
 def test_a_consistent_landmark_change_is_outside_its_interval_and_none_is_zero():
@@ -41,3 +42,30 @@ def test_the_table_names_each_model_and_says_when_faces_are_too_few():
     found = differences(curves, "ref")
     assert list(found) == ["new"] and found["new"]["reference"] == "ref" and found["new"]["nme"]["se"] is None
     assert "| new | +0.33 (too few to tell) | 1 / 2 of 3 | - |" in difference_table(found)
+
+
+def test_a_figure_gets_its_interval_clipped_to_percentages():
+    rng = np.random.default_rng(2)
+    nme = rng.uniform(0.02, 0.08, 50)
+    ids = np.repeat(np.arange(12), 3)
+    i, j, same = metrics.all_pairs(ids)
+    scores = rng.normal(size=i.size) + 1.0 * same
+    found = intervals({"nme": nme, "scores": scores, "same": same, "units": (ids[i], ids[j])})
+    assert found["nme"]["value"] == pytest.approx(100 * nme.mean()) and found["nme"]["low"] < 100 * nme.mean()
+    assert found["nme"]["se"] == pytest.approx(100 * np.std(nme) / np.sqrt(50), rel=0.3)
+    assert found["eer_embedding"]["value"] == pytest.approx(100 * metrics.eer(scores, same))
+    assert 0.0 <= found["eer_embedding"]["low"] < found["eer_embedding"]["high"] <= 100.0
+    row = f"| m | {100 * nme.mean():.2f} ({found['nme']['low']:.2f} to {found['nme']['high']:.2f}) |"
+    assert interval_table({"m": found}).splitlines()[2].startswith(row)
+
+
+def test_with_yaw_the_figures_are_the_pose_balanced_headline():
+    """Where a set has yaw, the interval is around the NME the reports headline (mean of the yaw-bin means)."""
+    rng = np.random.default_rng(3)
+    nme, yaw = rng.uniform(0.02, 0.08, 90), rng.uniform(-90, 90, 90)
+    worse = nme + 0.01 * (np.abs(yaw) > 60)                       # worse on profiles only
+    assert intervals({"nme": nme, "yaw": yaw})["nme"]["value"] == pytest.approx(metrics.nme_by_yaw(nme, yaw)["mean"])
+    change = nme_difference(worse, nme, yaw)
+    headline = metrics.nme_by_yaw(worse, yaw)["mean"] - metrics.nme_by_yaw(nme, yaw)["mean"]
+    assert change["delta"] == pytest.approx(headline)
+    assert change["delta"] == pytest.approx(1.0 / 3) and change["worse"] == int(np.sum(np.abs(yaw) > 60))

@@ -117,7 +117,8 @@ def test_folder_of_people_scores_identity_only(people, truth_predictor, tmp_path
     write_reports({"truth": result}, {"truth": curves}, tmp_path, None)
     assert json.loads((tmp_path / "report.json").read_text())["truth"]["n_identities"] == 3
     text = (tmp_path / "report.md").read_text()
-    assert text.count("| truth |") == 2 and "| nan |" in text        # main table and identity table
+    assert text.count("| truth |") == 3 and "| nan |" in text        # main, intervals and identity tables
+    assert "| truth | - | 0.0 (too few to tell) |" in text             # 3 people: halves of them say nothing
     assert cv2.imread(str(tmp_path / "roc.png")) is not None
     assert not (tmp_path / "nme_yaw.png").exists() and not (tmp_path / "ced.png").exists()
 

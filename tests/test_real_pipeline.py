@@ -90,4 +90,4 @@ def test_aflw2000_evaluation_of_a_bundle(face_model, tiny_bundles, tmp_path):
     assert report["n_images"] == 6 and report["data"].startswith("AFLW2000-3D")
     assert sum(report["nme"][f"n_{b}"] for b in ("0-30", "30-60", "60-90")) == 6
     assert "verification_embedding" not in report                      # no identities in AFLW2000-3D
-    assert (out / "ced.png").is_file() and (out / "report.md").read_text().count("| int8-ptq |") == 2  # main and landmark-group tables
+    assert (out / "ced.png").is_file() and (out / "report.md").read_text().count("| int8-ptq |") == 3  # main, groups, intervals
