@@ -62,10 +62,16 @@ def calibrate(bundle, data, far, out, detector, images, box, shape_weight) -> No
     if shortfall(v):
         click.echo(f"warning: {shortfall(v)}", err=True)
     previous = v["previous"]
-    click.echo(f"{result.bundle}: threshold {v['threshold']:.4f} (cosine) at FAR {v['far']:.4g} "
+    click.echo(f"{result.bundle}: threshold {v['threshold']:.4f} (cosine) at FAR {v['far']:.4g}{_within(v, 'far')} "
                f"({v['false_accepts']} of {n['different']} different-person pairs accepted; target {far:g}), "
-               f"TAR {v['tar']:.3f} ({v['true_accepts']} of {n['same']} same-person pairs); "
+               f"TAR {v['tar']:.3f}{_within(v, 'tar')} ({v['true_accepts']} of {n['same']} same-person pairs); "
                + (f"{v['photos']} photos used, {v['skipped_photos']} skipped; " if "photos" in v
                   else f"{v['images']} held-out images of {v['identities']} synthetic people; ")
                + f"shape weight {result.shape_weight:g}; "
                f"was {previous.get('threshold', float('nan')):.4f} ({previous.get('source', 'unrecorded')})")
+
+
+def _within(v: dict, rate: str) -> str:
+    """`` (95 % interval a-b)`` for a rate whose interval was recorded, else nothing."""
+    bounds = v.get(f"{rate}_interval")
+    return f" (95 % interval {bounds[0]:.4g}-{bounds[1]:.4g})" if bounds else ""

@@ -423,6 +423,8 @@ def _triu_pairs(n: int, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ----------------------------------------------------------------------------- uncertainty
 
+Z95 = 1.96  # a normal 95 % interval: a figure or a change +- Z95 standard errors
+
 def half_sample_se(statistic: Callable[[np.ndarray], float], n_units: int, halves: int = 100, seed: int = 0) -> float:
     """Standard error of ``statistic(all units)`` from random halves of ``n_units`` independent units
     (faces, people or photos): the spread of ``statistic(kept)`` over ``halves`` random halves,

@@ -28,12 +28,14 @@ from siamface.training.data.real_formats import IdentityFolderLoader, SampleErro
 
 @dataclass
 class PairSet:
-    """Photos and the pairs over them (indices into ``photos``)."""
+    """Photos and the pairs over them (indices into ``photos``); ``units``: each photo's independent unit
+    for the rates' intervals (its person in a folder of people, itself in a pairs file)."""
 
     photos: list[Path]
     i: np.ndarray
     j: np.ndarray
     same: np.ndarray
+    units: np.ndarray
 
 
 def open_pairs(data: str | os.PathLike, images: str | os.PathLike | None = None) -> PairSet:
@@ -45,10 +47,11 @@ def open_pairs(data: str | os.PathLike, images: str | os.PathLike | None = None)
         photos = list(dict.fromkeys(p for pair in pairs for p in pair[:2]))
         index = {p: k for k, p in enumerate(photos)}
         return PairSet(photos, np.array([index[p.path_a] for p in pairs]), np.array([index[p.path_b] for p in pairs]),
-                       np.array([p.same for p in pairs], bool))
+                       np.array([p.same for p in pairs], bool), np.arange(len(photos)))
     if data.is_dir():
         entries = IdentityFolderLoader(data).entries
-        return PairSet([e.image_path for e in entries], *every_pair(np.array([e.identity for e in entries])))
+        people = np.array([e.identity for e in entries])
+        return PairSet([e.image_path for e in entries], *every_pair(people), np.unique(people, return_inverse=True)[1])
     raise SiamfaceError(f"--data {data} does not exist: pass a folder of people (person/*.jpg) or a pairs file "
                         f"(LFW pairs.txt, CSV file_a,file_b,same)")
 
@@ -118,7 +121,8 @@ def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, fa
         raise SiamfaceError(f"{data}: no pair has two photos with a face ({len(skipped)} of {len(pairs.photos)} photos "
                             f"skipped): use photos with a visible face, or --box for aligned face crops")
     i, j = pairs.i[keep], pairs.j[keep]
-    point = operating_point(pair_scores(embeddings, i, j), pairs.same[keep], far_target)
+    point = operating_point(pair_scores(embeddings, i, j), pairs.same[keep], far_target,
+                            units=(pairs.units[i], pairs.units[j]))
     old = bundle.meta.get("verification", {})
     block = {"source": "calibrated", "data": str(Path(data).resolve()), "date": utc_now(), **point,
              "photos": int(usable.sum()), "skipped_photos": len(skipped),

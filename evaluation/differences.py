@@ -10,15 +10,12 @@ import numpy as np
 
 from siamface.edge_runtime import metrics
 
-Z95 = 1.96  # a normal 95 % interval: the figure or change +- Z95 standard errors
-
-
 def _interval(value: float, se: float, key: str = "delta") -> dict[str, float | None]:
     """A figure (``key``: "value") or a change ("delta") and its interval; None for the standard error and
     both bounds where the units are too few to tell (JSON has no inf)."""
     if not np.isfinite(se):
         return {key: value, "se": None, "low": None, "high": None}
-    return {key: value, "se": se, "low": value - Z95 * se, "high": value + Z95 * se}
+    return {key: value, "se": se, "low": value - metrics.Z95 * se, "high": value + metrics.Z95 * se}
 
 
 def _eer_statistic(scores: np.ndarray, same: np.ndarray, units: tuple[np.ndarray, np.ndarray],

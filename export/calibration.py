@@ -41,7 +41,25 @@ def check_measurable(far_target: float, n_different: int) -> None:
             f"FAR {1 / n_different:.2g} or higher")
 
 
-def operating_point(scores: np.ndarray, same: np.ndarray, far_target: float, clamp_far: bool = False) -> dict:
+def rate_intervals(accepted: np.ndarray, same: np.ndarray, units: tuple[np.ndarray, np.ndarray]) -> dict:
+    """95 % intervals of the FAR and TAR of these decisions, from random halves of the units behind
+    each pair (people or photos; metrics.half_sample_se), clipped to [0, 1]: how far the rates could
+    move on another draw of as many people. None where the units are too few to tell."""
+    a, b = units
+    n_units = int(max(a.max(), b.max())) + 1
+    out = {}
+    for key, kind in (("far_interval", ~same), ("tar_interval", same)):
+        def rate(kept: np.ndarray, kind=kind) -> float:
+            both = kept[a] & kept[b] & kind
+            return float(accepted[both].mean()) if both.any() else float("nan")
+
+        se, value = metrics.half_sample_se(rate, n_units), float(accepted[kind].mean())
+        out[key] = [max(0.0, value - metrics.Z95 * se), min(1.0, value + metrics.Z95 * se)] if np.isfinite(se) else None
+    return out
+
+
+def operating_point(scores: np.ndarray, same: np.ndarray, far_target: float, clamp_far: bool = False,
+                    units: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """The threshold (cosine, within [-1, 1]) at ``far_target``, with the FAR and TAR measured at it.
 
     With n different-person pairs no FAR below 1/n can be measured: ``clamp_far`` sets the threshold
@@ -49,7 +67,8 @@ def operating_point(scores: np.ndarray, same: np.ndarray, far_target: float, cla
     no same-person pair is accepted at the FAR, the threshold sits just above every different-person
     score. A threshold outside [-1, 1] (float cosines of a collapsed model's embeddings reach a hair
     above 1) is clamped to the range, its unclamped value recorded, and FAR and TAR are measured
-    at the clamped value, so the record always describes the threshold the device uses.
+    at the clamped value, so the record always describes the threshold the device uses. With
+    ``units`` (each pair's two people or photos) the FAR and TAR get their 95 % intervals.
     """
     scores, same = np.asarray(scores, np.float64).ravel(), np.asarray(same, bool).ravel()
     n_same, n_diff = int(same.sum()), int((~same).sum())
@@ -69,6 +88,7 @@ def operating_point(scores: np.ndarray, same: np.ndarray, far_target: float, cla
         point["threshold_unclamped"] = raw
     accepted = scores >= threshold
     return {**point, "threshold": threshold, "far": float(accepted[~same].mean()), "tar": float(accepted[same].mean()),
+            **(rate_intervals(accepted, same, units) if units is not None else {}),
             "false_accepts": int(accepted[~same].sum()), "true_accepts": int(accepted[same].sum()),
             "n_pairs": {"same": n_same, "different": n_diff}, "eer": metrics.eer(scores, same),
             "similarity": "cosine"}

@@ -59,7 +59,9 @@ def calibrate(embeddings: np.ndarray, identities: np.ndarray, far_target: float)
     """Threshold on cosine similarity at ``far_target`` over all pairs of held-out images; a FAR below
     what the pairs can measure is raised to the smallest measurable one, with a warning."""
     i, j, same = every_pair(identities)
-    point = operating_point(pair_scores(embeddings, i, j), same, far_target, clamp_far=True)
+    people = np.unique(identities, return_inverse=True)[1]
+    point = operating_point(pair_scores(embeddings, i, j), same, far_target, clamp_far=True,
+                            units=(people[i], people[j]))
     if "far_target_used" in point:
         tqdm.write(f"warning: {point['n_pairs']['different']} different-person pairs cannot measure FAR "
                    f"{far_target:g}: threshold set at FAR {point['far_target_used']:.2g}; raise calibration_images for a lower one",

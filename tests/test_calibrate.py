@@ -198,8 +198,12 @@ def test_calibrate_on_a_people_folder_records_where_the_threshold_came_from(colo
     assert v["far"] <= 0.05 and v["false_accepts"] == round(240 * v["far"]) and 0.3 < v["tar"] < 1.0
     assert v["far_target"] == 0.05 and v["faces"] == "blazeface, refined, largest" and v["date"][:2] == "20"
     assert v["previous"] == {"threshold": 0.9}  # the colour bundle's hand-written block had no source
-    assert stdout.startswith(f"{out}: threshold {v['threshold']:.4f} (cosine) at FAR {v['far']:.4g} "
-                             f"({v['false_accepts']} of 240 different-person pairs accepted; target 0.05), ")
+    # the rates' 95 % intervals over random halves of the 6 people: around the measured rates, within [0, 1]
+    (far_lo, far_hi), (tar_lo, tar_hi) = v["far_interval"], v["tar_interval"]
+    assert 0.0 <= far_lo < v["far"] < far_hi <= 1.0 and 0.0 <= tar_lo < v["tar"] < tar_hi <= 1.0
+    assert stdout.startswith(f"{out}: threshold {v['threshold']:.4f} (cosine) at FAR {v['far']:.4g} (95 % interval "
+                             f"{far_lo:.4g}-{far_hi:.4g}) ({v['false_accepts']} of 240 different-person pairs accepted; "
+                             f"target 0.05), ")
     assert load_bundle(out).model_hash == load_bundle(colour_bundle).model_hash
     assert (colour_bundle / META).read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in colour_bundle.iterdir())
