@@ -284,6 +284,12 @@ def _decision(args, rec) -> tuple[float, str]:
     return rec.bundle.threshold, rec.bundle.threshold_source
 
 
+def _far(args, rec) -> float | None:
+    """The FAR the bundle's threshold was measured at (on photo pairs); None for a --threshold, which
+    nothing measured."""
+    return rec.bundle.meta["verification"].get("far") if args.threshold is None else None
+
+
 def _gallery(args, rec, threshold: float):
     from .identity import Gallery
 
@@ -315,9 +321,8 @@ def cmd_verify(args) -> int:
     else:
         verdict = gallery.verify(a.embedding, args.person)
         score, against, faces = verdict.score, {"person": verdict.name, "gallery": str(args.gallery)}, [used_a]
-    far = rec.bundle.meta["verification"].get("far") if args.threshold is None else None
     emit({"score": round(score, 4), "score_kind": "cosine", **against, "threshold": round(threshold, 4),
-          "threshold_source": source, "same_person": score >= threshold, "far_at_threshold": far,
+          "threshold_source": source, "same_person": score >= threshold, "far_at_threshold": _far(args, rec),
           "faces": faces})
     return _match_exit(args, score >= threshold)
 
@@ -345,7 +350,8 @@ def cmd_identify(args) -> int:
     face, used = _one_face(rec, Path(args.image), args)
     result = _gallery(args, rec, threshold).identify(face.embedding, k=args.k)
     emit({"best": result.best, "score_kind": "cosine", "threshold": round(result.threshold, 4),
-          "threshold_source": source, "candidates": [[n, round(s, 4)] for n, s in result.candidates],
+          "threshold_source": source, "far_at_threshold": _far(args, rec),
+          "candidates": [[n, round(s, 4)] for n, s in result.candidates],
           "face": used})
     return _match_exit(args, result.best is not None)
 

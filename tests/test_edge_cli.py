@@ -362,6 +362,7 @@ def test_enroll_verify_identify_list_remove(colour_bundle, synthetic, tmp_path):
         assert found["best"] == (expected[0][0] if expected[0][1] >= COLOUR_THRESHOLD else None)
         assert found["threshold"] == COLOUR_THRESHOLD and found["score_kind"] == "cosine"
         assert found["threshold_source"] == "bundle: source not recorded"  # the hand-made block has none
+        assert found["far_at_threshold"] == 0.05                           # the FAR the bundle states, as verify
 
     # verify PHOTO --person NAME: the 1:1 check against one template, the same cosine identify ranks by
     for k in (a[2], b[2]):
@@ -422,7 +423,8 @@ def test_threshold_option_changes_the_decision_and_says_so(colour_bundle, synthe
     for threshold, name in ((top - 1e-3, "alice"), (top + 1e-3, None)):
         found = json.loads(ok(run("identify", paths[-1], *box, "--model", model, "--gallery", gallery,
                                   "--threshold", f"{threshold:.4f}")))
-        assert found == {**best, "best": name, "threshold": round(threshold, 4), "threshold_source": "--threshold"}
+        assert found == {**best, "best": name, "threshold": round(threshold, 4), "threshold_source": "--threshold",
+                         "far_at_threshold": None}
 
 
 @pytest.mark.parametrize("value", ["1.0001", "-1.5", "nan", "inf", "high"])
