@@ -425,6 +425,33 @@ def _triu_pairs(n: int, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 Z95 = 1.96  # a normal 95 % interval: a figure or a change +- Z95 standard errors
 
+
+def normal_interval(value: float, se: float, bounds: tuple[float, float] = (-np.inf, np.inf)
+                    ) -> tuple[float, float] | None:
+    """value +- Z95 standard errors, clipped to ``bounds`` (a rate's [0, 1]); None for an infinite
+    standard error (too few units to tell)."""
+    if not np.isfinite(se):
+        return None
+    return max(bounds[0], value - Z95 * se), min(bounds[1], value + Z95 * se)
+
+
+def eer_on_units(scores: np.ndarray, same: np.ndarray, units: tuple[np.ndarray, np.ndarray],
+                 reference: np.ndarray | None = None) -> tuple[Callable[[np.ndarray], float], int]:
+    """(statistic of a mask over the units, number of units) for half_sample_se: the EER of the pairs
+    whose both units (``units``: each pair's two people or photos) are kept, minus ``reference``'s
+    EER on the same pairs when given; NaN for a half without both kinds of pair."""
+    a, b = units
+    same = np.asarray(same, bool)
+
+    def statistic(kept: np.ndarray) -> float:
+        both = kept[a] & kept[b]
+        if same[both].all() or not same[both].any():
+            return float("nan")
+        return eer(scores[both], same[both]) - (0.0 if reference is None else eer(reference[both], same[both]))
+
+    return statistic, int(max(a.max(), b.max())) + 1
+
+
 def half_sample_se(statistic: Callable[[np.ndarray], float], n_units: int, halves: int = 100, seed: int = 0) -> float:
     """Standard error of ``statistic(all units)`` from random halves of ``n_units`` independent units
     (faces, people or photos): the spread of ``statistic(kept)`` over ``halves`` random halves,

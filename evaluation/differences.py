@@ -10,38 +10,27 @@ import numpy as np
 
 from siamface.edge_runtime import metrics
 
-def _interval(value: float, se: float, key: str = "delta") -> dict[str, float | None]:
-    """A figure (``key``: "value") or a change ("delta") and its interval; None for the standard error and
-    both bounds where the units are too few to tell (JSON has no inf)."""
-    if not np.isfinite(se):
+
+def _interval(value: float, se: float, key: str = "delta", bounds: tuple[float, float] = (-np.inf, np.inf)
+              ) -> dict[str, float | None]:
+    """A figure (``key``: "value") or a change ("delta") and its interval (metrics.normal_interval); None
+    for the standard error and both bounds where the units are too few to tell (JSON has no inf)."""
+    interval = metrics.normal_interval(value, se, bounds)
+    if interval is None:
         return {key: value, "se": None, "low": None, "high": None}
-    return {key: value, "se": se, "low": value - metrics.Z95 * se, "high": value + metrics.Z95 * se}
+    return {key: value, "se": se, "low": interval[0], "high": interval[1]}
 
 
-def _eer_statistic(scores: np.ndarray, same: np.ndarray, units: tuple[np.ndarray, np.ndarray],
-                   reference: np.ndarray | None = None) -> tuple[Callable[[np.ndarray], float], int]:
-    """(statistic of a mask over the units, number of units): the EER in percent of the pairs whose
-    both units are kept, minus the reference's on the same pairs when given; NaN for a half
-    without both kinds of pair."""
-    a, b = units
-    same = np.asarray(same, bool)
-
-    def statistic(kept: np.ndarray) -> float:
-        both = kept[a] & kept[b]
-        if same[both].all() or not same[both].any():
-            return float("nan")
-        base = 0.0 if reference is None else metrics.eer(reference[both], same[both])
-        return 100.0 * (metrics.eer(scores[both], same[both]) - base)
-
-    return statistic, int(max(a.max(), b.max())) + 1
+def _eer_percent(scores: np.ndarray, same: np.ndarray, units: tuple[np.ndarray, np.ndarray],
+                 reference: np.ndarray | None = None) -> tuple[Callable[[np.ndarray], float], int]:
+    """metrics.eer_on_units in percent."""
+    statistic, n_units = metrics.eer_on_units(scores, same, units, reference)
+    return (lambda kept: 100.0 * statistic(kept)), n_units
 
 
 def _percent(value: float, se: float) -> dict[str, float | None]:
     """A percentage and its interval, clipped to [0, 100] (a normal interval of a small set can cross them)."""
-    d = _interval(value, se, "value")
-    if d["se"] is not None:
-        d["low"], d["high"] = max(d["low"], 0.0), min(d["high"], 100.0)
-    return d
+    return _interval(value, se, "value", (0.0, 100.0))
 
 
 def nme_mean(nme: np.ndarray, yaw: np.ndarray | None, kept: np.ndarray | None = None) -> float:
@@ -61,7 +50,7 @@ def intervals(c: dict) -> dict:
         se = metrics.half_sample_se(lambda kept: nme_mean(nme, yaw, kept), nme.size)
         found["nme"] = _percent(nme_mean(nme, yaw), se)
     if "scores" in c:
-        statistic, n_units = _eer_statistic(c["scores"], c["same"], c["units"])
+        statistic, n_units = _eer_percent(c["scores"], c["same"], c["units"])
         found["eer_embedding"] = _percent(statistic(np.ones(n_units, bool)), metrics.half_sample_se(statistic, n_units))
     return found
 
@@ -84,7 +73,7 @@ def eer_difference(model: np.ndarray, reference: np.ndarray, same: np.ndarray, u
     """EER change in percent (model minus reference, scores of the same pairs) and its interval;
     ``units`` gives each pair's two independent units (the people of its photos, or the photos
     themselves for a pairs file, which names no people): a half keeps the pairs whose both units it holds."""
-    change, n_units = _eer_statistic(model, same, units, reference)
+    change, n_units = _eer_percent(model, same, units, reference)
     se = metrics.half_sample_se(change, n_units)
     return {**_interval(change(np.ones(n_units, bool)), se), "pairs": int(len(same)), "units": n_units}
 

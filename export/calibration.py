@@ -53,8 +53,9 @@ def rate_intervals(accepted: np.ndarray, same: np.ndarray, units: tuple[np.ndarr
             both = kept[a] & kept[b] & kind
             return float(accepted[both].mean()) if both.any() else float("nan")
 
-        se, value = metrics.half_sample_se(rate, n_units), float(accepted[kind].mean())
-        out[key] = [max(0.0, value - metrics.Z95 * se), min(1.0, value + metrics.Z95 * se)] if np.isfinite(se) else None
+        se = metrics.half_sample_se(rate, n_units)
+        bounds = metrics.normal_interval(float(accepted[kind].mean()), se, (0.0, 1.0))
+        out[key] = None if bounds is None else list(bounds)
     return out
 
 
@@ -139,10 +140,5 @@ def _gain_noise(before: np.ndarray, after: np.ndarray, same: np.ndarray, identit
     pairs) from random halves of the people (metrics.half_sample_se); infinite with fewer than 4
     people, where halves cannot hold two people each."""
     people = np.unique(identities, return_inverse=True)[1]
-    a, b = people[pairs[0]], people[pairs[1]]
-
-    def gain(kept: np.ndarray) -> float:
-        both = kept[a] & kept[b]
-        return metrics.eer(before[both], same[both]) - metrics.eer(after[both], same[both])
-
-    return metrics.half_sample_se(gain, int(people.max()) + 1, halves, seed)
+    change, n_people = metrics.eer_on_units(after, same, (people[pairs[0]], people[pairs[1]]), reference=before)
+    return metrics.half_sample_se(change, n_people, halves, seed)  # the gain's spread: the change's, sign aside
