@@ -43,12 +43,14 @@ def _register() -> None:
     from siamface.cli.edge import EDGE_COMMANDS
     from siamface.cli.evaluate import compare, evaluate, evaluate_fit
     from siamface.cli.export import export_cmd
+    from siamface.cli.texture_id import texture_id
     from siamface.cli.train import qat, train
 
     main.add_command(data)
     main.add_command(train)
     main.add_command(qat)
     main.add_command(export_cmd)
+    main.add_command(texture_id)
     main.add_command(calibrate)
     main.add_command(evaluate)
     main.add_command(compare)

@@ -32,7 +32,7 @@ DECODER = "face_model.npz"
 DIGEST = "metadata_sha256"
 # What decides a match or a reconstruction; descriptive keys (created, parity, training, versions) stay free.
 SEALED_KEYS = ("format_version", "kind", "variant", "input", "outputs", "param_layout", "whitening", "crop",
-               "embedding", "reconstruction", "verification", "model", "face_model")
+               "embedding", "reconstruction", "verification", "model", "face_model", "texture_identity")
 
 
 @dataclass
@@ -69,11 +69,36 @@ class Bundle:
         return float(self.meta.get("embedding", {}).get("shape_weight", 0.0))
 
     @property
+    def texture(self) -> dict | None:
+        """The ``texture_identity`` block (model, unwrap table, dim, weight), or None: the bundle has
+        no texture identity model (edge_runtime.texture_identity)."""
+        return self.meta.get("texture_identity")
+
+    @property
+    def texture_weight(self) -> float:
+        """The texture embedding's share in a face's identity vector (normalise.identity_vector); 0 without one."""
+        return float(self.texture["weight"]) if self.texture else 0.0
+
+    @property
     def identity_space(self) -> str:
         """What a gallery's vectors must come from to be compared with this bundle's: the model, and
-        the shape code's share when it has one (identity.Gallery's ``model_hash``)."""
-        weight = self.shape_weight
-        return self.model_hash if weight == 0.0 else f"{self.model_hash} with shape weight {weight:g}"
+        the shape code's and texture model's shares when it has them (identity.Gallery's ``model_hash``)."""
+        space = self.model_hash if self.shape_weight == 0.0 else f"{self.model_hash} with shape weight {self.shape_weight:g}"
+        if self.texture_weight > 0.0:
+            space += f" and texture model {self.texture['model']['sha256']} weight {self.texture_weight:g}"
+        return space
+
+    def texture_embedder(self, num_threads: int = 1):
+        """The bundle's TextureEmbedder, or None when it has no texture identity model (or a share of 0)."""
+        if self.texture_weight == 0.0:
+            return None
+        from .texture_identity import TextureEmbedder
+        from .unwrap import UnwrapTable
+
+        table = UnwrapTable.load(self.root / self.texture["table"]["file"])
+        table.check_model(self.face_model, str(self.root / META))
+        return TextureEmbedder(self.root / self.texture["model"]["file"], table, self.face_model, self.layout,
+                               num_threads)
 
     @property
     def flip_params(self) -> bool:
@@ -178,6 +203,18 @@ def check_model_signature(bundle: "Bundle") -> None:
                             f"found {found}); {FIX}")
 
 
+def check_texture_signature(bundle: "Bundle") -> None:
+    """The texture identity model takes one (1, H, W, 4) map and gives ``embedding`` (1, dim)."""
+    path = bundle.root / bundle.texture["model"]["file"]
+    inputs, outputs = model_signature(path)
+    dim = bundle.texture["dim"]
+    if not (len(inputs) == 1 and len(inputs[0].shape) == 4 and inputs[0].shape[0] == 1 and inputs[0].shape[3] == 4
+            and len(outputs) == 1 and outputs[0].shape == (1, dim)):
+        found = ", ".join(map(_tensor, inputs)) + " -> " + ", ".join(map(_tensor, outputs))
+        raise SiamfaceError(f"{path} is not the texture model {bundle.root / META} describes (one input (1, H, W, 4), "
+                            f"output (1, {dim}); found {found}); {FIX}")
+
+
 def load_bundle(path: str | os.PathLike, verify: bool = True, check_metadata: bool = True) -> Bundle:
     """Open a bundle folder (or its bundle.json), checked in this order: bundle.json's schema (types,
     required keys), file names inside the folder, with ``check_metadata`` the verification block and
@@ -193,6 +230,9 @@ def load_bundle(path: str | os.PathLike, verify: bool = True, check_metadata: bo
                                ("siamface.bundle",))
     validate(meta, BUNDLE, meta_path)
     files = {"model.file": meta["model"], "face_model.decoder.file": meta["face_model"]["decoder"]}
+    if "texture_identity" in meta:
+        files |= {"texture_identity.model.file": meta["texture_identity"]["model"],
+                  "texture_identity.table.file": meta["texture_identity"]["table"]}
     paths = {key: _inside(root, entry["file"], key, meta_path) for key, entry in files.items()}
     if check_metadata:
         validate(meta, VERIFICATION, meta_path)
@@ -200,9 +240,12 @@ def load_bundle(path: str | os.PathLike, verify: bool = True, check_metadata: bo
     check_consistency(meta, meta_path)
     bundle = Bundle(root, meta)
     if verify:
-        for (key, entry), what in zip(files.items(), ("model", "face-model decoder")):
+        for (key, entry), what in zip(files.items(), ("model", "face-model decoder", "texture identity model",
+                                                      "texture unwrap table")):
             if file_sha256(paths[key]) != entry["sha256"]:
                 raise SiamfaceError(f"{paths[key]} does not match the sha256 in {meta_path}: the {what} was modified "
                                     f"or truncated; copy the bundle again or re-export it")
         check_model_signature(bundle)
+        if bundle.texture:
+            check_texture_signature(bundle)
     return bundle

@@ -65,6 +65,8 @@ BUNDLE: Schema = {
     "embedding?": {"dim?": POSITIVE, "flip?": BOOLEAN,
                    "shape_weight?": Rule(lambda x: _number(x) and 0.0 <= x < 1.0, "a number in [0, 1)")},
     "reconstruction?": {"flip?": BOOLEAN},
+    "texture_identity?": {"model": {"file": FILE, "sha256": SHA256}, "table": {"file": FILE, "sha256": SHA256},
+                          "dim": POSITIVE, "weight": Rule(lambda x: _number(x) and 0.0 <= x <= 1.0, "a number in [0, 1]")},
     "model": {"file": FILE, "sha256": SHA256},
     "face_model": {"decoder": {"file": FILE, "sha256": SHA256}},
 }
@@ -102,7 +104,7 @@ def validate(meta: Any, schema: Schema, where: Path, prefix: str = "") -> None:
 
 def check_consistency(meta: dict, where: Path) -> None:
     """Cross-key rules, after the digest says the values are as written: whitening has one positive
-    std and one mean per parameter of the layout."""
+    std and one mean per parameter of the layout; the identity vector's shares add up to at most 1."""
     size = ParamLayout.from_dict(meta["param_layout"]).size
     for key in ("mean", "std"):
         if len(meta["whitening"][key]) != size:
@@ -110,3 +112,7 @@ def check_consistency(meta: dict, where: Path) -> None:
                                 f"needs {size}; {FIX}")
     if min(meta["whitening"]["std"]) <= 0:
         raise SiamfaceError(f"{where}: whitening.std must be positive; {FIX}")
+    shares = meta.get("embedding", {}).get("shape_weight", 0.0) + meta.get("texture_identity", {}).get("weight", 0.0)
+    if shares > 1.0 + 1e-9:
+        raise SiamfaceError(f"{where}: embedding.shape_weight and texture_identity.weight add up to {shares:g}, "
+                            f"more than 1; {FIX}")

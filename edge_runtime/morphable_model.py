@@ -88,12 +88,13 @@ class MorphableModel:
         flat = np.asarray(exp_coeffs, np.float32) @ self._flat_bases[1]
         return flat.reshape(flat.shape[:-1] + (self.n_vertices, 3))
 
-    def _bases_at(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Mean and bases on a few vertices, flat: decoding them is one small matmul per basis."""
+    def bases_at(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean and bases on a few vertices, flat: decoding them (``decode_at``) is one small matmul
+        per basis. Keep them for a set of vertices decoded again and again."""
         return (self.mean[idx].reshape(-1), self.id_basis[:, idx].reshape(self.n_id_total, -1),
                 self.exp_basis[:, idx].reshape(len(self.exp_names), -1))
 
-    def _decode_at(self, bases: tuple[np.ndarray, np.ndarray, np.ndarray], id_coeffs: np.ndarray,
+    def decode_at(self, bases: tuple[np.ndarray, np.ndarray, np.ndarray], id_coeffs: np.ndarray,
                    exp_coeffs: np.ndarray | None) -> np.ndarray:
         mean, id_basis, exp_basis = bases
         id_coeffs = np.asarray(id_coeffs, np.float32)
@@ -105,11 +106,11 @@ class MorphableModel:
     @cached_property
     def _landmark_bases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The 68 landmark vertices' bases (the device decodes landmarks twice per face)."""
-        return self._bases_at(self.landmarks68)
+        return self.bases_at(self.landmarks68)
 
     def landmarks3d(self, id_coeffs: np.ndarray, exp_coeffs: np.ndarray | None = None) -> np.ndarray:
         """Model-space 68 landmarks (..., 68, 3), computed on those vertices only."""
-        return self._decode_at(self._landmark_bases, id_coeffs, exp_coeffs)
+        return self.decode_at(self._landmark_bases, id_coeffs, exp_coeffs)
 
     @cached_property
     def contour_lines(self) -> ContourLines:
@@ -122,7 +123,7 @@ class MorphableModel:
 
     @cached_property
     def _contour_bases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self._bases_at(self.contour_lines.vertices)
+        return self.bases_at(self.contour_lines.vertices)
 
     def image_landmarks(self, params: np.ndarray, layout: ParamLayout, convention: str = "3d") -> np.ndarray:
         """Image-space 68 landmarks (..., 68, 3) of parameter vectors (x, y pixels; z depth): fixed
@@ -134,7 +135,7 @@ class MorphableModel:
         landmarks = project(self.landmarks3d(id_coeffs, exp_coeffs), camera)
         if convention == "3d":
             return landmarks
-        candidates = project(self._decode_at(self._contour_bases, id_coeffs, exp_coeffs), camera)
+        candidates = project(self.decode_at(self._contour_bases, id_coeffs, exp_coeffs), camera)
         return march(landmarks, candidates, self.contour_lines, camera)
 
     def image_vertices(self, params: np.ndarray, layout: ParamLayout) -> np.ndarray:

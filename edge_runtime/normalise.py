@@ -43,15 +43,17 @@ def fuse_mirrored(embedding: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
     return l2_normalize(l2_normalize(embedding) + l2_normalize(mirrored))
 
 
-def identity_vector(embedding: np.ndarray, shape_code: np.ndarray, shape_weight: float) -> np.ndarray:
-    """The vector a face is identified by: the unit embedding and the unit identity shape code
-    (the face model's identity coefficients), scaled by sqrt(1 - w) and sqrt(w) and joined, so the
-    cosine of two such vectors is (1 - w) x the embeddings' cosine + w x the shape codes'. The
-    embedding tells synthetic people apart by skin tone, hair and beard and the shape code by face
-    shape (docs/results.md); together they verify better than either. ``shape_weight`` 0 returns
-    the unit embedding unchanged (bundles before the weight existed). Rows of (N, D) work too."""
-    embedding = l2_normalize(embedding)
-    if shape_weight <= 0.0:
-        return embedding
-    return np.concatenate([np.sqrt(1.0 - shape_weight) * embedding,
-                           np.sqrt(shape_weight) * l2_normalize(shape_code)], axis=-1)
+def identity_vector(embedding: np.ndarray, shape_code: np.ndarray, shape_weight: float,
+                    texture: np.ndarray | None = None, texture_weight: float = 0.0) -> np.ndarray:
+    """The vector a face is identified by: the unit embedding, the unit identity shape code (the
+    face model's identity coefficients) and, for a bundle with a texture identity model, its unit
+    texture embedding (edge_runtime.texture_identity), scaled by the square roots of their shares
+    (1 - w_shape - w_texture, w_shape, w_texture) and joined, so the cosine of two such vectors is
+    the shares' mix of the parts' cosines. The embedding tells synthetic people apart by skin tone,
+    hair and beard, the shape code by face shape and the texture by the skin itself, seen the same
+    way in every pose (docs/results.md); together they verify better than any alone. Shares of 0
+    return the unit embedding unchanged (bundles before them). Rows of (N, D) work too."""
+    if shape_weight <= 0.0 and texture_weight <= 0.0:
+        return l2_normalize(embedding)
+    parts = ((1.0 - shape_weight - texture_weight, embedding), (shape_weight, shape_code), (texture_weight, texture))
+    return np.concatenate([np.sqrt(w) * l2_normalize(part) for w, part in parts if w > 1e-9], axis=-1)

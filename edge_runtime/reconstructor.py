@@ -41,6 +41,8 @@ class Face:
     keypoints: np.ndarray | None = None     # detector's 6 BlazeFace points (6, 2) pixels; None from a box or a track
     _mirrored: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # the mirrored crop's embedding
     _shape_weight: float = field(default=0.0, repr=False)  # the bundle's embedding.shape_weight
+    _texture: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # the texture model's embedding
+    _texture_weight: float = field(default=0.0, repr=False)  # the bundle's texture_identity.weight
 
     @cached_property
     def embedding(self) -> np.ndarray:
@@ -48,9 +50,13 @@ class Face:
         bundle that says ``embedding.flip`` fused with the mirrored crop's (normalise.fuse_mirrored),
         whose invoke runs on first use, so a reconstruction that never asks for identity does not
         pay for it (unless the bundle's ``reconstruction.flip`` already ran it for the parameters);
-        with ``embedding.shape_weight``, joined with the face's shape code (normalise.identity_vector)."""
+        with ``embedding.shape_weight``, joined with the face's shape code, and with a texture
+        identity model, with its embedding of the face's unwrapped texture, also run on first use
+        (normalise.identity_vector)."""
         emb = self.crop_embedding if self._mirrored is None else fuse_mirrored(self.crop_embedding, self._mirrored())
-        return identity_vector(emb, self._layout.split(self.params)[1], self._shape_weight)
+        texture = self._texture() if self._texture is not None else None
+        return identity_vector(emb, self._layout.split(self.params)[1], self._shape_weight, texture,
+                               self._texture_weight)
 
     @cached_property
     def landmarks3d(self) -> np.ndarray:
@@ -158,6 +164,7 @@ class Reconstructor:
         self.size = bundle.input_size
         # the mirrored crop's parameters mapped back (mirror_params), when the bundle and the options ask for it
         self.mirror = param_mirror(self.decoder, self.layout.n_id) if options.flip and bundle.flip_params else None
+        self.texture = bundle.texture_embedder(options.num_threads)
         self._detector: FaceDetector | None = None
         self.timings: dict[str, deque[float]] = {}
 
@@ -205,6 +212,13 @@ class Reconstructor:
         self._time("mirror", t)
         return self.whitening.unwhiten(out["params"][0]), out["embedding"][0]
 
+    def _texture_embedding(self, pixels: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """The texture identity model's raw embedding of a crop under its parameters (timed as "texture")."""
+        t = time.perf_counter()
+        emb = self.texture(pixels[None], params[None])[0]
+        self._time("texture", t)
+        return emb
+
     def reconstruct(self, image: np.ndarray, boxes=None) -> list[Face]:
         """Faces in an RGB image (grayscale/RGBA converted), largest first; ``boxes`` skips detection."""
         image = to_rgb(np.asarray(image))
@@ -239,7 +253,9 @@ class Reconstructor:
             params = self.mirror.fuse(params, mirrored()[0], self.layout, self.size)
         t = time.perf_counter()
         face = Face(tuple(float(v) for v in box), float(score), crop, params, emb, self.decoder, self.layout,
-                    keypoints, (lambda: mirrored()[1]) if self.bundle.flip_embedding else None, self.bundle.shape_weight)
+                    keypoints, (lambda: mirrored()[1]) if self.bundle.flip_embedding else None, self.bundle.shape_weight,
+                    partial(self._texture_embedding, pixels, params) if self.texture is not None else None,
+                    self.bundle.texture_weight)
         face.landmarks3d  # decode now so timings and errors happen here
         self._time("decode", t)
         return face

@@ -47,7 +47,7 @@ def synthetic_split(root: str | Path, split: str = "test", limit: int | None = N
     ``limit`` keeps whole people (all their photos, people evenly spread over the split) so that a
     shortened split still has same-person pairs: the train split's photos of a person are contiguous,
     and every n-th image would leave one photo per person and no identity figures."""
-    from siamface.training.data.dataset import Dataset
+    from siamface.training.data.dataset import Dataset, whole_people
     from siamface.training.face_model import recorded_definition
 
     dataset = Dataset.open(root)
@@ -58,16 +58,6 @@ def synthetic_split(root: str | Path, split: str = "test", limit: int | None = N
     truth = GroundTruth(data.landmarks2d[idx], data.pose_deg[idx], data.identity[idx], data.params[idx])
     return EvalSet(f"{Path(root).name}/{split}", data.images(idx), truth,
                    landmarks=recorded_definition(dataset.face_model))
-
-
-def whole_people(identity: np.ndarray, limit: int) -> np.ndarray:
-    """Indices of at most ``limit`` images: every photo of people evenly spaced over ``identity``'s order."""
-    people, first = np.unique(identity, return_index=True)
-    people = people[np.argsort(first)]
-    photos = max(1, round(len(identity) / len(people)))
-    chosen = people[np.linspace(0, len(people) - 1, max(1, limit // photos)).astype(int)]
-    idx = np.flatnonzero(np.isin(identity, chosen))
-    return idx[:limit]
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:

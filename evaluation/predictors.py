@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from siamface.edge_runtime.errors import SiamfaceError
-from siamface.edge_runtime.crop_outputs import OutputRules, Run, crop_outputs
+from siamface.edge_runtime.crop_outputs import OutputRules, Run, crop_outputs, encoder_run
 from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.edge_runtime.normalise import normalise_pixels
 from siamface.edge_runtime.params import ParamLayout, Whitening
@@ -53,15 +53,9 @@ def bundle_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
     from siamface.edge_runtime.interpreter import TFLiteModel
 
     bundle = load_bundle(path)
-    model = TFLiteModel(bundle.model_path, num_threads)
+    run = encoder_run(TFLiteModel(bundle.model_path, num_threads))
 
-    def run(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outs = [model.run(c[None]) for c in crops]
-        return np.concatenate([o["params"] for o in outs]), np.concatenate([o["embedding"] for o in outs])
-
-    rules = OutputRules(bundle.layout, bundle.whitening, bundle.face_model, bundle.flip_embedding, bundle.flip_params,
-                        bundle.shape_weight)
-    return Predictor(str(path), bundle.variant, bundle.input_size, rules, run,
+    return Predictor(str(path), bundle.variant, bundle.input_size, OutputRules.of_bundle(bundle, num_threads), run,
                      {**bundle.meta, "size_bytes": bundle.meta["model"]["size_bytes"]})
 
 

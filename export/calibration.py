@@ -111,18 +111,23 @@ def choose_shape_weight(params: np.ndarray, embeddings: np.ndarray, identities: 
                         seed: int = 0) -> tuple[float, dict]:
     """(weight, record): the share of the shape code in the identity vector (normalise.identity_vector),
     chosen on these images (validation people at export, never the held-out people the threshold and
-    reports use).
-
-    The share with the lowest equal error rate over all pairs is kept only when its gain over the
-    embedding alone (share 0) exceeds twice that gain's noise; otherwise the share is 0, so a model
-    whose shape code carries nothing does not take a share that won by chance. The noise is the
-    spread of the gain over ``halves`` random halves of the people (a delete-half jackknife: that
-    spread estimates the whole set's standard error). Ties go to the smaller share. The record holds
-    the EER of each share, the lowest one's share, its gain and the noise.
-    """
-    i, j, same = every_pair(identities)
+    reports use) by ``choose_share``."""
     shape = params[:, layout.identity]
-    scores = {w: pair_scores(identity_vector(embeddings, shape, w), i, j) for w in weights}
+    return choose_share({w: identity_vector(embeddings, shape, w) for w in weights}, identities, halves, seed)
+
+
+def choose_share(vectors: dict[float, np.ndarray], identities: np.ndarray, halves: int = 100,
+                 seed: int = 0) -> tuple[float, dict]:
+    """(share, record): of identity vectors made with each share of a part (share 0: without it), the
+    share with the lowest equal error rate over all pairs, kept only when its gain over share 0
+    exceeds twice that gain's noise; otherwise 0, so a part that carries nothing does not take a
+    share that won by chance. The noise is the spread of the gain over ``halves`` random halves of
+    the people (a delete-half jackknife: that spread estimates the whole set's standard error). Ties
+    go to the smaller share. The record holds the EER of each share, the lowest one's share, its gain
+    and the noise."""
+    i, j, same = every_pair(identities)
+    weights = sorted(vectors)
+    scores = {w: pair_scores(vectors[w], i, j) for w in weights}
     eers = {w: metrics.eer(scores[w], same) for w in weights}
     lowest = min(weights, key=lambda w: (round(eers[w], 6), w))
     gain = eers[0.0] - eers[lowest]

@@ -7,6 +7,7 @@ import numpy as np
 
 from siamface.edge_runtime import metrics
 from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.crop_outputs import encoder_run
 from siamface.edge_runtime.interpreter import TFLiteModel
 from siamface.edge_runtime.morphable_model import MorphableModel
 from siamface.edge_runtime.normalise import normalise_pixels
@@ -18,13 +19,7 @@ FP32_TOLERANCE = {"params_max_abs": 1e-3, "landmark_nme_percent": 0.01, "embeddi
 
 def run_tflite(path: str | Path, images: np.ndarray, num_threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(whitened params (N, P), raw embeddings (N, D)) for uint8 images, one at a time."""
-    model = TFLiteModel(path, num_threads)
-    params, embs = [], []
-    for image in images:
-        out = model.run(image[None])
-        params.append(out["params"][0])
-        embs.append(out["embedding"][0])
-    return np.asarray(params, np.float32), np.asarray(embs, np.float32)
+    return encoder_run(TFLiteModel(path, num_threads))(images)
 
 
 def run_keras(encoder, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -81,3 +81,22 @@ def _check_pixel_input(tflite: bytes, variant: str) -> None:
     if details["dtype"] != np.int8 or tuple(details["quantization"]) != (1.0, -128):
         raise SiamfaceError(f"variant {variant}: the input came out as {np.dtype(details['dtype']).name} "
                             f"{details['quantization']}, not int8 pixels - 128; report this converter version")
+
+
+def convert_texture_net(net: keras.Model, full_integer: bool,
+                        representative: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
+    """The texture identity network (training.texture_id) as TFLite: one (1, H, W, 4) map in,
+    ``embedding`` out; full-integer int8 (float maps quantised by the runtime) for int8 bundles."""
+    maps = keras.Input(net.input_shape[1:], batch_size=1, name="texture")
+    model = keras.Model(maps, keras.layers.Activation("linear", name="embedding", dtype="float32")(net(maps)))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if full_integer:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([np.asarray(m, np.float32)[None]] for m in representative())
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        return converter.convert()
+    except Exception as exc:  # the converter raises many types; report one line
+        raise SiamfaceError(f"TFLite conversion of the texture network failed: {str(exc).splitlines()[0]}") from None

@@ -255,7 +255,8 @@ def test_cli_evaluates_a_checkpoint_on_a_folder_of_people_with_a_fixed_box(peopl
 def test_a_limited_synthetic_split_keeps_whole_people(tiny_data):
     """`evaluate --limit` on a split whose photos of a person are contiguous keeps every photo of
     evenly spread people, so same-person pairs remain (every n-th image would leave one per person)."""
-    from siamface.evaluation.eval_data import synthetic_split, whole_people
+    from siamface.evaluation.eval_data import synthetic_split
+    from siamface.training.data.dataset import whole_people
 
     ids = np.repeat([7, 3, 9, 1, 5, 2], 4)
     assert whole_people(ids, 13).tolist() == [*range(0, 4), *range(8, 12), *range(20, 24)]   # people 7, 9, 2

@@ -196,6 +196,16 @@ def _pad_columns(labels: np.ndarray, width: int) -> np.ndarray:
     return np.concatenate([labels, np.full((len(labels), width - labels.shape[1]), np.nan, np.float32)], 1)
 
 
+def whole_people(identity: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` images: every photo of people evenly spaced over ``identity``'s order."""
+    people, first = np.unique(identity, return_index=True)
+    people = people[np.argsort(first)]
+    photos = max(1, round(len(identity) / len(people)))
+    chosen = people[np.linspace(0, len(people) - 1, max(1, limit // photos)).astype(int)]
+    idx = np.flatnonzero(np.isin(identity, chosen))
+    return idx[:limit]
+
+
 def merge_splits(splits: list[SplitData]) -> SplitData:
     """One view over several datasets' splits; identities of each are shifted to stay distinct.
     A dataset without the last columns of another (synthetic traits, say) reads them as NaN."""

@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.unwrap import UnwrapTable
 from siamface.training.face_model import project_landmarks
 
 ATLAS_SPEC = """\
@@ -1121,3 +1122,20 @@ def vary_photo(look: Look, rng: np.random.Generator) -> np.ndarray:
     _vary(look.atlas[0, r0:r1, c0:c1], look.base_face, look.bare, lay.shine_box, tone, shine, lay.photo_sites,
           lay.fields[:, 0].reshape(len(FIELD_NAMES), -1), r0, c0, lay.resolution, col, amount)
     return look.atlas
+
+
+def face_unwrap_table(path: str | Path, resolution: int = 64) -> UnwrapTable:
+    """The unwrap table (edge_runtime.unwrap) of the face's box in tile 0 at ``resolution`` texels
+    per tile side: brows to chin and cheek to cheek with the margin per-photo variation uses
+    (``_face_box``), each texel's covering triangle read from the version-2 face model's UV map.
+    Tile 0 holds the face proper, whose vertices the version-1 model (the bundle's decoder) has."""
+    a = _load_v2(path)
+    uv, uv_tris = _repack_uv(a)
+    tri, weights, painted = _barycentric(uv, uv_tris, _rasterize_ids(uv, uv_tris, len(TILE_NAMES), resolution))
+    vertex_uv_index = np.zeros(len(a["mean"]), np.int32)
+    vertex_uv_index[a["triangles"][::-1].ravel()] = uv_tris[::-1].ravel()
+    r0, r1, c0, c1 = _face_box(uv[vertex_uv_index[a["landmarks68"]]], resolution)
+    vertices = a["triangles"][tri[0, r0:r1, c0:c1]].astype(np.int32)
+    keep = painted[0, r0:r1, c0:c1]
+    vertices[~keep] = vertices[keep][0]  # unread, but a valid vertex
+    return UnwrapTable(vertices, weights[0, r0:r1, c0:c1], keep)
