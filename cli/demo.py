@@ -1,7 +1,8 @@
 """`siamface demo` (`make demo`): the whole pipeline from nothing on the default face model.
 
-synthesize -> train -> QAT -> export every variant -> compare -> reconstruct a real photo and
-synthetic faces -> enroll and verify. Every stage resumes: rerunning skips finished work.
+synthesize -> train -> QAT -> export every variant -> texture identity on the int8-qat bundle ->
+compare -> reconstruct a real photo and synthetic faces -> enroll and verify. Every stage resumes:
+rerunning skips finished work.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ QUICK = {"synth": dict(train_identities=8, val_identities=3, test_identities=4, 
                    "encoder.width=0.35", "encoder.last_channels=256", "encoder.embedding_dim=32",
                    "loss.n_sample_vertices=50"],
          "qat": dict(steps=4, eval_every=4),
-         "export": dict(representative_images=16, parity_images=8, calibration_images=16)}
+         "export": dict(representative_images=16, parity_images=8, calibration_images=16),
+         "texture": ["steps=4", "eval_every=2", "n_identities=4", "n_images=2", "warmup_steps=1"]}
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-FULL = {"synth": {}, "train": [], "qat": {}, "export": {}}  # QAT: QATConfig's defaults, as `siamface qat`
+FULL = {"synth": {}, "train": [], "qat": {}, "export": {}, "texture": []}  # QAT: QATConfig's defaults, as `siamface qat`
+TEXTURED = "int8-qat-texture"  # the int8-qat bundle with the texture identity model: what step 8 enrolls with
 
 
 def _stage(title: str) -> None:
@@ -54,35 +57,44 @@ def demo(out, quick) -> None:
     from siamface.training.data.dataset import Dataset
     from siamface.training.data.preview import write_preview
     from siamface.training.data.synth import SynthConfig, synthesize
+    from siamface.export.texture_id import attach_texture_identity
     from siamface.training.qat import QATConfig, run_qat
+    from siamface.training.texture_id.train import TextureIdConfig, train_texture_id
     from siamface.training.train import TrainConfig, train
 
     preset = QUICK if quick else FULL
     out = Path(out)
-    _stage("1/7 synthesize faces")
+    _stage("1/8 synthesize faces")
     synth_cfg = replace(load_config(SynthConfig, CONFIGS / "synth-small.yaml"), **preset["synth"])
     dataset = synthesize(out / "data", synth_cfg)
     write_preview(dataset, out / "data" / "preview.png")
-    _stage("2/7 train the Siamese encoder (float)")
+    _stage("2/8 train the Siamese encoder (float)")
     train_cfg = load_config(TrainConfig, CONFIGS / "train-small.yaml", [f"data=[{out / 'data'}]", *preset["train"]])
     train(train_cfg, out / "train")
-    _stage("3/7 quantization-aware training")
+    _stage("3/8 quantization-aware training")
     run_qat(out / "train" / "best", out / "qat", QATConfig(**preset["qat"]))
-    _stage("4/7 export every variant")
+    _stage("4/8 export every variant")
     bundles = out / "bundles"
     ecfg = ExportConfig(**preset["export"])
     todo = [v for v in FLOAT_VARIANTS if not (bundles / v / "bundle.json").exists()]
     export_checkpoint(out / "train" / "best", todo, bundles, ecfg) if todo else None
     if not (bundles / "int8-qat" / "bundle.json").exists():
         export_checkpoint(out / "qat" / "best", ["int8-qat"], bundles, ecfg)
-    _stage("5/7 compare float and quantized variants on held-out identities")
-    predictors = [open_predictor(bundles / v) for v in (*FLOAT_VARIANTS, "int8-qat")]
+    _stage("5/8 texture identity: a small network on the faces unwrapped through the int8-qat bundle")
+    texture_cfg = load_config(TextureIdConfig, CONFIGS / "texture-small.yaml",
+                              [f"bundle={bundles / 'int8-qat'}", f"data=[{out / 'data'}]", *preset["texture"]])
+    train_texture_id(texture_cfg, out / "texture")
+    if not (bundles / TEXTURED / "bundle.json").exists():
+        attach_texture_identity(out / "texture", bundles / TEXTURED)
+    _stage("6/8 compare float and quantized variants on held-out identities")
+    kinds = (*FLOAT_VARIANTS, "int8-qat", TEXTURED)
+    predictors = [open_predictor(bundles / v) for v in kinds]
     eval_set = open_eval_set(out / "data", predictors[0].size, "test")
     results, curves = {}, {}
-    for p in predictors:
-        results[p.kind], curves[p.kind] = evaluate(p, eval_set)
+    for kind, p in zip(kinds, predictors):
+        results[kind], curves[kind] = evaluate(p, eval_set)
     table = write_reports(results, curves, out / "compare", "fp32")
-    _stage("6/7 reconstruct a real photo and synthetic faces")
+    _stage("7/8 reconstruct a real photo and synthetic faces")
     photos = out / "photos"
     photos.mkdir(parents=True, exist_ok=True)
     test = Dataset.open(out / "data").split("test")
@@ -96,7 +108,8 @@ def demo(out, quick) -> None:
     size = test.image_size
     _run(edge, ["reconstruct", *[str(p) for p in sorted(photos.glob("synthetic_*.png"))], "--model", model,
                 "--out", str(out / "reconstruct"), "--overlay", "--box", _synthetic_box(size)])
-    _stage("7/7 enroll and verify")
+    _stage("8/8 enroll and verify (the int8-qat bundle with the texture identity model)")
+    model = str(bundles / TEXTURED)
     ids = test.identity
     person, other = ids[0], ids[ids != ids[0]][0]
     mine = np.flatnonzero(ids == person)
@@ -110,7 +123,8 @@ def demo(out, quick) -> None:
     click.echo(table)
     click.echo(json.dumps({"dataset": str(out / "data"), "preview": str(out / "data" / "preview.png"),
                            "float checkpoint": str(out / "train" / "best"), "qat checkpoint": str(out / "qat" / "best"),
-                           "bundles": str(bundles), "comparison": str(out / "compare" / "report.md"),
+                           "bundles": str(bundles), "texture identity run": str(out / "texture"),
+                           "comparison": str(out / "compare" / "report.md"),
                            "plots": str(out / "compare"), "reconstructions": str(out / "reconstruct"),
                            "gallery": gallery}, indent=1))
 
@@ -140,4 +154,4 @@ def _enroll_verify(edge, model: str, gallery: str, photos: Path, box: list[str])
     v = json.loads((Path(model) / "bundle.json").read_text())["verification"]
     click.echo(f"at its threshold {v['threshold']:.3f} this bundle accepts {100 * v['tar']:.1f} % of same-person and "
                f"{100 * v['far']:.1f} % of different-person pairs of held-out synthetic people (bundle.json "
-               f"verification; docs/verification.md): a 10-minute model mostly rejects a same-person probe")
+               f"verification; docs/verification.md): whether one probe passes is a draw at these rates")

@@ -1,4 +1,4 @@
-"""Latency on this device: per-stage times of bundles (detect, crop, invoke, decode, embed, mirror), gallery
+"""Latency on this device: per-stage times of bundles (detect, crop, invoke, decode, embed, mirror, texture), gallery
 search, video tracking. Each bench returns records (dicts, the CLI's --json lines); ``bench_lines``
 is the one place that turns them into text."""
 from __future__ import annotations
@@ -11,11 +11,12 @@ import numpy as np
 from .image_io import read_image
 from .reconstructor import Reconstructor, ReconstructorOptions
 
-STAGES = ("detect", "crop", "invoke", "decode", "embed", "mirror")
+STAGES = ("detect", "crop", "invoke", "decode", "embed", "mirror", "texture")
 TABLE_HEADER = "bundle          threads  " + "  ".join(f"{s:>11}" for s in STAGES) + "   per face*  (ms p50/p90)"
 TABLE_FOOTNOTE = ("* per face = crop + invoke + decode + embed over both passes (detector box, then landmark refine),"
                   " + mirror with reconstruction.flip; mirror: the final crop's mirror image's invoke, in every"
-                  " reconstruction with reconstruction.flip (the embedding reuses it), else what an identity check adds")
+                  " reconstruction with reconstruction.flip (the embedding reuses it), else what an identity check adds;"
+                  " texture: the texture identity model's unwrap and invoke, what an identity check adds with one")
 
 
 def _percentiles(values) -> dict | None:
@@ -43,7 +44,7 @@ def bench_bundles(bundles: list[str], threads: list[int], runs: int = 50, image_
                 faces = rec.reconstruct(image, boxes)
                 detect = rec.timings["detect"][-1] if boxes is None else 0.0
                 totals.append((time.perf_counter() - start) * 1e3 - detect)
-                faces[0].embedding  # what verify / identify add: the mirrored crop, timed as "mirror"
+                faces[0].embedding  # what verify / identify add: the mirrored crop ("mirror"), the texture model
             records.append({"bundle": rec.bundle.variant, "threads": n,
                             "ms": {s: _percentiles(rec.timings.get(s, [])) for s in STAGES},
                             "per_face_ms": _percentiles(totals)})

@@ -101,6 +101,10 @@ def calibrate_bundle(bundle_path: str | os.PathLike, data: str | os.PathLike, fa
     bundle = load_bundle(bundle_path, check_metadata=False)  # file hashes checked; a hand edit is replaced below
     target = _target(bundle, out)
     was_edited = bundle.meta.get(DIGEST) != metadata_digest(bundle.meta)
+    if shape_weight is not None and bundle.texture:
+        raise SiamfaceError(f"{bundle.root} has a texture identity model, whose share was chosen beside the shape "
+                            f"code's: set --shape-weight on the bundle it was attached to, then attach again "
+                            f"(`siamface texture-id attach`, docs/texture-identity.md)")
     if (Path(data) / "manifest.json").is_file():
         return _calibrate_on_dataset(bundle, target, Path(data), far_target, shape_weight, was_edited)
     if shape_weight == AUTO:

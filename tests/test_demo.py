@@ -15,6 +15,7 @@ import cv2
 from siamface.export.exporter import FLOAT_VARIANTS
 
 VARIANTS = (*FLOAT_VARIANTS, "int8-qat")
+ROWS = (*VARIANTS, "int8-qat-texture")  # the compared bundles: every variant, and int8-qat with the texture model
 SIAMFACE = str(Path(sys.executable).parent / "siamface")
 
 
@@ -28,12 +29,15 @@ def test_quick_demo_writes_every_stage(tiny_bundles):
     assert (root / "train" / "best" / "checkpoint.json").is_file() and (root / "qat" / "best" / "checkpoint.json").is_file()
     for variant in VARIANTS:
         assert json.loads((root / "bundles" / variant / "bundle.json").read_text())["variant"] == variant
+    textured = json.loads((root / "bundles" / "int8-qat-texture" / "bundle.json").read_text())
+    assert textured["variant"] == "int8-qat" and textured["texture_identity"]["model"]["dtype"] == "int8"
+    assert (root / "texture" / "best" / "texture_id.json").is_file()
 
     report = (root / "compare" / "report.md").read_text()
-    # comparison, landmark-group, intervals and identity tables; every variant but fp32 also in the changes against it
-    assert all(report.count(f"| {v} |") == (4 if v == "fp32" else 5) for v in VARIANTS)
+    # comparison, landmark-group, intervals and identity tables; every bundle but fp32 also in the changes against it
+    assert all(report.count(f"| {v} |") == (4 if v == "fp32" else 5) for v in ROWS)
     results = json.loads((root / "compare" / "report.json").read_text())
-    assert set(results) == set(VARIANTS) and all(r["n_images"] == 16 for r in results.values())
+    assert set(results) == set(ROWS) and all(r["n_images"] == 16 for r in results.values())
     for plot in ("roc.png", "nme_yaw.png", "ced.png"):
         assert cv2.imread(str(root / "compare" / plot)).shape[1] > 300
 
@@ -53,7 +57,7 @@ def test_quick_demo_writes_every_stage(tiny_bundles):
     assert [d["person"] for d in decisions] == ["person_a"] * 2  # each probe checked against the enrolled template
     found = [json.loads(line) for line in log.splitlines() if line.startswith('{"best"')]
     assert [f["candidates"][0][1] for f in found] == [d["score"] for d in decisions]  # the same cosine, 1:1 and 1:N
-    v = json.loads((root / "bundles" / "int8-qat" / "bundle.json").read_text())["verification"]
+    v = textured["verification"]  # step 8 enrolls and verifies with the texture bundle
     assert f"at its threshold {v['threshold']:.3f} this bundle accepts {100 * v['tar']:.1f} % of same-person" in log
     assert "== done" in log and "| variant |" in log and str(root / "compare" / "report.md") in log
 
@@ -62,7 +66,8 @@ def test_rerunning_the_demo_keeps_finished_work(tiny_bundles):
     """`make demo` twice: finished stages are skipped, the rest is redone in place."""
     out = tiny_bundles
     kept = [out / "train" / "best" / "encoder.h5", out / "qat" / "best" / "encoder.h5",
-            *(out / "bundles" / v / "model.tflite" for v in VARIANTS)]
+            *(out / "bundles" / v / "model.tflite" for v in VARIANTS),
+            out / "texture" / "best" / "texture_net.h5", out / "bundles" / "int8-qat-texture" / "texture_identity.tflite"]
     before = {p: sha(p) for p in kept}
     r = subprocess.run([SIAMFACE, "demo", "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

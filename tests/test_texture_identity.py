@@ -165,3 +165,28 @@ def test_a_damaged_texture_model_or_another_bundle_is_refused(textured_bundle, t
         attach_texture_identity(texture_run[0], tmp_path / "other", tiny_bundles / "bundles" / "fp32")
     with pytest.raises(SiamfaceError, match="exists"):
         attach_texture_identity(texture_run[0], textured_bundle)
+
+
+def test_calibrate_keeps_the_texture_share_and_refuses_a_new_shape_share(textured_bundle, tiny_bundles, tmp_path):
+    from siamface.evaluation.calibrate import calibrate_bundle
+
+    done = calibrate_bundle(textured_bundle, tiny_bundles / "data", 0.25, out=tmp_path / "calibrated", progress=False)
+    calibrated = load_bundle(done.bundle)
+    assert calibrated.texture == load_bundle(textured_bundle).texture
+    assert "split of" in calibrated.meta["verification"]["data"]            # its held-out people, through the texture too
+    with pytest.raises(SiamfaceError, match="has a texture identity model"):
+        calibrate_bundle(textured_bundle, tiny_bundles / "data", 0.25, out=tmp_path / "again", progress=False,
+                         shape_weight=0.1)
+    assert not (tmp_path / "again").exists()
+
+
+def test_the_cli_attach_refuses_an_existing_folder_in_one_line(texture_run, textured_bundle):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    siamface = str(Path(sys.executable).parent / "siamface")
+    r = subprocess.run([siamface, "texture-id", "attach", str(texture_run[0]), "--out", str(textured_bundle)],
+                       capture_output=True, text=True, timeout=300)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 3 and len(errors) == 1 and "exists" in errors[0] and "Traceback" not in r.stderr, r.stderr
