@@ -67,7 +67,7 @@ ablation: venv
 
 # The shipped bundle (models/default) from nothing: 50,000 synthetic people (about 10 min), the long
 # config (configs/train-long.yaml; about 1.5 h on 2 cores), QAT and the int8-qat export, the texture
-# identity network on that bundle's unwrapped faces (configs/texture-long.yaml; about 1 h), then its
+# identity network on that bundle's unwrapped faces (configs/texture-long.yaml; 1 h), then its
 # figures on the held-out people. Every stage resumes; copy runs/shipped/bundles/int8-qat-texture to models/default.
 SHIPPED := runs/shipped
 shipped: venv

@@ -22,6 +22,7 @@ from siamface.edge_runtime.params import ParamLayout
 from siamface.edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models" / "default"
 VARIANTS = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
 # The astronaut's face region (rows, cols) in skimage.data.astronaut(); BlazeFace finds it.
 FACE_REGION = (slice(20, 260), slice(110, 350))
@@ -445,15 +446,18 @@ def test_bench_prints_stage_percentiles_per_bundle_and_thread_count(tiny_bundles
     stdout = ok(run("bench", bundle(tiny_bundles, "fp32"), bundle(tiny_bundles, "int8-ptq"), "--threads", "1", "2",
                     "--runs", "3"))
     header, *rows, footer = stdout.strip().splitlines()
-    assert header.split()[:8] == ["bundle", "threads", "detect", "crop", "invoke", "decode", "embed", "mirror"]
+    assert header.split()[:9] == ["bundle", "threads", "detect", "crop", "invoke", "decode", "embed", "mirror", "texture"]
     assert "p50/p90" in header and footer.startswith("* per face")
     assert [r.split()[:2] for r in rows] == [["fp32", "1"], ["fp32", "2"], ["int8-ptq", "1"], ["int8-ptq", "2"]]
     for row in rows:
         cells = row.split()[2:]
-        assert cells[0] == "-" and len(cells) == 7  # no detection on the default synthetic input
-        for cell in cells[1:]:
+        assert cells[0] == "-" and len(cells) == 8  # no detection on the default synthetic input
+        assert cells[6] == "-"                      # no texture identity model in these bundles
+        for cell in cells[1:6] + cells[7:]:
             p50, p90 = map(float, re.fullmatch(CELL, cell).groups())
             assert 0 <= p50 <= p90
+    textured = ok(run("bench", SHIPPED, "--threads", "1", "--runs", "2"))  # models/default has a texture model
+    assert re.fullmatch(CELL, textured.splitlines()[1].split()[8])  # an identity check runs it
     detected = ok(run("bench", bundle(tiny_bundles), "--threads", "1", "--runs", "2", "--image", photos / "astronaut.jpg"))
     assert re.fullmatch(CELL, detected.splitlines()[1].split()[2])  # the detect stage is timed on a photo
 
