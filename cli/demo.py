@@ -117,6 +117,8 @@ def demo(out, quick) -> None:
         for j, i in enumerate(idx):
             cv2.imwrite(str(photos / f"{name}_{j}.png"), cv2.cvtColor(test.images([i])[0], cv2.COLOR_RGB2BGR))
     gallery = str(out / "gallery.db")
+    for stale in (gallery, f"{gallery}-wal", f"{gallery}-shm"):  # the demo's own gallery, enrolled anew each run
+        Path(stale).unlink(missing_ok=True)  # (one enrolled with an earlier bundle would be refused)
     box = ["--box", _synthetic_box(size)]
     _enroll_verify(edge, model, gallery, photos, box)
     click.secho("\n== done", bold=True)

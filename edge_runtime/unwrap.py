@@ -2,7 +2,8 @@
 map lands under the predicted parameters, so every photo of a person gives the same map of the
 same skin whatever the pose, framing or background. Identity read from this map
 (texture_identity) does not have to learn pose invariance from pixels; on synthetic people a
-small network on it verifies in 6 CPU minutes as well as the encoder after 2 hours (docs/results.md).
+small network on it verified in 6 CPU minutes as well as the encoder after 2 hours (docs/results.md,
+"Texture identity").
 
 ``UnwrapTable`` is built once per face model at training time (from the UV layout of
 ict_face_model_v2.npz) and shipped in the bundle: per texel, the mesh triangle under it and the

@@ -71,7 +71,8 @@ def calibrate(embeddings: np.ndarray, identities: np.ndarray, far_target: float)
     return {**point, "identities": int(len(np.unique(identities)))}
 
 
-def _sample(split: SplitData, n: int) -> np.ndarray:
+def spread_sample(split: SplitData, n: int) -> np.ndarray:
+    """At most ``n`` photo indices, spread evenly over the split."""
     return np.linspace(0, len(split) - 1, min(n, len(split))).astype(np.int64)
 
 
@@ -81,7 +82,7 @@ def shape_weight_entries(cfg: ExportConfig, run: Run, rules: OutputRules, datase
     if cfg.shape_weight is not None:
         return {"shape_weight": cfg.shape_weight, "shape_weight_from": {"source": "config"}}
     val = dataset.split("val")
-    idx = _sample(val, cfg.calibration_images)
+    idx = spread_sample(val, cfg.calibration_images)
     ids = val.identity[idx]
     if len(np.unique(ids)) < 2 or len(np.unique(ids)) == len(ids):
         return {"shape_weight": 0.0, "shape_weight_from": {
@@ -100,7 +101,7 @@ def synthetic_identity(cfg: ExportConfig, run: Run, rules: OutputRules, dataset:
     on a dataset both use it."""
     identity = shape_weight_entries(cfg, run, rules, dataset)
     heldout = held_out(dataset)
-    idx = _sample(heldout, cfg.calibration_images)
+    idx = spread_sample(heldout, cfg.calibration_images)
     scored = crop_outputs(run, heldout.images(idx), replace(rules, shape_weight=identity["shape_weight"]))[1]
     return identity, {"source": "synthetic", "data": f"{heldout.name} split of {dataset.root}", "images": int(len(idx)),
                       **calibrate(scored, heldout.identity[idx], cfg.far_target)}
@@ -126,9 +127,9 @@ def export_checkpoint(checkpoint: str | Path, variants: list[str], out_root: str
     dataset = Dataset.open(meta["config"]["data"][0])
     whitening = Whitening.from_dict(meta["whitening"])
     train = dataset.split("train")
-    rep_images = train.images(_sample(train, cfg.representative_images))
+    rep_images = train.images(spread_sample(train, cfg.representative_images))
     heldout = held_out(dataset)
-    parity_images = heldout.images(_sample(heldout, cfg.parity_images))
+    parity_images = heldout.images(spread_sample(heldout, cfg.parity_images))
     rules = OutputRules(layout, whitening, model, cfg.flip_embedding, cfg.flip_params)
     written = []
     for variant in tqdm(variants, desc="export", disable=not progress):

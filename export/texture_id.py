@@ -24,7 +24,7 @@ from siamface.edge_runtime.provenance import utc_now
 from siamface.edge_runtime.texture_identity import TextureEmbedder
 from siamface.edge_runtime.unwrap import UnwrapTable
 from siamface.export.calibration import choose_share
-from siamface.export.exporter import ExportConfig, _sample, synthetic_identity
+from siamface.export.exporter import ExportConfig, spread_sample, synthetic_identity
 from siamface.export.tflite import convert_texture_net
 from siamface.training.data.dataset import Dataset
 from siamface.training.texture_id.train import META as RUN_META
@@ -116,7 +116,7 @@ def _share(weight: float | None, run: Run, rules: OutputRules, texture: TextureE
                                 f"up to more than 1: pass at most {1 - rules.shape_weight:g}")
         return {"weight": float(weight), "weight_from": {"source": "given"}}
     val = dataset.split("val")
-    idx = _sample(val, ExportConfig.calibration_images)
+    idx = spread_sample(val, ExportConfig.calibration_images)
     chosen, record = choose_share(texture_shares(run, rules, val.images(idx), texture), val.identity[idx])
     return {"weight": chosen, "weight_from": {"source": "EER on validation people", "data": f"val split of {dataset.root}",
                                               "images": int(len(idx)), **record}}

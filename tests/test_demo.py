@@ -73,6 +73,9 @@ def test_rerunning_the_demo_keeps_finished_work(tiny_bundles):
     assert r.returncode == 0, r.stderr[-2000:]
     assert {p: sha(p) for p in kept} == before
     assert "== done" in r.stdout
+    enrolled = len(list((out / "photos").glob("enroll_a_*.png")))
+    with sqlite3.connect(out / "gallery.db") as db:  # enrolled anew, not twice: each photo once
+        assert [tuple(row) for row in db.execute("SELECT name, count FROM people")] == [("person_a", enrolled)]
 
 
 def test_compare_checkpoints_by_run_name_with_the_mean_face_baseline(tiny_bundles, tmp_path):
