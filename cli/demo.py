@@ -1,8 +1,8 @@
 """`siamface demo` (`make demo`): the whole pipeline from nothing on the default face model.
 
 synthesize -> train -> QAT -> export every variant -> texture identity on the int8-qat bundle ->
-compare -> reconstruct a real photo and synthetic faces -> enroll and verify. Every stage resumes:
-rerunning skips finished work.
+compare -> reconstruct a real photo and synthetic faces -> enroll and verify (with the shipped
+bundle, then the demo's own). Every stage resumes: rerunning skips finished work.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ QUICK = {"synth": dict(train_identities=8, val_identities=3, test_identities=4, 
          "texture": ["steps=4", "eval_every=2", "n_identities=4", "n_images=2", "warmup_steps=1"]}
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FULL = {"synth": {}, "train": [], "qat": {}, "export": {}, "texture": []}  # QAT: QATConfig's defaults, as `siamface qat`
-TEXTURED = "int8-qat-texture"  # the int8-qat bundle with the texture identity model: what step 8 enrolls with
+TEXTURED = "int8-qat-texture"  # the int8-qat bundle with the texture identity model: step 8 enrolls with it too
 
 
 def _stage(title: str) -> None:
@@ -108,19 +108,21 @@ def demo(out, quick) -> None:
     size = test.image_size
     _run(edge, ["reconstruct", *[str(p) for p in sorted(photos.glob("synthetic_*.png"))], "--model", model,
                 "--out", str(out / "reconstruct"), "--overlay", "--box", _synthetic_box(size)])
-    _stage("8/8 enroll and verify (the int8-qat bundle with the texture identity model)")
-    model = str(bundles / TEXTURED)
+    _stage("8/8 enroll and verify: the shipped bundle, then the demo's int8-qat bundle with its texture model")
     ids = test.identity
     person, other = ids[0], ids[ids != ids[0]][0]
     mine = np.flatnonzero(ids == person)
     for name, idx in (("enroll_a", mine[:-1]), ("probe_same", mine[-1:]), ("probe_other", np.flatnonzero(ids == other)[:1])):
         for j, i in enumerate(idx):
             cv2.imwrite(str(photos / f"{name}_{j}.png"), cv2.cvtColor(test.images([i])[0], cv2.COLOR_RGB2BGR))
-    gallery = str(out / "gallery.db")
-    for stale in (gallery, f"{gallery}-wal", f"{gallery}-shm"):  # the demo's own gallery, enrolled anew each run
-        Path(stale).unlink(missing_ok=True)  # (one enrolled with an earlier bundle would be refused)
     box = ["--box", _synthetic_box(size)]
-    _enroll_verify(edge, model, gallery, photos, box)
+    galleries = {}
+    for label, model, gallery in _identity_bundles(bundles, out):
+        click.secho(f"-- {label} ({model}), gallery {gallery}", bold=True)
+        for stale in (gallery, f"{gallery}-wal", f"{gallery}-shm"):  # the demo's galleries, enrolled anew each run
+            Path(stale).unlink(missing_ok=True)  # (one enrolled with an earlier bundle would be refused)
+        _enroll_verify(edge, model, gallery, photos, box)
+        galleries[label] = gallery
     click.secho("\n== done", bold=True)
     click.echo(table)
     click.echo(json.dumps({"dataset": str(out / "data"), "preview": str(out / "data" / "preview.png"),
@@ -128,7 +130,18 @@ def demo(out, quick) -> None:
                            "bundles": str(bundles), "texture identity run": str(out / "texture"),
                            "comparison": str(out / "compare" / "report.md"),
                            "plots": str(out / "compare"), "reconstructions": str(out / "reconstruct"),
-                           "gallery": gallery}, indent=1))
+                           "galleries": galleries}, indent=1))
+
+
+def _identity_bundles(bundles: Path, out: Path) -> list[tuple[str, str, str]]:
+    """(label, bundle, gallery) for step 8: the shipped bundle first when there is one (what `siamface
+    verify` uses by default, trained for hours), then the demo's own (trained for minutes here)."""
+    from siamface.edge_runtime.defaults import SHIPPED_BUNDLE
+
+    own = ("the demo's own bundle", str(bundles / TEXTURED), str(out / "gallery.db"))
+    if not (SHIPPED_BUNDLE / "bundle.json").is_file():
+        return [own]
+    return [("the shipped bundle", str(SHIPPED_BUNDLE), str(out / "gallery-shipped.db")), own]
 
 
 def _synthetic_box(size: int) -> str:
@@ -156,4 +169,4 @@ def _enroll_verify(edge, model: str, gallery: str, photos: Path, box: list[str])
     v = json.loads((Path(model) / "bundle.json").read_text())["verification"]
     click.echo(f"at its threshold {v['threshold']:.3f} this bundle accepts {100 * v['tar']:.1f} % of same-person and "
                f"{100 * v['far']:.1f} % of different-person pairs of held-out synthetic people (bundle.json "
-               f"verification; docs/verification.md): whether one probe passes is a draw at these rates")
+               f"verification; docs/verification.md)")

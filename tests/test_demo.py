@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 
+from siamface.edge_runtime.defaults import SHIPPED_BUNDLE
 from siamface.export.exporter import FLOAT_VARIANTS
 
 VARIANTS = (*FLOAT_VARIANTS, "int8-qat")
@@ -49,16 +50,22 @@ def test_quick_demo_writes_every_stage(tiny_bundles):
     assert cv2.imread(str(rec / "astronaut_overlay.png")).shape == (512, 512, 3)
     assert sorted(p.name for p in rec.glob("synthetic_*_overlay.png")) == [f"synthetic_{k}_overlay.png" for k in range(4)]
 
-    with sqlite3.connect(root / "gallery.db") as db:
-        assert [r[0] for r in db.execute("SELECT name FROM people")] == ["person_a"]
+    for gallery in ("gallery-shipped.db", "gallery.db"):  # step 8: the shipped bundle, then the demo's own
+        with sqlite3.connect(root / gallery) as db:
+            assert [r[0] for r in db.execute("SELECT name FROM people")] == ["person_a"]
     log = (root / "demo.log").read_text()
     decisions = [json.loads(line) for line in log.splitlines() if line.startswith('{"score"')]
-    assert len(decisions) == 2 and all(-1 <= d["score"] <= 1 for d in decisions)
-    assert [d["person"] for d in decisions] == ["person_a"] * 2  # each probe checked against the enrolled template
+    assert len(decisions) == 4 and all(-1 <= d["score"] <= 1 for d in decisions)
+    assert [d["person"] for d in decisions] == ["person_a"] * 4  # each probe checked against the enrolled template
     found = [json.loads(line) for line in log.splitlines() if line.startswith('{"best"')]
     assert [f["candidates"][0][1] for f in found] == [d["score"] for d in decisions]  # the same cosine, 1:1 and 1:N
-    v = textured["verification"]  # step 8 enrolls and verifies with the texture bundle
-    assert f"at its threshold {v['threshold']:.3f} this bundle accepts {100 * v['tar']:.1f} % of same-person" in log
+    shipped = json.loads((SHIPPED_BUNDLE / "bundle.json").read_text())
+    assert [d["threshold"] for d in decisions] == [round(shipped["verification"]["threshold"], 4)] * 2 + \
+        [round(textured["verification"]["threshold"], 4)] * 2
+    # the shipped bundle accepts the enrolled person's other photo and rejects the other person
+    assert [d["same_person"] for d in decisions[:2]] == [True, False]
+    for v in (shipped["verification"], textured["verification"]):
+        assert f"at its threshold {v['threshold']:.3f} this bundle accepts {100 * v['tar']:.1f} % of same-person" in log
     assert "== done" in log and "| variant |" in log and str(root / "compare" / "report.md") in log
 
 
@@ -74,8 +81,9 @@ def test_rerunning_the_demo_keeps_finished_work(tiny_bundles):
     assert {p: sha(p) for p in kept} == before
     assert "== done" in r.stdout
     enrolled = len(list((out / "photos").glob("enroll_a_*.png")))
-    with sqlite3.connect(out / "gallery.db") as db:  # enrolled anew, not twice: each photo once
-        assert [tuple(row) for row in db.execute("SELECT name, count FROM people")] == [("person_a", enrolled)]
+    for gallery in ("gallery-shipped.db", "gallery.db"):  # enrolled anew, not twice: each photo once
+        with sqlite3.connect(out / gallery) as db:
+            assert [tuple(row) for row in db.execute("SELECT name, count FROM people")] == [("person_a", enrolled)]
 
 
 def test_compare_checkpoints_by_run_name_with_the_mean_face_baseline(tiny_bundles, tmp_path):
