@@ -204,14 +204,15 @@ def check_model_signature(bundle: "Bundle") -> None:
 
 
 def check_texture_signature(bundle: "Bundle") -> None:
-    """The texture identity model takes one (1, H, W, 4) map and gives ``embedding`` (1, dim)."""
+    """The texture identity model takes one (1, H, W, C) map (C: the table's channels, 4 unless
+    recorded) and gives ``embedding`` (1, dim)."""
     path = bundle.root / bundle.texture["model"]["file"]
     inputs, outputs = model_signature(path)
-    dim = bundle.texture["dim"]
-    if not (len(inputs) == 1 and len(inputs[0].shape) == 4 and inputs[0].shape[0] == 1 and inputs[0].shape[3] == 4
-            and len(outputs) == 1 and outputs[0].shape == (1, dim)):
+    dim, channels = bundle.texture["dim"], bundle.texture["table"].get("channels", 4)
+    if not (len(inputs) == 1 and len(inputs[0].shape) == 4 and inputs[0].shape[0] == 1
+            and inputs[0].shape[3] == channels and len(outputs) == 1 and outputs[0].shape == (1, dim)):
         found = ", ".join(map(_tensor, inputs)) + " -> " + ", ".join(map(_tensor, outputs))
-        raise SiamfaceError(f"{path} is not the texture model {bundle.root / META} describes (one input (1, H, W, 4), "
+        raise SiamfaceError(f"{path} is not the texture model {bundle.root / META} describes (one input (1, H, W, {channels}), "
                             f"output (1, {dim}); found {found}); {FIX}")
 
 

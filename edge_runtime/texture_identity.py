@@ -23,5 +23,5 @@ class TextureEmbedder:
         self.unwrap = Unwrapper(table, decoder, layout)
 
     def __call__(self, crops: np.ndarray, params: np.ndarray) -> np.ndarray:
-        maps = self.unwrap(crops, params)
+        maps = self.unwrap.table.expand(self.unwrap(crops, params))
         return np.asarray([self.model.run(m[None])["embedding"][0] for m in maps], np.float32)

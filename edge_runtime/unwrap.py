@@ -8,7 +8,10 @@ small network on it verified in 6 CPU minutes as well as the encoder after 2 hou
 ``UnwrapTable`` is built once per face model at training time (from the UV layout of
 ict_face_model_v2.npz) and shipped in the bundle: per texel, the mesh triangle under it and the
 barycentric weights of its three corners. Texels whose triangle faces away from the camera are
-marked not visible (channel 3), and their colour is zero.
+marked not visible (channel 3), and their colour is zero. A table may also name each texel's
+mirror partner (the texel at its surface point's mirror image, x -> -x on the symmetric mean
+face): ``expand`` then appends the map read at the partners, so a cheek the pose hides is seen
+through the other cheek at the same place of the map.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from .morphable_model import MorphableModel
 from .params import ParamLayout
 
 KEYS = ("vertices", "weights", "painted")
-CHANNELS = 4  # RGB in [0, 1] and visibility
+CHANNELS = 4  # RGB in [0, 1] and visibility, per unwrapped map; twice that once expanded with a mirror
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,10 +40,26 @@ class UnwrapTable:
     vertices: np.ndarray  # (H, W, 3) int32 mesh vertex indices
     weights: np.ndarray   # (H, W, 3) float32, rows sum to 1 where painted
     painted: np.ndarray   # (H, W) bool
+    mirror: np.ndarray | None = None  # (H, W) int32 flat index of each texel's mirror partner, -1 for none; None: no mirror
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.painted.shape
+
+    @property
+    def channels(self) -> int:
+        """Channels of the texture network's input: the map's, and as many again with a mirror."""
+        return CHANNELS if self.mirror is None else 2 * CHANNELS
+
+    def expand(self, maps: np.ndarray) -> np.ndarray:
+        """Maps (N, H, W, 4) -> the network's input (N, H, W, channels): with a mirror, each texel
+        followed by its partner's four channels (zeros, not visible, where it has none)."""
+        if self.mirror is None:
+            return maps
+        n, h, w, c = maps.shape
+        flat = np.concatenate([maps.reshape(n, h * w, c), np.zeros((n, 1, c), maps.dtype)], axis=1)
+        partners = flat[:, self.mirror.ravel()].reshape(maps.shape)  # -1 reads the appended zero texel
+        return np.concatenate([maps, partners], axis=-1)
 
     @cached_property
     def used(self) -> np.ndarray:
@@ -61,19 +80,22 @@ class UnwrapTable:
     def save(self, path: str | os.PathLike) -> None:
         """Write the table as .npz, atomically (a temp file renamed over ``path``)."""
         with atomic_write(path) as f:
-            np.savez(f, vertices=self.vertices, weights=self.weights, painted=self.painted)
+            extra = {} if self.mirror is None else {"mirror": self.mirror}
+            np.savez(f, vertices=self.vertices, weights=self.weights, painted=self.painted, **extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "UnwrapTable":
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in KEYS}
+                mirror = data["mirror"].astype(np.int32) if "mirror" in data.files else None
         except (OSError, ValueError, KeyError) as exc:
             raise SiamfaceError(f"{path}: not an unwrap table ({type(exc).__name__}: {exc}); re-export the bundle") from None
         table = cls(arrays["vertices"].astype(np.int32), arrays["weights"].astype(np.float32),
-                    arrays["painted"].astype(bool))
+                    arrays["painted"].astype(bool), mirror)
         h, w = table.painted.shape if table.painted.ndim == 2 else (0, 0)
-        if table.vertices.shape != (h, w, 3) or table.weights.shape != (h, w, 3) or not table.painted.any():
+        bad_mirror = mirror is not None and (mirror.shape != (h, w) or mirror.min() < -1 or mirror.max() >= h * w)
+        if table.vertices.shape != (h, w, 3) or table.weights.shape != (h, w, 3) or not table.painted.any() or bad_mirror:
             raise SiamfaceError(f"{path}: unwrap table arrays do not fit together; re-export the bundle")
         return table
 

@@ -73,8 +73,8 @@ def attach_texture_identity(run: str | Path, out: str | Path, bundle_path: str |
     table.check_model(bundle.face_model, str(run / "best" / TABLE))
     net = keras.models.load_model(run / "best" / NET, compile=False)
     full_integer = bundle.meta["input"].get("dtype") == "int8"
-    maps = np.load(sorted((run / "unwraps" / "train").glob("*.npy"))[0])[:REPRESENTATIVE_MAPS]
-    tflite = convert_texture_net(net, full_integer, lambda: iter(to_float(maps)))
+    maps = table.expand(to_float(np.load(sorted((run / "unwraps" / "train").glob("*.npy"))[0])[:REPRESENTATIVE_MAPS]))
+    tflite = convert_texture_net(net, full_integer, lambda: iter(maps))
     dataset = Dataset.open(meta["config"]["data"][0])
     with atomic_folder(out) as tmp:
         for f in bundle.root.iterdir():
@@ -83,8 +83,8 @@ def attach_texture_identity(run: str | Path, out: str | Path, bundle_path: str |
         (tmp / MODEL_FILE).write_bytes(tflite)
         table.save(tmp / TABLE_FILE)
         texture = TextureEmbedder(tmp / MODEL_FILE, table, bundle.face_model, bundle.layout)
-        keras_emb = l2_normalize(net.predict(to_float(maps[:64]), verbose=0))
-        lite_emb = l2_normalize(np.asarray([texture.model.run(m[None])["embedding"][0] for m in to_float(maps[:64])]))
+        keras_emb = l2_normalize(net.predict(maps[:64], verbose=0))
+        lite_emb = l2_normalize(np.asarray([texture.model.run(m[None])["embedding"][0] for m in maps[:64]]))
         parity = {"maps": 64, "embedding_cosine_mean": float(np.sum(keras_emb * lite_emb, axis=1).mean()),
                   "embedding_cosine_min": float(np.sum(keras_emb * lite_emb, axis=1).min())}
         run_encoder, rules = encoder_run(TFLiteModel(bundle.model_path)), OutputRules.of_bundle(bundle)
@@ -94,8 +94,11 @@ def attach_texture_identity(run: str | Path, out: str | Path, bundle_path: str |
         _, verification = synthetic_identity(cfg, run_encoder, rules, dataset)
         block = {"model": {"file": MODEL_FILE, "sha256": file_sha256(tmp / MODEL_FILE), "size_bytes": len(tflite),
                            "dtype": "int8" if full_integer else "float32"},
-                 "table": {"file": TABLE_FILE, "sha256": file_sha256(tmp / TABLE_FILE), "shape": list(table.shape)},
-                 "dim": int(lite_emb.shape[1]), "input": "unwrapped RGB in [0, 1] x visibility, and visibility",
+                 "table": {"file": TABLE_FILE, "sha256": file_sha256(tmp / TABLE_FILE), "shape": list(table.shape),
+                           "channels": table.channels},
+                 "dim": int(lite_emb.shape[1]),
+                 "input": "unwrapped RGB in [0, 1] x visibility, and visibility" +
+                          (", then the same at each texel's mirror partner" if table.mirror is not None else ""),
                  **share, "parity": parity,
                  "training": {"run": str(run), "step": meta["step"], "validation": meta["validation"],
                               "data": meta["training_data"], "config": meta["config"], "versions": meta["versions"]},

@@ -45,6 +45,35 @@ def test_a_saved_table_loads_the_same_and_a_foreign_file_is_one_line(table, tmp_
         UnwrapTable.load(tmp_path / "other.npz")
 
 
+def test_mirror_partners_sit_at_each_texels_mirror_image_and_expand_reads_them(face_model, tmp_path):
+    """Each texel's partner lies within a texel of its point's mirror image on the mean face (the UV
+    layout is not symmetric, so a flip of the map would miss by centimetres); the expanded map's
+    last four channels are the partner's, zeros where the box has none; the table saves it."""
+    from siamface.training.data.render_model import render_model_path
+    from siamface.training.data.texture import face_unwrap_table
+
+    table = face_unwrap_table(render_model_path(), 64, mirror=True)
+    assert table.channels == 8
+    points = np.einsum("hwk,hwkc->hwc", table.weights, face_model.mean[table.vertices]).reshape(-1, 3)
+    partner = table.mirror.ravel()
+    has = partner >= 0
+    assert 0.85 < has.mean() < 1.0                               # the box's far edge has no mirror side
+    miss = np.linalg.norm(points[has] * [-1, 1, 1] - points[partner[has]], axis=1)
+    assert np.median(miss) < 0.1 and miss.max() < 0.5            # cm; texels are about 0.47 cm apart
+    flipped = np.linalg.norm(points.reshape(*table.shape, 3)[:, ::-1] * [-1, 1, 1] - points.reshape(*table.shape, 3), axis=-1)
+    assert np.median(flipped) > 1.0                              # a plain flip of the map is far off
+    maps = np.random.default_rng(0).random((2, *table.shape, 4), dtype=np.float32)
+    wide = table.expand(maps).reshape(2, -1, 8)
+    assert np.array_equal(wide[:, has, 4:], maps.reshape(2, -1, 4)[:, partner[has]])
+    assert (wide[:, ~has, 4:] == 0).all()
+    table.save(tmp_path / "m.npz")
+    assert np.array_equal(UnwrapTable.load(tmp_path / "m.npz").mirror, table.mirror)
+    np.savez(tmp_path / "bad.npz", vertices=table.vertices, weights=table.weights, painted=table.painted,
+             mirror=np.full(table.shape, table.painted.size))
+    with pytest.raises(SiamfaceError, match="bad.npz: unwrap table arrays do not fit"):
+        UnwrapTable.load(tmp_path / "bad.npz")
+
+
 def test_each_texel_reads_the_crop_where_its_surface_point_projects(table, tiny_data, face_model):
     """A crop whose red and green encode x and y: every visible texel reads back the barycentric mix
     of its triangle's projected corners (the decoder's full projection, computed independently)."""
@@ -96,7 +125,7 @@ def texture_run(tiny_bundles, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("texture") / "run"
     cfg = TextureIdConfig(bundle=str(tiny_bundles / "bundles" / "int8-ptq"), data=[str(tiny_bundles / "data")],
-                          steps=6, eval_every=3, n_identities=4, n_images=2, warmup_steps=2)
+                          steps=6, eval_every=3, n_identities=4, n_images=2, warmup_steps=2, mirror=True)
     train_texture_id(cfg, out, progress=False)
     return out, cfg
 
@@ -130,6 +159,8 @@ def test_attach_writes_a_sealed_bundle_with_the_texture_model(textured_bundle, t
     block = bundle.texture
     assert block["weight"] == 0.5 and block["model"]["dtype"] == "int8"          # converted as its bundle is
     assert block["parity"]["embedding_cosine_mean"] > 0.99
+    assert block["table"]["channels"] == 8                                    # the run reads mirror partners
+    assert bundle.texture_embedder().model.inputs[0].shape[-1] == 8
     assert bundle.meta["verification"]["previous"]["threshold"] == plain.threshold
     assert bundle.identity_space != plain.identity_space                     # galleries of the two never mix
     assert bundle.model_hash == plain.model_hash

@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from siamface.edge_runtime.errors import SiamfaceError
+from siamface.edge_runtime.mirror_params import mirror_partners
 from siamface.edge_runtime.unwrap import UnwrapTable
 from siamface.training.face_model import project_landmarks
 
@@ -1124,11 +1125,14 @@ def vary_photo(look: Look, rng: np.random.Generator) -> np.ndarray:
     return look.atlas
 
 
-def face_unwrap_table(path: str | Path, resolution: int = 64) -> UnwrapTable:
+def face_unwrap_table(path: str | Path, resolution: int = 64, mirror: bool = False) -> UnwrapTable:
     """The unwrap table (edge_runtime.unwrap) of the face's box in tile 0 at ``resolution`` texels
     per tile side: brows to chin and cheek to cheek with the margin per-photo variation uses
     (``_face_box``), each texel's covering triangle read from the version-2 face model's UV map.
-    Tile 0 holds the face proper, whose vertices the version-1 model (the bundle's decoder) has."""
+    Tile 0 holds the face proper, whose vertices the version-1 model (the bundle's decoder) has.
+    With ``mirror``, each painted texel's partner is the painted texel nearest its point's mirror
+    image on the mean face (the UV layout itself is not symmetric), or none (-1) where that is
+    farther than the texel spacing: the box's edge whose mirror side lies outside it."""
     a = _load_v2(path)
     uv, uv_tris = _repack_uv(a)
     tri, weights, painted = _barycentric(uv, uv_tris, _rasterize_ids(uv, uv_tris, len(TILE_NAMES), resolution))
@@ -1138,4 +1142,15 @@ def face_unwrap_table(path: str | Path, resolution: int = 64) -> UnwrapTable:
     vertices = a["triangles"][tri[0, r0:r1, c0:c1]].astype(np.int32)
     keep = painted[0, r0:r1, c0:c1]
     vertices[~keep] = vertices[keep][0]  # unread, but a valid vertex
-    return UnwrapTable(vertices, weights[0, r0:r1, c0:c1], keep)
+    weights = weights[0, r0:r1, c0:c1]
+    partners = None
+    if mirror:
+        grid = np.einsum("hwk,hwkc->hwc", weights, a["mean"][vertices])
+        both = keep[:, 1:] & keep[:, :-1]
+        spacing = np.median(np.linalg.norm(np.diff(grid, axis=1), axis=-1)[both])
+        painted = np.flatnonzero(keep.ravel())
+        index, distance = mirror_partners(grid[keep], np.arange(len(painted)))
+        partners = np.full(keep.size, -1, np.int32)
+        partners[painted] = np.where(distance <= spacing, painted[index], -1)
+        partners = partners.reshape(keep.shape)
+    return UnwrapTable(vertices, weights, keep, partners)

@@ -24,9 +24,11 @@ class TextureNetConfig:
     layers: tuple[tuple[int, int], ...] = field(default=LAYERS)
 
 
-def build_texture_net(shape: tuple[int, int], cfg: TextureNetConfig = TextureNetConfig()) -> keras.Model:
-    """(H, W, 4) maps in [0, 1] -> embedding (dim); compared by cosine like the encoder's."""
-    maps = keras.Input((*shape, CHANNELS), name="texture")
+def build_texture_net(shape: tuple[int, int], cfg: TextureNetConfig = TextureNetConfig(),
+                      channels: int = CHANNELS) -> keras.Model:
+    """(H, W, channels) maps in [0, 1] (UnwrapTable.expand's) -> embedding (dim); compared by cosine
+    like the encoder's."""
+    maps = keras.Input((*shape, channels), name="texture")
     x = maps
     for i, (filters, stride) in enumerate((*cfg.layers, (HEAD, 0))):
         kernel, stride = (3, stride) if stride else (1, 1)

@@ -51,6 +51,7 @@ class TextureIdConfig:
     data: list[str] = field(default_factory=lambda: ["runs/data"])
     face_model: str = ""             # the asset whose version-2 UV map the table comes from ("": the default)
     resolution: Annotated[int, Range(ge=32, le=256)] = 64  # texels per UV tile side (the face box is about 0.85 of it)
+    mirror: bool = False             # the network also reads each texel's mirror partner (UnwrapTable.expand)
     net: TextureNetConfig = field(default_factory=TextureNetConfig)
     steps: Annotated[int, Range(ge=1)] = 3000
     n_identities: Annotated[int, Range(ge=2)] = 16  # P
@@ -89,8 +90,8 @@ class _Augment:
 
 
 def validation_eer(net: keras.Model, maps: np.ndarray, identity: np.ndarray) -> float:
-    """EER (%) over every same-person pair and as many different-person pairs of the maps."""
-    emb = l2_normalize(net.predict(to_float(maps), batch_size=256, verbose=0))
+    """EER (%) of the network's float inputs ``maps`` over every same-person pair and as many different-person pairs of the maps."""
+    emb = l2_normalize(net.predict(maps, batch_size=256, verbose=0))
     i, j, same = metrics.all_pairs(identity)
     return 100.0 * metrics.eer(np.sum(emb[i] * emb[j], axis=1), same)
 
@@ -115,7 +116,7 @@ def train_texture_id(cfg: TextureIdConfig, out: str | Path, progress: bool = Tru
     bundle = load_bundle(cfg.bundle)
     table_path = out / TABLE
     if not table_path.is_file():
-        face_unwrap_table(render_model_path(cfg.face_model or None), cfg.resolution).save(table_path)
+        face_unwrap_table(render_model_path(cfg.face_model or None), cfg.resolution, cfg.mirror).save(table_path)
     table = UnwrapTable.load(table_path)
     table.check_model(bundle.face_model, cfg.bundle)
     sets = [Dataset.open(d) for d in cfg.data]
@@ -129,7 +130,7 @@ def train_texture_id(cfg: TextureIdConfig, out: str | Path, progress: bool = Tru
     sampler = PKSampler(identity, train.pose_deg[train_rows, 0], cfg.n_identities, cfg.n_images, cfg.seed)
 
     keras.utils.set_random_seed(cfg.seed)
-    net = build_texture_net(table.shape, cfg.net)
+    net = build_texture_net(table.shape, cfg.net, table.channels)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0 if cfg.warmup_steps else cfg.learning_rate, max(1, cfg.steps - cfg.warmup_steps), alpha=0.01,
         warmup_target=cfg.learning_rate if cfg.warmup_steps else None, warmup_steps=cfg.warmup_steps)
@@ -158,11 +159,11 @@ def train_texture_id(cfg: TextureIdConfig, out: str | Path, progress: bool = Tru
         if epoch != order_epoch:
             order, order_epoch = sampler.epoch(epoch).reshape(per_epoch, -1), epoch
         batch = order[k]
-        loss = float(train_step(augment(to_float(maps[batch])), tf.constant(identity[batch])))
+        loss = float(train_step(table.expand(augment(to_float(maps[batch]))), tf.constant(identity[batch])))
         step_var.assign(step + 1)
         bar.update(1)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            eer = validation_eer(net, val_maps, val_identity)
+            eer = validation_eer(net, table.expand(to_float(val_maps)), val_identity)
             record = {"step": step + 1, "loss": loss, "validation_eer": eer, "time": utc_now()}
             with open(out / "log.jsonl", "a") as log:
                 log.write(json.dumps(record) + "\n")
