@@ -15,6 +15,7 @@ from siamface.training.config_io import Range, build_config, config_to_dict, loa
 from siamface.training.data.fit_dataset import RealDatasetConfig
 from siamface.training.data.synth import SynthConfig
 from siamface.training.qat import QATConfig
+from siamface.training.texture_id.train import TextureIdConfig
 from siamface.training.train import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -75,10 +76,11 @@ def test_an_error_in_a_file_names_the_file_and_the_nested_key(tmp_path):
 def test_shipped_configs_and_saved_configs_load():
     """Every config in configs/ passes, and a config written into a checkpoint or manifest reads back equal."""
     for path in sorted(CONFIGS.glob("*.yaml")):
-        cls = {"synth": SynthConfig, "qat": QATConfig}.get(path.name.split("-")[0], TrainConfig)
+        cls = {"synth": SynthConfig, "qat": QATConfig, "texture": TextureIdConfig}.get(path.name.split("-")[0],
+                                                                                       TrainConfig)
         cfg = load_config(cls, path)
         assert build_config(cls, config_to_dict(cfg), str(path)) == cfg
-    for cls in (QATConfig, ExportConfig, RealDatasetConfig):
+    for cls in (QATConfig, ExportConfig, RealDatasetConfig, TextureIdConfig):
         assert build_config(cls, config_to_dict(cls()), "saved") == cls()
 
 

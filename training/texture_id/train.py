@@ -123,7 +123,8 @@ def train_texture_id(cfg: TextureIdConfig, out: str | Path, progress: bool = Tru
     train, val = (merge_splits([d.split(name) for d in sets]) for name in ("train", "val"))
     train_rows, val_rows = _rows(train, cfg.max_images), _rows(val, cfg.validation_images)
     if len(np.unique(val.identity[val_rows])) < 2:
-        raise SiamfaceError(f"the val split of {cfg.data[0]} has fewer than two people: validation needs pairs")
+        raise SiamfaceError(f"the val splits of {', '.join(cfg.data)} hold fewer than two people: validation needs "
+                            f"pairs; add a dataset with a val split of two or more people")
     maps = cached_unwraps(train, train_rows, bundle, table, out / "unwraps" / "train", progress)
     val_maps = cached_unwraps(val, val_rows, bundle, table, out / "unwraps" / "val", progress)
     identity, val_identity = train.identity[train_rows], val.identity[val_rows]
