@@ -28,7 +28,7 @@ from siamface.edge_runtime.morphable_model import file_sha256
 from siamface.edge_runtime.normalise import l2_normalize
 from siamface.edge_runtime.provenance import package_versions, utc_now
 from siamface.edge_runtime.unwrap import UnwrapTable
-from siamface.training.config_io import Range, config_to_dict
+from siamface.training.config_io import Range, build_config, config_to_dict
 from siamface.training.data.dataset import Dataset, SplitData, merge_splits, whole_people
 from siamface.training.data.render_model import render_model_path
 from siamface.training.data.texture import face_unwrap_table
@@ -99,8 +99,9 @@ def validation_eer(net: keras.Model, maps: np.ndarray, identity: np.ndarray) -> 
 def _check_resume(out: Path, cfg: TextureIdConfig) -> None:
     saved = out / "config.json"
     mine = {k: v for k, v in config_to_dict(cfg).items() if k != "steps"}
-    if saved.is_file():
-        theirs = {k: v for k, v in json.loads(saved.read_text()).items() if k != "steps"}
+    if saved.is_file():  # read as a config: a setting added since the run began counts at its default
+        theirs = config_to_dict(build_config(TextureIdConfig, json.loads(saved.read_text()), str(saved)))
+        theirs = {k: v for k, v in theirs.items() if k != "steps"}
         if theirs != mine:
             changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             raise SiamfaceError(f"{out} was started with another config ({', '.join(changed)} differ): "
@@ -141,7 +142,7 @@ def train_texture_id(cfg: TextureIdConfig, out: str | Path, progress: bool = Tru
     manager = tf.train.CheckpointManager(state, out / "state", max_to_keep=1)
     best = json.loads((out / "best" / META).read_text()) if (out / "best" / META).is_file() else None
     if manager.latest_checkpoint:
-        state.restore(manager.latest_checkpoint)
+        state.restore(manager.latest_checkpoint).expect_partial()  # a finished run creates no optimiser slots
 
     @tf.function
     def train_step(x, y):
