@@ -1148,9 +1148,9 @@ def face_unwrap_table(path: str | Path, resolution: int = 64, mirror: bool = Fal
         grid = np.einsum("hwk,hwkc->hwc", weights, a["mean"][vertices])
         both = keep[:, 1:] & keep[:, :-1]
         spacing = np.median(np.linalg.norm(np.diff(grid, axis=1), axis=-1)[both])
-        painted = np.flatnonzero(keep.ravel())
-        index, distance = mirror_partners(grid[keep], np.arange(len(painted)))
+        texels = np.flatnonzero(keep.ravel())
+        index, distance = mirror_partners(grid[keep], np.arange(len(texels)))
         partners = np.full(keep.size, -1, np.int32)
-        partners[painted] = np.where(distance <= spacing, painted[index], -1)
+        partners[texels] = np.where(distance <= spacing, texels[index], -1)
         partners = partners.reshape(keep.shape)
     return UnwrapTable(vertices, weights, keep, partners)
