@@ -23,5 +23,8 @@ class TextureEmbedder:
         self.unwrap = Unwrapper(table, decoder, layout)
 
     def __call__(self, crops: np.ndarray, params: np.ndarray) -> np.ndarray:
-        maps = self.unwrap.table.expand(self.unwrap(crops, params))
+        return self.embed(self.unwrap.table.expand(self.unwrap(crops, params)))
+
+    def embed(self, maps: np.ndarray) -> np.ndarray:
+        """The network's input maps (N, H, W, channels) -> raw embeddings (N, D), one invoke each."""
         return np.asarray([self.model.run(m[None])["embedding"][0] for m in maps], np.float32)

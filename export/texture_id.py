@@ -84,7 +84,7 @@ def attach_texture_identity(run: str | Path, out: str | Path, bundle_path: str |
         table.save(tmp / TABLE_FILE)
         texture = TextureEmbedder(tmp / MODEL_FILE, table, bundle.face_model, bundle.layout)
         keras_emb = l2_normalize(net.predict(maps[:64], verbose=0))
-        lite_emb = l2_normalize(np.asarray([texture.model.run(m[None])["embedding"][0] for m in maps[:64]]))
+        lite_emb = l2_normalize(texture.embed(maps[:64]))
         parity = {"maps": 64, "embedding_cosine_mean": float(np.sum(keras_emb * lite_emb, axis=1).mean()),
                   "embedding_cosine_min": float(np.sum(keras_emb * lite_emb, axis=1).min())}
         run_encoder, rules = encoder_run(TFLiteModel(bundle.model_path)), OutputRules.of_bundle(bundle)

@@ -51,18 +51,27 @@ def convert(encoder: keras.Model, variant: str, representative: Callable[[], Ite
     elif variant in FULL_INTEGER:
         if representative is None:
             raise SiamfaceError(f"variant {variant} needs representative images (the training data)")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: _full_pixel_range(representative())
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    try:
-        tflite = converter.convert()
-    except Exception as exc:  # the converter raises many types; report one line
-        raise SiamfaceError(f"TFLite conversion of variant {variant} failed: {str(exc).splitlines()[0]}") from None
+        _full_integer(converter, lambda: _full_pixel_range(representative()))
+    tflite = _convert(converter, f"variant {variant}")
     if variant in FULL_INTEGER:
         _check_pixel_input(tflite, variant)
     return tflite
+
+
+def _full_integer(converter: tf.lite.TFLiteConverter, batches: Callable[[], Iterable[list[np.ndarray]]]) -> None:
+    """Full-integer int8 throughout, int8 input and output, calibrated on ``batches``."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = batches
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+
+
+def _convert(converter: tf.lite.TFLiteConverter, what: str) -> bytes:
+    try:
+        return converter.convert()
+    except Exception as exc:  # the converter raises many types; report one line
+        raise SiamfaceError(f"TFLite conversion of {what} failed: {str(exc).splitlines()[0]}") from None
 
 
 def _full_pixel_range(images: Iterable[np.ndarray]) -> Iterator[list[np.ndarray]]:
@@ -85,18 +94,12 @@ def _check_pixel_input(tflite: bytes, variant: str) -> None:
 
 def convert_texture_net(net: keras.Model, full_integer: bool,
                         representative: Callable[[], Iterable[np.ndarray]] | None = None) -> bytes:
-    """The texture identity network (training.texture_id) as TFLite: one (1, H, W, 4) map in,
-    ``embedding`` out; full-integer int8 (float maps quantised by the runtime) for int8 bundles."""
+    """The texture identity network (training.texture_id) as TFLite: one (1, H, W, C) map in
+    (UnwrapTable.expand's), ``embedding`` out; full-integer int8 (float maps quantised by the
+    runtime) for int8 bundles."""
     maps = keras.Input(net.input_shape[1:], batch_size=1, name="texture")
     model = keras.Model(maps, keras.layers.Activation("linear", name="embedding", dtype="float32")(net(maps)))
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if full_integer:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([np.asarray(m, np.float32)[None]] for m in representative())
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    try:
-        return converter.convert()
-    except Exception as exc:  # the converter raises many types; report one line
-        raise SiamfaceError(f"TFLite conversion of the texture network failed: {str(exc).splitlines()[0]}") from None
+        _full_integer(converter, lambda: ([np.asarray(m, np.float32)[None]] for m in representative()))
+    return _convert(converter, "the texture network")
