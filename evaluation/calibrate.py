@@ -22,14 +22,14 @@ from siamface.edge_runtime.errors import SiamfaceError
 from siamface.edge_runtime.provenance import utc_now
 from siamface.edge_runtime.reconstructor import Reconstructor, ReconstructorOptions
 from siamface.evaluation.eval_data import NO_FACE
-from siamface.evaluation.pair_files import read_lfw_pairs, read_pairs_csv
+from siamface.evaluation.pair_files import photo_units, read_lfw_pairs, read_pairs_csv
 from siamface.export.calibration import check_measurable, every_pair, operating_point, pair_scores
 from siamface.training.data.real_formats import IdentityFolderLoader, SampleError, read_image
 
 @dataclass
 class PairSet:
     """Photos and the pairs over them (indices into ``photos``); ``units``: each photo's independent unit
-    for the rates' intervals (its person in a folder of people, itself in a pairs file)."""
+    for the rates' intervals (its person; in a pairs file its folder where the folders are people, else itself)."""
 
     photos: list[Path]
     i: np.ndarray
@@ -47,7 +47,7 @@ def open_pairs(data: str | os.PathLike, images: str | os.PathLike | None = None)
         photos = list(dict.fromkeys(p for pair in pairs for p in pair[:2]))
         index = {p: k for k, p in enumerate(photos)}
         return PairSet(photos, np.array([index[p.path_a] for p in pairs]), np.array([index[p.path_b] for p in pairs]),
-                       np.array([p.same for p in pairs], bool), np.arange(len(photos)))
+                       np.array([p.same for p in pairs], bool), photo_units(photos, pairs))
     if data.is_dir():
         entries = IdentityFolderLoader(data).entries
         people = np.array([e.identity for e in entries])

@@ -39,6 +39,7 @@ class EvalSet:
     refine: PhotoCrops | None = None  # set: each model refines the crops as the device does
     real: bool = False         # photos of real people: reports give the count and "measure only"
     landmarks: str | None = None  # synthetic sets: the landmark definition their labels follow
+    units: np.ndarray | None = None  # pairs files: each photo's independent unit (pair_files.photo_units)
 
 
 def synthetic_split(root: str | Path, split: str = "test", limit: int | None = None) -> EvalSet:
@@ -196,7 +197,7 @@ def pairs_file(path: str | Path, size: int, images: str | Path | None = None,
     """LFW ``pairs.txt`` (images under ``images``, default its folder) or a CSV ``file_a,file_b,same``:
     exactly the listed pairs, in file order so the 10-fold accuracy follows LFW's folds; a pair
     with an unusable photo is dropped (the name says how many were kept)."""
-    from siamface.evaluation.pair_files import read_lfw_pairs, read_pairs_csv
+    from siamface.evaluation.pair_files import photo_units, read_lfw_pairs, read_pairs_csv
 
     path = Path(path)
     pairs = read_pairs_csv(path) if path.suffix.lower() == ".csv" else read_lfw_pairs(path, images)
@@ -209,7 +210,8 @@ def pairs_file(path: str | Path, size: int, images: str | Path | None = None,
     listed = (np.array([index[p.path_a] for p in kept]), np.array([index[p.path_b] for p in kept]),
               np.array([p.same for p in kept]))
     return EvalSet(f"pairs {path.name} ({len(kept)} of {len(pairs)} pairs)", np.stack(crops),
-                   GroundTruth(None, None, pairs=listed), skipped, used if box is None else None, real=True)
+                   GroundTruth(None, None, pairs=listed), skipped, used if box is None else None, real=True,
+                   units=photo_units(used.paths, kept))
 
 
 def _has_pts(path: Path) -> bool:

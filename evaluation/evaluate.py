@@ -85,7 +85,9 @@ def evaluate(predictor: Predictor, data: EvalSet, batch: int = 64, progress: boo
 
 def pair_units(data: EvalSet, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The independent units behind each pair, for the intervals of evaluation.differences: the
-    people of its two photos, or the photos themselves when the set names no people (a pairs file)."""
+    people of its two photos, or a pairs file's units (its folders where they are people, else the photos)."""
+    if data.units is not None:
+        return data.units[i], data.units[j]
     if data.truth.identity is None:
         return i, j
     people = np.unique(data.truth.identity, return_inverse=True)[1]

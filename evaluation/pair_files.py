@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
+
+import numpy as np
 
 from siamface.edge_runtime.errors import SiamfaceError
 
@@ -92,3 +94,16 @@ def read_pairs_csv(path: str | os.PathLike) -> list[Pair]:
     if not pairs:
         raise SiamfaceError(f"pairs CSV {path} holds no pairs: add lines file_a,file_b,same")
     return pairs
+
+
+def photo_units(photos: Sequence[Path], pairs: Sequence[Pair]) -> np.ndarray:
+    """Each photo's independent unit for the intervals (0..n-1): its folder where the folders are the
+    people (LFW's layout; every same pair within a folder, every different pair across two, two
+    folders or more), else the photo itself. Two photos of one person are not independent draws: an
+    interval over photos would be too narrow."""
+    folders = [p.parent for p in photos]
+    index = {p: k for k, p in enumerate(photos)}
+    people = all((folders[index[p.path_a]] == folders[index[p.path_b]]) == p.same for p in pairs)
+    if not people or len(set(folders)) < 2:
+        return np.arange(len(photos))
+    return np.unique([str(f) for f in folders], return_inverse=True)[1]

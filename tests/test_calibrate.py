@@ -114,7 +114,8 @@ def test_every_pair_counts_all_different_pairs():
 
 
 def test_open_pairs_reads_folders_csv_and_lfw_pairs(tmp_path):
-    """A people folder gives every pair; a CSV or LFW pairs.txt gives exactly its listed pairs, each photo once."""
+    """A people folder gives every pair; a CSV or LFW pairs.txt gives exactly its listed pairs, each photo once,
+    and each photo's unit for the intervals: its folder where the folders are the people, else itself."""
     for name, count in (("ann", 2), ("bo", 1), ("cy", 2)):
         (tmp_path / "lfw" / name).mkdir(parents=True)
         for k in range(1, count + 1):
@@ -129,6 +130,14 @@ def test_open_pairs_reads_folders_csv_and_lfw_pairs(tmp_path):
                                                "bo_0001.jpg"]
     assert listed.i.tolist() == [0, 2, 0, 4] and listed.j.tolist() == [1, 3, 4, 3]
     assert listed.same.tolist() == [True, True, False, False]
+    assert listed.units.tolist() == [0, 0, 2, 2, 1]      # LFW's folders are its people: intervals over people
+    (tmp_path / "lfw" / "pairs.csv").write_text("ann/ann_0001.jpg,cy/cy_0001.jpg,1\nann/ann_0002.jpg,bo/bo_0001.jpg,0\n")
+    assert open_pairs(tmp_path / "lfw" / "pairs.csv").units.tolist() == [0, 1, 2, 3]  # a same pair across folders
+    (tmp_path / "flat").mkdir()
+    for k in range(3):
+        (tmp_path / "flat" / f"{k}.jpg").write_bytes(b"")
+    (tmp_path / "flat" / "pairs.csv").write_text("0.jpg,1.jpg,1\n1.jpg,2.jpg,0\n")
+    assert open_pairs(tmp_path / "flat" / "pairs.csv").units.tolist() == [0, 1, 2]  # one folder: each photo its own
     with pytest.raises(SiamfaceError, match="--data .*nowhere does not exist"):
         open_pairs(tmp_path / "nowhere")
 

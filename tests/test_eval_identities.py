@@ -149,9 +149,12 @@ def test_pairs_csv_scores_exactly_the_listed_pairs(people, truth_predictor):
     assert listed(eval_set, people) == pairs                      # in file order; the broken pair dropped
     assert eval_set.name == "pairs pairs.csv (12 of 13 pairs)" and len(eval_set.crops) == 9
     assert eval_set.skipped == [(people["broken"], "unreadable image")]
-    result, _ = evaluate(truth_predictor, eval_set, progress=False)
+    result, curves = evaluate(truth_predictor, eval_set, progress=False)
     assert_perfect(result["verification_embedding"], n_same=6, n_diff=6)
     assert "n_identities" not in result and "rank1_shape" not in result  # pairs carry no identities
+    person = np.unique([p.parent.name for p in photos], return_inverse=True)[1]  # the folders are the people:
+    assert [u.tolist() for u in curves["units"]] == [[person[photos.index(a)] for a, _, _ in pairs],
+                                                      [person[photos.index(b)] for _, b, _ in pairs]]  # intervals over them
 
 
 def test_lfw_pairs_txt_with_an_images_root(people, truth_predictor, tmp_path):
