@@ -171,3 +171,13 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
 
 def config_to_dict(cfg: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def changed_settings(path: Path, cls: type[T], cfg: T, free: typing.Sequence[str] = ()) -> list[str]:
+    """The top-level settings of ``cfg`` that differ from the config a run recorded at ``path``
+    (none without a record), ``free`` ones aside: resuming with others would mix two runs. The record
+    is read as a ``cls``, so a setting added since it was written counts at its default."""
+    if not path.is_file():
+        return []
+    now, then = config_to_dict(cfg), config_to_dict(build_config(cls, json.loads(path.read_text()), str(path)))
+    return sorted(k for k in now if k not in free and now[k] != then[k])

@@ -8,7 +8,6 @@ and their config live in ``training.losses``.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Callable, Literal
@@ -25,7 +24,7 @@ from siamface.edge_runtime.params import ParamLayout, Whitening
 from siamface.edge_runtime.provenance import package_versions, utc_now
 from siamface.training.checkpoint import (load_checkpoint, load_head, parent_record, read_float_checkpoint_meta,
                                          save_checkpoint)
-from siamface.training.config_io import Range, build_config, config_to_dict
+from siamface.training.config_io import Range, build_config, changed_settings, config_to_dict
 from siamface.training.data.dataset import Dataset, SplitData, merge_splits
 from siamface.training.distribute import current_cluster, distribute
 from siamface.training.face_model import check_same_face_model, load_training_face_model
@@ -303,13 +302,9 @@ def _check_resume(out: Path, cfg: TrainConfig, write: bool = True) -> None:
     config when ``write`` (the chief of a cluster)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "train_config.json"
-    current = config_to_dict(cfg)
-    if path.is_file():  # keys added since that run count with their defaults
-        saved = config_to_dict(build_config(TrainConfig, json.loads(path.read_text()), str(path)))
-        free = ("steps", "checkpoint_every")   # how far and how often to save, not what is trained
-        comparable = {k: v for k, v in current.items() if k not in free}
-        if {k: v for k, v in saved.items() if k not in free} != comparable:
-            raise SiamfaceError(f"{out} holds a run with a different config ({path}): use another --out "
-                                f"or delete that folder")
+    # how far and how often to save, not what is trained, may change
+    if changed_settings(path, TrainConfig, cfg, free=("steps", "checkpoint_every")):
+        raise SiamfaceError(f"{out} holds a run with a different config ({path}): use another --out "
+                            f"or delete that folder")
     if write:
-        atomic_write_json(path, current)
+        atomic_write_json(path, config_to_dict(cfg))

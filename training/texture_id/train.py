@@ -28,7 +28,7 @@ from siamface.edge_runtime.morphable_model import file_sha256
 from siamface.edge_runtime.normalise import l2_normalize
 from siamface.edge_runtime.provenance import package_versions, utc_now
 from siamface.edge_runtime.unwrap import UnwrapTable
-from siamface.training.config_io import Range, build_config, config_to_dict
+from siamface.training.config_io import Range, changed_settings, config_to_dict
 from siamface.training.data.dataset import Dataset, SplitData, merge_splits, whole_people
 from siamface.training.data.render_model import render_model_path
 from siamface.training.data.texture import face_unwrap_table
@@ -97,16 +97,11 @@ def validation_eer(net: keras.Model, maps: np.ndarray, identity: np.ndarray) -> 
 
 
 def _check_resume(out: Path, cfg: TextureIdConfig) -> None:
-    saved = out / "config.json"
-    mine = {k: v for k, v in config_to_dict(cfg).items() if k != "steps"}
-    if saved.is_file():  # read as a config: a setting added since the run began counts at its default
-        theirs = config_to_dict(build_config(TextureIdConfig, json.loads(saved.read_text()), str(saved)))
-        theirs = {k: v for k, v in theirs.items() if k != "steps"}
-        if theirs != mine:
-            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise SiamfaceError(f"{out} was started with another config ({', '.join(changed)} differ): "
-                                f"pass a new --out, or the same settings to resume")
-    atomic_write_json(saved, config_to_dict(cfg))
+    changed = changed_settings(out / "config.json", TextureIdConfig, cfg, free=("steps",))
+    if changed:
+        raise SiamfaceError(f"{out} was started with another config ({', '.join(changed)} differ): "
+                            f"pass a new --out, or the same settings to resume")
+    atomic_write_json(out / "config.json", config_to_dict(cfg))
 
 
 def train_texture_id(cfg: TextureIdConfig, out: str | Path, progress: bool = True) -> dict:
